@@ -1,0 +1,87 @@
+# The map of the pipeline:
+#
+#   venv ─► data ─► train-<experiment> … ─► train-all        (experiments and datasets: params.yaml)
+#                          │
+#                          └─► mlruns/ (MLflow store) ─► ui
+#
+# Every stage is a file target: a rerun with nothing changed trains nothing, and changing one
+# experiment's params retrains that experiment only. `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+STORE_STAMP := mlruns/.initialized
+# Code every experiment depends on; a family's own module is added per experiment.
+CORE_CODE := $(filter-out pipeline/cli.py pipeline/stages.py pipeline/ui.py pipeline/data.py,$(wildcard pipeline/*.py))
+TRAIN_FLAGS ?=
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv data train-all store ui test lint clean lock
+
+help: ## show this help
+	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
+	@echo
+	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | \
+		awk -F'\t' '{printf "  make %-22s %s\n", $$1, $$2}'
+	@echo
+	@echo "  One experiment with overrides:  $(PY) -m pipeline train cnn-same --set train.epochs=5"
+	@echo "  Experiments in params.yaml:     $(PY) -m pipeline list"
+
+# ---------------------------------------------------------------------------- set-up
+venv: $(VENV_STAMP) ## create .venv from pyproject.toml (pinned by requirements.lock)
+
+$(VENV_STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $@
+
+lock: $(VENV_STAMP) ## regenerate requirements.lock from the current .venv
+	@{ sed -n '1,2p' requirements.lock; $(PY) -m pip freeze --exclude-editable; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock && echo "requirements.lock updated"
+
+# ---------------------------------------------------------------------------- pipeline stages
+# The per-dataset and per-experiment rules are generated from params.yaml (and regenerated
+# whenever it changes); only the goals that need them read them.
+ifneq ($(filter data data-% train-% train-all,$(MAKECMDGOALS)),)
+include .build/pipeline.mk
+endif
+
+.build/pipeline.mk: params.yaml pipeline/stages.py pipeline/config.py pipeline/models/__init__.py | $(VENV_STAMP)
+	@$(PY) -m pipeline makefile --out $@
+
+data: $(VENV_STAMP) $(addsuffix /manifest.json,$(addprefix data/processed/,$(DATASETS))) ## validate, split and cache every dataset in params.yaml
+
+train-%: $(VENV_STAMP) ## train one experiment, e.g. make train-cnn-same (skipped when up to date)
+	@# only reached for names params.yaml does not define: the pipeline says which exist
+	$(PY) -m pipeline train $*
+
+train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in params.yaml (only what changed)
+	@echo "train-all: $(words $(EXPERIMENTS)) experiments up to date · browse them with: make ui"
+
+store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
+
+$(STORE_STAMP): | $(VENV_STAMP)
+	$(PY) -m pipeline init-store
+	@touch $@
+
+ui: $(VENV_STAMP) ## serve the MLflow UI on 127.0.0.1:5000 and print links to each task's runs
+	$(PY) -m pipeline ui --port $${PORT:-5000}
+
+# ---------------------------------------------------------------------------- quality
+test: $(VENV_STAMP) ## run the test suite (what .ci/run calls)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV_STAMP) ## ruff check
+	$(PY) -m ruff check pipeline tests
+
+clean: ## remove generated data, the local MLflow store, reports and build stamps (keeps .venv)
+	rm -rf .build data/processed mlruns reports

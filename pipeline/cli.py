@@ -1,0 +1,160 @@
+"""`python -m pipeline <command>`: a thin CLI over the stage modules.
+
+Exit codes: 0 success · 2 user error (bad input or config; one line, no traceback) · 1 anything else.
+Heavy imports (TensorFlow, MLflow) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline import __version__
+from pipeline.errors import PipelineError
+
+EPILOG = """examples:
+  python -m pipeline list
+  python -m pipeline data digits
+  python -m pipeline train cnn-same --set train.epochs=5 --set model.padding=valid
+  make train-all        # every experiment in params.yaml, skipping what is up to date
+"""
+
+
+def cmd_train(args) -> int:
+    from pipeline import config
+
+    # name, dataset and family errors answer at once, before TensorFlow's ~6 s import
+    config.resolve_experiment(config.load_params(), args.experiment, args.set)
+    from pipeline import train
+
+    if args.quiet:
+        train.PROGRESS = 0
+    train.run(args.experiment, args.set)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from pipeline import data
+
+    return data.main(args.datasets, force=args.force)
+
+
+def cmd_list(args) -> int:
+    from pipeline import config
+
+    params = config.load_params()
+    print(f"{'experiment':<20} {'task (MLflow experiment)':<26} {'family':<10} dataset")
+    for name in config.experiment_names(params):
+        exp = config.resolve_experiment(params, name)
+        print(f"{name:<20} {exp.task:<26} {exp.family:<10} {exp.dataset}")
+    return 0
+
+
+def cmd_init_store(args) -> int:
+    from pipeline import config, tracking
+
+    params = config.load_params()
+    tasks = sorted({config.resolve_experiment(params, n).task for n in config.experiment_names(params)})
+    uri = tracking.init_store(tasks)
+    print(f"tracking store ready: {uri} ({len(tasks)} experiments)")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from pipeline import ui
+
+    return ui.main(args.host, args.port, args.links_only)
+
+
+def cmd_makefile(args) -> int:
+    from pipeline import stages
+
+    stages.write_makefile(args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Keras 3 / TensorFlow deep-learning pipeline with MLflow tracking. "
+        "Every knob lives in params.yaml.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    p = sub.add_parser(
+        "train",
+        help="train one experiment of params.yaml, tracked in MLflow",
+        description="Train and evaluate one experiment in one MLflow run.",
+    )
+    p.add_argument("experiment", help="experiment name in params.yaml (see `list`)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param for this run, dotted as in params.yaml (repeatable), "
+        "e.g. --set train.epochs=5",
+    )
+    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "data",
+        help="prepare datasets into data/processed/ (skips unchanged ones)",
+        description="Validate, split, hash and cache datasets of params.yaml.",
+    )
+    p.add_argument("datasets", nargs="*", help="dataset names (default: all)")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser(
+        "list",
+        help="list the experiments of params.yaml",
+        description="List experiments with their MLflow experiment, family and dataset.",
+    )
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "init-store",
+        help="create the tracking store's schema and experiments once",
+        description="Create/upgrade the MLflow store and its experiments (before parallel runs).",
+    )
+    p.set_defaults(func=cmd_init_store)
+
+    p = sub.add_parser(
+        "ui",
+        help="print direct links to each task's runs and serve the MLflow UI",
+        description="Serve the MLflow UI on the default store (127.0.0.1 unless --host).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    p.add_argument("--links-only", action="store_true", help="print the links and exit")
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser(
+        "makefile",
+        help="(used by make) write the stage graph generated from params.yaml",
+        description="Write the make rules for every dataset and experiment in params.yaml.",
+    )
+    p.add_argument("--out", default=".build/pipeline.mk", help="output file (default: .build/pipeline.mk)")
+    p.set_defaults(func=cmd_makefile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""params.yaml: loading, `--set` overrides, and strict validation against typed schemas.
+
+Every knob lives in params.yaml; code holds the *shape* of each section (a dataclass, no
+defaults), so a misspelt or missing key is an error that names the key and where it is.
+This module imports neither TensorFlow nor MLflow: `make` and `pipeline data` stay fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import UserError
+
+PARAMS_FILE = "params.yaml"
+
+
+def project_root() -> Path:
+    """The folder holding params.yaml, data/ and mlruns/ (PIPELINE_ROOT, else the cwd)."""
+    return Path(os.environ.get("PIPELINE_ROOT") or os.getcwd()).resolve()
+
+
+def params_path() -> Path:
+    return Path(os.environ.get("PIPELINE_PARAMS") or project_root() / PARAMS_FILE)
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    """The `train:` section shared by every Keras model family."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: Literal["adam", "sgd", "rmsprop", "adamw"]
+    patience: int  # EarlyStopping on val_loss; best weights restored
+    seed: int
+    limit: int | None  # use at most this many training examples (quick tries, tests)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedParams:
+    """The `train:` section of non-Keras baselines: they have no epochs or optimiser."""
+
+    seed: int
+    limit: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One named experiment of params.yaml, resolved (defaults merged, overrides applied)."""
+
+    name: str
+    task: str  # the MLflow experiment its runs go to
+    family: str
+    dataset: str
+    description: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+    extra: dict[str, Any]  # family-specific top-level keys (validated by the family)
+    raw: dict[str, Any]  # the resolved mapping, as logged to MLflow
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()
+
+
+TOP_LEVEL = ("data", "defaults", "experiments", "retrain")
+EXPERIMENT_KEYS = {"task", "family", "dataset", "description", "model", "train"}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_params(path: Path | None = None) -> dict[str, Any]:
+    path = path or params_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: parameter file not found") from None
+    try:
+        params = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}{where}: {problem}") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    unknown = set(params) - set(TOP_LEVEL)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise UserError(f"{path}: unknown top-level key '{key}'{suggest(key, TOP_LEVEL)}")
+    for section in ("data", "experiments"):
+        if not isinstance(params.get(section), dict) or not params[section]:
+            raise UserError(f"{path}: section '{section}' is missing or empty")
+    return params
+
+
+def experiment_names(params: dict[str, Any]) -> list[str]:
+    return list(params["experiments"])
+
+
+def dataset_names(params: dict[str, Any]) -> list[str]:
+    return list(params["data"])
+
+
+def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] | None = None) -> Experiment:
+    experiments = params["experiments"]
+    if name not in experiments:
+        raise UserError(
+            f"unknown experiment '{name}' in {PARAMS_FILE}{suggest(name, experiments)}; "
+            f"known: {', '.join(experiments)}"
+        )
+    entry = experiments[name]
+    where = f"experiments.{name}"
+    if not isinstance(entry, dict):
+        raise UserError(f"{PARAMS_FILE}: {where} must be a mapping")
+    resolved = copy.deepcopy(entry)
+    for key, value in (params.get("defaults") or {}).items():
+        # defaults fill gaps only; a family's schema later rejects what it cannot use,
+        # so defaults are merged for the sections an experiment already has or needs.
+        if isinstance(value, dict):
+            section = resolved.setdefault(key, {})
+            for k, v in value.items():
+                section.setdefault(k, copy.deepcopy(v))
+        else:
+            resolved.setdefault(key, copy.deepcopy(value))
+    for override in overrides or []:
+        apply_override(resolved, override, where)
+    for key in ("task", "family", "dataset"):
+        if not isinstance(resolved.get(key), str):
+            raise UserError(f"{PARAMS_FILE}: {where}.{key} is missing (a name is required)")
+    if resolved["dataset"] not in params["data"]:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.dataset '{resolved['dataset']}' is not defined under data:"
+            f"{suggest(resolved['dataset'], params['data'])}"
+        )
+    for key in ("model", "train"):
+        if not isinstance(resolved.setdefault(key, {}), dict):
+            raise UserError(f"{PARAMS_FILE}: {where}.{key} must be a mapping")
+    return Experiment(
+        name=name,
+        task=resolved["task"],
+        family=resolved["family"],
+        dataset=resolved["dataset"],
+        description=str(resolved.get("description", "")),
+        model=resolved["model"],
+        train=resolved["train"],
+        extra={k: v for k, v in resolved.items() if k not in EXPERIMENT_KEYS},
+        raw=resolved,
+    )
+
+
+def apply_override(mapping: dict[str, Any], override: str, where: str) -> None:
+    """Apply one `--set a.b.c=value` (value parsed as YAML) to a nested mapping."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set '{override}': expected key=value, e.g. --set train.epochs=5")
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        raise UserError(f"--set '{override}': value is not valid YAML") from None
+    parts = key.split(".")
+    node = mapping
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            dotted = ".".join(parts[: i + 1])
+            raise UserError(f"--set '{override}': {where}.{dotted} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def parse_section(
+    schema: type, mapping: dict[str, Any] | None, where: str, drop_unknown: frozenset[str] = frozenset()
+):
+    """Build `schema` (a dataclass) from `mapping`, naming any unknown, missing or mistyped key.
+
+    Keys in `drop_unknown` are ignored when the schema lacks them (shared defaults such as
+    `train.epochs` that a non-Keras baseline has no use for).
+    """
+    mapping = dict(mapping or {})
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in list(mapping):
+        if key not in fields:
+            if key in drop_unknown:
+                del mapping[key]
+                continue
+            raise UserError(f"{PARAMS_FILE}: unknown key '{where}.{key}'{suggest(key, fields)}")
+    hints = typing.get_type_hints(schema)
+    for name in fields:
+        if name not in mapping:
+            raise UserError(f"{PARAMS_FILE}: missing key '{where}.{name}'")
+        mapping[name] = check_type(mapping[name], hints[name], f"{where}.{name}")
+    return schema(**mapping)
+
+
+def check_type(value: Any, hint: Any, where: str) -> Any:
+    """Check `value` against a simple type hint; return it (ints widened to float, lists to tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return check_type(value, option, where)
+            except UserError:
+                continue
+        raise UserError(f"{PARAMS_FILE}: {where} = {value!r} is not {_describe(hint)}")
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+    elif origin is Literal:
+        if value in args:
+            return value
+        raise UserError(f"{PARAMS_FILE}: {where} = {value!r} is not one of {', '.join(map(repr, args))}")
+    elif origin in (list, tuple):
+        if isinstance(value, list | tuple):
+            item = args[0] if args else Any
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                if len(value) != len(args):
+                    raise UserError(f"{PARAMS_FILE}: {where} = {value!r} needs {len(args)} items")
+                return tuple(
+                    check_type(v, a, f"{where}[{i}]")
+                    for i, (v, a) in enumerate(zip(value, args, strict=True))
+                )
+            return tuple(check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    elif origin is dict:
+        if isinstance(value, dict):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise UserError(f"{PARAMS_FILE}: {where} = {value!r} is not {_describe(hint)}")
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (list, tuple):
+        return "a list" + (f" of {_describe(args[0])}" if args else "")
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'model': {'filters': [32]}} -> {'model.filters': [32]}: MLflow param names."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,518 @@
+"""Data-prep stage: load a source, validate it, split it deterministically, hash it, cache it.
+
+Sources (the `source:` key of a `data:` entry in params.yaml):
+  sklearn-digits   scikit-learn's bundled 8x8 digit images (offline)
+  statsmodels-co2  statsmodels' bundled weekly Mauna Loa CO2 series (offline)
+  image-folder     your images, one sub-folder per class, any format Pillow reads
+  csv-table        your CSV of numeric feature columns and a `target` label column
+  csv-series       your CSV of a date column and a value column
+
+Output: data/processed/<dataset>/manifest.json and the arrays it names (arrays-<sha>.npz).
+The manifest is replaced last and atomically, so an interrupted run leaves the previous
+version intact. Images are float32 in [0, 1], shaped (N, H, W, C). TensorFlow is not
+imported here: preparing data stays fast and `make` can decide without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline import atomic
+from pipeline.config import PARAMS_FILE, dataset_names, load_params, parse_section, project_root, suggest
+from pipeline.errors import UserError
+
+# Bump when the processing below changes what a source turns into: it invalidates caches.
+PREP_VERSION = 1
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+# --------------------------------------------------------------------------- source schemas
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitsSource:
+    source: Literal["sklearn-digits"]
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFolderSource:
+    source: Literal["image-folder"]
+    path: str  # one sub-folder per class
+    image_size: tuple[int, int]  # (height, width) every image is resized to
+    color_mode: Literal["grayscale", "rgb"]
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvTableSource:
+    source: Literal["csv-table"]
+    path: str
+    target: str  # label column; every other column is a numeric feature
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Co2Source:
+    source: Literal["statsmodels-co2"]
+    val_fraction: float
+    test_fraction: float
+    fill: Literal["time", "linear", "ffill"]  # how gaps are filled
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvSeriesSource:
+    source: Literal["csv-series"]
+    path: str
+    date_column: str
+    value_column: str
+    val_fraction: float
+    test_fraction: float
+    fill: Literal["time", "linear", "ffill"]
+
+
+SOURCES = {
+    "sklearn-digits": DigitsSource,
+    "image-folder": ImageFolderSource,
+    "csv-table": CsvTableSource,
+    "statsmodels-co2": Co2Source,
+    "csv-series": CsvSeriesSource,
+}
+
+
+def parse_source(name: str, entry: Any):
+    where = f"data.{name}"
+    if not isinstance(entry, dict) or "source" not in entry:
+        raise UserError(f"{PARAMS_FILE}: {where} needs a 'source' ({', '.join(SOURCES)})")
+    schema = SOURCES.get(entry["source"])
+    if schema is None:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.source '{entry['source']}' is unknown; use one of {', '.join(SOURCES)}"
+        )
+    spec = parse_section(schema, entry, where)
+    if not (
+        0 <= spec.val_fraction < 1
+        and 0 < spec.test_fraction < 1
+        and spec.val_fraction + spec.test_fraction < 1
+    ):
+        raise UserError(
+            f"{PARAMS_FILE}: {where}: val_fraction and test_fraction must be in [0, 1) and sum below 1"
+        )
+    return spec
+
+
+# --------------------------------------------------------------------------- the prepared dataset
+
+
+@dataclasses.dataclass
+class Dataset:
+    name: str
+    manifest: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["sha256"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest.get("class_names", [])
+
+    def xy(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.arrays[f"x_{split}"], self.arrays[f"y_{split}"]
+
+    @property
+    def path(self) -> Path:
+        return processed_dir(self.name) / self.manifest["arrays"]
+
+
+def processed_dir(name: str) -> Path:
+    return project_root() / "data" / "processed" / name
+
+
+def content_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over names, dtypes, shapes and bytes: independent of the file format's metadata."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- sources → raw data
+
+
+def _digits_raw():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[..., np.newaxis]  # 0..16 → [0, 1]
+    return x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names]
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else project_root() / p
+
+
+def _hash_files(files: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(root)).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def _scan_image_folder(spec: ImageFolderSource, name: str) -> tuple[Path, list[tuple[Path, list[Path]]]]:
+    root = _resolve(spec.path)
+    if not root.is_dir():
+        raise UserError(f"data.{name}.path: image folder '{spec.path}' does not exist ({root})")
+    classes = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            raise UserError(f"{entry}: stray file; expected only one sub-folder per class in {root}")
+        files = sorted(f for f in entry.iterdir() if not f.name.startswith("."))
+        if not files:
+            raise UserError(f"{entry}: class folder '{entry.name}' has no images")
+        classes.append((entry, files))
+    if len(classes) < 2:
+        raise UserError(
+            f"{root}: found {len(classes)} class folder(s); need at least 2 (one sub-folder per class)"
+        )
+    return root, classes
+
+
+def _read_image(path: Path, spec: ImageFolderSource) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, so truncated files fail here
+            img = img.convert("L" if spec.color_mode == "grayscale" else "RGB")
+            img = img.resize((spec.image_size[1], spec.image_size[0]), Image.Resampling.BILINEAR)
+            pixels = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"corrupt image ({exc})"
+        raise UserError(f"{path}: {reason}") from None
+    return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def _image_folder_raw(spec: ImageFolderSource, name: str):
+    _, classes = _scan_image_folder(spec, name)
+    xs, ys = [], []
+    for label, (_, files) in enumerate(classes):
+        for f in files:
+            xs.append(_read_image(f, spec))
+            ys.append(label)
+    return np.stack(xs), np.asarray(ys, dtype=np.int64), [folder.name for folder, _ in classes]
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: CSV file does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+
+
+def _numeric_column(frame, column: str, path: Path, allow_missing: bool):
+    import pandas as pd
+
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if not allow_missing:
+        bad |= frame[column].isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raw = frame[column].iloc[row]
+        what = "an empty value" if pd.isna(raw) else f"non-numeric value {str(raw)!r}"
+        raise UserError(f"{path}: column '{column}' line {row + 2} has {what}")
+    return values.to_numpy(dtype=np.float64)
+
+
+def _csv_table_raw(spec: CsvTableSource):
+    path = _resolve(spec.path)
+    frame = _read_csv(path)
+    if spec.target not in frame.columns:
+        raise UserError(
+            f"{path}: target column '{spec.target}' not found (columns: {', '.join(map(str, frame.columns))})"
+        )
+    features = [c for c in frame.columns if c != spec.target]
+    if not features or len(frame) == 0:
+        raise UserError(f"{path}: needs at least one feature column and one row")
+    x = np.stack([_numeric_column(frame, c, path, allow_missing=False) for c in features], axis=1)
+    labels = frame[spec.target].astype(str)
+    class_names = sorted(labels.unique())
+    y = labels.map({c: i for i, c in enumerate(class_names)}).to_numpy(dtype=np.int64)
+    return x.astype(np.float32), y, class_names, features
+
+
+def _series_frame(dates, values, where: str, fill: str):
+    """Validate a (date, value) series and fill its gaps; returns a pandas Series on a DatetimeIndex."""
+    import pandas as pd
+
+    index = pd.DatetimeIndex(dates)
+    if index.has_duplicates:
+        raise UserError(f"{where}: duplicate date {index[index.duplicated()][0].date()}")
+    if not index.is_monotonic_increasing:
+        pos = int(np.flatnonzero(np.diff(index.asi8) < 0)[0]) + 1
+        raise UserError(f"{where}: dates are not in increasing order at {index[pos].date()} (line {pos + 2})")
+    series = pd.Series(values, index=index, dtype=np.float64)
+    if series.notna().sum() < 2:
+        raise UserError(f"{where}: fewer than 2 numeric values")
+    series = series.ffill() if fill == "ffill" else series.interpolate(method=fill)
+    return series.bfill()  # a leading gap takes the first observed value
+
+
+def _co2_raw(spec: Co2Source):
+    import statsmodels.api as sm
+
+    frame = sm.datasets.co2.load_pandas().data  # weekly, 1958-2001, with gaps
+    return _series_frame(frame.index, frame["co2"].to_numpy(), "statsmodels co2", spec.fill), int(
+        frame["co2"].isna().sum()
+    )
+
+
+def _csv_series_raw(spec: CsvSeriesSource):
+    import pandas as pd
+
+    path = _resolve(spec.path)
+    frame = _read_csv(path)
+    for column in (spec.date_column, spec.value_column):
+        if column not in frame.columns:
+            raise UserError(
+                f"{path}: column '{column}' not found (columns: {', '.join(map(str, frame.columns))})"
+            )
+    dates = pd.to_datetime(frame[spec.date_column], errors="coerce")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise UserError(
+            f"{path}: column '{spec.date_column}' line {row + 2} is not a date: "
+            f"{frame[spec.date_column].iloc[row]!r}"
+        )
+    values = _numeric_column(frame, spec.value_column, path, allow_missing=True)
+    gaps = int(np.isnan(values).sum())
+    return _series_frame(dates, values, f"{path}: column '{spec.date_column}'", spec.fill), gaps
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def stratified_split(x, y, val_fraction: float, test_fraction: float, seed: int, name: str):
+    """Train/val/test with the class proportions of y kept in each split, fixed by `seed`."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        x_rest, x_test, y_rest, y_test = train_test_split(
+            x, y, test_size=test_fraction, stratify=y, random_state=seed
+        )
+        if val_fraction > 0:
+            x_train, x_val, y_train, y_val = train_test_split(
+                x_rest,
+                y_rest,
+                test_size=val_fraction / (1 - test_fraction),
+                stratify=y_rest,
+                random_state=seed,
+            )
+        else:
+            x_train, y_train, x_val, y_val = x_rest, y_rest, x_rest[:0], y_rest[:0]
+    except ValueError as exc:
+        raise UserError(f"dataset '{name}': cannot split stratified ({exc})") from None
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_val": x_val,
+        "y_val": y_val,
+        "x_test": x_test,
+        "y_test": y_test,
+    }
+
+
+def chronological_split(series, val_fraction: float, test_fraction: float, name: str):
+    """Oldest part → train, then val, newest → test: no future leaks into training."""
+    n = len(series)
+    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+    n_train = n - n_val - n_test
+    if n_train < 2 or n_test < 1:
+        raise UserError(f"dataset '{name}': series of {n} points is too short to split")
+    dates = series.index.to_numpy().astype("datetime64[D]")
+    values = series.to_numpy(dtype=np.float64)
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    arrays = {}
+    for split, (a, b) in bounds.items():
+        arrays[f"dates_{split}"], arrays[f"values_{split}"] = dates[a:b], values[a:b]
+    return arrays
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _fingerprint(name: str, spec) -> tuple[str, str]:
+    """(cache key, source description), computed without decoding anything expensive."""
+    import sklearn
+    import statsmodels
+
+    if isinstance(spec, DigitsSource):
+        raw, detail = (
+            f"sklearn-{sklearn.__version__}",
+            f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})",
+        )
+    elif isinstance(spec, Co2Source):
+        raw, detail = (
+            f"statsmodels-{statsmodels.__version__}",
+            f"statsmodels.datasets.co2 (statsmodels {statsmodels.__version__})",
+        )
+    elif isinstance(spec, ImageFolderSource):
+        root, classes = _scan_image_folder(spec, name)
+        raw, detail = _hash_files([f for _, files in classes for f in files], root), str(root)
+    else:
+        path = _resolve(spec.path)
+        if not path.is_file():
+            raise UserError(f"data.{name}.path: CSV file '{spec.path}' does not exist ({path})")
+        raw, detail = hashlib.sha256(path.read_bytes()).hexdigest(), str(path)
+    payload = json.dumps([PREP_VERSION, dataclasses.asdict(spec), raw], sort_keys=True, default=list)
+    return hashlib.sha256(payload.encode()).hexdigest(), detail
+
+
+def _build(name: str, spec) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    info: dict[str, Any] = {}
+    if isinstance(spec, (DigitsSource, ImageFolderSource, CsvTableSource)):
+        if isinstance(spec, DigitsSource):
+            x, y, class_names = _digits_raw()
+            info["kind"] = "images"
+        elif isinstance(spec, ImageFolderSource):
+            x, y, class_names = _image_folder_raw(spec, name)
+            info["kind"] = "images"
+        else:
+            x, y, class_names, features = _csv_table_raw(spec)
+            info.update(kind="table", feature_names=features)
+        arrays = stratified_split(x, y, spec.val_fraction, spec.test_fraction, spec.seed, name)
+        info["class_names"] = class_names
+        info["class_counts"] = {
+            split: {
+                class_names[c]: int(n)
+                for c, n in zip(*np.unique(arrays[f"y_{split}"], return_counts=True), strict=True)
+            }
+            for split in SPLITS
+        }
+        info["split_seed"] = spec.seed
+        if info["kind"] == "images":
+            info["value_range"] = [0.0, 1.0]
+    else:
+        series, gaps = _co2_raw(spec) if isinstance(spec, Co2Source) else _csv_series_raw(spec)
+        arrays = chronological_split(series, spec.val_fraction, spec.test_fraction, name)
+        info.update(kind="series", filled_gaps=gaps, fill=spec.fill, split="chronological", split_seed=None)
+        info["date_range"] = {
+            s: [str(arrays[f"dates_{s}"][0]), str(arrays[f"dates_{s}"][-1])]
+            if len(arrays[f"dates_{s}"])
+            else []
+            for s in SPLITS
+        }
+    return arrays, info
+
+
+def prepare(
+    name: str, params: dict[str, Any] | None = None, force: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """Prepare one dataset; returns (manifest, whether anything was written)."""
+    params = params or load_params()
+    if name not in params["data"]:
+        raise UserError(
+            f"unknown dataset '{name}' in {PARAMS_FILE}{suggest(name, params['data'])}; "
+            f"known: {', '.join(params['data'])}"
+        )
+    spec = parse_source(name, params["data"][name])
+    cache_key, detail = _fingerprint(name, spec)
+    out = processed_dir(name)
+    current = read_manifest(name)
+    if not force and current and current.get("cache_key") == cache_key and (out / current["arrays"]).exists():
+        return current, False
+    arrays, info = _build(name, spec)  # validates everything before a byte is written
+    sha = content_hash(arrays)
+    manifest = {
+        "dataset": name,
+        "source": spec.source,
+        "source_detail": detail,
+        "params": dataclasses.asdict(spec),
+        **info,
+        "shapes": {k: list(v.shape) for k, v in arrays.items()},
+        "sha256": sha,
+        "arrays": f"arrays-{sha[:16]}.npz",
+        "cache_key": cache_key,
+        "prep_version": PREP_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write(name, arrays, manifest)
+    return manifest, True
+
+
+def write(name: str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
+    """Arrays first, manifest last (both atomic), then drop versions nothing points to."""
+    out = processed_dir(name)
+    target = out / manifest["arrays"]
+    if not target.exists():
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with atomic.atomic_open(target) as handle:
+            handle.write(buffer.getvalue())
+    atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+    for old in out.glob("arrays-*.npz"):
+        if old.name != manifest["arrays"]:
+            old.unlink(missing_ok=True)
+
+
+def read_manifest(name: str) -> dict[str, Any] | None:
+    path = processed_dir(name) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def load(name: str, params: dict[str, Any] | None = None) -> Dataset:
+    """Prepare when needed (a no-op when up to date), then load and verify the arrays."""
+    manifest, _ = prepare(name, params)
+    with np.load(processed_dir(name) / manifest["arrays"], allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if content_hash(arrays) != manifest["sha256"]:
+        raise UserError(
+            f"{processed_dir(name)}: arrays do not match the manifest's sha256; run `make data` again"
+        )
+    return Dataset(name, manifest, arrays)
+
+
+def main(names: list[str], force: bool = False) -> int:
+    params = load_params()
+    for name in names or dataset_names(params):
+        manifest, written = prepare(name, params, force=force)
+        state = "prepared" if written else "up to date"
+        shapes = ", ".join(
+            f"{k}{tuple(v)}" for k, v in manifest["shapes"].items() if k.startswith(("x_", "values_"))
+        )
+        print(f"data {name}: {state} · sha256 {manifest['sha256'][:12]} · {shapes}")
+    return 0

@@ -1,0 +1,92 @@
+"""A small convolutional network: Conv2D blocks (with batch normalisation), pooling, a dense head.
+
+`padding` is the lecture's knob:
+  "same"        keep the spatial size (Keras pads the extra row/column at the bottom/right)
+  "valid"       no padding: each k x k convolution shrinks the map by k - 1
+  "full"        pad k - 1 on every side: the map grows by k - 1 (PyTorch-style padding=k-1)
+  p or [ph, pw] explicit symmetric zero padding, as PyTorch's `padding=` argument
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import keras
+from keras import layers
+
+from pipeline.errors import UserError
+
+KIND = "keras"
+OBJECTIVE = "classification"
+
+Padding = Literal["same", "valid", "full"] | int | tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    filters: tuple[int, ...]  # one Conv2D per entry
+    kernel_size: int
+    strides: int
+    padding: Padding
+    activation: Literal["relu", "tanh", "gelu", "elu"]
+    batch_norm: bool  # BatchNormalization between each Conv2D and its activation
+    pooling: Literal["max", "avg", "none"]
+    pool_size: int
+    pool_every: int  # pool after every n-th Conv2D (0: once, after the last)
+    dropout: float  # before the dense head and before the output
+    dense_units: int
+
+
+def conv(x, filters: int, params: Params, index: int):
+    """Conv2D (+ BatchNorm) + activation; explicit/full padding is a ZeroPadding2D + 'valid'."""
+    padding = params.padding
+    if padding == "full":
+        padding = params.kernel_size - 1
+    if not isinstance(padding, str):
+        if min(padding if isinstance(padding, tuple) else (padding,)) < 0:
+            raise UserError(f"padding {params.padding!r} must not be negative")
+        x = layers.ZeroPadding2D(padding, name=f"pad{index}")(x)
+        padding = "valid"
+    x = layers.Conv2D(
+        filters,
+        params.kernel_size,
+        strides=params.strides,
+        padding=padding,
+        use_bias=not params.batch_norm,  # BatchNormalization's beta is the bias
+        name=f"conv{index}",
+    )(x)
+    if params.batch_norm:
+        x = layers.BatchNormalization(name=f"bn{index}")(x)
+    return layers.Activation(params.activation, name=f"{params.activation}{index}")(x)
+
+
+def pool(x, params: Params, index: int):
+    pooling = layers.MaxPooling2D if params.pooling == "max" else layers.AveragePooling2D
+    return pooling(params.pool_size, name=f"pool{index}")(x)
+
+
+def build(params: Params, spec) -> keras.Model:
+    if len(spec.input_shape) != 3:
+        raise UserError(f"cnn needs images (height, width, channels); dataset has shape {spec.input_shape}")
+    inputs = keras.Input(shape=spec.input_shape, name="image")
+    x = inputs
+    try:
+        for i, filters in enumerate(params.filters, start=1):
+            x = conv(x, filters, params, i)
+            last = i == len(params.filters)
+            every = params.pool_every
+            if params.pooling != "none" and ((every and i % every == 0) or (not every and last)):
+                x = pool(x, params, i)
+    except ValueError as exc:  # e.g. 'valid' shrank the map below the kernel
+        raise UserError(
+            f"cnn: the feature map {tuple(x.shape[1:])} is too small for layer {i} "
+            f"(padding {params.padding!r}, kernel {params.kernel_size}, strides {params.strides}): "
+            f"{str(exc).splitlines()[0][:160]}"
+        ) from None
+    x = layers.Flatten()(x)
+    x = layers.Dropout(params.dropout)(x)
+    x = layers.Dense(params.dense_units, activation=params.activation, name="dense")(x)
+    x = layers.Dropout(params.dropout)(x)
+    outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn")

@@ -1,0 +1,34 @@
+"""A multilayer perceptron: the baseline every other network has to beat.
+
+Flatten the input, then Dense + Dropout blocks, then a softmax over the classes.
+With `hidden_units: []` it is a single-layer perceptron (multinomial logistic regression).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import keras
+from keras import layers
+
+KIND = "keras"
+OBJECTIVE = "classification"
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    hidden_units: tuple[int, ...]  # one Dense layer per entry
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "elu"]
+    dropout: float  # after every hidden layer
+
+
+def build(params: Params, spec) -> keras.Model:
+    inputs = keras.Input(shape=spec.input_shape, name="image" if len(spec.input_shape) == 3 else "features")
+    x = layers.Flatten()(inputs)
+    for units in params.hidden_units:
+        x = layers.Dense(units, activation=params.activation)(x)
+        if params.dropout > 0:
+            x = layers.Dropout(params.dropout)(x)
+    outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="mlp")

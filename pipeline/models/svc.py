@@ -1,0 +1,31 @@
+"""A support-vector classifier on the flattened pixels: what a user would otherwise pick."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import SVC
+
+KIND = "sklearn"
+OBJECTIVE = "classification"
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    C: float
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"]
+    gamma: float | Literal["scale", "auto"]
+
+
+def build(params: Params, spec):
+    # calibrated probabilities give predict_proba, so test_loss is the log loss the networks report
+    svc = CalibratedClassifierCV(SVC(C=params.C, kernel=params.kernel, gamma=params.gamma), ensemble=False)
+    # flatten images with numpy itself, so the pickled model needs no code from this package
+    flatten = FunctionTransformer(np.reshape, kw_args={"shape": (-1, math.prod(spec.input_shape))})
+    return make_pipeline(flatten, svc)

@@ -1,0 +1,56 @@
+"""Figures logged with runs. Headless (Agg): no display is needed."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def training_curves(history: dict[str, list[float]], title: str):
+    """Loss and every other metric per epoch, train vs validation, one panel each."""
+    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="validation")
+        ax.set(title=name, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float):
+    size = max(4.0, 0.45 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set(
+        xticks=range(len(class_names)),
+        yticks=range(len(class_names)),
+        xticklabels=class_names,
+        yticklabels=class_names,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"test accuracy {accuracy:.4f}",
+    )
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(
+            j,
+            i,
+            int(count),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if count > threshold else "black",
+        )
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig

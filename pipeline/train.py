@@ -1,0 +1,223 @@
+"""The training core shared by every model family: data → model → fit → evaluate → log.
+
+`run()` trains one experiment of params.yaml inside one MLflow run; `fit()` is the Keras loop
+every network uses (seeded, EarlyStopping with best weights restored, TerminateOnNaN, per-epoch
+metrics to MLflow, Keras progress bars).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import sys  # noqa: E402
+import time
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+
+from pipeline import config, data, models, plots, tracking
+from pipeline.config import SeedParams, TrainParams, parse_section
+from pipeline.errors import PipelineError, UserError
+
+# Keras progress bars on a terminal, one line per epoch in logs (make -j, cron); --quiet sets 0.
+PROGRESS: int | str = "auto" if sys.stdout.isatty() else 2
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed → same weights, same shuffles, same metrics (deterministic TF ops on CPU)."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+
+
+def log_epoch(epoch: int, logs: dict | None) -> None:
+    if logs:
+        mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
+
+
+def fit(
+    model: keras.Model,
+    x,
+    y,
+    validation,
+    params: TrainParams,
+    loss,
+    metrics,
+    *,
+    learning_rate: float | None = None,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+    callbacks: tuple = (),
+) -> dict[str, list[float]]:
+    """Compile and fit; returns the Keras history. Raises PipelineError when the loss diverges."""
+    model.compile(
+        optimizer=make_optimizer(params.optimizer, learning_rate or params.learning_rate),
+        loss=loss,
+        metrics=metrics,
+    )
+    monitor = "val_loss" if validation is not None else "loss"
+    history = model.fit(
+        x,
+        y,
+        validation_data=validation,
+        epochs=initial_epoch + (epochs or params.epochs),
+        initial_epoch=initial_epoch,
+        batch_size=params.batch_size,
+        shuffle=True,
+        verbose=PROGRESS,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=params.patience, restore_best_weights=True
+            ),
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.LambdaCallback(on_epoch_end=log_epoch),
+            *callbacks,
+        ],
+    ).history
+    losses = history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise PipelineError(
+            f"training diverged: loss is {losses[-1]} at epoch {initial_epoch + len(losses)} "
+            f"(try a lower train.learning_rate than {learning_rate or params.learning_rate})"
+        )
+    return history
+
+
+def layer_table(model: keras.Model) -> str:
+    """CSV of every layer's parameters; Conv2D/Dense rows also show the formula's count."""
+    rows = ["layer,type,output_shape,params,expected_params"]
+    for layer in model.layers:
+        expected = ""
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            in_channels = layer.input.shape[-1]
+            expected = (kh * kw * in_channels + int(layer.use_bias)) * layer.filters
+        elif isinstance(layer, keras.layers.Dense):
+            expected = (layer.input.shape[-1] + int(layer.use_bias)) * layer.units
+        shape = "x".join(str(d) for d in layer.output.shape[1:])
+        rows.append(f"{layer.name},{type(layer).__name__},{shape},{layer.count_params()},{expected}")
+    return "\n".join(rows) + "\n"
+
+
+def model_summary(model) -> str:
+    if isinstance(model, keras.Model):
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
+        return "\n".join(lines) + "\n"
+    return f"{model!r}\n"
+
+
+# Types our scikit-learn baselines use that skops does not trust by default (all from numpy/sklearn).
+SKOPS_TRUSTED = [
+    "numpy.reshape",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+]
+
+
+def log_model(model, x_example: np.ndarray, predictions: np.ndarray) -> None:
+    signature = mlflow.models.infer_signature(x_example, predictions)
+    if isinstance(model, keras.Model):
+        # explicit requirements: MLflow's inference would re-import the model in a subprocess
+        mlflow.keras.log_model(
+            model,
+            name="model",
+            signature=signature,
+            pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+        )
+    else:
+        import sklearn
+
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
+            skops_trusted_types=SKOPS_TRUSTED,
+            pyfunc_predict_fn="predict_proba",  # like the networks: class probabilities
+        )
+
+
+def log_artifacts(artifacts: dict) -> None:
+    for name, item in artifacts.items():
+        if isinstance(item, str):
+            mlflow.log_text(item, name)
+        else:  # a matplotlib figure
+            mlflow.log_figure(item, name)
+            plots.plt.close(item)
+
+
+def run(name: str, overrides: list[str] | None = None) -> str:
+    """Train and evaluate one experiment of params.yaml in one MLflow run; returns the run id."""
+    params = config.load_params()
+    exp = config.resolve_experiment(params, name, overrides)
+    where = f"experiments.{name}"
+    family = models.get(exp.family, f"{where}.")
+    model_params = parse_section(family.Params, exp.model, f"{where}.model")
+    train_schema = TrainParams if family.KIND == "keras" else SeedParams
+    drop = frozenset(f.name for f in dataclasses.fields(TrainParams))
+    train_params = parse_section(train_schema, exp.train, f"{where}.train", drop_unknown=drop)
+    if exp.extra:
+        key = sorted(exp.extra)[0]
+        raise UserError(
+            f"{config.PARAMS_FILE}: unknown key '{where}.{key}'{config.suggest(key, config.EXPERIMENT_KEYS)}"
+        )
+    objective = importlib.import_module(f"pipeline.{family.OBJECTIVE}")
+    dataset = data.load(exp.dataset, params)
+    splits, spec = objective.prepare(dataset, train_params.limit, train_params.seed)
+
+    logged = {k: v for k, v in config.flatten(exp.raw).items() if k != "description"}
+    logged.update({f"model.{k}": v for k, v in dataclasses.asdict(model_params).items()})
+    logged.update({f"train.{k}": v for k, v in dataclasses.asdict(train_params).items()})
+    logged.update({f"data.{k}": v for k, v in dataset.manifest["params"].items() if k != "source"})
+    logged.update({"data.source": dataset.manifest["source"], "data.train_examples": len(splits.x_train)})
+    tags = {
+        "model_family": exp.family,
+        "dataset": exp.dataset,
+        "git_commit": tracking.git_commit(),
+        "data_hash": dataset.sha256,
+        "objective": family.OBJECTIVE,
+    }
+
+    started = time.perf_counter()
+    with tracking.start_run(exp.task, name, tags, exp.description) as active:
+        tracking.log_params(logged)
+        tracking.log_dataset(dataset, splits.x_train, splits.y_train, context="training")
+        seed_everything(train_params.seed)
+        model = family.build(model_params, spec)
+        artifacts: dict = {"model_summary.txt": model_summary(model)}
+        if family.KIND == "keras":
+            artifacts["layer_params.csv"] = layer_table(model)
+            history = fit(
+                model,
+                splits.x_train,
+                splits.y_train,
+                splits.validation,
+                train_params,
+                objective.LOSS,
+                objective.METRICS,
+            )
+            artifacts["training_curves.png"] = plots.training_curves(history, f"{name} ({exp.task})")
+            mlflow.log_metric("epochs_trained", len(history["loss"]))
+        else:
+            model.fit(splits.x_train, splits.y_train)
+        metrics, evaluation = objective.evaluate(model, splits)
+        artifacts.update(evaluation)
+        metrics["train_seconds"] = time.perf_counter() - started
+        mlflow.log_metrics(metrics)
+        log_artifacts(artifacts)
+        example = splits.x_test[:5]
+        log_model(model, example, objective.predict_proba(model, example))
+        run_id = active.info.run_id
+    headline = objective.HEADLINE
+    print(
+        f"{name}: {headline} {metrics[headline]:.4f} · run {run_id} · {metrics['train_seconds']:.1f} s "
+        f"· experiment '{exp.task}' at {tracking.tracking_uri()}"
+    )
+    return run_id

@@ -1,0 +1,51 @@
+"""Shared fixtures: every test works in a throw-away project folder with its own MLflow store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A copy of params.yaml in a temp folder, used as the project root and tracking store."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setenv("PIPELINE_ROOT", str(tmp_path))
+    monkeypatch.delenv("PIPELINE_PARAMS", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (tmp_path / "mlruns").mkdir()
+    return tmp_path
+
+
+def edit_params(root: Path, change) -> dict:
+    """Load the project's params.yaml, let `change(params)` edit it, write it back."""
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    change(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def run_cli(root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m pipeline ...` as a user would, in a fresh process."""
+    env = {
+        **os.environ,
+        "PIPELINE_ROOT": str(root),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

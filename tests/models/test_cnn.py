@@ -1,0 +1,85 @@
+import keras
+import pytest
+
+from pipeline.classification import Spec
+from pipeline.errors import UserError
+from pipeline.models import cnn
+from pipeline.train import layer_table
+
+SPEC = Spec(input_shape=(8, 8, 1), num_classes=10, seed=0)
+
+
+def params(**changes) -> cnn.Params:
+    base = dict(
+        filters=(4, 6),
+        kernel_size=3,
+        strides=1,
+        padding="same",
+        activation="relu",
+        batch_norm=False,
+        pooling="none",
+        pool_size=2,
+        pool_every=0,
+        dropout=0.0,
+        dense_units=5,
+    )
+    return cnn.Params(**{**base, **changes})
+
+
+def conv_shapes(model):
+    return [tuple(layer.output.shape[1:]) for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+
+@pytest.mark.parametrize(
+    "padding, expected",
+    [
+        ("same", [(8, 8, 4), (8, 8, 6)]),  # size kept
+        ("valid", [(6, 6, 4), (4, 4, 6)]),  # 8 - (3 - 1) = 6, then 4
+        ("full", [(10, 10, 4), (12, 12, 6)]),  # 8 + (3 - 1) = 10, then 12
+        (1, [(8, 8, 4), (8, 8, 6)]),  # explicit 1 = 'same' for a 3x3 kernel
+        ((2, 0), [(10, 6, 4), (12, 4, 6)]),  # rows padded by 2, columns not
+    ],
+)
+def test_padding_sets_the_feature_map_size(padding, expected):
+    model = cnn.build(params(padding=padding), SPEC)
+    assert conv_shapes(model) == expected
+    assert model.output.shape[1:] == (10,)
+
+
+def test_strides_and_pooling():
+    model = cnn.build(params(strides=2, pooling="max", pool_every=0), SPEC)
+    assert conv_shapes(model) == [(4, 4, 4), (2, 2, 6)]
+    pooled = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert len(pooled) == 1 and tuple(pooled[0].output.shape[1:]) == (1, 1, 6)
+    avg = cnn.build(params(pooling="avg", pool_every=1), SPEC)
+    assert sum(isinstance(layer, keras.layers.AveragePooling2D) for layer in avg.layers) == 2
+
+
+def test_conv_parameter_counts_follow_the_formula():
+    model = cnn.build(params(filters=(8, 16), kernel_size=3, padding="valid"), SPEC)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.count_params() for c in convs] == [(3 * 3 * 1 + 1) * 8, (3 * 3 * 8 + 1) * 16]
+    rows = [line.split(",") for line in layer_table(model).splitlines()[1:]]
+    checked = [r for r in rows if r[4]]
+    assert len(checked) == 4  # two Conv2D and two Dense layers
+    assert all(int(r[3]) == int(r[4]) for r in checked)
+    assert sum(int(r[3]) for r in rows) == model.count_params()
+
+
+def test_batch_norm_replaces_the_conv_bias():
+    model = cnn.build(params(filters=(8,), batch_norm=True), SPEC)
+    (conv,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert conv.count_params() == 3 * 3 * 1 * 8  # no bias
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 1
+    rows = [line.split(",") for line in layer_table(model).splitlines()[1:]]
+    assert all(int(r[3]) == int(r[4]) for r in rows if r[4])
+
+
+def test_valid_padding_that_shrinks_the_map_away_is_a_user_error():
+    with pytest.raises(UserError, match="too small for layer 4"):
+        cnn.build(params(filters=(4, 4, 4, 4), padding="valid"), SPEC)
+
+
+def test_cnn_rejects_tabular_input():
+    with pytest.raises(UserError, match="cnn needs images"):
+        cnn.build(params(), Spec(input_shape=(5,), num_classes=2, seed=0))

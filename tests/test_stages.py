@@ -1,0 +1,100 @@
+"""The Makefile spine: generated rules, no-op reruns, and retraining only what changed (make -n/-q)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import stages
+from tests.conftest import REPO, edit_params
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+STUB = """#!/bin/sh
+# Stands in for the venv's python: records trainings instead of running them, runs the rest.
+if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "train" ]; then echo "TRAINED $4"; exit 0; fi
+exec {python} "$@"
+"""
+
+
+def make(root: Path, *args: str) -> subprocess.CompletedProcess:
+    python = root / "python-stub"
+    if not python.exists():
+        python.write_text(STUB.format(python=sys.executable))
+        python.chmod(0o755)
+    return subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), f"PY={python}", "VENV_STAMP=.venv-ready", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PIPELINE_ROOT": str(root),
+            "HOME": str(root),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        },
+    )
+
+
+@pytest.fixture
+def built(project):
+    """A project whose data is prepared and whose experiments are marked trained (stamps)."""
+    shutil.copytree(REPO / "pipeline", project / "pipeline")
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, project / name)
+    (project / ".venv-ready").touch()  # stands in for the installed .venv
+    stages.write_makefile(".build/pipeline.mk")
+    assert make(project, "data").returncode == 0
+    for name in ("mlp", "cnn-same", "cnn-valid", "svc"):
+        stamp = project / ".build" / "runs" / f"{name}.done"
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    (project / "mlruns" / ".initialized").touch()
+    return project
+
+
+def trainings(root: Path) -> list[str]:
+    """Run `make train-all` (trainings stubbed) and return the experiments it trained."""
+    out = make(root, "train-all")
+    assert out.returncode == 0, out.stderr
+    return [line.split()[1] for line in out.stdout.splitlines() if line.startswith("TRAINED ")]
+
+
+def test_generated_rules_cover_every_experiment(project):
+    text = stages.write_makefile(".build/pipeline.mk").read_text()
+    for name in ("mlp", "cnn-same", "cnn-valid", "svc"):
+        assert f"train-{name}: .build/runs/{name}.done" in text
+        assert f"-m pipeline train {name}" in text
+    assert "data/processed/digits/manifest.json" in text
+
+
+def test_nothing_changed_means_nothing_to_train(built):
+    assert trainings(built) == []
+    assert trainings(built) == []
+
+
+def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
+    (built / "pipeline" / "models" / "svc.py").touch()
+    assert trainings(built) == ["svc"]
+    (built / "pipeline" / "train.py").touch()
+    assert sorted(trainings(built)) == ["cnn-same", "cnn-valid", "mlp", "svc"]
+
+
+def test_one_experiments_params_retrain_that_experiment_only(built):
+    edit_params(built, lambda p: p["experiments"]["cnn-valid"]["model"].__setitem__("dropout", 0.5))
+    assert trainings(built) == ["cnn-valid"]
+    assert trainings(built) == []  # and once trained, it is up to date
+
+
+def test_dataset_params_retrain_its_experiments(built):
+    edit_params(built, lambda p: p["data"]["digits"].__setitem__("seed", 5))
+    assert sorted(trainings(built)) == ["cnn-same", "cnn-valid", "mlp", "svc"]
+
+
+def test_unchanged_data_rerun_keeps_experiments_fresh(built):
+    (built / "pipeline" / "data.py").touch()  # data code touched, output identical
+    assert trainings(built) == []
