@@ -41,7 +41,9 @@ class Splits:
         return (self.x_val, self.y_val) if len(self.x_val) else None
 
 
-def prepare(dataset, limit: int | None, seed: int) -> tuple[Splits, Spec]:
+def prepare(dataset, train, params=None) -> tuple[Splits, Spec]:
+    """Arrays for the model; `train.limit` keeps only the first N training examples."""
+    limit = train.limit
     if dataset.kind not in ("images", "table"):
         raise UserError(
             f"dataset '{dataset.name}' is a {dataset.kind}; classification needs images or a table"
@@ -52,10 +54,11 @@ def prepare(dataset, limit: int | None, seed: int) -> tuple[Splits, Spec]:
             raise UserError(f"train.limit must be at least 1 (got {limit})")
         x_train, y_train = x_train[:limit], y_train[:limit]  # the split is already shuffled
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, dataset.class_names)
-    return splits, Spec(tuple(x_train.shape[1:]), len(dataset.class_names), seed)
+    return splits, Spec(tuple(x_train.shape[1:]), len(dataset.class_names), train.seed)
 
 
-def predict_proba(model, x: np.ndarray) -> np.ndarray:
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """Class probabilities from a Keras model or a scikit-learn estimator, rows summing to 1."""
     proba = model.predict_proba(x) if hasattr(model, "predict_proba") else model.predict(x, verbose=0)
     proba = np.asarray(proba, dtype=np.float64)
     return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 ± 1e-7
@@ -68,7 +71,7 @@ def evaluate(model, splits: Splits) -> tuple[dict[str, float], dict]:
     from pipeline import plots
 
     labels = list(range(len(splits.class_names)))
-    proba = predict_proba(model, splits.x_test)
+    proba = predict(model, splits.x_test)
     predicted = proba.argmax(axis=1)
     metrics = {
         "test_accuracy": float(accuracy_score(splits.y_test, predicted)),

@@ -12,6 +12,8 @@ import importlib
 import math
 import sys  # noqa: E402
 import time
+from types import ModuleType
+from typing import Any
 
 import keras
 import mlflow
@@ -153,67 +155,112 @@ def log_artifacts(artifacts: dict) -> None:
             plots.plt.close(item)
 
 
-def run(name: str, overrides: list[str] | None = None) -> str:
-    """Train and evaluate one experiment of params.yaml in one MLflow run; returns the run id."""
-    params = config.load_params()
+@dataclasses.dataclass
+class Plan:
+    """An experiment resolved and validated against its family's and objective's schemas."""
+
+    exp: config.Experiment
+    family: ModuleType
+    objective: ModuleType
+    model: Any
+    train: Any
+    objective_params: Any
+
+
+def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Plan:
+    """Resolve one experiment and check every key before any data is read or run started."""
     exp = config.resolve_experiment(params, name, overrides)
     where = f"experiments.{name}"
     family = models.get(exp.family, f"{where}.")
+    objective = importlib.import_module(f"pipeline.{family.OBJECTIVE}")
     model_params = parse_section(family.Params, exp.model, f"{where}.model")
-    train_schema = TrainParams if family.KIND == "keras" else SeedParams
+    default_schema = TrainParams if family.KIND == "keras" else SeedParams
+    train_schema = getattr(family, "TrainParams", default_schema)
     drop = frozenset(f.name for f in dataclasses.fields(TrainParams))
     train_params = parse_section(train_schema, exp.train, f"{where}.train", drop_unknown=drop)
-    if exp.extra:
-        key = sorted(exp.extra)[0]
-        raise UserError(
-            f"{config.PARAMS_FILE}: unknown key '{where}.{key}'{config.suggest(key, config.EXPERIMENT_KEYS)}"
-        )
-    objective = importlib.import_module(f"pipeline.{family.OBJECTIVE}")
-    dataset = data.load(exp.dataset, params)
-    splits, spec = objective.prepare(dataset, train_params.limit, train_params.seed)
+    extra = dict(exp.extra)
+    objective_params = None
+    if hasattr(objective, "Params"):  # the `objective:` section, e.g. forecasting's horizon
+        objective_params = parse_section(objective.Params, extra.pop("objective", None), f"{where}.objective")
+    if extra:
+        key = sorted(extra)[0]
+        known = [*config.EXPERIMENT_KEYS, "objective"]
+        raise UserError(f"{config.PARAMS_FILE}: unknown key '{where}.{key}'{config.suggest(key, known)}")
+    return Plan(exp, family, objective, model_params, train_params, objective_params)
 
-    logged = {k: v for k, v in config.flatten(exp.raw).items() if k != "description"}
-    logged.update({f"model.{k}": v for k, v in dataclasses.asdict(model_params).items()})
-    logged.update({f"train.{k}": v for k, v in dataclasses.asdict(train_params).items()})
+
+def params_to_log(plan: Plan, dataset, splits) -> dict[str, Any]:
+    """Every resolved hyperparameter, named as in params.yaml (model.*, train.*, data.*, ...)."""
+    logged = {k: v for k, v in config.flatten(plan.exp.raw).items() if k != "description"}
+    logged.update({f"model.{k}": v for k, v in dataclasses.asdict(plan.model).items()})
+    logged.update({f"train.{k}": v for k, v in dataclasses.asdict(plan.train).items()})
+    if plan.objective_params is not None:
+        logged.update({f"objective.{k}": v for k, v in dataclasses.asdict(plan.objective_params).items()})
     logged.update({f"data.{k}": v for k, v in dataset.manifest["params"].items() if k != "source"})
     logged.update({"data.source": dataset.manifest["source"], "data.train_examples": len(splits.x_train)})
+    return logged
+
+
+def run_tags(plan: Plan, dataset) -> dict[str, str]:
     tags = {
-        "model_family": exp.family,
-        "dataset": exp.dataset,
+        "model_family": plan.exp.family,
+        "dataset": plan.exp.dataset,
         "git_commit": tracking.git_commit(),
         "data_hash": dataset.sha256,
-        "objective": family.OBJECTIVE,
+        "objective": plan.family.OBJECTIVE,
     }
+    if hasattr(plan.family, "tags"):  # e.g. transfer learning's hub_handle and transfer_mode
+        tags.update(plan.family.tags(plan.model))
+    return tags
+
+
+def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
+    """Keras families go through `fit` (or their own `fit` hook); baselines through `.fit(x, y)`."""
+    if plan.family.KIND != "keras":
+        model.fit(splits.x_train, splits.y_train)
+        return None
+    if hasattr(plan.family, "fit"):  # e.g. two-phase fine-tuning
+        return plan.family.fit(model, splits, plan.train, plan.objective)
+    objective = plan.objective
+    return fit(
+        model,
+        splits.x_train,
+        splits.y_train,
+        splits.validation,
+        plan.train,
+        objective.LOSS,
+        objective.METRICS,
+    )
+
+
+def run(name: str, overrides: list[str] | None = None) -> str:
+    """Train and evaluate one experiment of params.yaml in one MLflow run; returns the run id."""
+    params = config.load_params()
+    plan = make_plan(params, name, overrides)
+    exp, family, objective = plan.exp, plan.family, plan.objective
+    dataset = data.load(exp.dataset, params)
+    splits, spec = objective.prepare(dataset, plan.train, plan.objective_params)
 
     started = time.perf_counter()
-    with tracking.start_run(exp.task, name, tags, exp.description) as active:
-        tracking.log_params(logged)
+    with tracking.start_run(exp.task, name, run_tags(plan, dataset), exp.description) as active:
+        tracking.log_params(params_to_log(plan, dataset, splits))
         tracking.log_dataset(dataset, splits.x_train, splits.y_train, context="training")
-        seed_everything(train_params.seed)
-        model = family.build(model_params, spec)
+        seed_everything(plan.train.seed)
+        model = family.build(plan.model, spec)
         artifacts: dict = {"model_summary.txt": model_summary(model)}
-        if family.KIND == "keras":
+        if isinstance(model, keras.Model):
             artifacts["layer_params.csv"] = layer_table(model)
-            history = fit(
-                model,
-                splits.x_train,
-                splits.y_train,
-                splits.validation,
-                train_params,
-                objective.LOSS,
-                objective.METRICS,
-            )
+        history = train_model(plan, model, splits)
+        if history:
             artifacts["training_curves.png"] = plots.training_curves(history, f"{name} ({exp.task})")
             mlflow.log_metric("epochs_trained", len(history["loss"]))
-        else:
-            model.fit(splits.x_train, splits.y_train)
         metrics, evaluation = objective.evaluate(model, splits)
         artifacts.update(evaluation)
         metrics["train_seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)
         log_artifacts(artifacts)
         example = splits.x_test[:5]
-        log_model(model, example, objective.predict_proba(model, example))
+        (getattr(family, "log_model", None) or log_model)(model, example, objective.predict(model, example))
         run_id = active.info.run_id
     headline = objective.HEADLINE
     print(

@@ -1,8 +1,10 @@
 """The Makefile spine: generated rules, no-op reruns, and retraining only what changed (make -n/-q)."""
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,11 +51,16 @@ def built(project):
     (project / ".venv-ready").touch()  # stands in for the installed .venv
     stages.write_makefile(".build/pipeline.mk")
     assert make(project, "data").returncode == 0
+    (project / "mlruns" / ".initialized").touch()
+    # backdate everything, stamps a little less: later edits are newer even on a coarse clock
+    now = time.time()
+    for path in project.rglob("*"):
+        os.utime(path, (now - 100, now - 100))
     for name in ("mlp", "cnn-same", "cnn-valid", "svc"):
         stamp = project / ".build" / "runs" / f"{name}.done"
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.touch()
-    (project / "mlruns" / ".initialized").touch()
+        os.utime(stamp, (now - 50, now - 50))
     return project
 
 

@@ -1,11 +1,23 @@
 """Model families. Each module defines:
 
-  KIND       "keras" (trained by pipeline.train.fit) or "sklearn" (a baseline)
-  OBJECTIVE  the module that prepares its data and evaluates it (e.g. "classification")
+  KIND       "keras" (trained by pipeline.train.fit) or "sklearn" (any object with .fit(x, y))
+  OBJECTIVE  the pipeline module that prepares its data and evaluates it ("classification", ...)
   Params     a dataclass: the shape of the experiment's `model:` section in params.yaml
-  build(params, spec)  -> an uncompiled keras.Model, or an unfitted scikit-learn estimator
+  build(params, spec) -> an uncompiled keras.Model, or an unfitted estimator
 
-Add a family: write pipeline/models/<name>.py and list it here.
+and may define these hooks (pipeline.train uses them when present):
+
+  TrainParams                          a subclass of config.TrainParams with extra `train:` keys
+  fit(model, splits, train, objective) its own training loop (e.g. two-phase fine-tuning);
+                                       returns the Keras history dict
+  tags(params) -> dict                 extra MLflow tags
+  log_model(model, x_example, y_example)  its own MLflow model flavour
+
+An objective module (pipeline/<objective>.py) defines LOSS, METRICS, HEADLINE,
+prepare(dataset, train, objective_params) -> (splits, spec), evaluate(model, splits) ->
+(metrics, artifacts), predict(model, x), and optionally Params for an `objective:` section.
+
+Add a family: write pipeline/models/<name>.py and list it in FAMILIES.
 """
 
 from __future__ import annotations
