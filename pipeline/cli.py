@@ -60,6 +60,18 @@ def cmd_init_store(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    from pipeline import retrain
+
+    return retrain.main(args.model)
+
+
+def cmd_predict(args) -> int:
+    from pipeline import predict
+
+    return predict.main(args.model, args.input, args.output)
+
+
 def cmd_ui(args) -> int:
     from pipeline import ui
 
@@ -123,6 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create/upgrade the MLflow store and its experiments (before parallel runs).",
     )
     p.set_defaults(func=cmd_init_store)
+
+    p = sub.add_parser(
+        "retrain",
+        help="one scheduled retraining cycle: new batches → challenger → gate → champion",
+        description="Ingest new batches from data/incoming/<dataset>/<batch-id>/, train a challenger, "
+        "promote it to champion only if it passes the gate in params.yaml (retrain.gates).",
+    )
+    p.add_argument("--model", help="registered model name (default: every experiment with register_as)")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser(
+        "predict",
+        help="batch prediction with a logged or registered model",
+        description="Predict a folder of images or a CSV of features; writes one CSV row per input.",
+    )
+    p.add_argument(
+        "--model",
+        default="models:/digits-classifier@champion",
+        help="MLflow model URI (default: models:/digits-classifier@champion)",
+    )
+    p.add_argument("--input", required=True, help="image folder or CSV file")
+    p.add_argument("--output", default="predictions.csv", help="output CSV (default: predictions.csv)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
         "ui",
