@@ -209,14 +209,32 @@ def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Pl
 
 def params_to_log(plan: Plan, dataset, splits) -> dict[str, Any]:
     """Every resolved hyperparameter, named as in params.yaml (model.*, train.*, data.*, ...)."""
-    logged = {k: v for k, v in config.flatten(plan.exp.raw).items() if k != "description"}
+    sections = ("model.", "train.", "objective.")  # logged below from the validated values
+    logged = {
+        k: v
+        for k, v in config.flatten(plan.exp.raw).items()
+        if k != "description" and not k.startswith(sections)
+    }
     logged.update({f"model.{k}": v for k, v in dataclasses.asdict(plan.model).items()})
     logged.update({f"train.{k}": v for k, v in dataclasses.asdict(plan.train).items()})
     if plan.objective_params is not None:
         logged.update({f"objective.{k}": v for k, v in dataclasses.asdict(plan.objective_params).items()})
     logged.update({f"data.{k}": v for k, v in dataset.manifest["params"].items() if k != "source"})
     logged.update({"data.source": dataset.manifest["source"], "data.train_examples": len(splits.x_train)})
+    # sibling runs of the same task log the same param names, so the UI's columns line up
+    for name in sibling_params(plan) - set(logged):
+        logged[name] = "n/a"
     return logged
+
+
+def sibling_params(plan: Plan) -> set[str]:
+    params = config.load_params()
+    names: set[str] = set()
+    for other in config.experiment_names(params):
+        exp = config.resolve_experiment(params, other)
+        if exp.task == plan.exp.task and other != plan.exp.name:
+            names |= {k for k in config.flatten(exp.raw) if k.startswith(("model.", "objective."))}
+    return names
 
 
 def run_tags(plan: Plan, dataset) -> dict[str, str]:
