@@ -115,7 +115,7 @@ def apply_gate(
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     decision = {
-        "gate.decision": "promoted" if promoted else "kept champion",
+        "gate.decision": "promoted" if promoted else "not promoted",
         "gate.reason": reason,
         "gate.metric": gate.metric,
         "gate.challenger_version": version,

@@ -60,7 +60,7 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
     assert not incoming(project, "2026-11-01").exists()
     assert (project / "data" / "consumed" / "digits" / "2026-11-01").is_dir()
     version = mlflow.MlflowClient().get_model_version("digits-classifier", "2")
-    assert version.tags["gate.decision"] in ("promoted", "kept champion")
+    assert version.tags["gate.decision"] in ("promoted", "not promoted")
     assert version.tags["retrain.batches"] == "2026-11-01" and "gate_champion" in version.tags
     assert aliases()["challenger"] == "2"
     run = mlflow.get_run(version.run_id)
@@ -78,7 +78,7 @@ def test_a_batch_with_wrong_labels_keeps_the_champion(project):
     write_batch(incoming(project, "poisoned"), np.concatenate([x, x]), np.concatenate([wrong, wrong]))
     assert retrain.main() == 0
     version = mlflow.MlflowClient().get_model_version("digits-classifier", "2")
-    assert version.tags["gate.decision"] == "kept champion"
+    assert version.tags["gate.decision"] == "not promoted"
     assert float(version.tags["gate_challenger"]) < float(version.tags["gate_champion"])
     assert aliases()["champion"] == "1"
 
