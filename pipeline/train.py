@@ -12,6 +12,7 @@ import importlib
 import math
 import sys  # noqa: E402
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -250,7 +251,16 @@ def run_tags(plan: Plan, dataset) -> dict[str, str]:
     return tags
 
 
-def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
+def backup_dir(plan: Plan, dataset) -> Path:
+    """Where BackupAndRestore keeps the last completed epoch: a killed run resumes from it.
+
+    Keyed by the resolved params and the data, so a changed experiment never resumes a stale one.
+    """
+    key = f"{plan.exp.name}-{plan.exp.fingerprint()[:12]}-{dataset.sha256[:12]}"
+    return config.project_root() / ".build" / "backup" / key
+
+
+def train_model(plan: Plan, model, splits, backup: Path | None = None) -> dict[str, list[float]] | None:
     """Keras families go through `fit` (or their own `fit` hook); baselines through `.fit(x, y)`."""
     if plan.family.KIND != "keras":
         model.fit(splits.x_train, splits.y_train)
@@ -258,6 +268,7 @@ def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
     if hasattr(plan.family, "fit"):  # e.g. two-phase fine-tuning
         return plan.family.fit(model, splits, plan.train, plan.objective)
     objective = plan.objective
+    callbacks = (keras.callbacks.BackupAndRestore(str(backup)),) if backup else ()
     return fit(
         model,
         splits.x_train,
@@ -266,6 +277,7 @@ def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
         plan.train,
         objective.LOSS,
         objective.METRICS,
+        callbacks=callbacks,
     )
 
 
@@ -298,7 +310,7 @@ def run(
         artifacts: dict = {"model_summary.txt": model_summary(model)}
         if isinstance(model, keras.Model):
             artifacts["layer_params.csv"] = layer_table(model)
-        history = train_model(plan, model, splits)
+        history = train_model(plan, model, splits, backup_dir(plan, dataset))
         if history:
             artifacts["training_curves.png"] = plots.training_curves(history, f"{name} ({exp.task})")
             mlflow.log_metric("epochs_trained", len(history["loss"]))
