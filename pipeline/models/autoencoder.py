@@ -83,8 +83,8 @@ def check(params: Params, spec) -> None:
         shrink = 2 ** len(params.filters)
         if not params.filters or any(side % shrink for side in spec.input_shape[:2]):
             raise UserError(
-                f"autoencoder: model.filters {list(params.filters)} halves the image {len(params.filters)} times; "
-                f"height and width {spec.input_shape[:2]} must be divisible by {shrink} (and filters non-empty)"
+                f"autoencoder: model.filters {list(params.filters)} must be non-empty and halve the "
+                f"image {spec.input_shape[:2]} into whole pixels (height and width divisible by {shrink})"
             )
     if min((*params.hidden_units, *params.filters), default=1) < 1:
         raise UserError("autoencoder: model.hidden_units and model.filters must be positive")

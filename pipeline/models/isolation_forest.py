@@ -45,5 +45,6 @@ def log_model(model, x_example: np.ndarray, y_example) -> None:
         name="model",
         signature=mlflow.models.infer_signature(x_example, model.predict(x_example)),
         pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
-        skops_trusted_types=SKOPS_TRUSTED,
+        # the forest's trees: our own file, written just now
+        skops_trusted_types=[*SKOPS_TRUSTED, "sklearn.tree._tree.Tree"],
     )
