@@ -225,7 +225,7 @@ def evaluate(model, splits: Splits) -> tuple[dict[str, float], dict]:
         )
         if codes.shape[1] == 2:
             artifacts["latent_space.png"] = plots.latent_scatter(
-                codes, splits.test_labels, splits.class_names
+                codes, splits.test_labels, splits.class_names, splits.test_is_anomaly
             )
     return metrics, artifacts
 

@@ -85,15 +85,18 @@ def reconstructions(images: np.ndarray, reconstructed: np.ndarray, scores: np.nd
     return fig
 
 
-def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str]):
-    """2-D codes of the test images, coloured by class."""
+def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str], is_anomaly: np.ndarray):
+    """2-D codes of the test images, coloured by class; anomalies (unseen in training) as crosses."""
     fig, ax = plt.subplots(figsize=(6, 5))
     cmap = plt.get_cmap("tab10", len(class_names))
-    points = ax.scatter(
-        codes[:, 0], codes[:, 1], c=labels, cmap=cmap, s=10, vmin=-0.5, vmax=len(class_names) - 0.5
-    )
+    style = dict(c=None, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5)
+    for mask, marker, label in ((~is_anomaly, "o", "normal"), (is_anomaly, "x", "anomaly")):
+        points = ax.scatter(
+            codes[mask, 0], codes[mask, 1], s=12, marker=marker, label=label, **{**style, "c": labels[mask]}
+        )
     bar = fig.colorbar(points, ax=ax, ticks=range(len(class_names)))
     bar.ax.set_yticklabels(class_names)
     ax.set(xlabel="code 1", ylabel="code 2", title="test images in the 2-D code space")
+    ax.legend()
     fig.tight_layout()
     return fig
