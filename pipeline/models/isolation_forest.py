@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -17,7 +18,7 @@ OBJECTIVE = "anomaly"
 @dataclasses.dataclass(frozen=True)
 class Params:
     n_estimators: int
-    max_samples: int | float | str  # "auto" = min(256, n)
+    max_samples: int | float | Literal["auto"]  # images per tree: a count, a share, or "auto" = min(256, n)
     max_features: float  # share of the pixels each tree sees
 
 
