@@ -108,15 +108,16 @@ def build(params: Params, spec) -> keras.Model:
     return keras.Model(inputs, decoder(encoder(noisy)), name="autoencoder")
 
 
-def log_model(model, x_example: np.ndarray, y_example) -> None:
+def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
     """The Keras flavour; its signature maps images to their reconstructions."""
     import mlflow
     import tensorflow as tf
 
     signature = mlflow.models.infer_signature(x_example, np.asarray(model.predict(x_example, verbose=0)))
-    mlflow.keras.log_model(
+    return mlflow.keras.log_model(
         model,
         name="model",
+        metadata=metadata,
         signature=signature,
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
     )

@@ -34,16 +34,17 @@ def build(params: Params, spec):
     return make_pipeline(flatten, forest)
 
 
-def log_model(model, x_example: np.ndarray, y_example) -> None:
+def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
     """pyfunc `predict` gives scikit-learn's labels: -1 anomaly, 1 normal (at its own contamination cut)."""
     import mlflow
     import sklearn
 
     from pipeline.train import SKOPS_TRUSTED
 
-    mlflow.sklearn.log_model(
+    return mlflow.sklearn.log_model(
         model,
         name="model",
+        metadata=metadata,
         signature=mlflow.models.infer_signature(x_example, model.predict(x_example)),
         pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
         # the forest's trees: our own file, written just now
