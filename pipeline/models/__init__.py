@@ -34,6 +34,9 @@ FAMILIES = {
     "mlp": "pipeline.models.mlp",
     "cnn": "pipeline.models.cnn",
     "svc": "pipeline.models.svc",
+    "autoencoder": "pipeline.models.autoencoder",
+    "pca": "pipeline.models.pca",
+    "isolation-forest": "pipeline.models.isolation_forest",
 }
 
 
