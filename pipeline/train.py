@@ -240,6 +240,8 @@ def run(name: str, overrides: list[str] | None = None) -> str:
     exp, family, objective = plan.exp, plan.family, plan.objective
     dataset = data.load(exp.dataset, params)
     splits, spec = objective.prepare(dataset, plan.train, plan.objective_params)
+    if hasattr(family, "check"):  # a model that cannot work on this data fails before any run starts
+        family.check(plan.model, spec)
 
     started = time.perf_counter()
     with tracking.start_run(exp.task, name, run_tags(plan, dataset), exp.description) as active:
