@@ -74,10 +74,30 @@ class Sarimax:
             self.results = self.model(series_from_windows(x, y)).fit(disp=False)
         return self
 
+    def difference_polynomial(self) -> np.ndarray:
+        """Coefficients of (1 - B)^d (1 - B^s)^D, lag 0 first."""
+        _, d, _ = self.order
+        _, big_d, _, s = self.seasonal_order
+        poly = np.array([1.0])
+        for factor in [np.array([1.0, -1.0])] * d + [np.r_[1.0, np.zeros(s - 1), -1.0]] * big_d:
+            poly = np.convolve(poly, factor)
+        return poly
+
+    def forecast(self, window: np.ndarray) -> np.ndarray:
+        forecast = self.results.apply(window).forecast(self.horizon)
+        if not self.simple_differencing:
+            return forecast
+        # the model saw the differenced series: integrate w_t back, y_t = w_t - sum_j c_j y_{t-j}
+        poly = self.difference_polynomial()
+        history = list(window)
+        for w in forecast:
+            history.append(w - float(np.dot(poly[1:], history[: -len(poly) : -1])))
+        return np.array(history[len(window) :])
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return np.stack([self.results.apply(w[:, 0]).forecast(self.horizon) for w in x])
+            return np.stack([self.forecast(w[:, 0].astype(np.float64)) for w in x])
 
 
 class Forecaster(mlflow.pyfunc.PythonModel):

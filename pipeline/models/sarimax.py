@@ -35,8 +35,9 @@ def check(params: Params, spec) -> None:
     lost = d + big_d * s  # observations differencing consumes at the start of each window
     if spec.lookback < lost + 2:
         raise UserError(
-            f"objective.lookback {spec.lookback} is too short for SARIMAX {params.order}x{params.seasonal_order}: "
-            f"differencing takes {lost} points, each window needs at least {lost + 2}"
+            f"objective.lookback {spec.lookback} is too short for SARIMAX "
+            f"{params.order}x{params.seasonal_order}: differencing takes {lost} points, "
+            f"each window needs at least {lost + 2}"
         )
 
 
