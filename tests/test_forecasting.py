@@ -133,7 +133,7 @@ def test_baselines_end_to_end_loadable_from_mlflow(project, experiment):
     assert cli.main(["train", experiment, "--quiet"]) == 0
     (run,) = co2_runs()
     assert run.info.status == "FINISHED" and run.data.tags["model_family"] == experiment
-    assert run.data.params["objective.lookback"] == "104" and "train.epochs" not in run.data.params
+    assert run.data.params["objective.lookback"] == "104" and run.data.params["train.seed"] == "42"
     values = data.load("co2").arrays["values_test"]
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     forecast = np.asarray(model.predict(values[:104].reshape(1, 104)))
