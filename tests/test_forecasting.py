@@ -136,7 +136,7 @@ def test_baselines_end_to_end_loadable_from_mlflow(project, experiment):
     assert run.data.params["objective.lookback"] == "104" and run.data.params["train.seed"] == "42"
     values = data.load("co2").arrays["values_test"]
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    forecast = np.asarray(model.predict(values[:104].reshape(1, 104)))
+    forecast = np.asarray(model.predict(values[:104].reshape(1, 104, 1).astype(np.float32)))
     expected = values[103] if experiment == "naive" else values[104 - 52 : 108 - 52]
     assert forecast.shape == (1, 4) and np.allclose(forecast[0], expected)
 

@@ -101,7 +101,7 @@ class Sarimax:
 
 
 class Forecaster(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper: an array (windows, lookback[, 1]) or a DataFrame of one window per row."""
+    """MLflow pyfunc wrapper: float32 windows (windows, lookback, 1) in, forecasts (windows, horizon) out."""
 
     def __init__(self, model):
         self.model = model
