@@ -115,7 +115,7 @@ def test_lstm_end_to_end_read_back_from_mlflow(project):
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert tags["model_family"] == "lstm" and tags["data_hash"] == data.read_manifest("co2")["sha256"]
     assert params["objective.lookback"] == "60" and params["objective.horizon"] == "4"
-    assert params["model.units"] == "[32]" and params["data.train_examples"] == "64"
+    assert params["model.units"] == "[64]" and params["data.train_examples"] == "64"
     assert {"test_rmse", "test_mae", "test_mase", "validation_rmse", "val_rmse"} <= set(metrics)
     assert 0 < metrics["test_rmse"] < 20 and metrics["epochs_trained"] == 1
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
