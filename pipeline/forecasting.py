@@ -220,6 +220,7 @@ def log_pyfunc(model, x_example: np.ndarray, y_example: np.ndarray) -> None:
             name="model",
             python_model=forecast_baselines.Forecaster(model),
             signature=mlflow.models.infer_signature(x_example, y_example),
+            input_example=x_example[:1],
             pip_requirements=[f"numpy=={np.__version__}", f"statsmodels=={statsmodels.__version__}"],
         )
     finally:
