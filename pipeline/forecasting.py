@@ -205,8 +205,9 @@ def evaluate(model, splits: Splits) -> tuple[dict[str, float], dict]:
 # --------------------------------------------------------------------------- baselines as MLflow models
 
 
-def log_pyfunc(model, x_example: np.ndarray, y_example: np.ndarray) -> None:
-    """Log a baseline as an MLflow pyfunc model: windows of levels in, forecast levels out."""
+def log_pyfunc(model, x_example: np.ndarray, y_example: np.ndarray, metadata: dict | None = None):
+    """Log a baseline as an MLflow pyfunc model (windows of levels in, forecast levels out);
+    returns MLflow's ModelInfo."""
     import cloudpickle
     import mlflow
     import statsmodels
@@ -216,11 +217,12 @@ def log_pyfunc(model, x_example: np.ndarray, y_example: np.ndarray) -> None:
     # pickle the baseline classes by value: loading the model needs numpy/statsmodels, not this package
     cloudpickle.register_pickle_by_value(forecast_baselines)
     try:
-        mlflow.pyfunc.log_model(
+        return mlflow.pyfunc.log_model(
             name="model",
             python_model=forecast_baselines.Forecaster(model),
             signature=mlflow.models.infer_signature(x_example, y_example),
             input_example=x_example[:1],
+            metadata=metadata,
             pip_requirements=[f"numpy=={np.__version__}", f"statsmodels=={statsmodels.__version__}"],
         )
     finally:

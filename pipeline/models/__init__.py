@@ -13,7 +13,8 @@ and may define these hooks (pipeline.train uses them when present):
   check(params, spec)                  raise UserError when the model cannot work on this data
                                        (e.g. a lookback shorter than a season), before any run starts
   tags(params) -> dict                 extra MLflow tags
-  log_model(model, x_example, y_example)  its own MLflow model flavour
+  log_model(model, x_example, y_example, metadata)  its own MLflow model flavour; returns
+                                       the ModelInfo of mlflow.<flavour>.log_model
 
 An objective module (pipeline/<objective>.py) defines LOSS, METRICS, HEADLINE,
 prepare(dataset, train, objective_params) -> (splits, spec), evaluate(model, splits) ->
