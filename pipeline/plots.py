@@ -100,3 +100,23 @@ def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str]
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def forecast(dates: np.ndarray, actual: np.ndarray, predicted: np.ndarray, rmse: float):
+    """Test period: the actual series against the 1-step and the `horizon`-step-ahead forecasts,
+    each drawn at the date it forecasts; the right panel zooms into the last two years."""
+    horizon = actual.shape[1]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [2, 1]})
+    for ax, last in zip(axes, (len(dates), min(len(dates), 104)), strict=True):
+        window = slice(len(dates) - last, None)
+        ax.plot(dates[window, 0], actual[window, 0], color="black", lw=1.2, label="actual")
+        ax.plot(dates[window, 0], predicted[window, 0], lw=1, label="1 step ahead")
+        if horizon > 1:
+            ax.plot(dates[window, -1], predicted[window, -1], lw=1, label=f"{horizon} steps ahead")
+        ax.grid(alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=30)
+    axes[0].set(title=f"test period · RMSE {rmse:.3f} over all {horizon} steps", ylabel="value")
+    axes[1].set(title="last 104 steps")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig

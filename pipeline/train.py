@@ -299,6 +299,8 @@ def run(
     exp, family, objective = plan.exp, plan.family, plan.objective
     dataset = dataset or data.load(exp.dataset, params)
     splits, spec = objective.prepare(dataset, plan.train, plan.objective_params)
+    if hasattr(family, "check"):  # a model that cannot work on this data fails before any run starts
+        family.check(plan.model, spec)
 
     started = time.perf_counter()
     tags = {**run_tags(plan, dataset), **(extra_tags or {})}

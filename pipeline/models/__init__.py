@@ -10,6 +10,8 @@ and may define these hooks (pipeline.train uses them when present):
   TrainParams                          a subclass of config.TrainParams with extra `train:` keys
   fit(model, splits, train, objective) its own training loop (e.g. two-phase fine-tuning);
                                        returns the Keras history dict
+  check(params, spec)                  raise UserError when the model cannot work on this data
+                                       (e.g. a lookback shorter than a season), before any run starts
   tags(params) -> dict                 extra MLflow tags
   log_model(model, x_example, y_example, metadata)  its own MLflow model flavour; returns
                                        the ModelInfo of mlflow.<flavour>.log_model
@@ -37,6 +39,10 @@ FAMILIES = {
     "autoencoder": "pipeline.models.autoencoder",
     "pca": "pipeline.models.pca",
     "isolation-forest": "pipeline.models.isolation_forest",
+    "lstm": "pipeline.models.lstm",
+    "naive": "pipeline.models.naive",
+    "seasonal-naive": "pipeline.models.seasonal_naive",
+    "sarimax": "pipeline.models.sarimax",
 }
 
 

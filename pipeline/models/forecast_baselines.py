@@ -1,0 +1,111 @@
+"""Forecasters a user would otherwise pick, with the .fit(x, y) / .predict(x) of the objective's windows.
+
+x: (windows, lookback, 1) levels; y and forecasts: (windows, horizon) levels. This module imports
+nothing from the pipeline, so an MLflow model pickled from it loads with numpy and statsmodels only.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import mlflow.pyfunc
+import numpy as np
+
+
+def series_from_windows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The series that consecutive stride-1 windows were cut from (first window, then each new target)."""
+    return np.concatenate([x[0, :, 0], y[:, 0], y[-1, 1:]]).astype(np.float64)
+
+
+class Naive:
+    """Every step ahead = the last observed value."""
+
+    def __init__(self, horizon: int):
+        self.horizon = horizon
+
+    def fit(self, x, y):
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.repeat(x[:, -1, :1], self.horizon, axis=1)
+
+
+class SeasonalNaive:
+    """Step k ahead = the value one season (52 weeks) before the target: y_{t+k} = y_{t+k-season}."""
+
+    def __init__(self, horizon: int, season: int):
+        self.horizon, self.season = horizon, season
+
+    def positions(self, lookback: int) -> np.ndarray:
+        k = np.arange(1, self.horizon + 1)
+        # horizons beyond one season reach back whole seasons more, into the window
+        return lookback - 1 + k - self.season * np.ceil(k / self.season).astype(int)
+
+    def fit(self, x, y):
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x[:, self.positions(x.shape[1]), 0]
+
+
+class Sarimax:
+    """statsmodels SARIMAX fitted once on the training series; each window is then filtered with
+    the fitted parameters (no refit) and forecast `horizon` steps ahead."""
+
+    def __init__(self, horizon: int, order, seasonal_order, simple_differencing: bool):
+        self.horizon = horizon
+        self.order, self.seasonal_order = tuple(order), tuple(seasonal_order)
+        self.simple_differencing = simple_differencing
+        self.results = None
+
+    def model(self, values: np.ndarray):
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+        return SARIMAX(
+            values,
+            order=self.order,
+            seasonal_order=self.seasonal_order,
+            simple_differencing=self.simple_differencing,
+        )
+
+    def fit(self, x, y):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter; the fit time and metrics say enough
+            self.results = self.model(series_from_windows(x, y)).fit(disp=False)
+        return self
+
+    def difference_polynomial(self) -> np.ndarray:
+        """Coefficients of (1 - B)^d (1 - B^s)^D, lag 0 first."""
+        _, d, _ = self.order
+        _, big_d, _, s = self.seasonal_order
+        poly = np.array([1.0])
+        for factor in [np.array([1.0, -1.0])] * d + [np.r_[1.0, np.zeros(s - 1), -1.0]] * big_d:
+            poly = np.convolve(poly, factor)
+        return poly
+
+    def forecast(self, window: np.ndarray) -> np.ndarray:
+        forecast = self.results.apply(window).forecast(self.horizon)
+        if not self.simple_differencing:
+            return forecast
+        # the model saw the differenced series: integrate w_t back, y_t = w_t - sum_j c_j y_{t-j}
+        poly = self.difference_polynomial()
+        history = list(window)
+        for w in forecast:
+            history.append(w - float(np.dot(poly[1:], history[: -len(poly) : -1])))
+        return np.array(history[len(window) :])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.stack([self.forecast(w[:, 0].astype(np.float64)) for w in x])
+
+
+class Forecaster(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc wrapper: float32 windows (windows, lookback, 1) in, forecasts (windows, horizon) out."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, context, model_input, params=None):
+        x = np.asarray(model_input, dtype=np.float64)
+        return self.model.predict(x.reshape(len(x), -1, 1))
