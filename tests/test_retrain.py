@@ -159,3 +159,12 @@ def test_gate_rule():
     lower = registry.Gate(metric="test_rmse", greater_is_better=False, threshold=1.0, margin=0.05)
     assert registry.decide(lower, 0.5, 0.6)[0] and not registry.decide(lower, 0.58, 0.6)[0]
     assert not registry.decide(lower, 1.2, None)[0]
+
+
+def test_series_batches_are_reported_and_left_in_place(project, capsys):
+    batch = project / "data" / "incoming" / "co2" / "2002-01"
+    batch.mkdir(parents=True)
+    (batch / "weeks.csv").write_text("date,value\n2002-01-05,371.2\n")
+    assert retrain.main(model="co2-forecaster") == 0
+    assert "not supported yet (left in place)" in capsys.readouterr().out
+    assert (batch / "weeks.csv").exists()
