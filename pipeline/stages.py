@@ -34,6 +34,11 @@ def write_makefile(out: str | Path) -> Path:
     lines = [HEADER]
     datasets = dataset_names(params)
     experiments = experiment_names(params)
+    # modules under pipeline/models/ that are no family's own (shared helpers) count as core code
+    families = {models.source_file(f).name for f in models.FAMILIES} | {"__init__.py"}
+    package = Path(models.__file__).parent
+    helpers = sorted(f"pipeline/models/{p.name}" for p in package.glob("*.py") if p.name not in families)
+    lines.append(f"MODEL_HELPERS := {' '.join(helpers)}")
     lines.append(f"DATASETS := {' '.join(datasets)}")
     lines.append(f"EXPERIMENTS := {' '.join(experiments)}\n")
 
@@ -64,7 +69,7 @@ def write_makefile(out: str | Path) -> Path:
         lines += [
             f"{BUILD}/runs/{name}.done: {BUILD}/params/experiments/{name}.json "
             f"data/processed/{exp.dataset}/manifest.json {models.source_file(exp.family).as_posix()} "
-            "$(CORE_CODE) | $(STORE_STAMP)",
+            "$(CORE_CODE) $(MODEL_HELPERS) | $(STORE_STAMP)",
             f"\t$(PY) -m pipeline train {name} $(TRAIN_FLAGS)",
             # a run with TRAIN_FLAGS overrides is not the params.yaml run: leave it out of date
             '\t@if [ -z "$(TRAIN_FLAGS)" ]; then mkdir -p $(@D) && touch $@; fi',

@@ -96,6 +96,11 @@ def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
     assert sorted(trainings(built)) == sorted(EXPERIMENTS)
 
 
+def test_shared_model_helpers_retrain_every_experiment(built):
+    (built / "pipeline" / "models" / "forecast_baselines.py").touch()
+    assert sorted(trainings(built)) == sorted(EXPERIMENTS)
+
+
 def test_runs_with_train_flags_are_not_marked_up_to_date(built):
     (built / ".build" / "runs" / "mlp.done").unlink()
     assert make(built, "train-mlp", "TRAIN_FLAGS=--set train.epochs=1").returncode == 0
