@@ -233,16 +233,24 @@ def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
     )
 
 
-def run(name: str, overrides: list[str] | None = None) -> str:
-    """Train and evaluate one experiment of params.yaml in one MLflow run; returns the run id."""
+def run(
+    name: str, overrides: list[str] | None = None, *, run_name: str | None = None, log_outputs: bool = True
+) -> str:
+    """Train and evaluate one experiment of params.yaml in one MLflow run; returns the run id.
+
+    Inside an active run (e.g. the transfer learning curve) the run is nested under it.
+    `log_outputs=False` logs params, tags and metrics only: no figures, model or published files.
+    """
     params = config.load_params()
     plan = make_plan(params, name, overrides)
     exp, family, objective = plan.exp, plan.family, plan.objective
     dataset = data.load(exp.dataset, params)
     splits, spec = objective.prepare(dataset, plan.train, plan.objective_params)
+    if hasattr(family, "check"):  # e.g. a hub module that must exist: fail before any run starts
+        family.check(plan.model, spec)
 
     started = time.perf_counter()
-    with tracking.start_run(exp.task, name, run_tags(plan, dataset), exp.description) as active:
+    with tracking.start_run(exp.task, run_name or name, run_tags(plan, dataset), exp.description) as active:
         tracking.log_params(params_to_log(plan, dataset, splits))
         tracking.log_dataset(dataset, splits.x_train, splits.y_train, context="training")
         seed_everything(plan.train.seed)
@@ -258,13 +266,20 @@ def run(name: str, overrides: list[str] | None = None) -> str:
         artifacts.update(evaluation)
         metrics["train_seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)
-        log_artifacts(artifacts)
-        example = splits.x_test[:5]
-        (getattr(family, "log_model", None) or log_model)(model, example, objective.predict(model, example))
+        if log_outputs:
+            log_artifacts(artifacts)
+            example = splits.x_test[:5]
+            (getattr(family, "log_model", None) or log_model)(
+                model, example, objective.predict(model, example)
+            )
+            if hasattr(family, "publish"):  # e.g. pretrain's hub module, which later stages load
+                family.publish(model, plan.model)
+        else:
+            plots.plt.close("all")
         run_id = active.info.run_id
     headline = objective.HEADLINE
     print(
-        f"{name}: {headline} {metrics[headline]:.4f} · run {run_id} · {metrics['train_seconds']:.1f} s "
-        f"· experiment '{exp.task}' at {tracking.tracking_uri()}"
+        f"{run_name or name}: {headline} {metrics[headline]:.4f} · run {run_id} · "
+        f"{metrics['train_seconds']:.1f} s · experiment '{exp.task}' at {tracking.tracking_uri()}"
     )
     return run_id

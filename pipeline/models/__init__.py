@@ -11,13 +11,19 @@ and may define these hooks (pipeline.train uses them when present):
   fit(model, splits, train, objective) its own training loop (e.g. two-phase fine-tuning);
                                        returns the Keras history dict
   tags(params) -> dict                 extra MLflow tags
+  check(params, spec)                  validation that needs more than the schema (a file that
+                                       must exist, a module that must load), before the run starts
   log_model(model, x_example, y_example)  its own MLflow model flavour
+  publish(model, params)               write what later experiments consume (e.g. a hub module),
+                                       inside the run, after the model is logged
 
 An objective module (pipeline/<objective>.py) defines LOSS, METRICS, HEADLINE,
 prepare(dataset, train, objective_params) -> (splits, spec), evaluate(model, splits) ->
 (metrics, artifacts), predict(model, x), and optionally Params for an `objective:` section.
 
-Add a family: write pipeline/models/<name>.py and list it in FAMILIES.
+Add a family: write pipeline/models/<name>.py and list it in FAMILIES. An experiment that
+consumes another's output (transfer learning loads the module `pretrain` publishes) lists it
+under `needs:` in params.yaml, so make trains the upstream experiment first.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ FAMILIES = {
     "mlp": "pipeline.models.mlp",
     "cnn": "pipeline.models.cnn",
     "svc": "pipeline.models.svc",
+    "pretrain": "pipeline.models.pretrain",
+    "transfer": "pipeline.models.transfer",
 }
 
 
