@@ -1,10 +1,11 @@
 """Pretrain a CNN on the source task and publish its trunk as a TF Hub module (reusable SavedModel).
 
 The model is the `cnn` family's network; the trunk is its convolutional part, up to the
-`flatten` layer, whose output is the feature vector. `publish()` writes the trunk to `model.publish_dir` in the
-TF Hub "reusable SavedModel" format — `__call__(images, training=False)`, `variables`,
-`trainable_variables`, `regularization_losses` — with a README stating its input contract, plus
-the trunk's Keras architecture (so `transfer-scratch` can rebuild it with random weights).
+`flatten` layer, whose output is the feature vector. `publish()` writes the trunk to
+`model.publish_dir` in the TF Hub "reusable SavedModel" format (`__call__(images,
+training=False)`, `variables`, `trainable_variables`, `regularization_losses`), with a README
+stating its input contract and the trunk's Keras architecture (so `transfer-scratch` can
+rebuild it with random weights).
 """
 
 from __future__ import annotations

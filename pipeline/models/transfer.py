@@ -82,9 +82,10 @@ def architecture(params: Params) -> keras.Model:
         )
     with open(path) as handle:
         trunk = keras.models.model_from_json(handle.read())
-    if tuple(trunk.input.shape[1:]) != module_shape(params):
+    expected = tuple(trunk.input.shape[1:])
+    if expected != module_shape(params):
         raise UserError(
-            f"hub_handle '{params.hub_handle}': the module takes images of shape {tuple(trunk.input.shape[1:])}, "
+            f"hub_handle '{params.hub_handle}': the module takes images of shape {expected}, "
             f"not model.image_size + model.channels {module_shape(params)}"
         )
     return trunk
