@@ -113,15 +113,27 @@ class HubLayer(keras.layers.Layer):
         features = HubLayer("models/hub/digits-0-4", input_shape=(8, 8, 1))(images)
 
     `trainable=False` freezes the module; the module is then always called with training=False
-    (batch-norm statistics stay as published). A trainable layer passes Keras' `training` on.
+    (batch-norm statistics stay as published). A trainable layer passes Keras' `training` on,
+    unless `inference_only=True`: the keras-io fine-tuning recipe, weights trained but batch norm
+    (and dropout) kept in inference mode. (Calling the layer with an explicit training=False in a
+    functional model is not enough: Keras 3 passes the outer model's `training` to every layer.)
     The module's variables are the layer's weights (shared, not copied), so the optimizer
     updates the module itself; saving the model stores the module inside the `.keras` file.
     """
 
-    def __init__(self, handle: str, input_shape, output_dim: int | None = None, trainable=False, **kwargs):
+    def __init__(
+        self,
+        handle: str,
+        input_shape,
+        output_dim: int | None = None,
+        trainable: bool = False,
+        inference_only: bool = False,
+        **kwargs,
+    ):
         defer = kwargs.pop("_defer", False)
         super().__init__(trainable=trainable, **kwargs)
         self.handle = handle
+        self.inference_only = inference_only
         self.module_input_shape = tuple(input_shape)
         self.output_dim = output_dim
         self._module = None
@@ -172,7 +184,7 @@ class HubLayer(keras.layers.Layer):
     def call(self, inputs, training=None):
         if self._module is None:
             raise RuntimeError(f"HubLayer '{self.name}': module '{self.handle}' is not loaded")
-        outputs = self._module(inputs, training=bool(training) and self.trainable)
+        outputs = self._module(inputs, training=bool(training) and self.trainable and not self.inference_only)
         if self.trainable:
             for loss in getattr(self._module, "regularization_losses", []):
                 self.add_loss(loss())
@@ -190,6 +202,7 @@ class HubLayer(keras.layers.Layer):
             "handle": self.handle,
             "input_shape": list(self.module_input_shape),
             "output_dim": self.output_dim,
+            "inference_only": self.inference_only,
         }
 
     @classmethod

@@ -100,6 +100,8 @@ def test_training_flag_reaches_the_module_only_when_trainable(raw_module):
     inference = tuned(x, training=False).numpy()
     assert np.allclose(tuned(x, training=True).numpy(), inference + 100.0)
     assert np.allclose(frozen(x, training=True).numpy(), inference)  # frozen: always inference mode
+    recipe = hub.HubLayer(str(raw_module), input_shape=(8, 8, 1), trainable=True, inference_only=True)
+    assert np.allclose(recipe(x, training=True).numpy(), inference) and recipe.trainable_weights
 
 
 def test_regularization_losses_count_when_trainable(raw_module):

@@ -127,10 +127,11 @@ def build(params: Params, spec) -> keras.Model:
     if params.mode == "scratch":
         features = architecture(params)(x)  # trained end to end, batch norm in training mode
     else:
+        # inference mode even when unfrozen (keras-io recipe): few examples would wreck batch norm
         module = hub.HubLayer(
-            params.hub_handle, input_shape=module_shape(params), trainable=False, name=HUB_LAYER
+            params.hub_handle, module_shape(params), trainable=False, inference_only=True, name=HUB_LAYER
         )
-        features = module(x, training=False)  # inference mode even when unfrozen (keras-io recipe)
+        features = module(x)
     x = layers.Dropout(params.head_dropout, name="head_dropout")(features)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     # the name carries the mode to `fit` below (the hook receives the model, not its params)
