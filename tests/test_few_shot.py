@@ -9,7 +9,9 @@ from pipeline import data, few_shot
 from pipeline.config import TrainParams
 from pipeline.errors import UserError
 
-TRAIN = TrainParams(epochs=1, batch_size=8, learning_rate=0.01, optimizer="adam", patience=1, seed=3, limit=None)
+TRAIN = TrainParams(
+    epochs=1, batch_size=8, learning_rate=0.01, optimizer="adam", patience=1, seed=3, limit=None
+)
 
 
 def prepare(project, classes=(5, 6, 7, 8, 9), n=None, seed=3):

@@ -23,13 +23,17 @@ class RawFeatures(tf.Module):
     def __init__(self, input_shape, features=4, rank=2):
         super().__init__()
         size = math.prod(input_shape)
-        self.kernel = tf.Variable(tf.random.stateless_normal([size, features], seed=[1, 2]), name="dense/kernel")
+        self.kernel = tf.Variable(
+            tf.random.stateless_normal([size, features], seed=[1, 2]), name="dense/kernel"
+        )
         self.bias = tf.Variable(tf.zeros([features]), name="dense/bias")
         self.offset = tf.Variable(tf.fill([features], 100.0), trainable=False, name="offset")
         self.rank = rank
         self.variables = [self.kernel, self.bias, self.offset]
         self.trainable_variables = [self.kernel, self.bias]
-        self.regularization_losses = [tf.function(lambda: 0.5 * tf.reduce_sum(self.kernel**2), input_signature=[])]
+        self.regularization_losses = [
+            tf.function(lambda: 0.5 * tf.reduce_sum(self.kernel**2), input_signature=[])
+        ]
 
     @tf.function
     def __call__(self, images, training=False):
@@ -141,7 +145,9 @@ def test_url_handles_resolve_through_the_tfhub_cache(project, monkeypatch):
 def test_unreachable_url_is_a_user_error(project, monkeypatch):
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(project / "empty-cache"))
     monkeypatch.setattr(hub.hub, "resolve", lambda handle: (_ for _ in ()).throw(OSError("no network")))
-    with pytest.raises(UserError, match="hub_handle 'https://example.com/m.tar.gz': cannot fetch.*no network"):
+    with pytest.raises(
+        UserError, match="hub_handle 'https://example.com/m.tar.gz': cannot fetch.*no network"
+    ):
         hub.resolve("https://example.com/m.tar.gz")
 
 

@@ -10,14 +10,20 @@ from pathlib import Path
 import pytest
 
 from pipeline import stages
+from pipeline.errors import UserError
 from tests.conftest import REPO, edit_params
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+CLASSIFIERS = ["cnn-same", "cnn-valid", "mlp", "svc"]
+TRANSFER = ["pretrain", "transfer-feature", "transfer-finetune", "transfer-scratch"]
+ALL = CLASSIFIERS + TRANSFER
 
 
 STUB = """#!/bin/sh
 # Stands in for the venv's python: records trainings instead of running them, runs the rest.
 if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "train" ]; then echo "TRAINED $4"; exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "transfer-curve" ]; then echo "CURVE"; exit 0; fi
 exec {python} "$@"
 """
 
@@ -56,7 +62,7 @@ def built(project):
     now = time.time()
     for path in project.rglob("*"):
         os.utime(path, (now - 100, now - 100))
-    for name in ("mlp", "cnn-same", "cnn-valid", "svc"):
+    for name in ALL:
         stamp = project / ".build" / "runs" / f"{name}.done"
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.touch()
@@ -88,7 +94,7 @@ def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
     (built / "pipeline" / "models" / "svc.py").touch()
     assert trainings(built) == ["svc"]
     (built / "pipeline" / "train.py").touch()
-    assert sorted(trainings(built)) == ["cnn-same", "cnn-valid", "mlp", "svc"]
+    assert sorted(trainings(built)) == sorted(ALL)
 
 
 def test_one_experiments_params_retrain_that_experiment_only(built):
@@ -99,9 +105,39 @@ def test_one_experiments_params_retrain_that_experiment_only(built):
 
 def test_dataset_params_retrain_its_experiments(built):
     edit_params(built, lambda p: p["data"]["digits"].__setitem__("seed", 5))
-    assert sorted(trainings(built)) == ["cnn-same", "cnn-valid", "mlp", "svc"]
+    assert sorted(trainings(built)) == sorted(ALL)
 
 
 def test_unchanged_data_rerun_keeps_experiments_fresh(built):
     (built / "pipeline" / "data.py").touch()  # data code touched, output identical
     assert trainings(built) == []
+
+
+def test_needs_trains_upstream_first_and_retrains_downstream(built):
+    text = (built / ".build" / "pipeline.mk").read_text()
+    rule = next(line for line in text.splitlines() if line.startswith(".build/runs/transfer-feature.done:"))
+    assert ".build/runs/pretrain.done" in rule
+    (built / "pipeline" / "models" / "pretrain.py").touch()  # a new hub module is published...
+    trained = trainings(built)
+    assert trained[0] == "pretrain" and sorted(trained) == TRANSFER  # ...and every consumer retrains
+    assert trainings(built) == []
+
+
+def test_needs_must_name_other_experiments_without_loops(project):
+    edit_params(project, lambda p: p["experiments"]["mlp"].__setitem__("needs", ["pretrian"]))
+    with pytest.raises(
+        UserError, match="experiments.mlp.needs: 'pretrian' is not another experiment.*pretrain"
+    ):
+        stages.write_makefile(".build/pipeline.mk")
+    edit_params(project, lambda p: p["experiments"]["mlp"].__setitem__("needs", ["svc"]))
+    edit_params(project, lambda p: p["experiments"]["svc"].__setitem__("needs", ["mlp"]))
+    with pytest.raises(UserError, match="loop: (mlp -> svc -> mlp|svc -> mlp -> svc)"):
+        stages.write_makefile(".build/pipeline.mk")
+
+
+def test_transfer_curve_target_trains_pretrain_first(built):
+    (built / ".build" / "runs" / "pretrain.done").unlink()
+    out = make(built, "transfer-curve")
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("TRAINED ") or line == "CURVE"]
+    assert lines == ["TRAINED pretrain", "CURVE"]

@@ -112,7 +112,11 @@ def test_missing_module_is_one_line_and_names_make_train_pretrain(project):
     [
         ("not-a-model", lambda p: (p / "not-a-model").mkdir(), "not a SavedModel"),
         ("maps", lambda p: save_raw_module(p / "maps", rank=4), "not a feature vector"),
-        ("big", lambda p: save_raw_module(p / "big", input_shape=(16, 16, 3)), "rejects images of shape (8, 8, 1)"),
+        (
+            "big",
+            lambda p: save_raw_module(p / "big", input_shape=(16, 16, 3)),
+            "rejects images of shape (8, 8, 1)",
+        ),
     ],
 )
 def test_bad_modules_start_no_run(project, capsys, handle, make, problem):
