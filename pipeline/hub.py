@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import keras
@@ -177,13 +178,16 @@ class HubLayer(keras.layers.Layer):
                 f"hub_handle '{self.handle}': the layer gets inputs of shape {tuple(input_shape[1:])}, "
                 f"configured for {self.module_input_shape}"
             )
-        if self._module is None and _exists(self.handle):
-            self._attach(resolve(self.handle))
-        self.built = True  # when loading a .keras file, the module comes with its assets
+        # a layer read from a .keras file gets its module from the file's assets (load_assets),
+        # never from the handle, which may be gone or hold a newer, different module by now
+        self.built = True
 
     def call(self, inputs, training=None):
         if self._module is None:
-            raise RuntimeError(f"HubLayer '{self.name}': module '{self.handle}' is not loaded")
+            raise RuntimeError(
+                f"HubLayer '{self.name}': module '{self.handle}' is not loaded (a layer made from its "
+                "config alone has none; load the model with keras.saving.load_model)"
+            )
         outputs = self._module(inputs, training=bool(training) and self.trainable and not self.inference_only)
         if self.trainable:
             for loss in getattr(self._module, "regularization_losses", []):
@@ -217,13 +221,10 @@ class HubLayer(keras.layers.Layer):
 
     def load_assets(self, dir_path):
         # keep a private copy: Keras deletes its temporary assets folder after loading
+        # (saving the model again copies it back in), removed with the layer
         copy = tempfile.mkdtemp(prefix="hub-module-")
+        weakref.finalize(self, shutil.rmtree, copy, ignore_errors=True)
         shutil.copytree(os.path.join(dir_path, ARCHIVED_MODULE), copy, dirs_exist_ok=True)
-        if self._module is not None:  # built from the handle: keep the weights just loaded
-            self._pending_values = [v.numpy() for v in self.variables]
-            for variable in self.variables:
-                self._untrack_variable(variable)
-            self._module = None
         self._attach(copy)
 
     def load_own_variables(self, store):
@@ -233,10 +234,3 @@ class HubLayer(keras.layers.Layer):
             return
         for variable, value in zip(self.variables, values, strict=True):
             variable.assign(value)
-
-
-def _exists(handle: str) -> bool:
-    if is_url(handle):
-        return True
-    local = Path(handle).expanduser()
-    return (local if local.is_absolute() else project_root() / local).exists()

@@ -119,7 +119,8 @@ def test_regularization_losses_count_when_trainable(raw_module):
     assert frozen.losses == []
 
 
-def test_saved_model_reloads_without_the_hub_directory(raw_module, tmp_path):
+@pytest.mark.parametrize("handle_now", ["gone", "another module"])
+def test_saved_model_reloads_without_the_hub_directory(raw_module, tmp_path, handle_now):
     layer = hub.HubLayer(str(raw_module), input_shape=(8, 8, 1), trainable=True)
     model = model_on(layer)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -127,9 +128,15 @@ def test_saved_model_reloads_without_the_hub_directory(raw_module, tmp_path):
     x, _ = data(5)
     expected = model.predict(x, verbose=0)
     model.save(tmp_path / "model.keras")
-    shutil.rmtree(raw_module)  # the original module is gone
+    shutil.rmtree(raw_module)  # the original module is gone...
+    if handle_now == "another module":  # ...or replaced by a different one (pretrain rerun)
+        save_raw_module(raw_module, features=6)
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     assert np.allclose(reloaded.predict(x, verbose=0), expected, atol=1e-6)
+    reloaded.save(tmp_path / "again.keras")  # and it saves again, module included
+    shutil.rmtree(raw_module, ignore_errors=True)
+    again = keras.saving.load_model(tmp_path / "again.keras")
+    assert np.allclose(again.predict(x, verbose=0), expected, atol=1e-6)
 
 
 def test_url_handles_resolve_through_the_tfhub_cache(project, monkeypatch):
