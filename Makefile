@@ -27,7 +27,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -80,6 +80,22 @@ $(STORE_STAMP): | $(VENV_STAMP)
 
 ui: $(VENV_STAMP) ## serve the MLflow UI on 127.0.0.1:5000 and print links to each task's runs
 	$(PY) -m pipeline ui --port $${PORT:-5000}
+
+report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the latest run of every experiment
+	$(PY) -m pipeline report
+
+server: $(VENV_STAMP) ## shared MLflow tracking server on 127.0.0.1 (PORT=, DB=postgresql://…, ARTIFACTS=)
+	$(PY) -m pipeline server --port $${PORT:-5000} $(if $(DB),--db '$(DB)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)')
+
+# ---------------------------------------------------------------------------- production
+retrain: $(VENV_STAMP) $(STORE_STAMP) ## one retraining cycle: data/incoming/ batches → challenger → gate → champion
+	$(PY) -m pipeline retrain
+
+INPUT ?= data/predict
+OUTPUT ?= predictions.csv
+MODEL ?= models:/digits-classifier@champion
+predict: $(VENV_STAMP) ## batch prediction: make predict INPUT=<image folder or CSV> [OUTPUT=…] [MODEL=…]
+	$(PY) -m pipeline predict --model '$(MODEL)' --input '$(INPUT)' --output '$(OUTPUT)'
 
 # ---------------------------------------------------------------------------- quality
 test: $(VENV_STAMP) ## run the test suite (what .ci/run calls)

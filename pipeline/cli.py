@@ -80,6 +80,30 @@ def cmd_init_store(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    from pipeline import retrain
+
+    return retrain.main(args.model)
+
+
+def cmd_predict(args) -> int:
+    from pipeline import predict
+
+    return predict.main(args.model, args.input, args.output)
+
+
+def cmd_server(args) -> int:
+    from pipeline import ui
+
+    return ui.server(args.host, args.port, args.db, args.artifacts)
+
+
+def cmd_report(args) -> int:
+    from pipeline import report
+
+    return report.main(log=not args.no_log)
+
+
 def cmd_ui(args) -> int:
     from pipeline import ui
 
@@ -169,6 +193,54 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create/upgrade the MLflow store and its experiments (before parallel runs).",
     )
     p.set_defaults(func=cmd_init_store)
+
+    p = sub.add_parser(
+        "retrain",
+        help="one scheduled retraining cycle: new batches → challenger → gate → champion",
+        description="Ingest new batches from data/incoming/<dataset>/<batch-id>/, train a challenger, "
+        "promote it to champion only if it passes the gate in params.yaml (retrain.gates).",
+    )
+    p.add_argument("--model", help="registered model name (default: every experiment with register_as)")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser(
+        "predict",
+        help="batch prediction with a logged or registered model",
+        description="Predict a folder of images or a CSV of features; writes one CSV row per input.",
+    )
+    p.add_argument(
+        "--model",
+        default="models:/digits-classifier@champion",
+        help="MLflow model URI (default: models:/digits-classifier@champion)",
+    )
+    p.add_argument("--input", required=True, help="image folder or CSV file")
+    p.add_argument("--output", default="predictions.csv", help="output CSV (default: predictions.csv)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "report",
+        help="write reports/index.html and reports/summary.md comparing the latest runs",
+        description="Compare the latest finished run of every experiment, per task; log it to MLflow.",
+    )
+    p.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "server",
+        help="run a shared MLflow tracking server (SQL backend store, served artifacts)",
+        description="Start `mlflow server` for a team; clients set MLFLOW_TRACKING_URI=http://host:port.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    p.add_argument(
+        "--db",
+        help="backend store URI (default: sqlite:///mlruns/server/mlflow.db; "
+        "e.g. postgresql://user:pass@host/mlflow)",
+    )
+    p.add_argument(
+        "--artifacts", help="artifact root the server writes to (default: mlruns/server/artifacts)"
+    )
+    p.set_defaults(func=cmd_server)
 
     p = sub.add_parser(
         "ui",

@@ -374,15 +374,16 @@ def chronological_split(series, val_fraction: float, test_fraction: float, name:
 
 def _fingerprint(name: str, spec) -> tuple[str, str]:
     """(cache key, source description), computed without decoding anything expensive."""
-    import sklearn
-    import statsmodels
-
     if isinstance(spec, DigitsSource):
+        import sklearn
+
         raw, detail = (
             f"sklearn-{sklearn.__version__}",
             f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__})",
         )
     elif isinstance(spec, Co2Source):
+        import statsmodels
+
         raw, detail = (
             f"statsmodels-{statsmodels.__version__}",
             f"statsmodels.datasets.co2 (statsmodels {statsmodels.__version__})",
@@ -413,13 +414,6 @@ def _build(name: str, spec) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             info.update(kind="table", feature_names=features)
         arrays = stratified_split(x, y, spec.val_fraction, spec.test_fraction, spec.seed, name)
         info["class_names"] = class_names
-        info["class_counts"] = {
-            split: {
-                class_names[c]: int(n)
-                for c, n in zip(*np.unique(arrays[f"y_{split}"], return_counts=True), strict=True)
-            }
-            for split in SPLITS
-        }
         info["split_seed"] = spec.seed
         if info["kind"] == "images":
             info["value_range"] = [0.0, 1.0]
@@ -453,22 +447,90 @@ def prepare(
     if not force and current and current.get("cache_key") == cache_key and (out / current["arrays"]).exists():
         return current, False
     arrays, info = _build(name, spec)  # validates everything before a byte is written
+    batches = (current or {}).get("batches", [])
+    if batches and info["kind"] != "series":  # batches accepted by `retrain` stay part of the dataset
+        arrays = merge_batches(arrays, [load_batch(name, b["id"]) for b in batches])
+    manifest = make_manifest(
+        name, spec.source, detail, dataclasses.asdict(spec), info, arrays, cache_key, batches
+    )
+    write(name, arrays, manifest)
+    return manifest, True
+
+
+def make_manifest(name, source, detail, spec_params, info, arrays, cache_key, batches) -> dict[str, Any]:
     sha = content_hash(arrays)
     manifest = {
         "dataset": name,
-        "source": spec.source,
+        "source": source,
         "source_detail": detail,
-        "params": dataclasses.asdict(spec),
+        "params": spec_params,
         **info,
         "shapes": {k: list(v.shape) for k, v in arrays.items()},
         "sha256": sha,
         "arrays": f"arrays-{sha[:16]}.npz",
         "cache_key": cache_key,
         "prep_version": PREP_VERSION,
+        "batches": batches,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if "class_names" in info:
+        manifest["class_counts"] = class_counts(arrays, info["class_names"])
+    return manifest
+
+
+def class_counts(arrays, class_names) -> dict[str, dict[str, int]]:
+    counts = {}
+    for split in SPLITS:
+        labels, n = np.unique(arrays[f"y_{split}"], return_counts=True)
+        counts[split] = {class_names[c]: int(k) for c, k in zip(labels, n, strict=True)}
+    return counts
+
+
+# --------------------------------------------------------------------------- new-data batches
+
+
+def batch_path(name: str, batch_id: str) -> Path:
+    return processed_dir(name) / "batches" / f"{batch_id}.npz"
+
+
+def load_batch(name: str, batch_id: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(batch_path(name, batch_id), allow_pickle=False) as npz:
+        return npz["x"], npz["y"]
+
+
+def merge_batches(arrays: dict[str, np.ndarray], batches) -> dict[str, np.ndarray]:
+    """New labelled examples join the training split only: val and test (the holdout) never change."""
+    merged = dict(arrays)
+    for x, y in batches:
+        merged["x_train"] = np.concatenate([merged["x_train"], x.astype(merged["x_train"].dtype)])
+        merged["y_train"] = np.concatenate([merged["y_train"], y.astype(merged["y_train"].dtype)])
+    return merged
+
+
+def new_version(dataset: Dataset, batches: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """The dataset with `batches` ({id: (x, y)}) merged: (arrays, manifest), nothing written yet."""
+    arrays = merge_batches(dataset.arrays, batches.values())
+    m = dataset.manifest
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    recorded = [
+        *m.get("batches", []),
+        *({"id": k, "examples": len(v[1]), "ingested": now} for k, v in batches.items()),
+    ]
+    info = {k: m[k] for k in ("kind", "class_names", "split_seed", "value_range", "feature_names") if k in m}
+    manifest = make_manifest(
+        dataset.name, m["source"], m["source_detail"], m["params"], info, arrays, m["cache_key"], recorded
+    )
+    return arrays, manifest
+
+
+def commit_version(name: str, arrays, manifest, batches: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write the batches, then the arrays, then the manifest (the single atomic commit point)."""
+    for batch_id, (x, y) in batches.items():
+        buffer = io.BytesIO()
+        np.savez(buffer, x=x, y=y)
+        with atomic.atomic_open(batch_path(name, batch_id)) as handle:
+            handle.write(buffer.getvalue())
     write(name, arrays, manifest)
-    return manifest, True
 
 
 def write(name: str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:

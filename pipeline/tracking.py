@@ -99,6 +99,39 @@ def _raise_on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `run_name` whose process on this host is gone (kill -9)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    running = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and attributes.run_name = '{run_name}'",
+    )
+    closed = []
+    for run in running:
+        tags = run.data.tags
+        if (
+            tags.get("host") == socket.gethostname()
+            and tags.get("pid", "").isdigit()
+            and not _alive(int(tags["pid"]))
+        ):
+            client.set_tag(run.info.run_id, "killed_reason", "its process died without ending the run")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
 @contextlib.contextmanager
 def start_run(task: str, run_name: str, tags: dict[str, str], description: str = ""):
     """An MLflow run that ends FINISHED, or FAILED/KILLED on any exception or SIGTERM.
@@ -109,6 +142,7 @@ def start_run(task: str, run_name: str, tags: dict[str, str], description: str =
 
     configure()
     experiment_id = get_or_create_experiment(task)
+    close_orphaned_runs(experiment_id, run_name)
     tags = {**tags, "host": socket.gethostname(), "pid": str(os.getpid())}
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:

@@ -12,6 +12,7 @@ import importlib
 import math
 import sys  # noqa: E402
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,7 +21,7 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
-from pipeline import config, data, models, plots, tracking
+from pipeline import config, data, models, plots, registry, tracking
 from pipeline.config import SeedParams, TrainParams, parse_section
 from pipeline.errors import PipelineError, UserError
 
@@ -123,23 +124,26 @@ SKOPS_TRUSTED = [
 ]
 
 
-def log_model(model, x_example: np.ndarray, predictions: np.ndarray) -> None:
+def log_model(model, x_example: np.ndarray, predictions: np.ndarray, metadata: dict | None = None):
+    """Log the model as an MLflow model with a signature; returns MLflow's ModelInfo."""
     signature = mlflow.models.infer_signature(x_example, predictions)
     if isinstance(model, keras.Model):
         # explicit requirements: MLflow's inference would re-import the model in a subprocess
-        mlflow.keras.log_model(
+        return mlflow.keras.log_model(
             model,
             name="model",
             signature=signature,
+            metadata=metadata,
             pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
         )
     else:
         import sklearn
 
-        mlflow.sklearn.log_model(
+        return mlflow.sklearn.log_model(
             model,
             name="model",
             signature=signature,
+            metadata=metadata,
             pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
             skops_trusted_types=SKOPS_TRUSTED,
             pyfunc_predict_fn="predict_proba",  # like the networks: class probabilities
@@ -165,6 +169,16 @@ class Plan:
     model: Any
     train: Any
     objective_params: Any
+    register_as: str | None = None  # registered model name (MLflow registry), if opted in
+    gate: Any = None  # its promotion rule (registry.Gate)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    metrics: dict[str, float]
+    model_version: str | None  # registered version, when the experiment has register_as
+    decision: dict[str, Any] | None  # the promotion gate's record, when it ran
 
 
 def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Plan:
@@ -182,23 +196,46 @@ def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Pl
     objective_params = None
     if hasattr(objective, "Params"):  # the `objective:` section, e.g. forecasting's horizon
         objective_params = parse_section(objective.Params, extra.pop("objective", None), f"{where}.objective")
+    register_as, gate = extra.pop("register_as", None), None
+    if register_as is not None:
+        if not isinstance(register_as, str) or not register_as:
+            raise UserError(f"{config.PARAMS_FILE}: {where}.register_as must be a model name")
+        gate = registry.gate_for(params, register_as)
     if extra:
         key = sorted(extra)[0]
-        known = [*config.EXPERIMENT_KEYS, "objective"]
+        known = [*config.EXPERIMENT_KEYS, "objective", "register_as"]
         raise UserError(f"{config.PARAMS_FILE}: unknown key '{where}.{key}'{config.suggest(key, known)}")
-    return Plan(exp, family, objective, model_params, train_params, objective_params)
+    return Plan(exp, family, objective, model_params, train_params, objective_params, register_as, gate)
 
 
 def params_to_log(plan: Plan, dataset, splits) -> dict[str, Any]:
     """Every resolved hyperparameter, named as in params.yaml (model.*, train.*, data.*, ...)."""
-    logged = {k: v for k, v in config.flatten(plan.exp.raw).items() if k != "description"}
+    sections = ("model.", "train.", "objective.")  # logged below from the validated values
+    logged = {
+        k: v
+        for k, v in config.flatten(plan.exp.raw).items()
+        if k != "description" and not k.startswith(sections)
+    }
     logged.update({f"model.{k}": v for k, v in dataclasses.asdict(plan.model).items()})
     logged.update({f"train.{k}": v for k, v in dataclasses.asdict(plan.train).items()})
     if plan.objective_params is not None:
         logged.update({f"objective.{k}": v for k, v in dataclasses.asdict(plan.objective_params).items()})
     logged.update({f"data.{k}": v for k, v in dataset.manifest["params"].items() if k != "source"})
     logged.update({"data.source": dataset.manifest["source"], "data.train_examples": len(splits.x_train)})
+    # sibling runs of the same task log the same param names, so the UI's columns line up
+    for name in sibling_params(plan) - set(logged):
+        logged[name] = "n/a"
     return logged
+
+
+def sibling_params(plan: Plan) -> set[str]:
+    params = config.load_params()
+    names: set[str] = set()
+    for other in config.experiment_names(params):
+        exp = config.resolve_experiment(params, other)
+        if exp.task == plan.exp.task and other != plan.exp.name:
+            names |= {k for k in config.flatten(exp.raw) if k.startswith(("model.", "objective."))}
+    return names
 
 
 def run_tags(plan: Plan, dataset) -> dict[str, str]:
@@ -214,7 +251,16 @@ def run_tags(plan: Plan, dataset) -> dict[str, str]:
     return tags
 
 
-def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
+def backup_dir(plan: Plan, dataset) -> Path:
+    """Where BackupAndRestore keeps the last completed epoch: a killed run resumes from it.
+
+    Keyed by the resolved params and the data, so a changed experiment never resumes a stale one.
+    """
+    key = f"{plan.exp.name}-{plan.exp.fingerprint()[:12]}-{dataset.sha256[:12]}"
+    return config.project_root() / ".build" / "backup" / key
+
+
+def train_model(plan: Plan, model, splits, backup: Path | None = None) -> dict[str, list[float]] | None:
     """Keras families go through `fit` (or their own `fit` hook); baselines through `.fit(x, y)`."""
     if plan.family.KIND != "keras":
         model.fit(splits.x_train, splits.y_train)
@@ -222,6 +268,7 @@ def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
     if hasattr(plan.family, "fit"):  # e.g. two-phase fine-tuning
         return plan.family.fit(model, splits, plan.train, plan.objective)
     objective = plan.objective
+    callbacks = (keras.callbacks.BackupAndRestore(str(backup)),) if backup else ()
     return fit(
         model,
         splits.x_train,
@@ -230,27 +277,38 @@ def train_model(plan: Plan, model, splits) -> dict[str, list[float]] | None:
         plan.train,
         objective.LOSS,
         objective.METRICS,
+        callbacks=callbacks,
     )
 
 
 def run(
-    name: str, overrides: list[str] | None = None, *, run_name: str | None = None, log_outputs: bool = True
-) -> str:
-    """Train and evaluate one experiment of params.yaml in one MLflow run; returns the run id.
+    name: str,
+    overrides: list[str] | None = None,
+    *,
+    dataset=None,
+    gate: bool = True,
+    extra_tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+    log_outputs: bool = True,
+) -> Outcome:
+    """Train and evaluate one experiment of params.yaml in one MLflow run.
 
-    Inside an active run (e.g. the transfer learning curve) the run is nested under it.
+    `dataset` replaces the prepared one (retrain's candidate version); with `gate=False` a
+    registered model stays a challenger (retrain applies the gate after committing its data).
+    Inside an active run (e.g. the transfer learning curve) the run is nested under it;
     `log_outputs=False` logs params, tags and metrics only: no figures, model or published files.
     """
     params = config.load_params()
     plan = make_plan(params, name, overrides)
     exp, family, objective = plan.exp, plan.family, plan.objective
-    dataset = data.load(exp.dataset, params)
+    dataset = dataset or data.load(exp.dataset, params)
     splits, spec = objective.prepare(dataset, plan.train, plan.objective_params)
     if hasattr(family, "check"):  # e.g. a hub module that must exist: fail before any run starts
         family.check(plan.model, spec)
 
     started = time.perf_counter()
-    with tracking.start_run(exp.task, run_name or name, run_tags(plan, dataset), exp.description) as active:
+    tags = {**run_tags(plan, dataset), **(extra_tags or {})}
+    with tracking.start_run(exp.task, run_name or name, tags, exp.description) as active:
         tracking.log_params(params_to_log(plan, dataset, splits))
         tracking.log_dataset(dataset, splits.x_train, splits.y_train, context="training")
         seed_everything(plan.train.seed)
@@ -258,7 +316,7 @@ def run(
         artifacts: dict = {"model_summary.txt": model_summary(model)}
         if isinstance(model, keras.Model):
             artifacts["layer_params.csv"] = layer_table(model)
-        history = train_model(plan, model, splits)
+        history = train_model(plan, model, splits, backup_dir(plan, dataset))
         if history:
             artifacts["training_curves.png"] = plots.training_curves(history, f"{name} ({exp.task})")
             mlflow.log_metric("epochs_trained", len(history["loss"]))
@@ -266,20 +324,32 @@ def run(
         artifacts.update(evaluation)
         metrics["train_seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)
+        model_info = None
         if log_outputs:
             log_artifacts(artifacts)
             example = splits.x_test[:5]
-            (getattr(family, "log_model", None) or log_model)(
-                model, example, objective.predict(model, example)
-            )
+            metadata = {"class_names": splits.class_names} if hasattr(splits, "class_names") else None
+            logger = getattr(family, "log_model", None) or log_model
+            model_info = logger(model, example, objective.predict(model, example), metadata=metadata)
             if hasattr(family, "publish"):  # e.g. pretrain's hub module, which later stages load
                 family.publish(model, plan.model)
         else:
             plots.plt.close("all")
         run_id = active.info.run_id
+        version = (
+            registry.register(model_info.model_uri, plan.register_as, run_id)
+            if plan.register_as and model_info
+            else None
+        )
     headline = objective.HEADLINE
     print(
         f"{run_name or name}: {headline} {metrics[headline]:.4f} · run {run_id} · "
         f"{metrics['train_seconds']:.1f} s · experiment '{exp.task}' at {tracking.tracking_uri()}"
     )
-    return run_id
+    decision = None
+    if version and gate:
+        decision = registry.apply_gate(
+            plan.register_as, version, run_id, plan.gate, metrics, objective, splits
+        )
+        print(f"{plan.register_as} v{version}: {decision['gate.decision']} ({decision['gate.reason']})")
+    return Outcome(run_id, metrics, version, decision)

@@ -168,8 +168,8 @@ def run(
         )
         for i, (name, n, seed, changes) in enumerate(runs, start=1):
             print(f"[{i}/{len(runs)}] {name} labels_per_class={label(n)} seed={seed}")
-            run_id = train.run(name, changes, run_name=f"{name} n={label(n)} seed={seed}", log_outputs=False)
-            accuracy = mlflow.MlflowClient().get_run(run_id).data.metrics["test_accuracy"]
+            outcome = train.run(name, changes, run_name=f"{name} n={label(n)} seed={seed}", log_outputs=False)
+            accuracy = outcome.metrics["test_accuracy"]
             results.append(
                 {"experiment": name, "labels_per_class": n, "seed": seed, "test_accuracy": accuracy}
             )

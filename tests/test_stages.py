@@ -97,6 +97,14 @@ def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
     assert sorted(trainings(built)) == sorted(ALL)
 
 
+def test_runs_with_train_flags_are_not_marked_up_to_date(built):
+    (built / ".build" / "runs" / "mlp.done").unlink()
+    assert make(built, "train-mlp", "TRAIN_FLAGS=--set train.epochs=1").returncode == 0
+    assert not (built / ".build" / "runs" / "mlp.done").exists()
+    assert trainings(built) == ["mlp"]
+    assert (built / ".build" / "runs" / "mlp.done").exists()
+
+
 def test_one_experiments_params_retrain_that_experiment_only(built):
     edit_params(built, lambda p: p["experiments"]["cnn-valid"]["model"].__setitem__("dropout", 0.5))
     assert trainings(built) == ["cnn-valid"]

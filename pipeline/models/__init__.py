@@ -13,7 +13,8 @@ and may define these hooks (pipeline.train uses them when present):
   tags(params) -> dict                 extra MLflow tags
   check(params, spec)                  validation that needs more than the schema (a file that
                                        must exist, a module that must load), before the run starts
-  log_model(model, x_example, y_example)  its own MLflow model flavour
+  log_model(model, x_example, y_example, metadata)  its own MLflow model flavour; returns
+                                       the ModelInfo of mlflow.<flavour>.log_model
   publish(model, params)               write what later experiments consume (e.g. a hub module),
                                        inside the run, after the model is logged
 

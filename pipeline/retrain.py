@@ -1,0 +1,229 @@
+"""Scheduled batch retraining: new-data batches → challenger → gate → champion (`make retrain`).
+
+One cycle, per registered model (experiments with `register_as`):
+  1. find new batches in <incoming>/<dataset>/<batch-id>/ (not yet in the dataset's manifest);
+  2. validate each; a bad one moves to <quarantine>/<dataset>/<batch-id>/ with REASON.txt;
+  3. train a challenger on the dataset with the good batches merged into its training split
+     (nothing written yet) and register it with alias `challenger`;
+  4. commit the new data version (the manifest's atomic replace is the commit point) and move
+     the batches to <consumed>/;
+  5. re-evaluate the champion on the same holdout, promote the challenger if it passes the gate,
+     record the decision on the run and the model version, print one summary line.
+A failure or kill before step 4 leaves the champion, the processed data and the incoming batches
+as they were. A lock file keeps two cycles from overlapping. No new data: a no-op that imports
+neither TensorFlow nor MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import data
+from pipeline.config import PARAMS_FILE, load_params, project_root, resolve_experiment, suggest
+from pipeline.errors import PipelineError, UserError
+
+LOCK_FILE = ".build/retrain.lock"
+
+
+def settings(params) -> dict[str, Path]:
+    section = params.get("retrain") or {}
+    root = project_root()
+    folders = {"incoming": "data/incoming", "quarantine": "data/quarantine", "consumed": "data/consumed"}
+    return {key: root / str(section.get(key, default)) for key, default in folders.items()}
+
+
+def registered(params) -> dict[str, str]:
+    """{registered model name: experiment name} for every experiment with register_as."""
+    found = {}
+    for name, entry in params["experiments"].items():
+        if isinstance(entry, dict) and entry.get("register_as"):
+            found[entry["register_as"]] = name
+    return found
+
+
+@contextlib.contextmanager
+def lock(path: Path):
+    """An exclusive, non-blocking lock: a second cycle exits at once instead of waiting."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole cycle
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise PipelineError(
+                f"another retrain is running ({holder}; lock {path}); not starting a second one"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock, also when the process is killed
+
+
+def new_batches(incoming: Path, manifest: dict | None) -> list[Path]:
+    if not incoming.is_dir():
+        return []
+    consumed = {b["id"] for b in (manifest or {}).get("batches", [])}
+    return [
+        d
+        for d in sorted(incoming.iterdir())
+        if d.is_dir() and not d.name.startswith(".") and d.name not in consumed
+    ]
+
+
+def read_image_batch(folder: Path, dataset: data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """One sub-folder per class (names as in the dataset), images in any format Pillow reads."""
+    x_train = dataset.arrays["x_train"]
+    spec = data.ImageFolderSource(
+        source="image-folder",
+        path=str(folder),
+        image_size=tuple(x_train.shape[1:3]),
+        color_mode="grayscale" if x_train.shape[-1] == 1 else "rgb",
+        val_fraction=0.0,
+        test_fraction=0.5,
+        seed=0,
+    )
+    classes = {name: i for i, name in enumerate(dataset.class_names)}
+    xs, ys = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            raise UserError(f"{entry}: stray file; a batch holds one sub-folder per class")
+        if entry.name not in classes:
+            known = ", ".join(classes)
+            raise UserError(
+                f"{entry}: unknown class '{entry.name}'{suggest(entry.name, classes)} (known: {known})"
+            )
+        files = sorted(f for f in entry.iterdir() if not f.name.startswith("."))
+        if not files:
+            raise UserError(f"{entry}: class folder '{entry.name}' has no images")
+        for f in files:
+            xs.append(data._read_image(f, spec))
+            ys.append(classes[entry.name])
+    if not xs:
+        raise UserError(f"{folder}: empty batch")
+    return np.stack(xs).astype(x_train.dtype), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
+
+
+def quarantine(batch: Path, target_root: Path, reason: str) -> Path:
+    target = target_root / batch.name
+    if target.exists():
+        target = target_root / f"{batch.name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    target_root.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(batch), str(target))
+    (target / "REASON.txt").write_text(reason + "\n")
+    return target
+
+
+def move_consumed(batches: list[Path], target_root: Path) -> None:
+    target_root.mkdir(parents=True, exist_ok=True)
+    for batch in batches:
+        target = target_root / batch.name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(batch), str(target))
+
+
+def cycle(model_name: str, experiment: str, params) -> str:
+    """One retraining cycle for one registered model; returns its summary line."""
+    folders = settings(params)
+    exp = resolve_experiment(params, experiment)
+    incoming = folders["incoming"] / exp.dataset
+    manifest, _ = data.prepare(exp.dataset, params)
+    consumed_folder = folders["consumed"] / exp.dataset
+    # batches an interrupted cycle committed but did not move yet: finish moving them
+    recorded = {b["id"] for b in manifest.get("batches", [])}
+    leftovers = (
+        [d for d in sorted(incoming.iterdir()) if d.is_dir() and d.name in recorded]
+        if incoming.is_dir()
+        else []
+    )
+    move_consumed(leftovers, consumed_folder)
+    batches = new_batches(incoming, manifest)
+    if not batches:
+        return f"retrain {model_name}: no new data in {incoming}"
+
+    dataset = data.load(exp.dataset, params)
+    if dataset.kind not in ("images",):
+        raise UserError(
+            f"retrain: batches for a {dataset.kind} dataset ('{exp.dataset}') are not supported yet"
+        )
+    good, quarantined = {}, []
+    for batch in batches:
+        try:
+            good[batch.name] = read_image_batch(batch, dataset)
+        except UserError as exc:
+            quarantine(batch, folders["quarantine"] / exp.dataset, str(exc))
+            quarantined.append(batch.name)
+    note = (
+        f"; quarantined {', '.join(quarantined)} (see {folders['quarantine'] / exp.dataset})"
+        if quarantined
+        else ""
+    )
+    if not good:
+        return f"retrain {model_name}: no valid new data{note}"
+
+    arrays, new_manifest = data.new_version(dataset, good)
+    candidate = data.Dataset(exp.dataset, new_manifest, arrays)
+    from pipeline import registry, train  # TensorFlow and MLflow only when there is work
+
+    ids = ",".join(good)
+    outcome = train.run(experiment, dataset=candidate, gate=False, extra_tags={"retrain.batches": ids})
+    commit(exp.dataset, arrays, new_manifest, good)
+    move_consumed([b for b in batches if b.name in good], consumed_folder)
+    plan = train.make_plan(params, experiment)
+    splits, _ = plan.objective.prepare(candidate, plan.train, plan.objective_params)
+    examples = sum(len(y) for _, y in good.values())
+    decision = registry.apply_gate(
+        model_name,
+        outcome.model_version,
+        outcome.run_id,
+        plan.gate,
+        outcome.metrics,
+        plan.objective,
+        splits,
+        extra={"retrain.batches": ids, "retrain.examples": str(examples)},
+    )
+    champion = decision["gate.champion_version"]
+    versus = (
+        f" vs champion v{champion} {decision['gate_champion']:.4f}" if "gate_champion" in decision else ""
+    )
+    return (
+        f"retrain {model_name}: batches {ids} (+{examples} examples){note} · "
+        f"challenger v{outcome.model_version} {plan.gate.metric} {decision['gate_challenger']:.4f}{versus} · "
+        f"{decision['gate.decision']}"
+    )
+
+
+def commit(dataset: str, arrays, manifest, batches) -> None:
+    """The data commit (a seam tests use to inject a failure after training)."""
+    data.commit_version(dataset, arrays, manifest, batches)
+
+
+def main(model: str | None = None) -> int:
+    params = load_params()
+    targets = registered(params)
+    if not targets:
+        raise UserError(f"{PARAMS_FILE}: no experiment has register_as; nothing to retrain")
+    if model is not None:
+        if model not in targets:
+            raise UserError(
+                f"unknown registered model '{model}'{suggest(model, targets)}; known: {', '.join(targets)}"
+            )
+        targets = {model: targets[model]}
+    with lock(project_root() / LOCK_FILE):
+        for name, experiment in targets.items():
+            print(cycle(name, experiment, params), flush=True)
+    return 0
