@@ -23,9 +23,6 @@ from pipeline.models import cnn
 
 KIND = "keras"
 OBJECTIVE = "few_shot"
-# The flattened output of the convolutional blocks: measured on digits 5-9, these features
-# transfer far better than the dense layer after them, which specialises in the source classes.
-FEATURE_LAYER = "flatten"
 ARCHITECTURE = os.path.join("assets", "keras_architecture.json")
 
 
@@ -43,8 +40,13 @@ def tags(params: Params) -> dict[str, str]:
 
 
 def trunk(model: keras.Model) -> keras.Model:
-    """The feature extractor: the trained layers up to the feature layer (weights shared)."""
-    return keras.Model(model.input, model.get_layer(FEATURE_LAYER).output, name="trunk")
+    """The feature extractor: the convolutional blocks, flattened (weights shared).
+
+    Measured on digits 5-9, these features transfer far better than the dense layer after them,
+    which specialises in the source classes.
+    """
+    (flatten,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Flatten)]
+    return keras.Model(model.input, flatten.output, name="trunk")
 
 
 def export_module(trunk: keras.Model, path) -> None:
@@ -80,7 +82,7 @@ the source task (see the MLflow run that logged this folder as its `hub_module` 
 - Other sizes are rejected; `pipeline.models.transfer` resizes and converts channels first.
 
 ## Output
-- float32 feature vector of shape (batch, {dim}) (the `{FEATURE_LAYER}` layer's activations).
+- float32 feature vector of shape (batch, {dim}): the convolutional blocks' output, flattened.
 
 ## Use
     import tensorflow_hub as hub
