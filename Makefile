@@ -27,7 +27,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -83,6 +83,9 @@ ui: $(VENV_STAMP) ## serve the MLflow UI on 127.0.0.1:5000 and print links to ea
 
 report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the latest run of every experiment
 	$(PY) -m pipeline report
+
+bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
+	$(PY) -m pipeline bench
 
 server: $(VENV_STAMP) ## shared MLflow tracking server on 127.0.0.1 (PORT=, DB=postgresql://…, ARTIFACTS=)
 	$(PY) -m pipeline server --port $${PORT:-5000} $(if $(DB),--db '$(DB)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)')

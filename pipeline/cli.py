@@ -98,6 +98,12 @@ def cmd_server(args) -> int:
     return ui.server(args.host, args.port, args.db, args.artifacts)
 
 
+def cmd_bench(args) -> int:
+    from pipeline import bench
+
+    return bench.main(args.repeats, args.epochs, args.images, args.stage_repeats)
+
+
 def cmd_report(args) -> int:
     from pipeline import report
 
@@ -216,6 +222,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="image folder or CSV file")
     p.add_argument("--output", default="predictions.csv", help="output CSV (default: predictions.csv)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: pipeline overhead vs bare Keras, stage times, data-prep and inference throughput",
+        description="Measure in a throw-away project; write reports/bench.json and reports/bench.md and log "
+        "them to the MLflow experiment `benchmarks`. Takes several minutes.",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="repetitions per figure (default: 3)")
+    p.add_argument("--epochs", type=int, default=15, help="epochs of the overhead comparison (default: 15)")
+    p.add_argument(
+        "--images", type=int, default=5000, help="images in the data-prep benchmark (default: 5000)"
+    )
+    p.add_argument(
+        "--stage-repeats", type=int, default=2, help="clean `make train-all` repetitions (default: 2)"
+    )
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "report",

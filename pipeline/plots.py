@@ -54,3 +54,49 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def score_histogram(
+    scores: np.ndarray, is_anomaly: np.ndarray, threshold: float, score_name: str, title: str
+):
+    """Anomaly scores of normal vs anomalous test images, and the threshold chosen on validation data."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.histogram_bin_edges(scores, bins=40)
+    ax.hist(scores[~is_anomaly], bins=bins, alpha=0.6, label=f"normal ({(~is_anomaly).sum()})")
+    ax.hist(scores[is_anomaly], bins=bins, alpha=0.6, label=f"anomaly ({is_anomaly.sum()})")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
+    ax.set(xlabel=score_name, ylabel="test images", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def reconstructions(images: np.ndarray, reconstructed: np.ndarray, scores: np.ndarray):
+    """Top row: test images; bottom row: their reconstructions, each titled with its score."""
+    fig, axes = plt.subplots(2, len(images), figsize=(1.3 * len(images), 3), squeeze=False)
+    for i, (image, rebuilt, score) in enumerate(zip(images, reconstructed, scores, strict=True)):
+        axes[0, i].imshow(image.squeeze(), cmap="gray_r", vmin=0, vmax=1)
+        axes[0, i].set_title(f"{score:.3g}", fontsize=8)
+        axes[1, i].imshow(np.clip(rebuilt.squeeze(), 0, 1), cmap="gray_r", vmin=0, vmax=1)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.suptitle("most normal ... most anomalous test images (top) and reconstructions (bottom)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str], is_anomaly: np.ndarray):
+    """2-D codes of the test images, coloured by class; anomalies (unseen in training) as crosses."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    cmap = plt.get_cmap("tab10", len(class_names))
+    style = dict(c=None, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5)
+    for mask, marker, label in ((~is_anomaly, "o", "normal"), (is_anomaly, "x", "anomaly")):
+        points = ax.scatter(
+            codes[mask, 0], codes[mask, 1], s=12, marker=marker, label=label, **{**style, "c": labels[mask]}
+        )
+    bar = fig.colorbar(points, ax=ax, ticks=range(len(class_names)))
+    bar.ax.set_yticklabels(class_names)
+    ax.set(xlabel="code 1", ylabel="code 2", title="test images in the 2-D code space")
+    ax.legend()
+    fig.tight_layout()
+    return fig

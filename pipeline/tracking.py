@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 import warnings
 from typing import Any
 
@@ -195,4 +196,10 @@ def log_dataset(dataset, features, targets=None, context: str = "training") -> N
             name=dataset.name,
             digest=dataset.sha256[:DIGEST_CHARS],
         )
-    mlflow.log_input(data, context=context)
+    try:
+        mlflow.log_input(data, context=context)
+    except mlflow.exceptions.MlflowException:
+        # sibling runs started at once (make -j2) both insert the task's dataset row and one
+        # violates the unique constraint; a second try finds the row (a real error raises again)
+        time.sleep(0.5)
+        mlflow.log_input(data, context=context)

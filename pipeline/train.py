@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-import sys  # noqa: E402
+import sys
 import time
 from pathlib import Path
 from types import ModuleType

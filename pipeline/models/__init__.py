@@ -42,6 +42,9 @@ FAMILIES = {
     "svc": "pipeline.models.svc",
     "pretrain": "pipeline.models.pretrain",
     "transfer": "pipeline.models.transfer",
+    "autoencoder": "pipeline.models.autoencoder",
+    "pca": "pipeline.models.pca",
+    "isolation-forest": "pipeline.models.isolation_forest",
 }
 
 

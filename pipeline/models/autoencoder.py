@@ -1,0 +1,123 @@
+"""An autoencoder: encoder -> low-dimensional code -> decoder, trained to reconstruct its input (y = x).
+
+  architecture "dense"  Flatten, Dense layers (`hidden_units`), a Dense code; the decoder mirrors it
+               "conv"   stride-2 Conv2D layers (`filters`: 8x8 -> 4x4 -> 2x2), a Dense code; the
+                        decoder mirrors them with Conv2DTranspose
+  noise > 0             a denoising autoencoder: Gaussian noise on the input while training only
+
+The code size is the objective's `latent_dim` (shared with the PCA baseline). The sub-model
+named "encoder" gives the codes used for retrieval and the 2-D scatter plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import keras
+import numpy as np
+from keras import layers
+
+from pipeline.errors import UserError
+
+KIND = "keras"
+OBJECTIVE = "anomaly"
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    architecture: Literal["dense", "conv"]
+    hidden_units: tuple[int, ...]  # dense: encoder Dense layers (the decoder mirrors them)
+    filters: tuple[int, ...]  # conv: one stride-2 Conv2D per entry (the decoder mirrors them)
+    activation: Literal["relu", "tanh", "gelu", "elu"]
+    noise: float  # stddev of the Gaussian input noise while training (0 = plain autoencoder)
+
+
+def dense_encoder(x, params: Params):
+    x = layers.Flatten()(x)
+    for i, units in enumerate(params.hidden_units, start=1):
+        x = layers.Dense(units, activation=params.activation, name=f"enc_dense{i}")(x)
+    return x
+
+
+def dense_decoder(x, params: Params, input_shape):
+    for i, units in enumerate(reversed(params.hidden_units), start=1):
+        x = layers.Dense(units, activation=params.activation, name=f"dec_dense{i}")(x)
+    x = layers.Dense(math.prod(input_shape), activation="sigmoid", name="pixels")(x)  # pixels in [0, 1]
+    return layers.Reshape(input_shape)(x)
+
+
+def conv_encoder(x, params: Params):
+    for i, filters in enumerate(params.filters, start=1):
+        x = layers.Conv2D(
+            filters, 3, strides=2, padding="same", activation=params.activation, name=f"enc_conv{i}"
+        )(x)
+    return layers.Flatten()(x)
+
+
+def conv_decoder(x, params: Params, input_shape):
+    height, width, channels = input_shape
+    shrink = 2 ** len(params.filters)
+    x = layers.Dense(
+        (height // shrink) * (width // shrink) * params.filters[-1], activation=params.activation
+    )(x)
+    x = layers.Reshape((height // shrink, width // shrink, params.filters[-1]))(x)
+    for i, filters in enumerate(reversed(params.filters[:-1]), start=1):
+        x = layers.Conv2DTranspose(
+            filters, 3, strides=2, padding="same", activation=params.activation, name=f"dec_conv{i}"
+        )(x)
+    return layers.Conv2DTranspose(
+        channels, 3, strides=2, padding="same", activation="sigmoid", name="pixels"
+    )(x)
+
+
+def check(params: Params, spec) -> None:
+    if spec.latent_dim < 1:
+        raise UserError(f"autoencoder: latent size must be at least 1 (got {spec.latent_dim})")
+    if params.architecture == "conv":
+        if len(spec.input_shape) != 3:
+            raise UserError(
+                f"a conv autoencoder needs images (height, width, channels); got {spec.input_shape}"
+            )
+        shrink = 2 ** len(params.filters)
+        if not params.filters or any(side % shrink for side in spec.input_shape[:2]):
+            raise UserError(
+                f"autoencoder: model.filters {list(params.filters)} must be non-empty and halve the "
+                f"image {spec.input_shape[:2]} into whole pixels (height and width divisible by {shrink})"
+            )
+    if min((*params.hidden_units, *params.filters), default=1) < 1:
+        raise UserError("autoencoder: model.hidden_units and model.filters must be positive")
+
+
+def build(params: Params, spec) -> keras.Model:
+    check(params, spec)
+    conv = params.architecture == "conv"
+    inputs = keras.Input(shape=spec.input_shape, name="image")
+    hidden = conv_encoder(inputs, params) if conv else dense_encoder(inputs, params)
+    code = layers.Dense(spec.latent_dim, name="code")(hidden)  # linear: the code is not squashed
+    encoder = keras.Model(inputs, code, name="encoder")
+
+    code_in = keras.Input(shape=(spec.latent_dim,), name="code")
+    decode = conv_decoder if conv else dense_decoder
+    decoder = keras.Model(code_in, decode(code_in, params, spec.input_shape), name="decoder")
+
+    noisy = (
+        layers.GaussianNoise(params.noise, seed=spec.seed, name="noise")(inputs) if params.noise else inputs
+    )
+    return keras.Model(inputs, decoder(encoder(noisy)), name="autoencoder")
+
+
+def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
+    """The Keras flavour; its signature maps images to their reconstructions."""
+    import mlflow
+    import tensorflow as tf
+
+    signature = mlflow.models.infer_signature(x_example, np.asarray(model.predict(x_example, verbose=0)))
+    return mlflow.keras.log_model(
+        model,
+        name="model",
+        metadata=metadata,
+        signature=signature,
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+    )
