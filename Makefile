@@ -1,8 +1,9 @@
 # The map of the pipeline:
 #
 #   venv ─► data ─► train-<experiment> … ─► train-all        (experiments and datasets: params.yaml)
-#                          │
-#                          └─► mlruns/ (MLflow store) ─► ui
+#                          │    (an experiment's `needs:` are trained before it: pretrain ─► transfer-*)
+#                          ├─► mlruns/ (MLflow store) ─► ui
+#                          └─► train-pretrain ─► transfer-curve ─► reports/transfer-curve/
 #
 # Every stage is a file target: a rerun with nothing changed trains nothing, and changing one
 # experiment's params retrains that experiment only. `make help` lists the targets.
@@ -20,12 +21,13 @@ STORE_STAMP := mlruns/.initialized
 # Code every experiment depends on; a family's own module is added per experiment.
 CORE_CODE := $(filter-out pipeline/cli.py pipeline/stages.py pipeline/ui.py pipeline/data.py,$(wildcard pipeline/*.py))
 TRAIN_FLAGS ?=
+CURVE_FLAGS ?=
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data train-all store ui test lint clean lock retrain predict report server bench
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -51,7 +53,7 @@ lock: $(VENV_STAMP) ## regenerate requirements.lock from the current .venv
 # ---------------------------------------------------------------------------- pipeline stages
 # The per-dataset and per-experiment rules are generated from params.yaml (and regenerated
 # whenever it changes); only the goals that need them read them.
-ifneq ($(filter data data-% train-% train-all,$(MAKECMDGOALS)),)
+ifneq ($(filter data data-% train-% train-all transfer-curve,$(MAKECMDGOALS)),)
 include .build/pipeline.mk
 endif
 
@@ -66,6 +68,9 @@ train-%: $(VENV_STAMP) ## train one experiment, e.g. make train-cnn-same (skippe
 
 train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in params.yaml (only what changed)
 	@echo "train-all: $(words $(EXPERIMENTS)) experiments up to date · browse them with: make ui"
+
+transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer per labels/class (CURVE_FLAGS=...)
+	$(PY) -m pipeline transfer-curve $(CURVE_FLAGS)
 
 store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
 
@@ -102,5 +107,5 @@ test: $(VENV_STAMP) ## run the test suite (what .ci/run calls)
 lint: $(VENV_STAMP) ## ruff check
 	$(PY) -m ruff check pipeline tests
 
-clean: ## remove generated data, the local MLflow store, reports and build stamps (keeps .venv)
-	rm -rf .build data/processed mlruns reports
+clean: ## remove generated data, the local MLflow store, hub modules, reports and build stamps (keeps .venv)
+	rm -rf .build data/processed mlruns models/hub reports

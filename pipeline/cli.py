@@ -16,6 +16,7 @@ EPILOG = """examples:
   python -m pipeline list
   python -m pipeline data digits
   python -m pipeline train cnn-same --set train.epochs=5 --set model.padding=valid
+  python -m pipeline transfer-curve --sizes 1 5 all --seeds 2
   make train-all        # every experiment in params.yaml, skipping what is up to date
 """
 
@@ -31,6 +32,25 @@ def cmd_train(args) -> int:
         train.PROGRESS = 0
     train.run(args.experiment, args.set)
     return 0
+
+
+def cmd_transfer_curve(args) -> int:
+    from pipeline import config
+
+    config.load_params()  # a broken params.yaml answers before TensorFlow's import
+    from pipeline import train, transfer_curve
+
+    if args.quiet:
+        train.PROGRESS = 0
+    sizes = None if args.sizes is None else [None if s == "all" else int(s) for s in args.sizes]
+    transfer_curve.run(sizes, args.seeds, args.set)
+    return 0
+
+
+def label_count(text: str) -> str:
+    if text != "all" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer or 'all'")
+    return text
 
 
 def cmd_data(args) -> int:
@@ -130,6 +150,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "transfer-curve",
+        help="learning curve: scratch vs transfer at 1, 2, 5, ... labels per class (nested runs)",
+        description="Train the transfer_curve section's experiments at each labels_per_class with "
+        "several seeds, as nested MLflow runs under one parent; log a table and plot of mean ± std "
+        "test accuracy (also written to reports/transfer-curve/). Needs the hub module that "
+        "`make train-pretrain` publishes.",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=label_count,
+        metavar="N",
+        help="labels per class to try, 'all' for every example (default: transfer_curve.labels_per_class)",
+    )
+    p.add_argument("--seeds", type=int, help="seeds per size (default: transfer_curve.seeds)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param of every curve experiment (repeatable), e.g. --set train.epochs=5",
+    )
+    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    p.set_defaults(func=cmd_transfer_curve)
 
     p = sub.add_parser(
         "data",

@@ -71,13 +71,14 @@ class Experiment:
     train: dict[str, Any]
     extra: dict[str, Any]  # family-specific top-level keys (validated by the family)
     raw: dict[str, Any]  # the resolved mapping, as logged to MLflow
+    needs: tuple[str, ...] = ()  # upstream experiments whose outputs this one reads (make order)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()
 
 
-TOP_LEVEL = ("data", "defaults", "experiments", "retrain")
-EXPERIMENT_KEYS = {"task", "family", "dataset", "description", "model", "train"}
+TOP_LEVEL = ("data", "defaults", "experiments", "retrain", "transfer_curve")
+EXPERIMENT_KEYS = {"task", "family", "dataset", "description", "model", "train", "needs"}
 
 
 # --------------------------------------------------------------------------- loading
@@ -150,6 +151,15 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
     for key in ("model", "train"):
         if not isinstance(resolved.setdefault(key, {}), dict):
             raise UserError(f"{PARAMS_FILE}: {where}.{key} must be a mapping")
+    needs = resolved.get("needs", [])
+    if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+        raise UserError(f"{PARAMS_FILE}: {where}.needs must be a list of experiment names")
+    for upstream in needs:
+        if upstream not in experiments or upstream == name:
+            raise UserError(
+                f"{PARAMS_FILE}: {where}.needs: '{upstream}' is not another experiment"
+                f"{suggest(upstream, experiments)}"
+            )
     return Experiment(
         name=name,
         task=resolved["task"],
@@ -160,6 +170,7 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
         train=resolved["train"],
         extra={k: v for k, v in resolved.items() if k not in EXPERIMENT_KEYS},
         raw=resolved,
+        needs=tuple(needs),
     )
 
 

@@ -11,7 +11,15 @@ import json
 from pathlib import Path
 
 from pipeline import atomic, models
-from pipeline.config import dataset_names, experiment_names, load_params, project_root, resolve_experiment
+from pipeline.config import (
+    PARAMS_FILE,
+    dataset_names,
+    experiment_names,
+    load_params,
+    project_root,
+    resolve_experiment,
+)
+from pipeline.errors import UserError
 
 BUILD = ".build"
 # Sources whose files make cannot list ahead of time: their data step always runs a (cheap)
@@ -25,6 +33,20 @@ HEADER = """\
 
 def _json(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=list) + "\n"
+
+
+def check_needs(experiments: dict) -> None:
+    """`needs:` must not loop (make would only warn and drop the edge)."""
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            loop = " -> ".join((*path[path.index(name) :], name))
+            raise UserError(f"{PARAMS_FILE}: experiments' needs form a loop: {loop}")
+        for upstream in experiments[name].needs:
+            visit(upstream, (*path, name))
+
+    for name in experiments:
+        visit(name, ())
 
 
 def write_makefile(out: str | Path) -> Path:
@@ -61,15 +83,17 @@ def write_makefile(out: str | Path) -> Path:
             "",
         ]
 
-    for name in experiments:
-        exp = resolve_experiment(params, name)
+    resolved = {name: resolve_experiment(params, name) for name in experiments}
+    check_needs(resolved)
+    for name, exp in resolved.items():
         if exp.family not in models.FAMILIES:
             models.get(exp.family, f"experiments.{name}.")  # raises a clear UserError, imports nothing
         atomic.write_if_changed(build / "params" / "experiments" / f"{name}.json", _json(exp.raw))
+        upstream = "".join(f" {BUILD}/runs/{n}.done" for n in exp.needs)  # retrained when they are
         lines += [
             f"{BUILD}/runs/{name}.done: {BUILD}/params/experiments/{name}.json "
             f"data/processed/{exp.dataset}/manifest.json {models.source_file(exp.family).as_posix()} "
-            "$(CORE_CODE) $(MODEL_HELPERS) | $(STORE_STAMP)",
+            f"$(CORE_CODE) $(MODEL_HELPERS){upstream} | $(STORE_STAMP)",
             f"\t$(PY) -m pipeline train {name} $(TRAIN_FLAGS)",
             # a run with TRAIN_FLAGS overrides is not the params.yaml run: leave it out of date
             '\t@if [ -z "$(TRAIN_FLAGS)" ]; then mkdir -p $(@D) && touch $@; fi',

@@ -135,7 +135,10 @@ def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
 
 @contextlib.contextmanager
 def start_run(task: str, run_name: str, tags: dict[str, str], description: str = ""):
-    """An MLflow run that ends FINISHED, or FAILED/KILLED on any exception or SIGTERM."""
+    """An MLflow run that ends FINISHED, or FAILED/KILLED on any exception or SIGTERM.
+
+    Started while another run is active, it is nested under that one (a sweep's child run).
+    """
     import mlflow
 
     configure()
@@ -145,7 +148,11 @@ def start_run(task: str, run_name: str, tags: dict[str, str], description: str =
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=tags, description=description or None
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=tags,
+            description=description or None,
+            nested=mlflow.active_run() is not None,
         )
         try:
             yield run

@@ -288,23 +288,27 @@ def run(
     dataset=None,
     gate: bool = True,
     extra_tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+    log_outputs: bool = True,
 ) -> Outcome:
     """Train and evaluate one experiment of params.yaml in one MLflow run.
 
     `dataset` replaces the prepared one (retrain's candidate version); with `gate=False` a
     registered model stays a challenger (retrain applies the gate after committing its data).
+    Inside an active run (e.g. the transfer learning curve) the run is nested under it;
+    `log_outputs=False` logs params, tags and metrics only: no figures, model or published files.
     """
     params = config.load_params()
     plan = make_plan(params, name, overrides)
     exp, family, objective = plan.exp, plan.family, plan.objective
     dataset = dataset or data.load(exp.dataset, params)
     splits, spec = objective.prepare(dataset, plan.train, plan.objective_params)
-    if hasattr(family, "check"):  # a model that cannot work on this data fails before any run starts
+    if hasattr(family, "check"):  # a model that cannot work on this data (or a missing hub module)
         family.check(plan.model, spec)
 
     started = time.perf_counter()
     tags = {**run_tags(plan, dataset), **(extra_tags or {})}
-    with tracking.start_run(exp.task, name, tags, exp.description) as active:
+    with tracking.start_run(exp.task, run_name or name, tags, exp.description) as active:
         tracking.log_params(params_to_log(plan, dataset, splits))
         tracking.log_dataset(dataset, splits.x_train, splits.y_train, context="training")
         seed_everything(plan.train.seed)
@@ -320,19 +324,27 @@ def run(
         artifacts.update(evaluation)
         metrics["train_seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)
-        log_artifacts(artifacts)
-        example = splits.x_test[:5]
-        metadata = {"class_names": splits.class_names} if hasattr(splits, "class_names") else None
-        logger = getattr(family, "log_model", None) or log_model
-        model_info = logger(model, example, objective.predict(model, example), metadata=metadata)
+        model_info = None
+        if log_outputs:
+            log_artifacts(artifacts)
+            example = splits.x_test[:5]
+            metadata = {"class_names": splits.class_names} if hasattr(splits, "class_names") else None
+            logger = getattr(family, "log_model", None) or log_model
+            model_info = logger(model, example, objective.predict(model, example), metadata=metadata)
+            if hasattr(family, "publish"):  # e.g. pretrain's hub module, which later stages load
+                family.publish(model, plan.model)
+        else:
+            plots.plt.close("all")
         run_id = active.info.run_id
         version = (
-            registry.register(model_info.model_uri, plan.register_as, run_id) if plan.register_as else None
+            registry.register(model_info.model_uri, plan.register_as, run_id)
+            if plan.register_as and model_info
+            else None
         )
     headline = objective.HEADLINE
     print(
-        f"{name}: {headline} {metrics[headline]:.4f} · run {run_id} · {metrics['train_seconds']:.1f} s "
-        f"· experiment '{exp.task}' at {tracking.tracking_uri()}"
+        f"{run_name or name}: {headline} {metrics[headline]:.4f} · run {run_id} · "
+        f"{metrics['train_seconds']:.1f} s · experiment '{exp.task}' at {tracking.tracking_uri()}"
     )
     decision = None
     if version and gate:

@@ -52,3 +52,27 @@ def run_cli(root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def published_module(tmp_path_factory):
+    """`pretrain` trained once (small and short) in its own project; its hub module is reused."""
+    from pipeline import train
+
+    root = tmp_path_factory.mktemp("pretrained")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "mlruns").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIPELINE_ROOT", str(root))
+        patch.delenv("PIPELINE_PARAMS", raising=False)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        patch.setattr(train, "PROGRESS", 0)
+        run_id = train.run("pretrain", ["train.limit=300", "train.epochs=2"]).run_id
+    return {"root": root, "module": root / "models" / "hub" / "digits-0-4", "run_id": run_id}
+
+
+@pytest.fixture
+def transfer_project(project, published_module):
+    """A project whose default hub module (pretrain's output) is in place."""
+    shutil.copytree(published_module["module"], project / "models" / "hub" / "digits-0-4")
+    return project

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import edit_params, run_cli
 
-COMMANDS = ["train", "data", "list", "init-store", "retrain", "predict", "ui", "makefile"]
+COMMANDS = ["train", "transfer-curve", "data", "list", "init-store", "retrain", "predict", "ui", "makefile"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

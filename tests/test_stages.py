@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import config, stages
+from pipeline.errors import UserError
 from tests.conftest import REPO, edit_params
 
 # every experiment of the repository's params.yaml, and those trained on `digits`
@@ -19,10 +20,13 @@ ON_DIGITS = sorted(n for n in EXPERIMENTS if config.resolve_experiment(PARAMS, n
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
+TRANSFER = ["pretrain", "transfer-feature", "transfer-finetune", "transfer-scratch"]
+
 
 STUB = """#!/bin/sh
 # Stands in for the venv's python: records trainings instead of running them, runs the rest.
 if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "train" ]; then echo "TRAINED $4"; exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "transfer-curve" ]; then echo "CURVE"; exit 0; fi
 exec {python} "$@"
 """
 
@@ -123,3 +127,33 @@ def test_dataset_params_retrain_its_experiments(built):
 def test_unchanged_data_rerun_keeps_experiments_fresh(built):
     (built / "pipeline" / "data.py").touch()  # data code touched, output identical
     assert trainings(built) == []
+
+
+def test_needs_trains_upstream_first_and_retrains_downstream(built):
+    text = (built / ".build" / "pipeline.mk").read_text()
+    rule = next(line for line in text.splitlines() if line.startswith(".build/runs/transfer-feature.done:"))
+    assert ".build/runs/pretrain.done" in rule
+    (built / "pipeline" / "models" / "pretrain.py").touch()  # a new hub module is published...
+    trained = trainings(built)
+    assert trained[0] == "pretrain" and sorted(trained) == TRANSFER  # ...and every consumer retrains
+    assert trainings(built) == []
+
+
+def test_needs_must_name_other_experiments_without_loops(project):
+    edit_params(project, lambda p: p["experiments"]["mlp"].__setitem__("needs", ["pretrian"]))
+    with pytest.raises(
+        UserError, match="experiments.mlp.needs: 'pretrian' is not another experiment.*pretrain"
+    ):
+        stages.write_makefile(".build/pipeline.mk")
+    edit_params(project, lambda p: p["experiments"]["mlp"].__setitem__("needs", ["svc"]))
+    edit_params(project, lambda p: p["experiments"]["svc"].__setitem__("needs", ["mlp"]))
+    with pytest.raises(UserError, match="loop: (mlp -> svc -> mlp|svc -> mlp -> svc)"):
+        stages.write_makefile(".build/pipeline.mk")
+
+
+def test_transfer_curve_target_trains_pretrain_first(built):
+    (built / ".build" / "runs" / "pretrain.done").unlink()
+    out = make(built, "transfer-curve")
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("TRAINED ") or line == "CURVE"]
+    assert lines == ["TRAINED pretrain", "CURVE"]

@@ -13,14 +13,20 @@ and may define these hooks (pipeline.train uses them when present):
   check(params, spec)                  raise UserError when the model cannot work on this data
                                        (e.g. a lookback shorter than a season), before any run starts
   tags(params) -> dict                 extra MLflow tags
+  check(params, spec)                  validation that needs more than the schema (a file that
+                                       must exist, a module that must load), before the run starts
   log_model(model, x_example, y_example, metadata)  its own MLflow model flavour; returns
                                        the ModelInfo of mlflow.<flavour>.log_model
+  publish(model, params)               write what later experiments consume (e.g. a hub module),
+                                       inside the run, after the model is logged
 
 An objective module (pipeline/<objective>.py) defines LOSS, METRICS, HEADLINE,
 prepare(dataset, train, objective_params) -> (splits, spec), evaluate(model, splits) ->
 (metrics, artifacts), predict(model, x), and optionally Params for an `objective:` section.
 
-Add a family: write pipeline/models/<name>.py and list it in FAMILIES.
+Add a family: write pipeline/models/<name>.py and list it in FAMILIES. An experiment that
+consumes another's output (transfer learning loads the module `pretrain` publishes) lists it
+under `needs:` in params.yaml, so make trains the upstream experiment first.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ FAMILIES = {
     "mlp": "pipeline.models.mlp",
     "cnn": "pipeline.models.cnn",
     "svc": "pipeline.models.svc",
+    "pretrain": "pipeline.models.pretrain",
+    "transfer": "pipeline.models.transfer",
     "autoencoder": "pipeline.models.autoencoder",
     "pca": "pipeline.models.pca",
     "isolation-forest": "pipeline.models.isolation_forest",

@@ -1,0 +1,157 @@
+"""Transfer learning from a TF Hub module: frozen feature extractor, fine-tuning, or from scratch.
+
+  feature   the module frozen (called with training=False), a new classification head trained
+  finetune  the same, then the module's weights trained too at `train.fine_tune_learning_rate`
+            (recompiled after unfreezing; batch norm stays in inference mode, as in the keras-io
+            transfer-learning guide, so a few examples cannot wreck its statistics)
+  scratch   the module's architecture with random weights, trained end to end (the baseline);
+            needs the Keras architecture a `pretrain` module carries
+
+Inputs are resized to `image_size` and converted to `channels` (1 → 3 repeats the grey channel,
+3 → 1 averages) before the module; values are kept in [0, 1], the TF Hub image convention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Literal
+
+import keras
+from keras import layers
+
+from pipeline import config, hub
+from pipeline.errors import UserError
+from pipeline.models import pretrain
+
+KIND = "keras"
+OBJECTIVE = "few_shot"
+HUB_LAYER = "hub_module"
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    hub_handle: str  # a TF Hub URL or a directory holding a reusable SavedModel
+    mode: Literal["feature", "finetune", "scratch"]
+    image_size: tuple[int, int]  # (height, width) the module expects
+    channels: int  # channels the module expects (1 grey, 3 RGB)
+    head_dropout: float  # before the new classification head
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams(config.TrainParams):
+    fine_tune_learning_rate: float  # mode finetune: the second phase's learning rate
+    fine_tune_epochs: int  # mode finetune: at most this many epochs of the second phase
+
+
+def tags(params: Params) -> dict[str, str]:
+    return {"hub_handle": params.hub_handle, "transfer_mode": params.mode}
+
+
+def module_shape(params: Params) -> tuple[int, int, int]:
+    return (*params.image_size, params.channels)
+
+
+def check(params: Params, spec) -> None:
+    """Before the run starts: the handle resolves, loads, accepts the inputs, returns features."""
+    if len(spec.input_shape) != 3:
+        raise UserError(
+            f"transfer needs images (height, width, channels); dataset has shape {spec.input_shape}"
+        )
+    if min(params.image_size) < 1 or params.channels < 1:
+        raise UserError(f"model.image_size {list(params.image_size)} and model.channels must be positive")
+    source = spec.input_shape[-1]
+    if source != params.channels and 1 not in (source, params.channels):
+        raise UserError(
+            f"model.channels: cannot convert {source}-channel images to {params.channels} channels"
+        )
+    if params.mode == "scratch":
+        architecture(params)
+    else:
+        module = hub.load(params.hub_handle)
+        hub.probe(module, params.hub_handle, module_shape(params))
+
+
+def architecture(params: Params) -> keras.Model:
+    """A fresh, randomly initialised copy of a `pretrain` module's trunk."""
+    path = os.path.join(hub.resolve(params.hub_handle), pretrain.ARCHITECTURE)
+    if not os.path.exists(path):
+        raise UserError(
+            f"hub_handle '{params.hub_handle}': mode scratch needs the module's Keras architecture "
+            f"({pretrain.ARCHITECTURE}, written by `pretrain`); this module has none"
+        )
+    with open(path) as handle:
+        trunk = keras.models.model_from_json(handle.read())
+    expected = tuple(trunk.input.shape[1:])
+    if expected != module_shape(params):
+        raise UserError(
+            f"hub_handle '{params.hub_handle}': the module takes images of shape {expected}, "
+            f"not model.image_size + model.channels {module_shape(params)}"
+        )
+    return trunk
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class ToChannels(keras.layers.Layer):
+    """Grey → RGB by repeating the channel, or any → grey by averaging them."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    def call(self, images):
+        if images.shape[-1] == 1:
+            return keras.ops.repeat(images, self.channels, axis=-1)
+        return keras.ops.mean(images, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def adapt(images, params: Params):
+    """Resize and convert the dataset's images to what the module expects."""
+    height, width, channels = images.shape[1:]
+    if (height, width) != tuple(params.image_size):
+        images = layers.Resizing(*params.image_size, name="resize")(images)
+    if channels != params.channels:
+        images = ToChannels(params.channels, name="to_channels")(images)
+    return images
+
+
+def build(params: Params, spec) -> keras.Model:
+    inputs = keras.Input(shape=spec.input_shape, name="image")
+    x = adapt(inputs, params)
+    if params.mode == "scratch":
+        features = architecture(params)(x)  # trained end to end, batch norm in training mode
+    else:
+        # inference mode even when unfrozen (keras-io recipe): few examples would wreck batch norm
+        module = hub.HubLayer(
+            params.hub_handle, module_shape(params), trainable=False, inference_only=True, name=HUB_LAYER
+        )
+        features = module(x)
+    x = layers.Dropout(params.head_dropout, name="head_dropout")(features)
+    outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
+    # the name carries the mode to `fit` below (the hook receives the model, not its params)
+    return keras.Model(inputs, outputs, name=f"transfer_{params.mode}")
+
+
+def fit(model: keras.Model, splits, train: TrainParams, objective) -> dict[str, list[float]]:
+    """Head first; for fine-tuning, then unfreeze the module and go on at a lower learning rate."""
+    from pipeline.train import fit as fit_keras
+
+    data = (splits.x_train, splits.y_train, splits.validation, train, objective.LOSS, objective.METRICS)
+    history = fit_keras(model, *data)
+    if model.name != "transfer_finetune" or train.fine_tune_epochs < 1:
+        return history
+    model.get_layer(HUB_LAYER).trainable = True  # fit() recompiles, so the change takes effect
+    more = fit_keras(
+        model,
+        *data,
+        learning_rate=train.fine_tune_learning_rate,
+        epochs=train.fine_tune_epochs,
+        initial_epoch=len(history["loss"]),
+    )
+    return {key: history[key] + more.get(key, []) for key in history}

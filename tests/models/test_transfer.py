@@ -1,0 +1,133 @@
+"""The three transfer experiments end to end (1-2 epochs), the saved model offline, and bad input."""
+
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+import tensorflow_hub as hub
+
+from pipeline import cli, data, tracking, train
+from tests.conftest import run_cli
+from tests.test_hub import save_raw_module
+
+QUICK = [
+    "--quiet",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "train.fine_tune_epochs=1",
+    "--set",
+    "objective.labels_per_class=3",
+]
+
+
+@pytest.fixture(autouse=True)
+def quiet_progress(monkeypatch):
+    monkeypatch.setattr(train, "PROGRESS", 0)
+
+
+def runs_of(task="digits-transfer"):
+    tracking.configure()  # this test's store, even when no run was started in it
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(task)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def hub_weights(model) -> dict:
+    return {w.name: w.numpy() for w in model.get_layer("hub_module").weights}
+
+
+def published_weights(root) -> dict:
+    module = hub.load(str(root / "models/hub/digits-0-4"))
+    return {hub_module_name(v): v.numpy() for v in module.variables}
+
+
+def hub_module_name(variable) -> str:
+    from pipeline.hub import _variable_name
+
+    return _variable_name(variable)
+
+
+@pytest.mark.parametrize("mode, epochs", [("feature", 2), ("finetune", 3), ("scratch", 2)])
+def test_experiment_end_to_end(transfer_project, mode, epochs):
+    assert cli.main(["train", f"transfer-{mode}", *QUICK]) == 0
+    (run,) = runs_of()
+    assert run.info.status == "FINISHED" and run.info.run_name == f"transfer-{mode}"
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags["transfer_mode"] == mode and tags["hub_handle"] == "models/hub/digits-0-4"
+    assert tags["model_family"] == "transfer" and tags["objective"] == "few_shot"
+    assert params["objective.labels_per_class"] == "3" and params["data.train_examples"] == "15"
+    assert params["needs"] == "['pretrain']"
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_loss"] > 0
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in history] == list(range(epochs))  # fine-tuning continues the same curve
+
+    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    published = published_weights(transfer_project)
+    if mode == "scratch":
+        assert "hub_module" not in [layer.name for layer in model.layers]
+        kernel = model.get_layer("trunk").get_layer("conv1").kernel.numpy()
+        assert not np.allclose(kernel, published["conv1_kernel"])  # random init, not the module
+    else:
+        weights = hub_weights(model)
+        assert weights.keys() == published.keys()
+        tuned = {name for name in weights if not np.array_equal(weights[name], published[name])}
+        # frozen: the module exactly as published; fine-tuned: trainable weights moved, and batch
+        # norm's statistics kept (the module runs in inference mode)
+        assert tuned == (set() if mode == "feature" else {n for n in weights if "moving" not in n})
+
+
+def test_logged_model_predicts_without_the_hub_directory(transfer_project):
+    assert cli.main(["train", "transfer-finetune", *QUICK]) == 0
+    (run,) = runs_of()
+    shutil.rmtree(transfer_project / "models")  # the module the model was built from is gone
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    x = data.load("digits").arrays["x_test"][:4]
+    proba = np.asarray(model.predict(x))
+    assert proba.shape == (4, 5) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)
+
+
+def test_inputs_are_resized_and_converted_to_what_the_module_expects(transfer_project):
+    save_raw_module(transfer_project / "rgb-module", input_shape=(16, 16, 3))
+    changes = ["model.hub_handle=rgb-module", "model.image_size=[16, 16]", "model.channels=3"]
+    args = [arg for change in changes for arg in ("--set", change)]
+    assert cli.main(["train", "transfer-feature", *QUICK, *args]) == 0
+    (run,) = runs_of()
+    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    assert model.get_layer("resize").output.shape[1:] == (16, 16, 1)
+    assert model.get_layer("to_channels").output.shape[1:] == (16, 16, 3)
+    assert run.data.tags["hub_handle"] == "rgb-module"
+
+
+def test_missing_module_is_one_line_and_names_make_train_pretrain(project):
+    result = run_cli(project, "train", "transfer-feature", "--quiet")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: hub_handle 'models/hub/digits-0-4': no such directory")
+
+
+@pytest.mark.parametrize(
+    "handle, make, problem",
+    [
+        ("not-a-model", lambda p: (p / "not-a-model").mkdir(), "not a SavedModel"),
+        ("maps", lambda p: save_raw_module(p / "maps", rank=4), "not a feature vector"),
+        (
+            "big",
+            lambda p: save_raw_module(p / "big", input_shape=(16, 16, 3)),
+            "rejects images of shape (8, 8, 1)",
+        ),
+    ],
+)
+def test_bad_modules_start_no_run(project, capsys, handle, make, problem):
+    make(project)
+    assert cli.main(["train", "transfer-feature", "--set", f"model.hub_handle={handle}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: hub_handle '{handle}'") and problem in error
+    assert runs_of() == []  # checked before the run starts: nothing RUNNING, nothing FAILED
+
+
+def test_scratch_needs_an_architecture(project):
+    save_raw_module(project / "raw")
+    assert cli.main(["train", "transfer-scratch", "--set", "model.hub_handle=raw"]) == 2
+    assert runs_of() == []
