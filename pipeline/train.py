@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -268,17 +269,30 @@ def train_model(plan: Plan, model, splits, backup: Path | None = None) -> dict[s
     if hasattr(plan.family, "fit"):  # e.g. two-phase fine-tuning
         return plan.family.fit(model, splits, plan.train, plan.objective)
     objective = plan.objective
-    callbacks = (keras.callbacks.BackupAndRestore(str(backup)),) if backup else ()
-    return fit(
-        model,
-        splits.x_train,
-        splits.y_train,
-        splits.validation,
-        plan.train,
-        objective.LOSS,
-        objective.METRICS,
-        callbacks=callbacks,
-    )
+
+    def fit_with_backup():
+        # double_checkpoint keeps the previous epoch's backup too: a kill -9 while the latest is
+        # being written falls back to it instead of failing on a torn HDF5 file
+        callbacks = (keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),) if backup else ()
+        return fit(
+            model,
+            splits.x_train,
+            splits.y_train,
+            splits.validation,
+            plan.train,
+            objective.LOSS,
+            objective.METRICS,
+            callbacks=callbacks,
+        )
+
+    try:
+        return fit_with_backup()
+    except OSError:
+        if backup is None or not backup.exists():
+            raise
+        # killed while writing the very first backup: nothing to resume from, start over
+        shutil.rmtree(backup)
+        return fit_with_backup()
 
 
 def run(

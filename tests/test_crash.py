@@ -95,3 +95,18 @@ def test_parallel_make_records_each_experiment_once(project):
     runs = mlflow.search_runs(experiment_names=["digits-classification"])
     assert sorted(runs["tags.mlflow.runName"]) == ["cnn-same", "cnn-valid", "mlp", "svc"]
     assert (runs["status"] == "FINISHED").all()
+
+
+def test_a_torn_backup_falls_back_or_starts_over(project):
+    """kill -9 while the backup was being written: the next run still trains to the end."""
+    from pipeline import config, data
+
+    plan = train.make_plan(config.load_params(), "mlp", ["train.epochs=2", "train.limit=100"])
+    backup = train.backup_dir(plan, data.load("digits"))
+    backup.mkdir(parents=True)
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n torn")  # no earlier checkpoint
+    (backup / "training_metadata.json").write_text('{"epoch": 1}')
+    train.PROGRESS = 0
+    outcome = train.run("mlp", ["train.epochs=2", "train.limit=100"])
+    assert mlflow.get_run(outcome.run_id).info.status == "FINISHED"
+    assert [m.step for m in mlflow.MlflowClient().get_metric_history(outcome.run_id, "loss")] == [0, 1]
