@@ -74,8 +74,10 @@ def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
         table[column[7:]] = runs[column]
     best = ""
     if f"metrics.{metric}" in runs and runs[f"metrics.{metric}"].notna().any():
-        values = runs[f"metrics.{metric}"]
-        best = runs.loc[values.idxmax() if higher else values.idxmin(), "tags.mlflow.runName"]
+        # ties on the headline (e.g. equal accuracy on a small test set) go to the lower test_loss
+        keys = [f"metrics.{metric}"] + (["metrics.test_loss"] if "metrics.test_loss" in runs else [])
+        ranked = runs.sort_values(keys, ascending=[not higher] + [True] * (len(keys) - 1), na_position="last")
+        best = ranked.iloc[0]["tags.mlflow.runName"]
         table.insert(0, "best", ["★" if name == best else "" for name in table["run"]])
     return table, metric, best
 
