@@ -2,8 +2,9 @@
 #
 #   venv ─► data ─► train-<experiment> … ─► train-all        (experiments and datasets: params.yaml)
 #                          │    (an experiment's `needs:` are trained before it: pretrain ─► transfer-*)
-#                          ├─► mlruns/ (MLflow store) ─► ui
-#                          └─► train-pretrain ─► transfer-curve ─► reports/transfer-curve/
+#                          ├─► mlruns/ (MLflow store) ─► ui · report · server
+#                          ├─► train-pretrain ─► transfer-curve ─► reports/transfer-curve/
+#                          └─► registry (champion) ◄─ retrain ◄─ data/incoming/ ;  predict ◄─ champion
 #
 # Every stage is a file target: a rerun with nothing changed trains nothing, and changing one
 # experiment's params retrains that experiment only. `make help` lists the targets.
