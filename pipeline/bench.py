@@ -175,6 +175,17 @@ def image_folder(folder: Path, count: int) -> Path:
     return folder
 
 
+def high_water_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM). Not getrusage's ru_maxrss: that keeps
+    the forking parent's size (this process, TensorFlow loaded) across fork and exec."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
 def data_prep(repeats: int, count: int) -> dict:
     """Images/s and peak memory of `pipeline data` on a user image folder of `count` images."""
     import yaml
@@ -201,12 +212,14 @@ def data_prep(repeats: int, count: int) -> dict:
             stdout=subprocess.DEVNULL,
             env={**os.environ},
         )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        peak = 0.0
+        while process.poll() is None:
+            peak = max(peak, high_water_mib(process.pid))
+            time.sleep(0.02)
         if process.returncode:
             raise RuntimeError("pipeline data failed during the benchmark")
         rates.append(count / (time.perf_counter() - started))
-        peaks.append(usage.ru_maxrss / 1024)  # KiB → MiB
+        peaks.append(peak)
     return {"images": count, "images_per_s": summary(rates), "peak_memory_mib": summary(peaks)}
 
 
@@ -263,8 +276,17 @@ def render(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(repeats: int = 3, epochs: int = 15, images: int = 5000, stage_repeats: int = 2) -> int:
+def main(
+    repeats: int = 3,
+    epochs: int = 15,
+    images: int = 5000,
+    stage_repeats: int = 2,
+    only: list[str] | None = None,
+) -> int:
+    out = project_root() / "reports"
     results: dict = {"measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
+    if only and (out / "bench.json").exists():  # re-measure some sections, keep the others
+        results = {**json.loads((out / "bench.json").read_text()), **results}
     # stages first: its `make clean` replaces the store, which this process must not have open yet
     steps = [
         ("stages", lambda: stage_times(stage_repeats)),
@@ -274,9 +296,10 @@ def main(repeats: int = 3, epochs: int = 15, images: int = 5000, stage_repeats: 
     ]
     with scratch_project():
         for name, step in steps:
+            if only and name not in only:
+                continue
             print(f"bench: {name} ...", flush=True)
             results[name] = step()
-    out = project_root() / "reports"
     atomic.write_text(out / "bench.json", json.dumps(results, indent=2) + "\n")
     atomic.write_text(out / "bench.md", render(results))
     log(results, out)

@@ -101,7 +101,7 @@ def cmd_server(args) -> int:
 def cmd_bench(args) -> int:
     from pipeline import bench
 
-    return bench.main(args.repeats, args.epochs, args.images, args.stage_repeats)
+    return bench.main(args.repeats, args.epochs, args.images, args.stage_repeats, args.only)
 
 
 def cmd_report(args) -> int:
@@ -236,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--stage-repeats", type=int, default=2, help="clean `make train-all` repetitions (default: 2)"
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=["stages", "overhead", "data_prep", "inference"],
+        help="measure only this section (repeatable); the others keep their last figures",
     )
     p.set_defaults(func=cmd_bench)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,39 @@ def transfer_project(project, published_module):
     """A project whose default hub module (pretrain's output) is in place."""
     shutil.copytree(published_module["module"], project / "models" / "hub" / "digits-0-4")
     return project
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(root: Path, command: str):
+    """Run `python -m pipeline <command> --port P` (ui or server) until the block ends; yields P."""
+    import requests
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", command, "--port", str(port)],
+        cwd=root,
+        env={**os.environ, "PIPELINE_ROOT": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok:
+                    break
+            except requests.RequestException:  # not listening yet, or still starting
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"`pipeline {command}` did not answer within 120 s")
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

@@ -1,53 +1,20 @@
 """A real `mlflow server` on a free port: a run logged over HTTP, read back over the REST API."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-
 import mlflow
 import pytest
 import requests
 
 from pipeline import cli, train
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import serving
 
 
 @pytest.fixture
 def server(project, monkeypatch):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "server", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, "PIPELINE_ROOT": str(project)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{url}/health", timeout=5).ok:
-                    break
-            except requests.RequestException:  # not listening yet, or still starting
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start within 120 s")
+    with serving(project, "server") as port:
+        url = f"http://127.0.0.1:{port}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         mlflow.set_tracking_uri(url)
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_training_logs_over_http(server, project, monkeypatch):

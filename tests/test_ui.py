@@ -3,19 +3,12 @@
 Needs Debian's chromium and chromium-driver (.ci/run installs them); skipped with a reason otherwise.
 """
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
-import requests
 
 from pipeline import cli, train
-from tests.conftest import run_cli
-from tests.test_server import free_port
+from tests.conftest import run_cli, serving
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -34,29 +27,8 @@ def ui(project, monkeypatch):
         assert (
             cli.main(["train", name, "--quiet", "--set", "train.epochs=2", "--set", "train.limit=150"]) == 0
         )
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "ui", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, "PIPELINE_ROOT": str(project)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the MLflow UI did not start within 120 s")
+    with serving(project, "ui") as port:
         yield port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 @pytest.fixture
