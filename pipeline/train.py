@@ -137,18 +137,23 @@ def log_model(model, x_example: np.ndarray, predictions: np.ndarray, metadata: d
             metadata=metadata,
             pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
         )
-    else:
-        import sklearn
+    # like the networks, the pyfunc returns class probabilities
+    return log_sklearn_model(model, signature, metadata, pyfunc_predict_fn="predict_proba")
 
-        return mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            metadata=metadata,
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
-            skops_trusted_types=SKOPS_TRUSTED,
-            pyfunc_predict_fn="predict_proba",  # like the networks: class probabilities
-        )
+
+def log_sklearn_model(model, signature, metadata: dict | None, trusted: tuple[str, ...] = (), **kwargs):
+    """A scikit-learn model (skops format) with pinned requirements; returns MLflow's ModelInfo."""
+    import sklearn
+
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        metadata=metadata,
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
+        skops_trusted_types=[*SKOPS_TRUSTED, *trusted],
+        **kwargs,
+    )
 
 
 def log_artifacts(artifacts: dict) -> None:

@@ -37,16 +37,9 @@ def build(params: Params, spec):
 def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
     """pyfunc `predict` gives scikit-learn's labels: -1 anomaly, 1 normal (at its own contamination cut)."""
     import mlflow
-    import sklearn
 
-    from pipeline.train import SKOPS_TRUSTED
+    from pipeline.train import log_sklearn_model
 
-    return mlflow.sklearn.log_model(
-        model,
-        name="model",
-        metadata=metadata,
-        signature=mlflow.models.infer_signature(x_example, model.predict(x_example)),
-        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
-        # the forest's trees: our own file, written just now
-        skops_trusted_types=[*SKOPS_TRUSTED, "sklearn.tree._tree.Tree"],
-    )
+    signature = mlflow.models.infer_signature(x_example, model.predict(x_example))
+    # the forest's trees: our own file, written just now
+    return log_sklearn_model(model, signature, metadata, trusted=("sklearn.tree._tree.Tree",))

@@ -37,15 +37,9 @@ def build(params: Params, spec):
 def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
     """The scikit-learn flavour only: PCA has no `predict` for a pyfunc (load it with mlflow.sklearn)."""
     import mlflow
-    import sklearn
 
-    from pipeline.train import SKOPS_TRUSTED
+    from pipeline.train import log_sklearn_model
 
-    return mlflow.sklearn.log_model(
-        model,
-        name="model",
-        metadata=metadata,
-        signature=mlflow.models.infer_signature(x_example, model.transform(x_example)),
-        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
-        skops_trusted_types=SKOPS_TRUSTED,
+    return log_sklearn_model(
+        model, mlflow.models.infer_signature(x_example, model.transform(x_example)), metadata
     )
