@@ -204,14 +204,15 @@ def _scan_image_folder(spec: ImageFolderSource, name: str) -> tuple[Path, list[t
     return root, classes
 
 
-def _read_image(path: Path, spec: ImageFolderSource) -> np.ndarray:
+def read_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """One image file as float32 in [0, 1], shaped (height, width, channels); channels 1 or 3."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so truncated files fail here
-            img = img.convert("L" if spec.color_mode == "grayscale" else "RGB")
-            img = img.resize((spec.image_size[1], spec.image_size[0]), Image.Resampling.BILINEAR)
+            img = img.convert("L" if shape[2] == 1 else "RGB")
+            img = img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
             pixels = np.asarray(img, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"corrupt image ({exc})"
@@ -224,7 +225,7 @@ def _image_folder_raw(spec: ImageFolderSource, name: str):
     xs, ys = [], []
     for label, (_, files) in enumerate(classes):
         for f in files:
-            xs.append(_read_image(f, spec))
+            xs.append(read_image(f, (*spec.image_size, 1 if spec.color_mode == "grayscale" else 3)))
             ys.append(label)
     return np.stack(xs), np.asarray(ys, dtype=np.int64), [folder.name for folder, _ in classes]
 

@@ -41,15 +41,6 @@ def input_shape(model) -> tuple[int, ...]:
 def read_images(folder: Path, shape: tuple[int, ...]) -> tuple[list[str], np.ndarray]:
     if len(shape) != 3:
         raise UserError(f"{folder}: the model expects inputs of shape {shape}, not images")
-    spec = data.ImageFolderSource(
-        source="image-folder",
-        path=str(folder),
-        image_size=(shape[0], shape[1]),
-        color_mode="grayscale" if shape[2] == 1 else "rgb",
-        val_fraction=0.0,
-        test_fraction=0.5,
-        seed=0,
-    )
     files = sorted(
         f
         for f in folder.rglob("*")
@@ -57,7 +48,7 @@ def read_images(folder: Path, shape: tuple[int, ...]) -> tuple[list[str], np.nda
     )
     if not files:
         raise UserError(f"{folder}: no images to predict")
-    return [str(f.relative_to(folder)) for f in files], np.stack([data._read_image(f, spec) for f in files])
+    return [str(f.relative_to(folder)) for f in files], np.stack([data.read_image(f, shape) for f in files])
 
 
 def read_table(path: Path, shape: tuple[int, ...]) -> tuple[list[str], np.ndarray]:

@@ -85,15 +85,7 @@ def new_batches(incoming: Path, manifest: dict | None) -> list[Path]:
 def read_image_batch(folder: Path, dataset: data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """One sub-folder per class (names as in the dataset), images in any format Pillow reads."""
     x_train = dataset.arrays["x_train"]
-    spec = data.ImageFolderSource(
-        source="image-folder",
-        path=str(folder),
-        image_size=tuple(x_train.shape[1:3]),
-        color_mode="grayscale" if x_train.shape[-1] == 1 else "rgb",
-        val_fraction=0.0,
-        test_fraction=0.5,
-        seed=0,
-    )
+    shape = x_train.shape[1:]  # batches are read exactly like the dataset they join
     classes = {name: i for i, name in enumerate(dataset.class_names)}
     xs, ys = [], []
     for entry in sorted(folder.iterdir()):
@@ -110,7 +102,7 @@ def read_image_batch(folder: Path, dataset: data.Dataset) -> tuple[np.ndarray, n
         if not files:
             raise UserError(f"{entry}: class folder '{entry.name}' has no images")
         for f in files:
-            xs.append(data._read_image(f, spec))
+            xs.append(data.read_image(f, shape))
             ys.append(classes[entry.name])
     if not xs:
         raise UserError(f"{folder}: empty batch")

@@ -109,15 +109,7 @@ def build(params: Params, spec) -> keras.Model:
 
 
 def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
-    """The Keras flavour; its signature maps images to their reconstructions."""
-    import mlflow
-    import tensorflow as tf
+    """The Keras flavour; its signature maps images to their reconstructions (not anomaly scores)."""
+    from pipeline.train import log_model as log_keras
 
-    signature = mlflow.models.infer_signature(x_example, np.asarray(model.predict(x_example, verbose=0)))
-    return mlflow.keras.log_model(
-        model,
-        name="model",
-        metadata=metadata,
-        signature=signature,
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-    )
+    return log_keras(model, x_example, np.asarray(model.predict(x_example, verbose=0)), metadata)
