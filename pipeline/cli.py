@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "retrain",
         help="one scheduled retraining cycle: new batches → challenger → gate → champion",
-        description="Ingest new batches from data/incoming/<dataset>/<batch-id>/, train a challenger, "
+        description="Ingest new batches from data/incoming/<dataset>/<batch-id>/ (class folders of "
+        "images, or CSV files of date,value rows for a series), train a challenger, "
         "promote it to champion only if it passes the gate in params.yaml (retrain.gates).",
     )
     p.add_argument("--model", help="registered model name (default: every experiment with register_as)")

@@ -449,7 +449,7 @@ def prepare(
         return current, False
     arrays, info = _build(name, spec)  # validates everything before a byte is written
     batches = (current or {}).get("batches", [])
-    if batches and info["kind"] != "series":  # batches accepted by `retrain` stay part of the dataset
+    if batches:  # batches accepted by `retrain` stay part of the dataset
         arrays = merge_batches(arrays, [load_batch(name, b["id"]) for b in batches])
     manifest = make_manifest(
         name, spec.source, detail, dataclasses.asdict(spec), info, arrays, cache_key, batches
@@ -500,8 +500,17 @@ def load_batch(name: str, batch_id: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def merge_batches(arrays: dict[str, np.ndarray], batches) -> dict[str, np.ndarray]:
-    """New labelled examples join the training split only: val and test (the holdout) never change."""
+    """New labelled examples join the training split only: val and test (the holdout) never change.
+
+    A series' new weeks come after its test period, so they form a fourth segment, `recent`, that
+    trains the window models (targets there, inputs may reach back into the test period).
+    """
     merged = dict(arrays)
+    if "values_train" in merged:
+        for dates, values in batches:
+            merged["dates_recent"] = np.concatenate([merged.get("dates_recent", dates[:0]), dates])
+            merged["values_recent"] = np.concatenate([merged.get("values_recent", values[:0]), values])
+        return merged
     for x, y in batches:
         merged["x_train"] = np.concatenate([merged["x_train"], x.astype(merged["x_train"].dtype)])
         merged["y_train"] = np.concatenate([merged["y_train"], y.astype(merged["y_train"].dtype)])
@@ -517,7 +526,9 @@ def new_version(dataset: Dataset, batches: dict[str, tuple[np.ndarray, np.ndarra
         *m.get("batches", []),
         *({"id": k, "examples": len(v[1]), "ingested": now} for k, v in batches.items()),
     ]
-    info = {k: m[k] for k in ("kind", "class_names", "split_seed", "value_range", "feature_names") if k in m}
+    kept = ("kind", "class_names", "split", "split_seed", "value_range", "feature_names")
+    kept += ("fill", "filled_gaps")
+    info = {k: m[k] for k in kept if k in m}
     manifest = make_manifest(
         dataset.name, m["source"], m["source_detail"], m["params"], info, arrays, m["cache_key"], recorded
     )

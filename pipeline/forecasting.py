@@ -104,15 +104,19 @@ def make_windows(values: np.ndarray, lookback: int, horizon: int) -> tuple[np.nd
 def split_windows(dataset, params: Params) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """{split: (x, y, target dates)}; val/test inputs may start in the split before (targets never)."""
     lookback, horizon = params.lookback, params.horizon
-    values = np.concatenate([dataset.arrays[f"values_{s}"] for s in ("train", "val", "test")])
-    dates = np.concatenate([dataset.arrays[f"dates_{s}"] for s in ("train", "val", "test")])
+    # `recent`: weeks `retrain` appended after the test period (training targets; see data.merge_batches)
+    segments = [s for s in ("train", "val", "test", "recent") if f"values_{s}" in dataset.arrays]
+    values = np.concatenate([dataset.arrays[f"values_{s}"] for s in segments])
+    dates = np.concatenate([dataset.arrays[f"dates_{s}"] for s in segments])
     where = f"dataset '{dataset.name}' ({dataset.manifest.get('source_detail', dataset.manifest['source'])})"
     start, out = 0, {}
-    for split in ("train", "val", "test"):
+    for split in segments:
         end = start + len(dataset.arrays[f"values_{split}"])
         first = 0 if split == "train" else max(start - lookback, 0)  # inputs from the split before
-        if split == "val" and end == start:  # val_fraction: 0 → no validation windows
+        # no validation split (val_fraction: 0), or too few new weeks for one target window yet
+        if (split == "val" and end == start) or (split == "recent" and end - first < lookback + horizon):
             out[split] = (np.zeros((0, lookback, 1), np.float32), np.zeros((0, horizon), np.float32), None)
+            start = end
             continue
         if end - first < lookback + horizon:
             raise UserError(
@@ -138,7 +142,12 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, Spec]:
         raise UserError(f"dataset '{dataset.name}' is {dataset.kind}; forecasting needs a series")
     check_params(params)
     windows = split_windows(dataset, params)
-    (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, dates_test) = windows.values()
+    (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, dates_test) = (
+        windows[s] for s in ("train", "val", "test")
+    )
+    if "recent" in windows:  # appended last: the newest training windows (`train.limit` keeps them)
+        x_train = np.concatenate([x_train, windows["recent"][0]])
+        y_train = np.concatenate([y_train, windows["recent"][1]])
     if train.limit is not None:
         if train.limit < 1:
             raise UserError(f"train.limit must be at least 1 (got {train.limit})")

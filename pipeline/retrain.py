@@ -1,10 +1,12 @@
 """Scheduled batch retraining: new-data batches → challenger → gate → champion (`make retrain`).
 
 One cycle, per registered model (experiments with `register_as`):
-  1. find new batches in <incoming>/<dataset>/<batch-id>/ (not yet in the dataset's manifest);
+  1. find new batches in <incoming>/<dataset>/<batch-id>/ (not yet in the dataset's manifest):
+     class folders of images for an image dataset, CSV files of date,value rows for a series;
   2. validate each; a bad one moves to <quarantine>/<dataset>/<batch-id>/ with REASON.txt;
-  3. train a challenger on the dataset with the good batches merged into its training split
-     (nothing written yet) and register it with alias `challenger`;
+  3. train a challenger on the dataset with the good batches merged into its training data
+     (images: the training split; a series: a `recent` segment after the test period; nothing
+     written yet) and register it with alias `challenger`;
   4. commit the new data version (the manifest's atomic replace is the commit point) and move
      the batches to <consumed>/;
   5. re-evaluate the champion on the same holdout, promote the challenger if it passes the gate,
@@ -109,6 +111,67 @@ def read_image_batch(folder: Path, dataset: data.Dataset) -> tuple[np.ndarray, n
     return np.stack(xs).astype(x_train.dtype), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
 
 
+def read_series_batch(folder: Path, dataset: data.Dataset, accepted) -> tuple[np.ndarray, np.ndarray]:
+    """CSV files of date,value rows that continue the series after its last date (and after the
+    batches `accepted` earlier in this cycle), on the series' step; gaps filled as in data prep."""
+    import pandas as pd
+
+    arrays = data.merge_batches(dataset.arrays, accepted)
+    segments = [s for s in ("train", "val", "test", "recent") if f"dates_{s}" in arrays]
+    known = np.concatenate([arrays[f"dates_{s}"] for s in segments])
+    last, last_value = known[-1], float(arrays[f"values_{segments[-1]}"][-1])
+    step = int(np.median(np.diff(known[-60:]).astype(np.int64)))  # days; a weekly series: 7
+    files = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+    if stray := [f.name for f in files if f.suffix.lower() != ".csv"]:
+        raise UserError(f"{folder / stray[0]}: stray file; a series batch holds CSV files of date,value rows")
+    if not files:
+        raise UserError(f"{folder}: empty batch (no CSV file of date,value rows)")
+    rows = []
+    for path in files:
+        frame = data._read_csv(path)
+        for column in ("date", "value"):
+            if column not in frame.columns:
+                columns = ", ".join(map(str, frame.columns))
+                raise UserError(f"{path}: column '{column}' not found (columns: {columns}; want date,value)")
+        if frame.empty:
+            raise UserError(f"{path}: no rows")
+        dates = pd.to_datetime(frame["date"], errors="coerce")
+        for line, (raw, date) in enumerate(zip(frame["date"], dates, strict=True), start=2):
+            if pd.isna(date):
+                raise UserError(f"{path}: column 'date' line {line} is not a date: {raw!r}")
+            day = np.datetime64(date.date(), "D")
+            if day <= last:
+                raise UserError(
+                    f"{path}: line {line}: date {day} is already covered by dataset '{dataset.name}' "
+                    f"(it ends {last}); a batch adds only later dates"
+                )
+            if int((day - last).astype(np.int64)) % step:
+                raise UserError(
+                    f"{path}: line {line}: date {day} is off the series' {step}-day step (last date {last})"
+                )
+        values = data._numeric_column(frame, "value", path, allow_missing=False)
+        if not np.isfinite(values).all():
+            line = int(np.flatnonzero(~np.isfinite(values))[0]) + 2
+            raise UserError(f"{path}: column 'value' line {line} is not a finite number")
+        rows.append(pd.Series(values, index=dates.dt.normalize(), name=path.name))
+    new = pd.concat(rows)
+    if new.index.has_duplicates:
+        raise UserError(f"{folder}: duplicate date {new.index[new.index.duplicated()][0].date()}")
+    # the batch's weeks plus any skipped ones, anchored on the series' last value for interpolation
+    grid = pd.date_range(pd.Timestamp(last), new.index.max(), freq=pd.Timedelta(days=step))
+    anchor = pd.Series([last_value], index=grid[:1])
+    filled = pd.concat([anchor, new.sort_index()]).reindex(grid)
+    fill = dataset.manifest["params"].get("fill", "time")
+    filled = filled.ffill() if fill == "ffill" else filled.interpolate(method=fill)
+    return filled.index[1:].to_numpy().astype("datetime64[D]"), filled.to_numpy(np.float64)[1:]
+
+
+BATCH_READERS = {
+    "images": lambda batch, dataset, accepted: read_image_batch(batch, dataset),
+    "series": read_series_batch,
+}
+
+
 def quarantine(batch: Path, target_root: Path, reason: str) -> Path:
     target = target_root / batch.name
     if target.exists():
@@ -148,15 +211,16 @@ def cycle(model_name: str, experiment: str, params) -> str:
         return f"retrain {model_name}: no new data in {incoming}"
 
     dataset = data.load(exp.dataset, params)
-    if dataset.kind != "images":  # left in place, untouched, for a later version that merges them
+    reader = BATCH_READERS.get(dataset.kind)
+    if reader is None:  # left in place, untouched, for a later version that merges them
         return (
             f"retrain {model_name}: {len(batches)} batch(es) waiting in {incoming}; "
             f"batches for a {dataset.kind} dataset are not supported yet (left in place)"
         )
     good, quarantined = {}, []
-    for batch in batches:
+    for batch in batches:  # in name order: a series batch must continue the ones before it
         try:
-            good[batch.name] = read_image_batch(batch, dataset)
+            good[batch.name] = reader(batch, dataset, list(good.values()))
         except UserError as exc:
             quarantine(batch, folders["quarantine"] / exp.dataset, str(exc))
             quarantined.append(batch.name)

@@ -38,6 +38,21 @@ def series_dataset(values, val=20, test=30, name="toy"):
     return data.Dataset(name, manifest, arrays)
 
 
+def test_recent_weeks_after_the_holdout_train_without_ever_targeting_it():
+    ds = series_dataset(np.arange(150.0), val=20, test=30)
+    recent = np.arange(150.0, 160.0)
+    dates = ds.arrays["dates_test"][-1] + 7 * np.arange(1, 11)
+    ds.arrays.update(data.merge_batches(ds.arrays, [(dates, recent)]))
+    params = forecasting.Params(lookback=10, horizon=4, season=5)
+    splits, _ = forecasting.prepare(ds, SeedParams(seed=0, limit=None), params)
+    train_targets = set(splits.y_train.ravel())
+    assert set(range(150, 160)) <= train_targets  # the new weeks are training targets
+    assert not train_targets & set(range(100, 150))  # val and the holdout never are
+    assert set(splits.y_test.ravel()) == set(range(120, 150))  # the holdout is unchanged
+    assert len(splits.x_train) == (100 - 10 - 4 + 1) + (10 - 4 + 1)
+    assert splits.x_train[-1, :, 0].tolist() == list(range(146, 156))  # inputs may reach into test
+
+
 def test_windows_have_the_right_shapes_and_follow_each_other():
     x, y = forecasting.make_windows(np.arange(20.0), lookback=5, horizon=3)
     assert x.shape == (13, 5, 1) and y.shape == (13, 3)

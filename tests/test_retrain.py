@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline import cli, data, registry, retrain, train
+from pipeline.errors import UserError
 from tests.conftest import edit_params
 
 QUICK = ["train.epochs=3", "train.patience=3"]
@@ -161,10 +162,70 @@ def test_gate_rule():
     assert not registry.decide(lower, 1.2, None)[0]
 
 
-def test_series_batches_are_reported_and_left_in_place(project, capsys):
-    batch = project / "data" / "incoming" / "co2" / "2002-01"
-    batch.mkdir(parents=True)
-    (batch / "weeks.csv").write_text("date,value\n2002-01-05,371.2\n")
+def weeks_after(dataset, n, start=1):
+    """n weekly (date, value) rows continuing the series; `start` 2 skips a week."""
+    last, value = dataset.arrays["dates_test"][-1], dataset.arrays["values_test"][-1]
+    return [(last + 7 * k, round(float(value) + 0.05 * k, 2)) for k in range(start, start + n)]
+
+
+def write_series_batch(project, batch, rows, name="weeks.csv"):
+    folder = project / "data" / "incoming" / "co2" / batch
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("date,value\n" + "".join(f"{d},{v}\n" for d, v in rows))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (lambda ds: weeks_after(ds, 3) + weeks_after(ds, 1), "duplicate date"),
+        (lambda ds: weeks_after(ds, 2, start=-1), "is already covered by dataset 'co2'"),
+        (lambda ds: [(str(ds.arrays["dates_test"][-1] + 3), 371.0)], "off the series' 7-day step"),
+        (lambda ds: [(d, "high") for d, _ in weeks_after(ds, 2)], "column 'value' line 2 has non-numeric"),
+        (lambda ds: [("someday", 371.0)], "column 'date' line 2 is not a date"),
+    ],
+)
+def test_bad_series_batches_are_refused_with_the_line(project, rows, message):
+    co2 = data.load("co2")
+    folder = write_series_batch(project, "bad", rows(co2))
+    with pytest.raises(UserError, match=message):
+        retrain.read_series_batch(folder, co2, [])
+
+
+def test_a_series_batch_fills_a_skipped_week_and_the_next_batch_continues_it(project):
+    co2 = data.load("co2")
+    rows = weeks_after(co2, 1) + weeks_after(co2, 2, start=3)  # week 2 is missing
+    dates, values = retrain.read_series_batch(write_series_batch(project, "a", rows), co2, [])
+    assert len(dates) == 4 and np.all(np.diff(dates).astype(int) == 7)
+    assert values[1] == pytest.approx((rows[0][1] + rows[1][1]) / 2)  # interpolated like data prep does
+    later = write_series_batch(project, "b", [(dates[-1] + 7, 372.0)])
+    assert retrain.read_series_batch(later, co2, [(dates, values)])[0][0] == dates[-1] + 7
+    with pytest.raises(UserError, match="already covered"):  # the same weeks again
+        retrain.read_series_batch(write_series_batch(project, "c", rows), co2, [(dates, values)])
+
+
+def test_a_co2_cycle_appends_new_weeks_after_the_fixed_holdout(project, capsys):
+    edit_params(project, lambda p: p["retrain"]["gates"]["co2-forecaster"].update(threshold=100.0))
+    quick = {"epochs": 2, "patience": 2, "limit": 256}
+    edit_params(project, lambda p: p["experiments"]["lstm"].setdefault("train", {}).update(quick))
+    assert train.run("lstm").model_version == "1"
+    co2 = data.load("co2")
+    write_series_batch(project, "2002-01", weeks_after(co2, 8))
+    write_series_batch(project, "2002-02", weeks_after(co2, 2, start=-1))  # weeks it already has
     assert retrain.main(model="co2-forecaster") == 0
-    assert "not supported yet (left in place)" in capsys.readouterr().out
-    assert (batch / "weeks.csv").exists()
+    out = capsys.readouterr().out
+    assert "batches 2002-01 (+8 examples); quarantined 2002-02" in out
+
+    after = data.load("co2")
+    assert [b["id"] for b in after.manifest["batches"]] == ["2002-01"]
+    assert len(after.arrays["values_recent"]) == 8
+    for split in ("train", "val", "test"):  # the holdout (and the rest) stay as they were
+        assert np.array_equal(after.arrays[f"values_{split}"], co2.arrays[f"values_{split}"])
+    quarantined = project / "data" / "quarantine" / "co2" / "2002-02" / "REASON.txt"
+    assert "already covered" in quarantined.read_text()
+    version = mlflow.MlflowClient().get_model_version("co2-forecaster", "2")
+    assert version.tags["retrain.batches"] == "2002-01"
+    assert version.tags["gate.decision"] in ("promoted", "not promoted") and "gate_champion" in version.tags
+    # a rebuild of the dataset (say, after a params change) keeps the ingested weeks
+    data.prepare("co2", force=True)
+    assert data.load("co2").sha256 == after.sha256

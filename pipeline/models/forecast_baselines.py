@@ -13,7 +13,14 @@ import numpy as np
 
 
 def series_from_windows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The series that consecutive stride-1 windows were cut from (first window, then each new target)."""
+    """The series that consecutive stride-1 windows were cut from (first window, then each new target).
+
+    Only the leading contiguous run counts: windows after a jump (a retrain batch's weeks, which
+    follow the test period) do not continue the series, so a classical model is fitted without them.
+    """
+    breaks = np.flatnonzero(x[1:, -1, 0] != y[:-1, 0])  # window i+1 ends where window i's target starts
+    n = breaks[0] + 1 if len(breaks) else len(x)
+    x, y = x[:n], y[:n]
     return np.concatenate([x[0, :, 0], y[:, 0], y[-1, 1:]]).astype(np.float64)
 
 

@@ -13,6 +13,14 @@ def test_windows_give_back_the_series_they_were_cut_from():
     assert np.allclose(series_from_windows(x, y), values)
 
 
+def test_windows_after_a_jump_are_left_out_of_the_series():
+    values = np.random.default_rng(0).normal(size=50)
+    x, y = make_windows(values, lookback=7, horizon=3)
+    later_x, later_y = make_windows(values[30:] + 10, lookback=7, horizon=3)  # e.g. a retrain batch
+    series = series_from_windows(np.concatenate([x, later_x]), np.concatenate([y, later_y]))
+    assert np.allclose(series, values)
+
+
 def test_sarimax_forecasts_a_trend_plus_season_in_levels():
     t = np.arange(160.0)
     values = 300 + 0.5 * t + 3 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 0.05, 160)
