@@ -143,7 +143,8 @@ def read_series_batch(folder: Path, dataset: data.Dataset, accepted) -> tuple[np
             if day <= last:
                 raise UserError(
                     f"{path}: line {line}: date {day} is already covered by dataset '{dataset.name}' "
-                    f"(it ends {last}); a batch adds only later dates"
+                    f"(it ends {last}{' with the batches before this one' if accepted else ''}); "
+                    "a batch adds only later dates"
                 )
             if int((day - last).astype(np.int64)) % step:
                 raise UserError(
