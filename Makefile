@@ -89,9 +89,9 @@ bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experime
 	$(PY) -m pipeline bench
 
 server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=)
-	@# not echoed: DB= may hold a password (the server prints the URI with it hidden)
-	@$(PY) -m pipeline server --port $${PORT:-5000} $(if $(HOST),--host '$(HOST)') \
-		$(if $(DB),--db '$(DB)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)')
+	@# DB= may hold a password: not echoed, and handed on in the environment rather than as --db
+	@$(if $(DB),MLFLOW_BACKEND_STORE_URI='$(DB)') $(PY) -m pipeline server --port $${PORT:-5000} \
+		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)')
 
 # ---------------------------------------------------------------------------- production
 retrain: $(VENV_STAMP) $(STORE_STAMP) ## one retraining cycle: data/incoming/ batches → challenger → gate → champion

@@ -68,3 +68,11 @@ def test_a_bad_backend_store_is_one_line(project, capsys, db, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert "hunter2" not in err  # the password is never echoed
+
+
+def test_the_backend_store_uri_can_come_from_the_environment(project, capsys, monkeypatch):
+    # what `make server DB=…` does: the URI (and its password) stays off the command line
+    monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", "oracle://u:hunter2@127.0.0.1/x")
+    assert cli.main(["server", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "oracle://u:***@127.0.0.1/x: the scheme must be one of" in err and "hunter2" not in err
