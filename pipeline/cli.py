@@ -93,9 +93,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_server(args) -> int:
+    import os
+
     from pipeline import ui
 
-    return ui.server(args.host, args.port, args.db, args.artifacts)
+    # MLflow's own variable: a URI with a password need not appear on any command line
+    db = args.db or os.environ.get("MLFLOW_BACKEND_STORE_URI")
+    return ui.server(args.host, args.port, db, args.artifacts)
 
 
 def cmd_bench(args) -> int:
@@ -263,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
     p.add_argument(
         "--db",
-        help="backend store URI (default: sqlite:///mlruns/server/mlflow.db; "
-        "e.g. postgresql://user:pass@host/mlflow)",
+        help="backend store URI (default: $MLFLOW_BACKEND_STORE_URI, else "
+        "sqlite:///mlruns/server/mlflow.db; e.g. postgresql://user:pass@host:5432/mlflow)",
     )
     p.add_argument(
         "--artifacts", help="artifact root the server writes to (default: mlruns/server/artifacts)"

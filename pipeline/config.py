@@ -48,6 +48,9 @@ class TrainParams:
     patience: int  # EarlyStopping on val_loss; best weights restored
     seed: int
     limit: int | None  # use at most this many training examples (quick tries, tests)
+    # mirrored: one replica per visible GPU (or logical CPU device) in this process;
+    # batch_size is then per replica (global batch = batch_size x replicas)
+    strategy: Literal["default", "mirrored"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +244,10 @@ def check_type(value: Any, hint: Any, where: str) -> Any:
     elif origin is Literal:
         if value in args:
             return value
-        raise UserError(f"{PARAMS_FILE}: {where} = {value!r} is not one of {', '.join(map(repr, args))}")
+        raise UserError(
+            f"{PARAMS_FILE}: {where} = {value!r} is not one of {', '.join(map(repr, args))}"
+            f"{suggest(value, args)}"
+        )
     elif origin in (list, tuple):
         if isinstance(value, list | tuple):
             item = args[0] if args else Any

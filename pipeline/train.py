@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
 import shutil
 import sys
 import time
@@ -28,6 +29,23 @@ from pipeline.errors import PipelineError, UserError
 
 # Keras progress bars on a terminal, one line per epoch in logs (make -j, cron); --quiet sets 0.
 PROGRESS: int | str = "auto" if sys.stdout.isatty() else 2
+
+
+def split_cpu() -> None:
+    """PIPELINE_LOGICAL_CPUS=N splits the CPU into N logical devices (tests of `strategy: mirrored`
+    on a machine without GPUs). TensorFlow accepts this only before it initialises its devices."""
+    count = int(os.environ.get("PIPELINE_LOGICAL_CPUS") or 0)
+    if count < 2:
+        return
+    (cpu,) = tf.config.list_physical_devices("CPU")
+    if len(tf.config.get_logical_device_configuration(cpu) or []) == count:
+        return  # done by an earlier run in this process
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        raise PipelineError(
+            "PIPELINE_LOGICAL_CPUS must be set before TensorFlow starts: set it for a fresh process"
+        ) from None
 
 
 def seed_everything(seed: int) -> None:
@@ -59,7 +77,10 @@ def fit(
     initial_epoch: int = 0,
     callbacks: tuple = (),
 ) -> dict[str, list[float]]:
-    """Compile and fit; returns the Keras history. Raises PipelineError when the loss diverges."""
+    """Compile and fit; returns the Keras history. Raises PipelineError when the loss diverges.
+
+    `params.batch_size` is per replica: the model's strategy (built in its scope) sets the global batch.
+    """
     model.compile(
         optimizer=make_optimizer(params.optimizer, learning_rate or params.learning_rate),
         loss=loss,
@@ -72,7 +93,7 @@ def fit(
         validation_data=validation,
         epochs=initial_epoch + (epochs or params.epochs),
         initial_epoch=initial_epoch,
-        batch_size=params.batch_size,
+        batch_size=params.batch_size * model.distribute_strategy.num_replicas_in_sync,
         shuffle=True,
         verbose=PROGRESS,
         callbacks=[
@@ -257,6 +278,15 @@ def run_tags(plan: Plan, dataset) -> dict[str, str]:
     return tags
 
 
+def distribution(plan: Plan) -> tf.distribute.Strategy:
+    """`train.strategy: mirrored`: one replica per visible GPU, else per logical CPU device, all in
+    this process (the callbacks, hence MLflow logging, run once in it). Others: the default."""
+    if getattr(plan.train, "strategy", "default") != "mirrored":  # scikit-learn baselines have none
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
 def backup_dir(plan: Plan, dataset) -> Path:
     """Where BackupAndRestore keeps the last completed epoch: a killed run resumes from it.
 
@@ -317,6 +347,7 @@ def run(
     Inside an active run (e.g. the transfer learning curve) the run is nested under it;
     `log_outputs=False` logs params, tags and metrics only: no figures, model or published files.
     """
+    split_cpu()  # before TensorFlow's first op
     params = config.load_params()
     plan = make_plan(params, name, overrides)
     exp, family, objective = plan.exp, plan.family, plan.objective
@@ -327,15 +358,20 @@ def run(
 
     started = time.perf_counter()
     tags = {**run_tags(plan, dataset), **(extra_tags or {})}
+    strategy = distribution(plan)
+    logged = params_to_log(plan, dataset, splits)
+    if family.KIND == "keras":
+        logged["train.num_replicas"] = strategy.num_replicas_in_sync
     with tracking.start_run(exp.task, run_name or name, tags, exp.description) as active:
-        tracking.log_params(params_to_log(plan, dataset, splits))
+        tracking.log_params(logged)
         tracking.log_dataset(dataset, splits.x_train, splits.y_train, context="training")
         seed_everything(plan.train.seed)
-        model = family.build(plan.model, spec)
+        with strategy.scope():  # variables (weights, optimizer state) are mirrored on every replica
+            model = family.build(plan.model, spec)
+            history = train_model(plan, model, splits, backup_dir(plan, dataset))
         artifacts: dict = {"model_summary.txt": model_summary(model)}
         if isinstance(model, keras.Model):
             artifacts["layer_params.csv"] = layer_table(model)
-        history = train_model(plan, model, splits, backup_dir(plan, dataset))
         if history:
             artifacts["training_curves.png"] = plots.training_curves(history, f"{name} ({exp.task})")
             mlflow.log_metric("epochs_trained", len(history["loss"]))

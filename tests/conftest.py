@@ -41,12 +41,15 @@ def edit_params(root: Path, change) -> dict:
     return params
 
 
-def run_cli(root: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python -m pipeline ...` as a user would, in a fresh process."""
+def run_cli(
+    root: Path, *args: str, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m pipeline ...` as a user would, in a fresh process (`env` adds variables)."""
     env = {
         **os.environ,
         "PIPELINE_ROOT": str(root),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        **(env or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
@@ -88,31 +91,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def postgres_uri():
+    """A throw-away PostgreSQL database on loopback (skipped where PostgreSQL is not installed)."""
+    from tests import postgres
+
+    with postgres.cluster(free_port()) as uri:
+        yield uri
+
+
 @contextlib.contextmanager
-def serving(root: Path, command: str):
-    """Run `python -m pipeline <command> --port P` (ui or server) until the block ends; yields P."""
+def serving(root: Path, command: str, *args: str, timeout: float = 120):
+    """Run `python -m pipeline <command> --port P [args]` (ui or server) until the block ends; yields P."""
     import requests
 
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", command, "--port", str(port)],
-        cwd=root,
-        env={**os.environ, "PIPELINE_ROOT": str(root)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = root / f"{command}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", command, "--port", str(port), *args],
+            cwd=root,
+            env={**os.environ, "PIPELINE_ROOT": str(root)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
+        deadline = time.time() + timeout
+        while time.time() < deadline and process.poll() is None:
             try:
                 if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok:
                     break
             except requests.RequestException:  # not listening yet, or still starting
                 time.sleep(0.5)
         else:
-            pytest.fail(f"`pipeline {command}` did not answer within 120 s")
+            output = log.read_text()[-3000:]
+            pytest.fail(f"`pipeline {command}` did not answer within {timeout:.0f} s:\n{output}")
         yield port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)

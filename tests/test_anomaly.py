@@ -61,7 +61,7 @@ def test_check_params_rejects_bad_sections(change, message):
 
 def test_prepare_trains_on_normal_classes_only(project):
     dataset = data.load("digits")
-    train_params = config.TrainParams(1, 32, 0.001, "adam", 1, 0, None)
+    train_params = config.TrainParams(1, 32, 0.001, "adam", 1, 0, None, "default")
     splits, spec = anomaly.prepare(dataset, train_params, PARAMS)
     _, y_train = dataset.xy("train")
     _, y_val = dataset.xy("val")

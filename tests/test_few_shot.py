@@ -10,7 +10,14 @@ from pipeline.config import TrainParams
 from pipeline.errors import UserError
 
 TRAIN = TrainParams(
-    epochs=1, batch_size=8, learning_rate=0.01, optimizer="adam", patience=1, seed=3, limit=None
+    epochs=1,
+    batch_size=8,
+    learning_rate=0.01,
+    optimizer="adam",
+    patience=1,
+    seed=3,
+    limit=None,
+    strategy="default",
 )
 
 

@@ -45,7 +45,14 @@ def test_reconstruction_improves_with_training(monkeypatch):
     train.seed_everything(0)
     model = autoencoder.build(params(), SPEC)
     settings = config.TrainParams(
-        epochs=15, batch_size=16, learning_rate=0.01, optimizer="adam", patience=15, seed=0, limit=None
+        epochs=15,
+        batch_size=16,
+        learning_rate=0.01,
+        optimizer="adam",
+        patience=15,
+        seed=0,
+        limit=None,
+        strategy="default",
     )
     before = float(np.mean((model.predict(x, verbose=0) - x) ** 2))
     history = train.fit(model, x, x, None, settings, "mse", [])
