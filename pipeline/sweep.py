@@ -95,13 +95,30 @@ def check(params: dict, name: str, search: SearchParams, overrides: list[str]):
 
 
 def reporter(metric: str):
-    """A Keras callback: each epoch's logs to Tune; stops training when Tune stops the trial."""
+    """A Keras callback: each epoch's logs to Tune; stops training when Tune stops the trial.
+
+    The last epoch is reported once the run has ended (`flush`): Tune ends a trial's worker soon
+    after it stops the trial, and a trial that trained to the end must still be evaluated.
+    """
     import keras
     import mlflow
     from ray import tune
 
     class ReportToTune(keras.callbacks.Callback):
         stopped = False
+        pending: dict | None = None
+
+        def report(self, logs: dict) -> bool:
+            try:
+                tune.report(logs)
+                return True
+            except SystemExit:  # how Tune ends a trial it stops (ASHA)
+                return False
+
+        def stop(self) -> None:
+            self.stopped = True
+            self.model.stop_training = True
+            mlflow.set_tag("sweep.stopped_early", "true")
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.stopped:  # a family's second fit phase (fine-tuning) does not start
@@ -111,12 +128,20 @@ def reporter(metric: str):
             logs = {k: float(v) for k, v in (logs or {}).items()}
             if metric not in logs:
                 raise UserError(f"search.metric '{metric}' is not logged (epoch logs: {', '.join(logs)})")
-            try:
-                tune.report({**logs, "epoch": epoch + 1})
-            except SystemExit:  # how Tune ends a trial it stops (ASHA): finish the run instead
-                self.stopped = True
-                self.model.stop_training = True
-                mlflow.set_tag("sweep.stopped_early", "true")
+            logs["epoch"] = epoch + 1
+            if self.pending is not None:  # the first phase's last epoch, when a second phase follows
+                held, self.pending = self.pending, None
+                if not self.report(held):
+                    return self.stop()
+            if epoch + 1 >= self.params.get("epochs", 0):
+                self.pending = logs
+            elif not self.report(logs):
+                self.stop()
+
+        def flush(self) -> None:
+            if self.pending is not None:
+                held, self.pending = self.pending, None
+                self.report(held)
 
     return ReportToTune()
 
@@ -133,7 +158,8 @@ def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, c
     trial_id = tune.get_context().get_trial_id()
     changes = [*overrides, *(override(k, v) for k, v in config_.items())]
     tags = {"mlflow.parentRunId": parent_run_id, "sweep.trial_id": trial_id, "sweep.stopped_early": "false"}
-    with train.extra_callbacks(reporter(metric)):
+    callback = reporter(metric)
+    with train.extra_callbacks(callback):
         # no registered model, no gate, no published files; nothing resumed or left to resume
         train.run(
             experiment,
@@ -144,6 +170,7 @@ def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, c
             extra_tags=tags,
             run_name=f"{experiment}-trial-{trial_id.rsplit('_', 1)[-1]}",
         )
+    callback.flush()  # the last epoch, now that the run has ended
 
 
 def finish_trial_runs(parent_run_id: str, experiment_id: str, errored: set[str]) -> dict[str, int]:
