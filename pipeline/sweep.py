@@ -82,7 +82,8 @@ def check(params: dict, name: str, search: SearchParams, overrides: list[str]):
             try:
                 train.make_plan(params, name, [*overrides, override(key, value)])
             except UserError as exc:
-                raise UserError(f"{PARAMS_FILE}: {where}.space.{key} = {value!r}: {exc}") from None
+                reason = str(exc).removeprefix(f"{PARAMS_FILE}: ")
+                raise UserError(f"{PARAMS_FILE}: {where}.space.{key} = {value!r}: {reason}") from None
     epochs = plan.train.epochs + getattr(plan.train, "fine_tune_epochs", 0)
     if "train.epochs" in search.space:
         epochs = max(int(v) for v in samples(search.space["train.epochs"]))
