@@ -55,9 +55,12 @@ def selection(params: dict, names: list[str] | None) -> list[str]:
     return ordered
 
 
-def train_task(name: str, overrides: list[str], env: dict, cpus: int, quiet: bool, tags: dict, *upstream):
-    """One experiment in a Ray worker (`upstream`: the results of what it needs, to order it)."""
-    scaleout.enter_worker(env, cpus)
+def train_task(name: str, overrides: list[str], env: dict, quiet: bool, tags: dict, *upstream):
+    """One experiment in a Ray worker (`upstream`: the results of what it needs, to order it).
+
+    TensorFlow keeps its default thread count, as in a sequential run, so the metrics are equal.
+    """
+    scaleout.enter_worker(env)
     from pipeline import train
 
     if quiet:
@@ -94,7 +97,7 @@ def run_ray(ordered, needs, overrides, quiet, tags, cpus_per_task) -> dict[str, 
     for name in ordered:  # upstream first, so its ref exists
         upstream = [refs[n] for n in needs[name]]
         refs[name] = task.options(num_cpus=cpus_per_task, name=f"train-{name}", max_retries=0).remote(
-            name, overrides, env, cpus_per_task, quiet, tags, *upstream
+            name, overrides, env, quiet, tags, *upstream
         )
     names = {ref: name for name, ref in refs.items()}
     outcomes: dict[str, object] = {}

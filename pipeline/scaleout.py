@@ -22,9 +22,16 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def enter_worker(env: dict[str, str], cpus: int) -> None:
-    """In a Ray worker: the driver's project and store; TensorFlow limited to `cpus` threads."""
+def enter_worker(env: dict[str, str], cpus: int | None = None) -> None:
+    """In a Ray worker: the driver's project and store; TensorFlow limited to `cpus` threads.
+
+    `cpus=None` leaves TensorFlow's default (every core of the node), which is what a sequential
+    run uses: the thread count changes the order of float reductions (convolutions), so only the
+    same count gives bit-identical metrics.
+    """
     os.environ.update(env)
+    if cpus is None:
+        return
     import tensorflow as tf
 
     try:  # only possible before TensorFlow's runtime starts (a reused worker already set it)
