@@ -174,8 +174,13 @@ def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, c
     callback.flush()  # the last epoch, now that the run has ended
 
 
-def finish_trial_runs(parent_run_id: str, experiment_id: str, errored: set[str]) -> dict[str, int]:
-    """Trial runs still RUNNING (their worker ended with the trial) end FINISHED or FAILED."""
+def finish_trial_runs(
+    parent_run_id: str, experiment_id: str, errored: set[str], interrupted: bool = False
+) -> dict[str, int]:
+    """Trial runs still RUNNING (their worker ended with the trial) end FINISHED or FAILED.
+
+    `interrupted`: the sweep itself stopped (Ctrl-C, an error): they end KILLED.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -185,7 +190,9 @@ def finish_trial_runs(parent_run_id: str, experiment_id: str, errored: set[str])
     for child in children:
         if child.info.status != "RUNNING":
             continue
-        if child.data.tags.get("sweep.trial_id") in errored:
+        if interrupted:
+            client.set_terminated(child.info.run_id, "KILLED")
+        elif child.data.tags.get("sweep.trial_id") in errored:
             client.set_terminated(child.info.run_id, "FAILED")
         else:  # Tune stopped it (ASHA) while it was between epochs
             client.set_tag(child.info.run_id, "sweep.stopped_early", "true")
@@ -272,6 +279,7 @@ def run(
             quiet=quiet,
         )
         started_ray = scaleout.init()
+        results = None
         try:
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": cpus_per_trial}),
@@ -293,6 +301,8 @@ def run(
         finally:
             if started_ray:
                 scaleout.shutdown()
+            if results is None:  # interrupted: no trial run stays RUNNING
+                finish_trial_runs(parent_id, experiment_id, set(), interrupted=True)
         # a trial that raised ended its run FAILED itself; one whose worker died left it RUNNING
         errors = {(r.metrics or {}).get("trial_id") for r in results if r.error is not None} - {None}
         counts = finish_trial_runs(parent_id, experiment_id, errors)
