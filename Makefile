@@ -20,7 +20,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 STORE_STAMP := mlruns/.initialized
 # Code every experiment depends on; a family's own module is added per experiment.
-CORE_CODE := $(filter-out pipeline/cli.py pipeline/stages.py pipeline/ui.py pipeline/data.py,$(wildcard pipeline/*.py))
+CORE_CODE := $(filter-out pipeline/cli.py pipeline/stages.py pipeline/ui.py pipeline/data.py pipeline/fanout.py pipeline/sweep.py pipeline/scaleout.py,$(wildcard pipeline/*.py))
 TRAIN_FLAGS ?=
 CURVE_FLAGS ?=
 EXECUTOR ?=

@@ -141,13 +141,17 @@ def close_left_running(tasks: list[str], fanout_id: str, status: str) -> list[st
     return [r.info.run_id for r in running]
 
 
+def touch(path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
 def write_stamps(results: dict[str, Result]) -> None:
     """The stamps make's rules write after a training (see pipeline/stages.py)."""
     runs = config.project_root() / stages.BUILD / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
     for result in results.values():
         if result.run_id is not None:
-            (runs / f"{result.name}.done").touch()
+            touch(runs / f"{result.name}.done")
 
 
 def run(
@@ -170,10 +174,13 @@ def run(
         stages.write_makefile(f"{stages.BUILD}/pipeline.mk")
     from pipeline import data
 
+    root = config.project_root()
     for name in dict.fromkeys(e.dataset for e in experiments.values()):
         data.prepare(name, params)  # once, before parallel readers
+        touch(root / stages.BUILD / "data" / f"{name}.checked")  # make's stamp for that step
     tasks = sorted({e.task for e in experiments.values()})
     tracking.init_store(tasks)  # the schema and experiments once, before parallel writers
+    touch(root / "mlruns" / ".initialized")  # make's stamp for `make store`
     fanout_id = uuid.uuid4().hex[:12]
     tags = {TAG: fanout_id, "executor": executor}
     print(f"train-all ({executor}): {', '.join(ordered)}", flush=True)

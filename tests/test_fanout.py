@@ -1,10 +1,13 @@
 """train-all: experiments fanned out as Ray tasks (local Ray, 2 CPUs) log like a sequential run."""
 
+import shutil
+
 import mlflow
 import pytest
 
 from pipeline import cli, scaleout, train
-from tests.conftest import edit_params
+from tests.conftest import REPO, edit_params
+from tests.test_stages import make
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 
@@ -48,15 +51,23 @@ def test_ray_fanout_equals_a_sequential_run(project):
     assert not (project / ".build" / "runs").exists()  # --set runs are not the params.yaml runs
 
 
-def test_needs_run_first_and_stamps_are_written(project):
+def test_needs_run_first_and_make_finds_them_up_to_date(project):
     edit_params(project, cheap)
     edit_params(project, lambda p: p["experiments"]["svc"].update(needs=["mlp"]))
+    # what make's rules depend on (as in test_stages), older than the stamps the run writes
+    shutil.copytree(REPO / "pipeline", project / "pipeline")
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, project / name)
+    (project / ".venv-ready").touch()
     assert cli.main(["train-all", "--executor", "ray", "--quiet", "svc"]) == 0  # mlp added: svc needs it
     found = {r.info.run_name: r.info for r in runs()}
     assert sorted(found) == ["mlp", "svc"] and {i.status for i in found.values()} == {"FINISHED"}
     assert found["svc"].start_time >= found["mlp"].end_time
     assert {p.name for p in (project / ".build" / "runs").iterdir()} == {"mlp.done", "svc.done"}
-    assert (project / ".build" / "params" / "experiments" / "svc.json").exists()  # what the stamp is against
+    result = make(project, "train-mlp", "train-svc", "train-cnn-valid")
+    assert result.returncode == 0, result.stderr
+    assert "TRAINED cnn-valid" in result.stdout and "TRAINED mlp" not in result.stdout
+    assert "TRAINED svc" not in result.stdout
 
 
 def test_a_failing_experiment_is_named_and_its_dependents_skipped(project, capsys):
