@@ -20,15 +20,19 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 STORE_STAMP := mlruns/.initialized
 # Code every experiment depends on; a family's own module is added per experiment.
-CORE_CODE := $(filter-out pipeline/cli.py pipeline/stages.py pipeline/ui.py pipeline/data.py,$(wildcard pipeline/*.py))
+CORE_CODE := $(filter-out pipeline/cli.py pipeline/stages.py pipeline/ui.py pipeline/data.py pipeline/fanout.py pipeline/sweep.py pipeline/scaleout.py,$(wildcard pipeline/*.py))
 TRAIN_FLAGS ?=
 CURVE_FLAGS ?=
+EXECUTOR ?=
+EXP ?=
+SWEEP_FLAGS ?=
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
+export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -67,8 +71,21 @@ train-%: $(VENV_STAMP) ## train one experiment, e.g. make train-cnn-same (skippe
 	@# only reached for names params.yaml does not define: the pipeline says which exist
 	$(PY) -m pipeline train $*
 
-train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in params.yaml (only what changed)
+ifeq ($(EXECUTOR),ray)
+# every experiment as a Ray task (local Ray, or the cluster RAY_ADDRESS names); writes make's stamps
+train-all: $(VENV_STAMP) $(STORE_STAMP)
+	$(PY) -m pipeline train-all --executor ray $(TRAIN_FLAGS)
+else ifneq ($(EXECUTOR),)
+train-all:
+	@echo "error: EXECUTOR=$(EXECUTOR): expected ray (or nothing, for make's own scheduling)" >&2; exit 2
+else
+train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in params.yaml (only what changed; EXECUTOR=ray: as Ray tasks)
 	@echo "train-all: $(words $(EXPERIMENTS)) experiments up to date · browse them with: make ui"
+endif
+
+sweep: $(VENV_STAMP) $(STORE_STAMP) ## Ray Tune search over an experiment's search: block, e.g. make sweep EXP=cnn-same (SWEEP_FLAGS=...)
+	@test -n "$(EXP)" || { echo "error: name the experiment: make sweep EXP=<experiment> (one with a search: block)" >&2; exit 2; }
+	$(PY) -m pipeline sweep '$(EXP)' $(SWEEP_FLAGS)
 
 transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer per labels/class (CURVE_FLAGS=...)
 	$(PY) -m pipeline transfer-curve $(CURVE_FLAGS)

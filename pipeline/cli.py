@@ -17,6 +17,8 @@ EPILOG = """examples:
   python -m pipeline data digits
   python -m pipeline train cnn-same --set train.epochs=5 --set model.padding=valid
   python -m pipeline transfer-curve --sizes 1 5 all --seeds 2
+  python -m pipeline train-all --executor ray mlp cnn-same svc
+  python -m pipeline sweep cnn-same --num-samples 4
   make train-all        # every experiment in params.yaml, skipping what is up to date
 """
 
@@ -32,6 +34,31 @@ def cmd_train(args) -> int:
         train.PROGRESS = 0
     train.run(args.experiment, args.set)
     return 0
+
+
+def cmd_train_all(args) -> int:
+    from pipeline import fanout
+
+    return fanout.run(args.experiments, args.executor, args.set, args.cpus_per_task, args.quiet)
+
+
+def cmd_sweep(args) -> int:
+    from pipeline import config
+
+    # name and search-block errors answer at once, before TensorFlow's and Ray's imports
+    config.resolve_experiment(config.load_params(), args.experiment, args.set)
+    from pipeline import sweep
+
+    sweep.run(
+        args.experiment, args.num_samples, args.max_concurrent, args.set, args.cpus_per_trial, args.quiet
+    )
+    return 0
+
+
+def positive(text: str) -> int:
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
+    return int(text)
 
 
 def cmd_transfer_curve(args) -> int:
@@ -154,6 +181,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "train-all",
+        help="train several experiments (default: all), one after another or as Ray tasks",
+        description="Train experiments of params.yaml (default: all; what they need is added) with the "
+        "shared training core: --executor sequential trains one at a time in this process, --executor "
+        "ray runs each as a Ray task (a local Ray with this machine's CPUs, or the cluster RAY_ADDRESS "
+        "names), upstream experiments first. Every task logs to this process's tracking store. Without "
+        "--set, each trained experiment is marked up to date for make. Exit code 1 (2 for user errors) "
+        "when an experiment fails; it is named.",
+    )
+    p.add_argument("experiments", nargs="*", help="experiment names (default: every one in params.yaml)")
+    p.add_argument(
+        "--executor", choices=["sequential", "ray"], default="sequential", help="default: sequential"
+    )
+    p.add_argument(
+        "--cpus-per-task", type=positive, default=1, help="CPUs Ray reserves per experiment (default: 1)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param of every experiment (repeatable), e.g. --set train.epochs=5",
+    )
+    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    p.set_defaults(func=cmd_train_all)
+
+    p = sub.add_parser(
+        "sweep",
+        help="hyperparameter search over an experiment's search: block (Ray Tune, nested MLflow runs)",
+        description="Run a Ray Tune search over the search: block of one experiment in params.yaml: "
+        "each trial is a normal run with the sampled values as --set overrides, nested under one "
+        "parent run sweep-<experiment> that records the space and the best trial. ASHA "
+        "(search.scheduler: asha) stops bad trials early. Trials register no model.",
+    )
+    p.add_argument("experiment", help="experiment name in params.yaml with a search: block")
+    p.add_argument("--num-samples", type=positive, help="trials (default: search.num_samples)")
+    p.add_argument(
+        "--max-concurrent", type=positive, help="trials at once (default: search.max_concurrent)"
+    )
+    p.add_argument(
+        "--cpus-per-trial", type=positive, default=1, help="CPUs Ray reserves per trial (default: 1)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param of every trial (repeatable), e.g. --set train.epochs=5",
+    )
+    p.add_argument("--quiet", action="store_true", help="no Keras progress bars or Tune status tables")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
         "transfer-curve",

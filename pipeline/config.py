@@ -75,13 +75,30 @@ class Experiment:
     extra: dict[str, Any]  # family-specific top-level keys (validated by the family)
     raw: dict[str, Any]  # the resolved mapping, as logged to MLflow
     needs: tuple[str, ...] = ()  # upstream experiments whose outputs this one reads (make order)
+    search: SearchParams | None = None  # the `search:` block (`pipeline sweep`); not part of `raw`
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchParams:
+    """An experiment's `search:` block: a Ray Tune sweep over `--set` keys (`pipeline sweep`)."""
+
+    metric: str  # what Tune optimises, reported per epoch (e.g. val_accuracy)
+    mode: Literal["max", "min"]
+    num_samples: int  # trials; with grid entries, each grid point is repeated this many times
+    max_concurrent: int  # trials at once
+    scheduler: Literal["asha", "fifo"]  # asha stops bad trials early; fifo runs every trial to the end
+    grace_period: int  # asha: epochs every trial gets before it can be stopped
+    space: dict[str, Any]  # dotted key (as for --set) -> {sampler: arguments}
+
+
+# sampler -> what its argument must be (grid/choice: a list of values; the others: [low, high])
+SAMPLERS = ("grid", "choice", "uniform", "loguniform", "randint")
+
 TOP_LEVEL = ("data", "defaults", "experiments", "retrain", "transfer_curve")
-EXPERIMENT_KEYS = {"task", "family", "dataset", "description", "model", "train", "needs"}
+EXPERIMENT_KEYS = {"task", "family", "dataset", "description", "model", "train", "needs", "search"}
 
 
 # --------------------------------------------------------------------------- loading
@@ -163,6 +180,7 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
                 f"{PARAMS_FILE}: {where}.needs: '{upstream}' is not another experiment"
                 f"{suggest(upstream, experiments)}"
             )
+    search = resolved.pop("search", None)
     return Experiment(
         name=name,
         task=resolved["task"],
@@ -174,7 +192,51 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
         extra={k: v for k, v in resolved.items() if k not in EXPERIMENT_KEYS},
         raw=resolved,
         needs=tuple(needs),
+        search=None if search is None else parse_search(search, f"{where}.search"),
     )
+
+
+def parse_search(section: Any, where: str) -> SearchParams:
+    """Check a `search:` block strictly: every key, the samplers and their bounds."""
+    if not isinstance(section, dict):
+        raise UserError(f"{PARAMS_FILE}: {where} must be a mapping")
+    search = parse_section(SearchParams, section, where)
+    for key in ("num_samples", "max_concurrent", "grace_period"):
+        if getattr(search, key) < 1:
+            raise UserError(f"{PARAMS_FILE}: {where}.{key} = {getattr(search, key)} must be >= 1")
+    if not search.space:
+        example = "train.learning_rate: {loguniform: [0.0001, 0.01]}"
+        raise UserError(f"{PARAMS_FILE}: {where}.space is empty (e.g. {example})")
+    for key, spec in search.space.items():
+        check_sampler(key, spec, f"{where}.space.{key}")
+    return search
+
+
+def check_sampler(key: str, spec: Any, where: str) -> None:
+    if not isinstance(key, str) or "." not in key:
+        raise UserError(f"{PARAMS_FILE}: {where}: keys are dotted as for --set, e.g. train.learning_rate")
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise UserError(
+            f"{PARAMS_FILE}: {where} must be one sampler, e.g. {{choice: [16, 32]}} ({', '.join(SAMPLERS)})"
+        )
+    (sampler, args), = spec.items()
+    if sampler not in SAMPLERS:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}: unknown sampler '{sampler}'{suggest(sampler, SAMPLERS)}; "
+            f"known: {', '.join(SAMPLERS)}"
+        )
+    if sampler in ("grid", "choice"):
+        if not isinstance(args, list) or not args:
+            raise UserError(f"{PARAMS_FILE}: {where}.{sampler} must be a non-empty list of values")
+        return
+    number = int if sampler == "randint" else float
+    if not isinstance(args, list) or len(args) != 2:
+        raise UserError(f"{PARAMS_FILE}: {where}.{sampler} must be [low, high]")
+    low, high = (check_type(v, number, f"{where}.{sampler}[{i}]") for i, v in enumerate(args))
+    if not low < high:
+        raise UserError(f"{PARAMS_FILE}: {where}.{sampler} = {args}: low must be below high")
+    if sampler == "loguniform" and low <= 0:
+        raise UserError(f"{PARAMS_FILE}: {where}.loguniform = {args}: bounds must be > 0")
 
 
 def apply_override(mapping: dict[str, Any], override: str, where: str) -> None:

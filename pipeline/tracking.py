@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import warnings
 from typing import Any
@@ -145,7 +146,9 @@ def start_run(task: str, run_name: str, tags: dict[str, str], description: str =
     experiment_id = get_or_create_experiment(task)
     close_orphaned_runs(experiment_id, run_name)
     tags = {**tags, "host": socket.gethostname(), "pid": str(os.getpid())}
-    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    # signal handlers belong to the main thread (a Ray Tune trial trains in a worker thread)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if main else None
     try:
         run = mlflow.start_run(
             experiment_id=experiment_id,
@@ -164,7 +167,8 @@ def start_run(task: str, run_name: str, tags: dict[str, str], description: str =
             raise
         mlflow.end_run("FINISHED")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def log_params(params: dict[str, Any]) -> None:

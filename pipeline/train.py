@@ -7,6 +7,7 @@ metrics to MLflow, Keras progress bars).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -29,6 +30,20 @@ from pipeline.errors import PipelineError, UserError
 
 # Keras progress bars on a terminal, one line per epoch in logs (make -j, cron); --quiet sets 0.
 PROGRESS: int | str = "auto" if sys.stdout.isatty() else 2
+# Callbacks every `fit` adds, e.g. a sweep trial's report to Ray Tune (see `extra_callbacks`).
+EXTRA_CALLBACKS: tuple = ()
+
+
+@contextlib.contextmanager
+def extra_callbacks(*callbacks: keras.callbacks.Callback):
+    """Add Keras callbacks to every `fit` inside the block (families' own `fit` hooks included)."""
+    global EXTRA_CALLBACKS
+    previous = EXTRA_CALLBACKS
+    EXTRA_CALLBACKS = (*previous, *callbacks)
+    try:
+        yield
+    finally:
+        EXTRA_CALLBACKS = previous
 
 
 def split_cpu() -> None:
@@ -103,6 +118,7 @@ def fit(
             keras.callbacks.TerminateOnNaN(),
             keras.callbacks.LambdaCallback(on_epoch_end=log_epoch),
             *callbacks,
+            *EXTRA_CALLBACKS,
         ],
     ).history
     losses = history.get("loss", [])
@@ -339,6 +355,7 @@ def run(
     extra_tags: dict[str, str] | None = None,
     run_name: str | None = None,
     log_outputs: bool = True,
+    resume: bool = True,
 ) -> Outcome:
     """Train and evaluate one experiment of params.yaml in one MLflow run.
 
@@ -346,6 +363,8 @@ def run(
     registered model stays a challenger (retrain applies the gate after committing its data).
     Inside an active run (e.g. the transfer learning curve) the run is nested under it;
     `log_outputs=False` logs params, tags and metrics only: no figures, model or published files.
+    `resume=False` neither resumes from nor leaves a BackupAndRestore backup (sweep trials: two
+    trials with the same config may run at once, and a trial stopped early must not be resumed).
     """
     split_cpu()  # before TensorFlow's first op
     params = config.load_params()
@@ -368,7 +387,7 @@ def run(
         seed_everything(plan.train.seed)
         with strategy.scope():  # variables (weights, optimizer state) are mirrored on every replica
             model = family.build(plan.model, spec)
-            history = train_model(plan, model, splits, backup_dir(plan, dataset))
+            history = train_model(plan, model, splits, backup_dir(plan, dataset) if resume else None)
         artifacts: dict = {"model_summary.txt": model_summary(model)}
         if isinstance(model, keras.Model):
             artifacts["layer_params.csv"] = layer_table(model)
