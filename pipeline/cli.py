@@ -219,9 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("experiment", help="experiment name in params.yaml with a search: block")
     p.add_argument("--num-samples", type=positive, help="trials (default: search.num_samples)")
-    p.add_argument(
-        "--max-concurrent", type=positive, help="trials at once (default: search.max_concurrent)"
-    )
+    p.add_argument("--max-concurrent", type=positive, help="trials at once (default: search.max_concurrent)")
     p.add_argument(
         "--cpus-per-trial", type=positive, default=1, help="CPUs Ray reserves per trial (default: 1)"
     )

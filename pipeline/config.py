@@ -219,7 +219,7 @@ def check_sampler(key: str, spec: Any, where: str) -> None:
         raise UserError(
             f"{PARAMS_FILE}: {where} must be one sampler, e.g. {{choice: [16, 32]}} ({', '.join(SAMPLERS)})"
         )
-    (sampler, args), = spec.items()
+    ((sampler, args),) = spec.items()
     if sampler not in SAMPLERS:
         raise UserError(
             f"{PARAMS_FILE}: {where}: unknown sampler '{sampler}'{suggest(sampler, SAMPLERS)}; "

@@ -35,7 +35,7 @@ def override(key: str, value) -> str:
 
 def samples(spec: dict) -> list:
     """Values that stand for a sampler when the keys are checked (its choices, or its bounds)."""
-    (sampler, args), = spec.items()
+    ((sampler, args),) = spec.items()
     return list(args)
 
 
