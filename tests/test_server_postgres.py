@@ -8,49 +8,58 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import cli
-from tests.conftest import free_port, run_cli, serving
+from tests.conftest import edit_params, free_port, run_cli, serving
 
 QUICK = ["--quiet", "--set", "train.epochs=2", "--set", "train.patience=5", "--set", "train.limit=100"]
 
 
-def log_runs(root, tracking_uri: str) -> list[str]:
-    """What a client does against the server; returns the run names it should have made.
-
-    One short training for now: the issue's 2-trial sweep (`python -m pipeline sweep <exp>`,
-    being added in parallel) replaces it here once it exists.
-    """
-    done = run_cli(root, "train", "mlp", *QUICK, env={"MLFLOW_TRACKING_URI": tracking_uri})
+def train_and_sweep(root, tracking_uri: str) -> None:
+    """What a client does against the server: one training, then a 2-trial sweep (Ray Tune)."""
+    env = {"MLFLOW_TRACKING_URI": tracking_uri}
+    done = run_cli(root, "train", "mlp", *QUICK, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    return ["mlp"]
+    space = {"train.learning_rate": {"grid": [0.001, 0.01]}}
+    edit_params(root, lambda p: p["experiments"]["mlp"]["search"].update(scheduler="fifo", space=space))
+    swept = run_cli(root, "sweep", "mlp", "--num-samples", "1", "--max-concurrent", "2", *QUICK, env=env)
+    assert swept.returncode == 0, swept.stderr[-3000:]
 
 
 def test_runs_go_to_postgres_and_artifacts_to_the_server(project, postgres_uri, tmp_path):
     artifacts = tmp_path / "server-artifacts"
     with serving(project, "server", "--db", postgres_uri, "--artifacts", str(artifacts), timeout=240) as port:
         url = f"http://127.0.0.1:{port}"
-        expected = log_runs(project, url)
+        train_and_sweep(project, url)
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("digits-classification")
-        runs = client.search_runs([experiment.experiment_id])
-        assert sorted(r.info.run_name for r in runs) == sorted(expected)
-        for run in runs:
-            assert run.info.status == "FINISHED"
-            assert 0 <= run.data.metrics["test_accuracy"] <= 1
-            assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
-            # proxied: the client sees mlflow-artifacts:/ URIs and downloads through the server
-            assert run.info.artifact_uri.startswith("mlflow-artifacts:")
-            listed = {f.path for f in client.list_artifacts(run.info.run_id)}
-            assert {"model_summary.txt", "confusion_matrix.png"} <= listed
-            summary = client.download_artifacts(run.info.run_id, "model_summary.txt", str(tmp_path))
-            assert "Total params" in open(summary).read()
+        runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+        assert sorted(runs) == ["mlp", "mlp-trial-00000", "mlp-trial-00001", "sweep-mlp"]
+        assert all(r.info.status == "FINISHED" for r in runs.values())
+        # the sweep: one parent, a nested run per trial, the best trial's config on the parent
+        parent = runs["sweep-mlp"]
+        trials = [runs["mlp-trial-00000"], runs["mlp-trial-00001"]]
+        assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+        assert sorted(t.data.params["train.learning_rate"] for t in trials) == ["0.001", "0.01"]
+        assert parent.data.params["best.train.learning_rate"] in ("0.001", "0.01")
+        best = max(t.data.metrics["val_accuracy"] for t in trials)
+        assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best)
+        # the training: per-epoch metrics, artifacts proxied by the server
+        run = runs["mlp"]
+        assert 0 <= run.data.metrics["test_accuracy"] <= 1
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
+        # proxied: the client sees mlflow-artifacts:/ URIs and downloads through the server
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+        listed = {f.path for f in client.list_artifacts(run.info.run_id)}
+        assert {"model_summary.txt", "confusion_matrix.png"} <= listed
+        summary = client.download_artifacts(run.info.run_id, "model_summary.txt", str(tmp_path))
+        assert "Total params" in open(summary).read()
         # MLflow 3 keeps the model as a LoggedModel beside the run, served the same way
         models = client.search_logged_models([experiment.experiment_id])
-        assert models and {m.source_run_id for m in models} <= {r.info.run_id for r in runs}
+        assert models and {m.source_run_id for m in models} == {run.info.run_id}
         assert "MLmodel" in {f.path for f in client.list_logged_model_artifacts(models[0].model_id)}
     # the runs are rows in PostgreSQL and the files are in the server's artifact folder
     with psycopg2.connect(postgres_uri) as db, db.cursor() as cursor:
         cursor.execute("SELECT name, status FROM runs")
-        assert sorted(cursor.fetchall()) == sorted((name, "FINISHED") for name in expected)
+        assert sorted(cursor.fetchall()) == sorted((name, "FINISHED") for name in runs)
     assert any(artifacts.rglob("model_summary.txt"))
     assert not (project / "mlruns" / "artifacts").exists()  # nothing written on the client side
 
