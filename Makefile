@@ -5,6 +5,8 @@
 #                          ├─► mlruns/ (MLflow store) ─► ui · report · server
 #                          ├─► train-pretrain ─► transfer-curve ─► reports/transfer-curve/
 #                          └─► registry (champion) ◄─ retrain ◄─ data/incoming/ ;  predict ◄─ champion
+#   scale-out: train-all EXECUTOR=ray (experiments as Ray tasks) · sweep EXP=… (Ray Tune trials)
+#              · server DB=postgresql://… (one tracking server for a team)
 #
 # Every stage is a file target: a rerun with nothing changed trains nothing, and changing one
 # experiment's params retrains that experiment only. `make help` lists the targets.
