@@ -85,8 +85,12 @@ train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in param
 	@echo "train-all: $(words $(EXPERIMENTS)) experiments up to date · browse them with: make ui"
 endif
 
+ifneq ($(filter sweep,$(MAKECMDGOALS)),)
+ifeq ($(EXP),)
+$(error name the experiment: make sweep EXP=<experiment> (one with a search: block))
+endif
+endif
 sweep: $(VENV_STAMP) $(STORE_STAMP) ## Ray Tune search over an experiment's search: block, e.g. make sweep EXP=cnn-same (SWEEP_FLAGS=...)
-	@test -n "$(EXP)" || { echo "error: name the experiment: make sweep EXP=<experiment> (one with a search: block)" >&2; exit 2; }
 	$(PY) -m pipeline sweep '$(EXP)' $(SWEEP_FLAGS)
 
 transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer per labels/class (CURVE_FLAGS=...)

@@ -1,13 +1,14 @@
 """sweep: a Ray Tune search over a search: block, one parent MLflow run and a nested run per trial."""
 
 import re
+import subprocess
 
 import mlflow
 import pytest
 
 from pipeline import cli, config, scaleout, sweep, train
 from pipeline.errors import UserError
-from tests.conftest import edit_params
+from tests.conftest import REPO, edit_params
 
 TINY = ["train.limit=200", "train.epochs=1", "model.filters=[8,16]", "model.dense_units=16"]
 
@@ -130,3 +131,9 @@ def test_search_space_errors_start_no_run(project, capsys, name, change, message
 def test_an_experiment_without_search_block(project, capsys):
     assert cli.main(["sweep", "cnn-valid"]) == 2
     assert "experiments.cnn-valid has no search: block" in capsys.readouterr().err
+
+
+def test_make_sweep_without_an_experiment_stops_before_doing_anything():
+    done = subprocess.run(["make", "-n", "sweep"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "name the experiment: make sweep EXP=<experiment>" in done.stderr
+    assert done.stdout == ""  # not even the store is set up
