@@ -111,6 +111,45 @@ def read_image_batch(folder: Path, dataset: data.Dataset) -> tuple[np.ndarray, n
     return np.stack(xs).astype(x_train.dtype), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
 
 
+def series_frequency(known: np.ndarray, name: str) -> str:
+    """The series' step as a pandas frequency, inferred from its newest dates (CO2: 'W-SAT')."""
+    import pandas as pd
+
+    freq = pd.infer_freq(pd.DatetimeIndex(known[-60:])) if len(known) >= 3 else None
+    if freq is None:
+        raise UserError(f"dataset '{name}': its dates have no regular step, so no batch can continue it")
+    return freq
+
+
+def read_series_csv(path: Path):
+    """One batch file: a pandas Series of its values on their (time-zone-free) dates, in file order."""
+    import pandas as pd
+
+    if not path.is_file() or path.suffix.lower() != ".csv":
+        raise UserError(f"{path}: stray entry; a series batch holds CSV files of date,value rows")
+    frame = data._read_csv(path)
+    for column in ("date", "value"):
+        if column not in frame.columns:
+            columns = ", ".join(map(str, frame.columns))
+            raise UserError(f"{path}: column '{column}' not found (columns: {columns}; want date,value)")
+    if frame.empty:
+        raise UserError(f"{path}: no rows")
+    try:  # as text: a number such as 20020105 is a date, not nanoseconds since 1970
+        dates = pd.to_datetime(frame["date"].astype(str), errors="coerce")
+    except (ValueError, TypeError) as exc:  # e.g. several time zones in one column
+        raise UserError(f"{path}: column 'date' cannot be read as dates ({exc})") from None
+    if dates.isna().any():
+        line = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise UserError(f"{path}: column 'date' line {line + 2} is not a date: {frame['date'].iloc[line]!r}")
+    if dates.dt.tz is not None:
+        dates = dates.dt.tz_localize(None)  # the local calendar date is the one that counts
+    values = data._numeric_column(frame, "value", path, allow_missing=False)
+    if not np.isfinite(values).all():
+        line = int(np.flatnonzero(~np.isfinite(values))[0]) + 2
+        raise UserError(f"{path}: column 'value' line {line} is not a finite number")
+    return pd.Series(values, index=pd.DatetimeIndex(dates.dt.normalize()), name=path.name)
+
+
 def read_series_batch(folder: Path, dataset: data.Dataset, accepted) -> tuple[np.ndarray, np.ndarray]:
     """CSV files of date,value rows that continue the series after its last date (and after the
     batches `accepted` earlier in this cycle), on the series' step; gaps filled as in data prep."""
@@ -119,49 +158,39 @@ def read_series_batch(folder: Path, dataset: data.Dataset, accepted) -> tuple[np
     arrays = data.merge_batches(dataset.arrays, accepted)
     segments = [s for s in ("train", "val", "test", "recent") if f"dates_{s}" in arrays]
     known = np.concatenate([arrays[f"dates_{s}"] for s in segments])
-    last, last_value = known[-1], float(arrays[f"values_{segments[-1]}"][-1])
-    step = int(np.median(np.diff(known[-60:]).astype(np.int64)))  # days; a weekly series: 7
+    last, last_value = pd.Timestamp(known[-1]), float(arrays[f"values_{segments[-1]}"][-1])
+    freq = series_frequency(known, dataset.name)
     files = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
-    if stray := [f.name for f in files if f.suffix.lower() != ".csv"]:
-        raise UserError(f"{folder / stray[0]}: stray file; a series batch holds CSV files of date,value rows")
     if not files:
         raise UserError(f"{folder}: empty batch (no CSV file of date,value rows)")
-    rows = []
+    parts = []
     for path in files:
-        frame = data._read_csv(path)
-        for column in ("date", "value"):
-            if column not in frame.columns:
-                columns = ", ".join(map(str, frame.columns))
-                raise UserError(f"{path}: column '{column}' not found (columns: {columns}; want date,value)")
-        if frame.empty:
-            raise UserError(f"{path}: no rows")
-        dates = pd.to_datetime(frame["date"], errors="coerce")
-        for line, (raw, date) in enumerate(zip(frame["date"], dates, strict=True), start=2):
-            if pd.isna(date):
-                raise UserError(f"{path}: column 'date' line {line} is not a date: {raw!r}")
-            day = np.datetime64(date.date(), "D")
+        part = read_series_csv(path)
+        on_step = set(pd.date_range(last, part.index.max(), freq=freq))
+        for line, day in enumerate(part.index, start=2):
             if day <= last:
                 raise UserError(
-                    f"{path}: line {line}: date {day} is already covered by dataset '{dataset.name}' "
-                    f"(it ends {last}{' with the batches before this one' if accepted else ''}); "
+                    f"{path}: line {line}: date {day.date()} is already covered by dataset '{dataset.name}' "
+                    f"(it ends {last.date()}{' with the batches before this one' if accepted else ''}); "
                     "a batch adds only later dates"
                 )
-            if int((day - last).astype(np.int64)) % step:
+            if day not in on_step:
                 raise UserError(
-                    f"{path}: line {line}: date {day} is off the series' {step}-day step (last date {last})"
+                    f"{path}: line {line}: date {day.date()} is off the series' step "
+                    f"({freq}, last date {last.date()})"
                 )
-        values = data._numeric_column(frame, "value", path, allow_missing=False)
-        if not np.isfinite(values).all():
-            line = int(np.flatnonzero(~np.isfinite(values))[0]) + 2
-            raise UserError(f"{path}: column 'value' line {line} is not a finite number")
-        rows.append(pd.Series(values, index=dates.dt.normalize(), name=path.name))
-    new = pd.concat(rows)
+        parts.append(part)
+    new = pd.concat(parts).sort_index()
     if new.index.has_duplicates:
         raise UserError(f"{folder}: duplicate date {new.index[new.index.duplicated()][0].date()}")
-    # the batch's weeks plus any skipped ones, anchored on the series' last value for interpolation
-    grid = pd.date_range(pd.Timestamp(last), new.index.max(), freq=pd.Timedelta(days=step))
-    anchor = pd.Series([last_value], index=grid[:1])
-    filled = pd.concat([anchor, new.sort_index()]).reindex(grid)
+    # the batch's steps plus any skipped ones, anchored on the series' last value for interpolation
+    grid = pd.date_range(last, new.index.max(), freq=freq)
+    if len(grid) - 1 > 2 * len(new):
+        raise UserError(
+            f"{folder}: {len(new)} row(s) would span {len(grid) - 1} steps after {last.date()}; "
+            "filling more than half of them would make data up (a mistyped date?)"
+        )
+    filled = pd.concat([pd.Series([last_value], index=grid[:1]), new]).reindex(grid)
     fill = dataset.manifest["params"].get("fill", "time")
     filled = filled.ffill() if fill == "ffill" else filled.interpolate(method=fill)
     return filled.index[1:].to_numpy().astype("datetime64[D]"), filled.to_numpy(np.float64)[1:]

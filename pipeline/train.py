@@ -299,8 +299,17 @@ def distribution(plan: Plan) -> tf.distribute.Strategy:
     this process (the callbacks, hence MLflow logging, run once in it). Others: the default."""
     if getattr(plan.train, "strategy", "default") != "mirrored":  # scikit-learn baselines have none
         return tf.distribute.get_strategy()
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([d.name for d in devices])
+    devices = tuple(
+        d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    )
+    # one strategy per process: a second MirroredStrategy's collective ops collide with the first's
+    # (a shape mismatch in CollectiveReduceV2 when two runs share a process: train-all, retrain, Ray)
+    if devices not in STRATEGIES:
+        STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return STRATEGIES[devices]
+
+
+STRATEGIES: dict[tuple[str, ...], tf.distribute.Strategy] = {}
 
 
 def backup_dir(plan: Plan, dataset) -> Path:

@@ -180,7 +180,9 @@ def write_series_batch(project, batch, rows, name="weeks.csv"):
     [
         (lambda ds: weeks_after(ds, 3) + weeks_after(ds, 1), "duplicate date"),
         (lambda ds: weeks_after(ds, 2, start=-1), "is already covered by dataset 'co2'"),
-        (lambda ds: [(str(ds.arrays["dates_test"][-1] + 3), 371.0)], "off the series' 7-day step"),
+        (lambda ds: [(str(ds.arrays["dates_test"][-1] + 3), 371.0)], r"off the series' step \(W-SAT"),
+        (lambda ds: weeks_after(ds, 1, start=12), "filling more than half of them would make data up"),
+        (lambda ds: [("2002-01-05T00:00+01:00", 1.0), ("2002-01-12T00:00+05:00", 2.0)], "cannot be read as"),
         (lambda ds: [(d, "high") for d, _ in weeks_after(ds, 2)], "column 'value' line 2 has non-numeric"),
         (lambda ds: [("someday", 371.0)], "column 'date' line 2 is not a date"),
     ],
@@ -190,6 +192,31 @@ def test_bad_series_batches_are_refused_with_the_line(project, rows, message):
     folder = write_series_batch(project, "bad", rows(co2))
     with pytest.raises(UserError, match=message):
         retrain.read_series_batch(folder, co2, [])
+
+
+def test_a_series_batch_may_give_times_and_time_zones_but_no_folders(project):
+    co2 = data.load("co2")
+    (d1, v1), (d2, v2) = weeks_after(co2, 2)
+    folder = write_series_batch(project, "tz", [(f"{d1}T23:30:00-05:00", v1), (f"{d2}T08:00:00-05:00", v2)])
+    dates, values = retrain.read_series_batch(folder, co2, [])
+    assert dates.tolist() == [d1, d2] and values.tolist() == [v1, v2]  # the local calendar date counts
+    (folder / "more.csv").mkdir()
+    with pytest.raises(UserError, match="more.csv: stray entry"):
+        retrain.read_series_batch(folder, co2, [])
+
+
+def test_a_monthly_series_takes_the_next_months(project):
+    dates = np.array(["2016-01-01", "2016-02-01", "2016-03-01", "2016-04-01", "2016-05-01"], "datetime64[D]")
+    arrays = {"dates_train": dates[:3], "values_train": np.arange(3.0)}
+    arrays |= {"dates_val": dates[3:3], "values_val": np.zeros(0), "dates_test": dates[3:]}
+    arrays["values_test"] = np.array([3.0, 4.0])
+    monthly = data.Dataset("months", {"kind": "series", "params": {"fill": "time"}}, arrays)
+    folder = write_series_batch(project, "m", [("2016-07-01", 6.0), ("2016-08-01", 7.0)])
+    got, values = retrain.read_series_batch(folder, monthly, [])
+    assert [str(d) for d in got] == ["2016-06-01", "2016-07-01", "2016-08-01"]
+    assert values[0] == pytest.approx(5.0, abs=0.1)  # June filled by time interpolation
+    with pytest.raises(UserError, match="off the series' step"):
+        retrain.read_series_batch(write_series_batch(project, "x", [("2016-06-15", 5.0)]), monthly, [])
 
 
 def test_a_series_batch_fills_a_skipped_week_and_the_next_batch_continues_it(project):

@@ -17,17 +17,25 @@ EPOCHS = ["--set", "train.epochs=2", "--set", "train.patience=5"]
 
 
 def test_mirrored_over_two_logical_cpus_logs_once_per_epoch(project):
-    done = run_cli(project, "train", "cnn-same", *MIRRORED, *EPOCHS, env={"PIPELINE_LOGICAL_CPUS": "2"})
+    # two models in one process (as train-all, retrain and Ray workers do): one strategy serves both
+    env = {"PIPELINE_LOGICAL_CPUS": "2"}
+    done = run_cli(
+        project, "train-all", "--executor", "sequential", "mlp", "cnn-same", *MIRRORED, *EPOCHS, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("digits-classification")
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FINISHED"
-    assert run.data.params["train.strategy"] == "mirrored" and run.data.params["train.num_replicas"] == "2"
-    # Keras callbacks run in this one driver process: one value per epoch, not one per replica
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0, 1], key
-    assert run.data.metrics["epochs_trained"] == 2 and 0 <= run.data.metrics["test_accuracy"] <= 1
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["cnn-same", "mlp"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert (
+            run.data.params["train.strategy"] == "mirrored" and run.data.params["train.num_replicas"] == "2"
+        )
+        # Keras callbacks run in this one driver process: one value per epoch, not one per replica
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0, 1], key
+        assert run.data.metrics["epochs_trained"] == 2 and 0 <= run.data.metrics["test_accuracy"] <= 1
 
 
 def test_strategy_is_checked_with_a_suggestion(project):
