@@ -55,6 +55,12 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def add_run_options(p: argparse.ArgumentParser, set_help: str, quiet_help: str) -> None:
+    """--set KEY=VALUE (repeatable) and --quiet, as every training command takes them."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--quiet", action="store_true", help=quiet_help)
+
+
 def positive(text: str) -> int:
     if not (text.isdigit() and int(text) >= 1):
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer")
@@ -171,15 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate one experiment in one MLflow run.",
     )
     p.add_argument("experiment", help="experiment name in params.yaml (see `list`)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a param for this run, dotted as in params.yaml (repeatable), "
-        "e.g. --set train.epochs=5",
+    add_run_options(
+        p,
+        "override a param for this run, dotted as in params.yaml (repeatable), e.g. --set train.epochs=5",
+        "no Keras progress bars",
     )
-    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -199,14 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cpus-per-task", type=positive, default=1, help="CPUs Ray reserves per experiment (default: 1)"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a param of every experiment (repeatable), e.g. --set train.epochs=5",
+    add_run_options(
+        p,
+        "override a param of every experiment (repeatable), e.g. --set train.epochs=5",
+        "no Keras progress bars",
     )
-    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
     p.set_defaults(func=cmd_train_all)
 
     p = sub.add_parser(
@@ -223,14 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cpus-per-trial", type=positive, default=1, help="CPUs Ray reserves per trial (default: 1)"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a param of every trial (repeatable), e.g. --set train.epochs=5",
+    add_run_options(
+        p,
+        "override a param of every trial (repeatable), e.g. --set train.epochs=5",
+        "no Keras progress bars or Tune status tables",
     )
-    p.add_argument("--quiet", action="store_true", help="no Keras progress bars or Tune status tables")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
@@ -249,14 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="labels per class to try, 'all' for every example (default: transfer_curve.labels_per_class)",
     )
     p.add_argument("--seeds", type=int, help="seeds per size (default: transfer_curve.seeds)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a param of every curve experiment (repeatable), e.g. --set train.epochs=5",
+    add_run_options(
+        p,
+        "override a param of every curve experiment (repeatable), e.g. --set train.epochs=5",
+        "no Keras progress bars",
     )
-    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
     p.set_defaults(func=cmd_transfer_curve)
 
     p = sub.add_parser(

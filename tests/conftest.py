@@ -132,3 +132,14 @@ def serving(root: Path, command: str, *args: str, timeout: float = 120):
         with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
             os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray with 2 CPUs per test module (ray.init costs seconds); the commands join it."""
+    from pipeline import scaleout
+
+    started = scaleout.init(num_cpus=2)
+    yield
+    if started:
+        scaleout.shutdown()

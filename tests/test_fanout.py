@@ -5,20 +5,14 @@ import shutil
 import mlflow
 import pytest
 
-from pipeline import cli, scaleout, train
+from pipeline import cli, train
 from tests.conftest import REPO, edit_params
 from tests.test_stages import make
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    """One local Ray for the module (ray.init costs seconds); the commands join it."""
-    started = scaleout.init(num_cpus=2)
-    yield
-    if started:
-        scaleout.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_session")  # one local Ray for the module (conftest)
 
 
 @pytest.fixture(autouse=True)

@@ -6,20 +6,11 @@ import subprocess
 import mlflow
 import pytest
 
-from pipeline import cli, config, scaleout, sweep, train
+from pipeline import cli, config, sweep, train
 from pipeline.errors import UserError
 from tests.conftest import REPO, edit_params
 
 TINY = ["train.limit=200", "train.epochs=1", "model.filters=[8,16]", "model.dense_units=16"]
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray for the module's sweeps (ray.init costs seconds); sweep.run joins it."""
-    started = scaleout.init(num_cpus=2)
-    yield
-    if started:
-        scaleout.shutdown()
 
 
 @pytest.fixture(autouse=True)
