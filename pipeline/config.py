@@ -94,7 +94,7 @@ class SearchParams:
     space: dict[str, Any]  # dotted key (as for --set) -> {sampler: arguments}
 
 
-# sampler -> what its argument must be (grid/choice: a list of values; the others: [low, high])
+# grid/choice take a list of values; uniform, loguniform and randint take [low, high]
 SAMPLERS = ("grid", "choice", "uniform", "loguniform", "randint")
 
 TOP_LEVEL = ("data", "defaults", "experiments", "retrain", "transfer_curve")

@@ -499,6 +499,11 @@ def load_batch(name: str, batch_id: str) -> tuple[np.ndarray, np.ndarray]:
         return npz["x"], npz["y"]
 
 
+def series_segments(arrays: dict[str, np.ndarray]) -> list[str]:
+    """A series' segments in time order: train, val, test, then `recent` once retrain added weeks."""
+    return [s for s in ("train", "val", "test", "recent") if f"values_{s}" in arrays]
+
+
 def merge_batches(arrays: dict[str, np.ndarray], batches) -> dict[str, np.ndarray]:
     """New labelled examples join the training split only: val and test (the holdout) never change.
 
@@ -526,8 +531,16 @@ def new_version(dataset: Dataset, batches: dict[str, tuple[np.ndarray, np.ndarra
         *m.get("batches", []),
         *({"id": k, "examples": len(v[1]), "ingested": now} for k, v in batches.items()),
     ]
-    kept = ("kind", "class_names", "split", "split_seed", "value_range", "feature_names")
-    kept += ("fill", "filled_gaps")
+    kept = (
+        "kind",
+        "class_names",
+        "split",
+        "split_seed",
+        "value_range",
+        "feature_names",
+        "fill",
+        "filled_gaps",
+    )
     info = {k: m[k] for k in kept if k in m}
     manifest = make_manifest(
         dataset.name, m["source"], m["source_detail"], m["params"], info, arrays, m["cache_key"], recorded

@@ -38,21 +38,11 @@ def selection(params: dict, names: list[str] | None) -> list[str]:
     """The experiments to train (all by default) plus what they need, upstream first."""
     known = config.experiment_names(params)
     resolved = {n: config.resolve_experiment(params, n) for n in known}
-    stages.check_needs(resolved)
+    stages.upstream_first(resolved, resolved)  # a needs: loop anywhere is an error, as for make
     for name in names or []:
         if name not in resolved:
             config.resolve_experiment(params, name)  # raises: unknown experiment, did you mean
-    ordered: list[str] = []
-
-    def visit(name: str) -> None:
-        if name not in ordered:
-            for upstream in resolved[name].needs:
-                visit(upstream)
-            ordered.append(name)
-
-    for name in names or known:
-        visit(name)
-    return ordered
+    return stages.upstream_first(resolved, names or known)
 
 
 def train_task(name: str, overrides: list[str], env: dict, quiet: bool, tags: dict, *upstream):

@@ -25,6 +25,7 @@ import dataclasses
 
 import numpy as np
 
+from pipeline import data
 from pipeline.errors import UserError
 
 LOSS = "mse"  # on forecast levels, so the loss is in ppm²
@@ -105,7 +106,7 @@ def split_windows(dataset, params: Params) -> dict[str, tuple[np.ndarray, np.nda
     """{split: (x, y, target dates)}; val/test inputs may start in the split before (targets never)."""
     lookback, horizon = params.lookback, params.horizon
     # `recent`: weeks `retrain` appended after the test period (training targets; see data.merge_batches)
-    segments = [s for s in ("train", "val", "test", "recent") if f"values_{s}" in dataset.arrays]
+    segments = data.series_segments(dataset.arrays)
     values = np.concatenate([dataset.arrays[f"values_{s}"] for s in segments])
     dates = np.concatenate([dataset.arrays[f"dates_{s}"] for s in segments])
     where = f"dataset '{dataset.name}' ({dataset.manifest.get('source_detail', dataset.manifest['source'])})"

@@ -156,7 +156,7 @@ def read_series_batch(folder: Path, dataset: data.Dataset, accepted) -> tuple[np
     import pandas as pd
 
     arrays = data.merge_batches(dataset.arrays, accepted)
-    segments = [s for s in ("train", "val", "test", "recent") if f"dates_{s}" in arrays]
+    segments = data.series_segments(arrays)
     known = np.concatenate([arrays[f"dates_{s}"] for s in segments])
     last, last_value = pd.Timestamp(known[-1]), float(arrays[f"values_{segments[-1]}"][-1])
     freq = series_frequency(known, dataset.name)

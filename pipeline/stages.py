@@ -35,18 +35,24 @@ def _json(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=list) + "\n"
 
 
-def check_needs(experiments: dict) -> None:
-    """`needs:` must not loop (make would only warn and drop the edge)."""
+def upstream_first(experiments: dict, names) -> list[str]:
+    """`names` plus everything they need, each after what it needs. A `needs:` loop is an error
+    (make would only warn and drop the edge)."""
+    ordered: list[str] = []
 
     def visit(name: str, path: tuple[str, ...]) -> None:
         if name in path:
             loop = " -> ".join((*path[path.index(name) :], name))
             raise UserError(f"{PARAMS_FILE}: experiments' needs form a loop: {loop}")
+        if name in ordered:  # done, with all it needs: a loop through it would have shown
+            return
         for upstream in experiments[name].needs:
             visit(upstream, (*path, name))
+        ordered.append(name)
 
-    for name in experiments:
+    for name in names:
         visit(name, ())
+    return ordered
 
 
 def write_makefile(out: str | Path) -> Path:
@@ -84,7 +90,7 @@ def write_makefile(out: str | Path) -> Path:
         ]
 
     resolved = {name: resolve_experiment(params, name) for name in experiments}
-    check_needs(resolved)
+    upstream_first(resolved, resolved)  # raises on a needs: loop
     for name, exp in resolved.items():
         if exp.family not in models.FAMILIES:
             models.get(exp.family, f"experiments.{name}.")  # raises a clear UserError, imports nothing

@@ -187,24 +187,22 @@ def finish_trial_runs(
     children = client.search_runs(
         [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
     )
+    counts = {"trials": len(children), "trials_stopped_early": 0, "trials_failed": 0}
     for child in children:
-        if child.info.status != "RUNNING":
-            continue
-        if interrupted:
-            client.set_terminated(child.info.run_id, "KILLED")
-        elif child.data.tags.get("sweep.trial_id") in errored:
-            client.set_terminated(child.info.run_id, "FAILED")
-        else:  # Tune stopped it (ASHA) while it was between epochs
-            client.set_tag(child.info.run_id, "sweep.stopped_early", "true")
-            client.set_terminated(child.info.run_id, "FINISHED")
-    children = client.search_runs(
-        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
-    )
-    return {
-        "trials": len(children),
-        "trials_stopped_early": sum(c.data.tags.get("sweep.stopped_early") == "true" for c in children),
-        "trials_failed": sum(c.info.status != "FINISHED" for c in children),
-    }
+        status = child.info.status
+        stopped_early = child.data.tags.get("sweep.stopped_early") == "true"
+        if status == "RUNNING":
+            if interrupted:
+                status = "KILLED"
+            elif child.data.tags.get("sweep.trial_id") in errored:
+                status = "FAILED"
+            else:  # Tune stopped it (ASHA) while it was between epochs
+                status, stopped_early = "FINISHED", True
+                client.set_tag(child.info.run_id, "sweep.stopped_early", "true")
+            client.set_terminated(child.info.run_id, status)
+        counts["trials_stopped_early"] += stopped_early
+        counts["trials_failed"] += status != "FINISHED"
+    return counts
 
 
 @dataclasses.dataclass(frozen=True)
