@@ -20,9 +20,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+# the same path as pipeline/layout.py's STORE_STAMP (a test keeps them equal)
 STORE_STAMP := mlruns/.initialized
-# Code every experiment depends on; a family's own module is added per experiment.
-CORE_CODE := $(filter-out pipeline/cli.py pipeline/stages.py pipeline/ui.py pipeline/data.py pipeline/fanout.py pipeline/sweep.py pipeline/scaleout.py,$(wildcard pipeline/*.py))
+# Each stage's code prerequisites are computed (the modules it imports) into .build/pipeline.mk,
+# which is regenerated when any module changes.
+PIPELINE_CODE := $(shell find pipeline -name '*.py' 2>/dev/null)
 TRAIN_FLAGS ?=
 CURVE_FLAGS ?=
 EXECUTOR ?=
@@ -64,7 +66,7 @@ ifneq ($(filter data data-% train-% train-all transfer-curve,$(MAKECMDGOALS)),)
 include .build/pipeline.mk
 endif
 
-.build/pipeline.mk: params.yaml pipeline/stages.py pipeline/config.py pipeline/models/__init__.py | $(VENV_STAMP)
+.build/pipeline.mk: params.yaml $(PIPELINE_CODE) | $(VENV_STAMP)
 	@$(PY) -m pipeline makefile --out $@
 
 data: $(VENV_STAMP) $(addsuffix /manifest.json,$(addprefix data/processed/,$(DATASETS))) ## validate, split and cache every dataset in params.yaml

@@ -1,5 +1,6 @@
 """`python -m pipeline <command>`: a thin CLI over the stage modules.
 
+Each command is two functions: `add_<command>` declares its arguments, `cmd_<command>` runs it.
 Exit codes: 0 success · 2 user error (bad input or config; one line, no traceback) · 1 anything else.
 Heavy imports (TensorFlow, MLflow) happen inside the commands that need them.
 """
@@ -23,36 +24,9 @@ EPILOG = """examples:
 """
 
 
-def cmd_train(args) -> int:
-    from pipeline import config
-
-    # name, dataset and family errors answer at once, before TensorFlow's ~6 s import
-    config.resolve_experiment(config.load_params(), args.experiment, args.set)
-    from pipeline import train
-
-    if args.quiet:
-        train.PROGRESS = 0
-    train.run(args.experiment, args.set)
-    return 0
-
-
-def cmd_train_all(args) -> int:
-    from pipeline import fanout
-
-    return fanout.run(args.experiments, args.executor, args.set, args.cpus_per_task, args.quiet)
-
-
-def cmd_sweep(args) -> int:
-    from pipeline import config
-
-    # name and search-block errors answer at once, before TensorFlow's and Ray's imports
-    config.resolve_experiment(config.load_params(), args.experiment, args.set)
-    from pipeline import sweep
-
-    sweep.run(
-        args.experiment, args.num_samples, args.max_concurrent, args.set, args.cpus_per_trial, args.quiet
-    )
-    return 0
+def verbosity(args) -> int | None:
+    """--quiet: no Keras progress at all; otherwise the run's default (bars on a terminal)."""
+    return 0 if args.quiet else None
 
 
 def add_run_options(p: argparse.ArgumentParser, set_help: str, quiet_help: str) -> None:
@@ -67,114 +41,33 @@ def positive(text: str) -> int:
     return int(text)
 
 
-def cmd_transfer_curve(args) -> int:
-    from pipeline import config
-
-    config.load_params()  # a broken params.yaml answers before TensorFlow's import
-    from pipeline import train, transfer_curve
-
-    if args.quiet:
-        train.PROGRESS = 0
-    sizes = None if args.sizes is None else [None if s == "all" else int(s) for s in args.sizes]
-    transfer_curve.run(sizes, args.seeds, args.set)
-    return 0
-
-
 def label_count(text: str) -> str:
     if text != "all" and not (text.isdigit() and int(text) >= 1):
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive integer or 'all'")
     return text
 
 
-def cmd_data(args) -> int:
-    from pipeline import data
-
-    return data.main(args.datasets, force=args.force)
+# --------------------------------------------------------------------------- training
 
 
-def cmd_list(args) -> int:
+def cmd_train(args) -> int:
     from pipeline import config
 
-    params = config.load_params()
-    print(f"{'experiment':<20} {'task (MLflow experiment)':<26} {'family':<10} dataset")
-    for name in config.experiment_names(params):
-        exp = config.resolve_experiment(params, name)
-        print(f"{name:<20} {exp.task:<26} {exp.family:<10} {exp.dataset}")
+    # name, dataset and family errors answer at once, before TensorFlow's ~6 s import
+    config.resolve_experiment(config.load_params(), args.experiment, args.set)
+    from pipeline.training.run import RunOptions
+    from pipeline.workflows import experiment
+
+    experiment.train(args.experiment, args.set, RunOptions(verbose=verbosity(args)))
     return 0
 
 
-def cmd_init_store(args) -> int:
-    from pipeline import config, tracking
-
-    params = config.load_params()
-    tasks = sorted({config.resolve_experiment(params, n).task for n in config.experiment_names(params)})
-    uri = tracking.init_store(tasks)
-    print(f"tracking store ready: {uri} ({len(tasks)} experiments)")
-    return 0
-
-
-def cmd_retrain(args) -> int:
-    from pipeline import retrain
-
-    return retrain.main(args.model)
-
-
-def cmd_predict(args) -> int:
-    from pipeline import predict
-
-    return predict.main(args.model, args.input, args.output)
-
-
-def cmd_server(args) -> int:
-    import os
-
-    from pipeline import ui
-
-    # MLflow's own variable: a URI with a password need not appear on any command line
-    db = args.db or os.environ.get("MLFLOW_BACKEND_STORE_URI")
-    return ui.server(args.host, args.port, db, args.artifacts)
-
-
-def cmd_bench(args) -> int:
-    from pipeline import bench
-
-    return bench.main(args.repeats, args.epochs, args.images, args.stage_repeats, args.only)
-
-
-def cmd_report(args) -> int:
-    from pipeline import report
-
-    return report.main(log=not args.no_log)
-
-
-def cmd_ui(args) -> int:
-    from pipeline import ui
-
-    return ui.main(args.host, args.port, args.links_only)
-
-
-def cmd_makefile(args) -> int:
-    from pipeline import stages
-
-    stages.write_makefile(args.out)
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
-        description="Keras 3 / TensorFlow deep-learning pipeline with MLflow tracking. "
-        "Every knob lives in params.yaml.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-
+def add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train one experiment of params.yaml, tracked in MLflow",
-        description="Train and evaluate one experiment in one MLflow run.",
+        description="Train and evaluate one experiment in one MLflow run; a registered model "
+        "(register_as) then goes through the promotion gate (retrain.gates).",
     )
     p.add_argument("experiment", help="experiment name in params.yaml (see `list`)")
     add_run_options(
@@ -184,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
+
+def cmd_train_all(args) -> int:
+    from pipeline.workflows import fanout
+
+    return fanout.run(args.experiments, args.executor, args.set, args.cpus_per_task, args.quiet)
+
+
+def add_train_all(sub) -> None:
     p = sub.add_parser(
         "train-all",
         help="train several experiments (default: all), one after another or as Ray tasks",
@@ -208,13 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train_all)
 
+
+def cmd_sweep(args) -> int:
+    from pipeline import config
+
+    # name and search-block errors answer at once, before TensorFlow's and Ray's imports
+    config.resolve_experiment(config.load_params(), args.experiment, args.set)
+    from pipeline.workflows import sweep
+
+    sweep.run(
+        args.experiment, args.num_samples, args.max_concurrent, args.set, args.cpus_per_trial, args.quiet
+    )
+    return 0
+
+
+def add_sweep(sub) -> None:
     p = sub.add_parser(
         "sweep",
         help="hyperparameter search over an experiment's search: block (Ray Tune, nested MLflow runs)",
         description="Run a Ray Tune search over the search: block of one experiment in params.yaml: "
         "each trial is a normal run with the sampled values as --set overrides, nested under one "
         "parent run sweep-<experiment> that records the space and the best trial. ASHA "
-        "(search.scheduler: asha) stops bad trials early. Trials register no model.",
+        "(search.scheduler: asha) stops bad trials early. Trials register no model. Whether the "
+        "metric is maximised or minimised is the experiment's objective's to say.",
     )
     p.add_argument("experiment", help="experiment name in params.yaml with a search: block")
     p.add_argument("--num-samples", type=positive, help="trials (default: search.num_samples)")
@@ -229,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_sweep)
 
+
+def cmd_transfer_curve(args) -> int:
+    from pipeline import config
+
+    config.load_params()  # a broken params.yaml answers before TensorFlow's import
+    from pipeline.workflows import transfer_curve
+
+    sizes = None if args.sizes is None else [None if s == "all" else int(s) for s in args.sizes]
+    transfer_curve.run(sizes, args.seeds, args.set, verbosity(args))
+    return 0
+
+
+def add_transfer_curve(sub) -> None:
     p = sub.add_parser(
         "transfer-curve",
         help="learning curve: scratch vs transfer at 1, 2, 5, ... labels per class (nested runs)",
@@ -252,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_transfer_curve)
 
+
+# --------------------------------------------------------------------------- data and store
+
+
+def cmd_data(args) -> int:
+    from pipeline import data
+
+    return data.main(args.datasets, force=args.force)
+
+
+def add_data(sub) -> None:
     p = sub.add_parser(
         "data",
         help="prepare datasets into data/processed/ (skips unchanged ones)",
@@ -261,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.set_defaults(func=cmd_data)
 
+
+def cmd_list(args) -> int:
+    from pipeline import config
+
+    params = config.load_params()
+    print(f"{'experiment':<20} {'task (MLflow experiment)':<26} {'family':<10} dataset")
+    for name in config.experiment_names(params):
+        exp = config.resolve_experiment(params, name)
+        print(f"{name:<20} {exp.task:<26} {exp.family:<10} {exp.dataset}")
+    return 0
+
+
+def add_list(sub) -> None:
     p = sub.add_parser(
         "list",
         help="list the experiments of params.yaml",
@@ -268,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_list)
 
+
+def cmd_init_store(args) -> int:
+    from pipeline import config
+    from pipeline.training import tracking
+
+    params = config.load_params()
+    tasks = sorted({config.resolve_experiment(params, n).task for n in config.experiment_names(params)})
+    uri = tracking.init_store(tasks)
+    print(f"tracking store ready: {uri} ({len(tasks)} experiments)")
+    return 0
+
+
+def add_init_store(sub) -> None:
     p = sub.add_parser(
         "init-store",
         help="create the tracking store's schema and experiments once",
@@ -275,6 +242,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_init_store)
 
+
+def cmd_schema(args) -> int:
+    from pipeline.tools import schema
+
+    return schema.main(args.out)
+
+
+def add_schema(sub) -> None:
+    p = sub.add_parser(
+        "schema",
+        help="write the JSON Schema of params.yaml (editors validate and complete it)",
+        description="Write the JSON Schema of params.yaml, generated from the code's schemas "
+        "(data sources, model families, objectives, gates). See docs/configuration.md for VS Code.",
+    )
+    p.add_argument("--out", default="params.schema.json", help="output file (default: params.schema.json)")
+    p.set_defaults(func=cmd_schema)
+
+
+def cmd_makefile(args) -> int:
+    from pipeline.tools import stages
+
+    stages.write_makefile(args.out)
+    return 0
+
+
+def add_makefile(sub) -> None:
+    p = sub.add_parser(
+        "makefile",
+        help="(used by make) write the stage graph generated from params.yaml",
+        description="Write the make rules for every dataset and experiment in params.yaml; each "
+        "experiment's code prerequisites are the modules it imports.",
+    )
+    p.add_argument("--out", default=".build/pipeline.mk", help="output file (default: .build/pipeline.mk)")
+    p.set_defaults(func=cmd_makefile)
+
+
+# --------------------------------------------------------------------------- production
+
+
+def cmd_retrain(args) -> int:
+    from pipeline.workflows import retrain
+
+    return retrain.main(args.model)
+
+
+def add_retrain(sub) -> None:
     p = sub.add_parser(
         "retrain",
         help="one scheduled retraining cycle: new batches → challenger → gate → champion",
@@ -285,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="registered model name (default: every experiment with register_as)")
     p.set_defaults(func=cmd_retrain)
 
+
+def cmd_predict(args) -> int:
+    from pipeline.tools import predict
+
+    return predict.main(args.model, args.input, args.output)
+
+
+def add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="batch prediction with a logged or registered model",
@@ -299,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="predictions.csv", help="output CSV (default: predictions.csv)")
     p.set_defaults(func=cmd_predict)
 
+
+# --------------------------------------------------------------------------- reading the store
+
+
+def cmd_bench(args) -> int:
+    from pipeline.tools import bench
+
+    return bench.main(args.repeats, args.epochs, args.images, args.stage_repeats, args.only)
+
+
+def add_bench(sub) -> None:
     p = sub.add_parser(
         "bench",
         help="benchmarks: pipeline overhead vs bare Keras, stage times, data-prep and inference throughput",
@@ -321,14 +353,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bench)
 
+
+def cmd_report(args) -> int:
+    from pipeline.tools import report
+
+    return report.main(log=not args.no_log, readme=args.readme)
+
+
+def add_report(sub) -> None:
     p = sub.add_parser(
         "report",
         help="write reports/index.html and reports/summary.md comparing the latest runs",
-        description="Compare the latest finished run of every experiment, per task; log it to MLflow.",
+        description="Compare the latest finished run of every experiment, per task (runs are ranked "
+        "only against runs that solve the same problem); log it to MLflow.",
     )
     p.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
+    p.add_argument(
+        "--readme", action="store_true", help="also fill README.md's results block (dated) from these runs"
+    )
     p.set_defaults(func=cmd_report)
 
+
+def cmd_server(args) -> int:
+    import os
+
+    from pipeline.tools import ui
+
+    # MLflow's own variable: a URI with a password need not appear on any command line
+    db = args.db or os.environ.get("MLFLOW_BACKEND_STORE_URI")
+    return ui.server(args.host, args.port, db, args.artifacts)
+
+
+def add_server(sub) -> None:
     p = sub.add_parser(
         "server",
         help="run a shared MLflow tracking server (SQL backend store, served artifacts)",
@@ -346,6 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_server)
 
+
+def cmd_ui(args) -> int:
+    from pipeline.tools import ui
+
+    return ui.main(args.host, args.port, args.links_only)
+
+
+def add_ui(sub) -> None:
     p = sub.add_parser(
         "ui",
         help="print direct links to each task's runs and serve the MLflow UI",
@@ -356,13 +420,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--links-only", action="store_true", help="print the links and exit")
     p.set_defaults(func=cmd_ui)
 
-    p = sub.add_parser(
-        "makefile",
-        help="(used by make) write the stage graph generated from params.yaml",
-        description="Write the make rules for every dataset and experiment in params.yaml.",
+
+# every command, in the order `--help` lists them
+COMMANDS = (
+    add_train,
+    add_train_all,
+    add_sweep,
+    add_transfer_curve,
+    add_data,
+    add_list,
+    add_init_store,
+    add_retrain,
+    add_predict,
+    add_bench,
+    add_report,
+    add_server,
+    add_ui,
+    add_schema,
+    add_makefile,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Keras 3 / TensorFlow deep-learning pipeline with MLflow tracking. "
+        "Every knob lives in params.yaml.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", default=".build/pipeline.mk", help="output file (default: .build/pipeline.mk)")
-    p.set_defaults(func=cmd_makefile)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

@@ -1,7 +1,8 @@
 """params.yaml: loading, `--set` overrides, and strict validation against typed schemas.
 
-Every knob lives in params.yaml; code holds the *shape* of each section (a dataclass, no
-defaults), so a misspelt or missing key is an error that names the key and where it is.
+Every knob lives in params.yaml; code holds the *shape* of each section (a dataclass; a field
+with a default is an optional key), so a misspelt or missing key is an error that names the key
+and where it is.
 This module imports neither TensorFlow nor MLflow: `make` and `pipeline data` stay fast.
 """
 
@@ -86,12 +87,13 @@ class SearchParams:
     """An experiment's `search:` block: a Ray Tune sweep over `--set` keys (`pipeline sweep`)."""
 
     metric: str  # what Tune optimises, reported per epoch (e.g. val_accuracy)
-    mode: Literal["max", "min"]
     num_samples: int  # trials; with grid entries, each grid point is repeated this many times
     max_concurrent: int  # trials at once
     scheduler: Literal["asha", "fifo"]  # asha stops bad trials early; fifo runs every trial to the end
     grace_period: int  # asha: epochs every trial gets before it can be stopped
     space: dict[str, Any]  # dotted key (as for --set) -> {sampler: arguments}
+    # max | min; optional: the experiment's objective knows which way its metrics improve
+    mode: Literal["max", "min"] | None = None
 
 
 # grid/choice take a list of values; uniform, loguniform and randint take [low, high]
@@ -196,6 +198,26 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
     )
 
 
+def upstream_first(experiments: dict[str, Experiment], names) -> list[str]:
+    """`names` plus everything they need, each after what it needs. A `needs:` loop is an error
+    (make would only warn and drop the edge)."""
+    ordered: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            loop = " -> ".join((*path[path.index(name) :], name))
+            raise UserError(f"{PARAMS_FILE}: experiments' needs form a loop: {loop}")
+        if name in ordered:  # done, with all it needs: a loop through it would have shown
+            return
+        for upstream in experiments[name].needs:
+            visit(upstream, (*path, name))
+        ordered.append(name)
+
+    for name in names:
+        visit(name, ())
+    return ordered
+
+
 def parse_search(section: Any, where: str) -> SearchParams:
     """Check a `search:` block strictly: every key, the samplers and their bounds."""
     if not isinstance(section, dict):
@@ -281,8 +303,10 @@ def parse_section(
                 continue
             raise UserError(f"{PARAMS_FILE}: unknown key '{where}.{key}'{suggest(key, fields)}")
     hints = typing.get_type_hints(schema)
-    for name in fields:
+    for name, field in fields.items():
         if name not in mapping:
+            if field.default is not dataclasses.MISSING:  # an optional key: the schema's default
+                continue
             raise UserError(f"{PARAMS_FILE}: missing key '{where}.{name}'")
         mapping[name] = check_type(mapping[name], hints[name], f"{where}.{name}")
     return schema(**mapping)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -30,6 +31,29 @@ def project(tmp_path, monkeypatch):
     if "mlflow" in sys.modules:  # a URI set by an earlier test's run would win over the env
         sys.modules["mlflow"].set_tracking_uri(uri)
     return tmp_path
+
+
+def train(name: str, overrides: list[str] | None = None, **options):
+    """One experiment as `make train-<name>` runs it (gate included), without progress output.
+
+    `options` are RunOptions fields (e.g. dataset=, log_outputs=False)."""
+    from pipeline.training.run import RunOptions
+    from pipeline.workflows import experiment
+
+    return experiment.train(name, overrides, RunOptions(**{"verbose": 0, **options}))
+
+
+def weeks_after(dataset, n, start=1):
+    """n weekly (date, value) rows continuing the series; `start` 2 skips a week."""
+    last, value = dataset.arrays["dates_test"][-1], dataset.arrays["values_test"][-1]
+    return [(last + 7 * k, round(float(value) + 0.05 * k, 2)) for k in range(start, start + n)]
+
+
+def write_series_batch(project, batch, rows, name="weeks.csv"):
+    folder = project / "data" / "incoming" / "co2" / batch
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("date,value\n" + "".join(f"{d},{v}\n" for d, v in rows))
+    return folder
 
 
 def edit_params(root: Path, change) -> dict:
@@ -64,8 +88,6 @@ def run_cli(
 @pytest.fixture(scope="session")
 def published_module(tmp_path_factory):
     """`pretrain` trained once (small and short) in its own project; its hub module is reused."""
-    from pipeline import train
-
     root = tmp_path_factory.mktemp("pretrained")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     (root / "mlruns").mkdir()
@@ -73,8 +95,7 @@ def published_module(tmp_path_factory):
         patch.setenv("PIPELINE_ROOT", str(root))
         patch.delenv("PIPELINE_PARAMS", raising=False)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-        patch.setattr(train, "PROGRESS", 0)
-        run_id = train.run("pretrain", ["train.limit=300", "train.epochs=2"]).run_id
+        run_id = train("pretrain", ["train.limit=300", "train.epochs=2"]).run_id
     return {"root": root, "module": root / "models" / "hub" / "digits-0-4", "run_id": run_id}
 
 
@@ -137,9 +158,94 @@ def serving(root: Path, command: str, *args: str, timeout: float = 120):
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray with 2 CPUs per test module (ray.init costs seconds); the commands join it."""
-    from pipeline import scaleout
+    from pipeline.workflows import scaleout
 
     started = scaleout.init(num_cpus=2)
     yield
     if started:
         scaleout.shutdown()
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    assert lines[-1].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+STUB = """#!/bin/sh
+# Stands in for the venv's python: records trainings instead of running them, runs the rest.
+if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "train" ]; then echo "TRAINED $4"; exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "transfer-curve" ]; then echo "CURVE"; exit 0; fi
+exec {python} "$@"
+"""
+
+
+def make(root: Path, *args: str) -> subprocess.CompletedProcess:
+    python = root / "python-stub"
+    if not python.exists():
+        python.write_text(STUB.format(python=sys.executable))
+        python.chmod(0o755)
+    return subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), f"PY={python}", "VENV_STAMP=.venv-ready", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PIPELINE_ROOT": str(root),
+            "HOME": str(root),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        },
+    )
+
+
+def raw_features_class():
+    """A reusable-SavedModel feature module in raw TensorFlow (a tf.Module, no Keras)."""
+    import tensorflow as tf
+
+    class RawFeatures(tf.Module):
+        """A reusable-SavedModel feature module in raw TensorFlow: training=True adds a visible offset."""
+
+        # the format's attributes must be saved with the module: plain tracked lists here, in place
+        # of tf.Module's computed (and unsaved) properties of the same names
+        variables = trainable_variables = None
+
+        def __init__(self, input_shape, features=4, rank=2):
+            super().__init__()
+            size = math.prod(input_shape)
+            self.kernel = tf.Variable(
+                tf.random.stateless_normal([size, features], seed=[1, 2]), name="dense/kernel"
+            )
+            self.bias = tf.Variable(tf.zeros([features]), name="dense/bias")
+            self.offset = tf.Variable(tf.fill([features], 100.0), trainable=False, name="offset")
+            self.rank = rank
+            self.variables = [self.kernel, self.bias, self.offset]
+            self.trainable_variables = [self.kernel, self.bias]
+            self.regularization_losses = [
+                tf.function(lambda: 0.5 * tf.reduce_sum(self.kernel**2), input_signature=[])
+            ]
+
+        @tf.function
+        def __call__(self, images, training=False):
+            flat = tf.reshape(images, [tf.shape(images)[0], -1])
+            out = flat @ self.kernel + self.bias
+            if training:
+                out = out + self.offset
+            return out if self.rank == 2 else tf.reshape(out, [-1, 1, 1, out.shape[-1]])
+
+    return RawFeatures
+
+
+def save_raw_module(path, input_shape=(8, 8, 1), features=4, rank=2):
+    import tensorflow as tf
+
+    module = raw_features_class()(input_shape, features, rank)
+    spec = tf.TensorSpec([None, *input_shape], tf.float32)
+    for training in (False, True):
+        module.__call__.get_concrete_function(spec, training=training)
+    tf.saved_model.save(module, str(path))
+    return path

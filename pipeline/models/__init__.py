@@ -1,39 +1,23 @@
-"""Model families. Each module defines:
+"""Model families: one module per family, each ending with `FAMILY = Family(...)`.
 
-  KIND       "keras" (trained by pipeline.train.fit) or "sklearn" (any object with .fit(x, y))
-  OBJECTIVE  the pipeline module that prepares its data and evaluates it ("classification", ...)
-  Params     a dataclass: the shape of the experiment's `model:` section in params.yaml
-  build(params, spec) -> an uncompiled keras.Model, or an unfitted estimator
+A family builds a model from its `model:` section and a spec of the data (pipeline.specs) and
+names the objective whose data it trains on. Everything else has a default; a family overrides
+only the hooks it needs (two-phase fine-tuning, a file it publishes, how its model is logged).
+Families import neither the training core nor an objective: the core hands them what they need
+(the spec, a bound training loop), see docs/architecture.md.
 
-and may define these hooks (pipeline.train uses them when present):
-
-  TrainParams                          a subclass of config.TrainParams with extra `train:` keys
-  fit(model, splits, train, objective) its own training loop (e.g. two-phase fine-tuning);
-                                       returns the Keras history dict
-  check(params, spec)                  raise UserError when the model cannot work on this data
-                                       (e.g. a lookback shorter than a season), before any run starts
-  tags(params) -> dict                 extra MLflow tags
-  check(params, spec)                  validation that needs more than the schema (a file that
-                                       must exist, a module that must load), before the run starts
-  log_model(model, x_example, y_example, metadata)  its own MLflow model flavour; returns
-                                       the ModelInfo of mlflow.<flavour>.log_model
-  publish(model, params)               write what later experiments consume (e.g. a hub module),
-                                       inside the run, after the model is logged
-
-An objective module (pipeline/<objective>.py) defines LOSS, METRICS, HEADLINE,
-prepare(dataset, train, objective_params) -> (splits, spec), evaluate(model, splits) ->
-(metrics, artifacts), predict(model, x), and optionally Params for an `objective:` section.
-
-Add a family: write pipeline/models/<name>.py and list it in FAMILIES. An experiment that
-consumes another's output (transfer learning loads the module `pretrain` publishes) lists it
-under `needs:` in params.yaml, so make trains the upstream experiment first.
+Add a family: write pipeline/models/<name>.py ending with `FAMILY = Family(...)` and list it in
+FAMILIES. An experiment that consumes another's output (transfer learning loads the module
+`pretrain` publishes) lists it under `needs:` in params.yaml, so make trains it first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from typing import Any, Literal, Protocol
 
 from pipeline.config import PARAMS_FILE, suggest
 from pipeline.errors import UserError
@@ -54,15 +38,96 @@ FAMILIES = {
 }
 
 
+class FitLoop(Protocol):
+    """The training core's Keras loop, bound to the run's data, loss, metrics and callbacks.
+
+    Compiles and fits `model`; returns the Keras history. `learning_rate` and `epochs` default to
+    the `train:` section's; `initial_epoch` continues a history (a second phase).
+    """
+
+    def __call__(
+        self,
+        model: Any,
+        *,
+        learning_rate: float | None = None,
+        epochs: int | None = None,
+        initial_epoch: int = 0,
+    ) -> dict[str, list[float]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """Files a family wrote for later experiments (e.g. a hub module), logged under `artifact_path`."""
+
+    folder: Path
+    artifact_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Logged:
+    """How the trained model is logged as an MLflow model.
+
+    flavor       keras: the Keras flavour (safe-mode `.keras` file); sklearn: skops format;
+                 pyfunc: an MLflow PythonModel made by `wrap(model)` (the forecasting baselines)
+    output       (model, x) → the signature's output for an input example; None: the objective's predict
+    pyfunc_method  sklearn: what pyfunc's `predict` calls (e.g. predict_proba)
+    trusted_types  sklearn: extra types skops may load (from our own freshly written file)
+    wrap         pyfunc: model → mlflow.pyfunc.PythonModel
+    """
+
+    flavor: Literal["keras", "sklearn", "pyfunc"] = "keras"
+    output: Callable[[Any, Any], Any] | None = None
+    pyfunc_method: str = "predict"
+    trusted_types: tuple[str, ...] = ()
+    wrap: Callable[[Any], Any] | None = None
+
+
+def no_check(params, spec) -> None:
+    """Default: the schema says everything there is to say."""
+
+
+def no_tags(params) -> dict[str, str]:
+    return {}
+
+
+def fit_with_loop(model, params, train, loop: FitLoop) -> dict[str, list[float]]:
+    """Default Keras training: one call of the core's loop."""
+    return loop(model)
+
+
+def publish_nothing(model, params) -> Published | None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """The contract every model family module fulfils (its `FAMILY`)."""
+
+    name: str  # the name experiments use in `family:` (and the run tag `model_family`)
+    objective: str  # the objective whose data it trains on (a name in pipeline.objectives)
+    params: type  # dataclass: the shape of the experiment's `model:` section
+    build: Callable[[Any, Any], Any]  # (params, spec) → an uncompiled keras.Model or an unfitted estimator
+    kind: Literal["keras", "estimator"] = "keras"  # estimator: any object with .fit(x, y)
+    train_params: type | None = None  # a config.TrainParams subclass with extra `train:` keys
+    # raise UserError when the model cannot work on this data, before any run starts
+    check: Callable[[Any, Any], None] = no_check
+    tags: Callable[[Any], dict[str, str]] = no_tags  # extra MLflow tags from the params
+    # (model, params, train params, loop) → history: its own training (e.g. two phases)
+    fit: Callable[[Any, Any, Any, FitLoop], dict[str, list[float]]] = fit_with_loop
+    logged: Logged = Logged()
+    # (model, params) → files later experiments read, written inside the run after the model is logged
+    publish: Callable[[Any, Any], Published | None] = publish_nothing
+
+
 def source_file(family: str) -> Path:
-    """The family's module file, without importing it (make uses it as a prerequisite)."""
+    """The family's module file, without importing it (make's prerequisites)."""
     return Path(*FAMILIES[family].split(".")).with_suffix(".py")
 
 
-def get(family: str, where: str = "") -> ModuleType:
+def get(family: str, where: str = "") -> Family:
     if family not in FAMILIES:
         raise UserError(
             f"{PARAMS_FILE}: {where}family '{family}' is unknown{suggest(family, FAMILIES)}; "
             f"known: {', '.join(FAMILIES)}"
         )
-    return importlib.import_module(FAMILIES[family])
+    return importlib.import_module(FAMILIES[family]).FAMILY

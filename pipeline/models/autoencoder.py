@@ -20,9 +20,8 @@ import numpy as np
 from keras import layers
 
 from pipeline.errors import UserError
-
-KIND = "keras"
-OBJECTIVE = "anomaly"
+from pipeline.models import Family, Logged
+from pipeline.specs import AnomalySpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +71,7 @@ def conv_decoder(x, params: Params, input_shape):
     )(x)
 
 
-def check(params: Params, spec) -> None:
+def check(params: Params, spec: AnomalySpec) -> None:
     if spec.latent_dim < 1:
         raise UserError(f"autoencoder: latent size must be at least 1 (got {spec.latent_dim})")
     if params.architecture == "conv":
@@ -90,7 +89,7 @@ def check(params: Params, spec) -> None:
         raise UserError("autoencoder: model.hidden_units and model.filters must be positive")
 
 
-def build(params: Params, spec) -> keras.Model:
+def build(params: Params, spec: AnomalySpec) -> keras.Model:
     check(params, spec)
     conv = params.architecture == "conv"
     inputs = keras.Input(shape=spec.input_shape, name="image")
@@ -108,8 +107,16 @@ def build(params: Params, spec) -> keras.Model:
     return keras.Model(inputs, decoder(encoder(noisy)), name="autoencoder")
 
 
-def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
-    """The Keras flavour; its signature maps images to their reconstructions (not anomaly scores)."""
-    from pipeline.train import log_model as log_keras
+def reconstructions(model, x: np.ndarray) -> np.ndarray:
+    """What the logged model's signature shows: images to their reconstructions (not anomaly scores)."""
+    return np.asarray(model.predict(x, verbose=0))
 
-    return log_keras(model, x_example, np.asarray(model.predict(x_example, verbose=0)), metadata)
+
+FAMILY = Family(
+    name="autoencoder",
+    objective="anomaly",
+    params=Params,
+    build=build,
+    check=check,
+    logged=Logged("keras", output=reconstructions),
+)

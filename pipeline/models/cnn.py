@@ -16,9 +16,8 @@ import keras
 from keras import layers
 
 from pipeline.errors import UserError
-
-KIND = "keras"
-OBJECTIVE = "classification"
+from pipeline.models import Family
+from pipeline.specs import ClassifierSpec
 
 Padding = Literal["same", "valid", "full"] | int | tuple[int, int]
 
@@ -66,7 +65,7 @@ def pool(x, params: Params, index: int):
     return pooling(params.pool_size, name=f"pool{index}")(x)
 
 
-def build(params: Params, spec) -> keras.Model:
+def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     if len(spec.input_shape) != 3:
         raise UserError(f"cnn needs images (height, width, channels); dataset has shape {spec.input_shape}")
     inputs = keras.Input(shape=spec.input_shape, name="image")
@@ -90,3 +89,6 @@ def build(params: Params, spec) -> keras.Model:
     x = layers.Dropout(params.dropout)(x)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cnn")
+
+
+FAMILY = Family(name="cnn", objective="classification", params=Params, build=build)

@@ -11,8 +11,8 @@ from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-KIND = "sklearn"
-OBJECTIVE = "anomaly"
+from pipeline.models import Family, Logged
+from pipeline.specs import AnomalySpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Params:
     max_features: float  # share of the pixels each tree sees
 
 
-def build(params: Params, spec):
+def build(params: Params, spec: AnomalySpec):
     pixels = math.prod(spec.input_shape)
     flatten = FunctionTransformer(np.reshape, kw_args={"shape": (-1, pixels)})
     forest = IsolationForest(
@@ -34,12 +34,17 @@ def build(params: Params, spec):
     return make_pipeline(flatten, forest)
 
 
-def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
+def labels(model, x: np.ndarray) -> np.ndarray:
     """pyfunc `predict` gives scikit-learn's labels: -1 anomaly, 1 normal (at its own contamination cut)."""
-    import mlflow
+    return model.predict(x)
 
-    from pipeline.train import log_sklearn_model
 
-    signature = mlflow.models.infer_signature(x_example, model.predict(x_example))
+FAMILY = Family(
+    name="isolation-forest",
+    objective="anomaly",
+    params=Params,
+    build=build,
+    kind="estimator",
     # the forest's trees: our own file, written just now
-    return log_sklearn_model(model, signature, metadata, trusted=("sklearn.tree._tree.Tree",))
+    logged=Logged("sklearn", output=labels, trusted_types=("sklearn.tree._tree.Tree",)),
+)

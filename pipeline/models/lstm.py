@@ -16,9 +16,8 @@ import numpy as np
 from keras import layers
 
 from pipeline.errors import UserError
-
-KIND = "keras"
-OBJECTIVE = "forecasting"
+from pipeline.models import Family
+from pipeline.specs import ForecastSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Params:
     dropout: float  # on each LSTM layer's inputs
 
 
-def check(params: Params, spec) -> None:
+def check(params: Params, spec: ForecastSpec) -> None:
     if not params.units or min(params.units) < 1:
         raise UserError(f"model.units must list at least one positive layer size (got {list(params.units)})")
     if not 0 <= params.dropout < 1:
@@ -36,7 +35,7 @@ def check(params: Params, spec) -> None:
         raise UserError(f"objective.lookback must be at least 2 for the lstm (got {spec.lookback})")
 
 
-def build(params: Params, spec) -> keras.Model:
+def build(params: Params, spec: ForecastSpec) -> keras.Model:
     levels = keras.Input(shape=(spec.lookback, 1), name="levels")
     # y[t] - y[t-1] as a frozen 2-tap convolution: (lookback, 1) levels → (lookback - 1, 1) changes
     difference = layers.Conv1D(1, 2, use_bias=False, trainable=False, name="differences")
@@ -53,3 +52,6 @@ def build(params: Params, spec) -> keras.Model:
     last = layers.Flatten(name="last_level")(layers.Cropping1D((spec.lookback - 1, 0))(levels))
     forecast = layers.Add(name="forecast")([last, change])  # (batch, 1) + (batch, horizon)
     return keras.Model(levels, forecast, name="lstm")
+
+
+FAMILY = Family(name="lstm", objective="forecasting", params=Params, build=build, check=check)

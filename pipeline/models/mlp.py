@@ -12,8 +12,8 @@ from typing import Literal
 import keras
 from keras import layers
 
-KIND = "keras"
-OBJECTIVE = "classification"
+from pipeline.models import Family
+from pipeline.specs import ClassifierSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Params:
     dropout: float  # after every hidden layer
 
 
-def build(params: Params, spec) -> keras.Model:
+def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     inputs = keras.Input(shape=spec.input_shape, name="image" if len(spec.input_shape) == 3 else "features")
     x = layers.Flatten()(inputs)
     for units in params.hidden_units:
@@ -32,3 +32,6 @@ def build(params: Params, spec) -> keras.Model:
             x = layers.Dropout(params.dropout)(x)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="mlp")
+
+
+FAMILY = Family(name="mlp", objective="classification", params=Params, build=build)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.forecasting import log_pyfunc as log_model  # noqa: F401 (the family's MLflow model hook)
-from pipeline.models.forecast_baselines import Naive
-
-KIND = "sklearn"
-OBJECTIVE = "forecasting"
+from pipeline.models import Family, Logged
+from pipeline.models.forecast_baselines import Forecaster, Naive
+from pipeline.specs import ForecastSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,5 +14,15 @@ class Params:
     """No knobs: `model: {}`."""
 
 
-def build(params: Params, spec) -> Naive:
+def build(params: Params, spec: ForecastSpec) -> Naive:
     return Naive(spec.horizon)
+
+
+FAMILY = Family(
+    name="naive",
+    objective="forecasting",
+    params=Params,
+    build=build,
+    kind="estimator",
+    logged=Logged("pyfunc", wrap=Forecaster),
+)

@@ -15,9 +15,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.errors import UserError
-
-KIND = "sklearn"
-OBJECTIVE = "anomaly"
+from pipeline.models import Family, Logged
+from pipeline.specs import AnomalySpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +24,7 @@ class Params:
     whiten: bool  # scale the components to unit variance (changes retrieval distances only)
 
 
-def build(params: Params, spec):
+def build(params: Params, spec: AnomalySpec):
     pixels = math.prod(spec.input_shape)
     if not 1 <= spec.latent_dim <= pixels:
         raise UserError(f"pca: latent size must be between 1 and {pixels} (got {spec.latent_dim})")
@@ -34,12 +33,17 @@ def build(params: Params, spec):
     return make_pipeline(flatten, PCA(spec.latent_dim, whiten=params.whiten, random_state=spec.seed))
 
 
-def log_model(model, x_example: np.ndarray, y_example, metadata: dict | None = None):
-    """The scikit-learn flavour only: PCA has no `predict` for a pyfunc (load it with mlflow.sklearn)."""
-    import mlflow
+def codes(model, x: np.ndarray) -> np.ndarray:
+    """What the logged model's signature shows: the components (PCA has no `predict` for a pyfunc;
+    load it with mlflow.sklearn)."""
+    return model.transform(x)
 
-    from pipeline.train import log_sklearn_model
 
-    return log_sklearn_model(
-        model, mlflow.models.infer_signature(x_example, model.transform(x_example)), metadata
-    )
+FAMILY = Family(
+    name="pca",
+    objective="anomaly",
+    params=Params,
+    build=build,
+    kind="estimator",
+    logged=Logged("sklearn", output=codes),
+)

@@ -19,10 +19,9 @@ import keras
 import tensorflow as tf
 
 from pipeline.config import project_root
-from pipeline.models import cnn
+from pipeline.models import Family, Published, cnn
+from pipeline.specs import ClassifierSpec
 
-KIND = "keras"
-OBJECTIVE = "few_shot"
 ARCHITECTURE = os.path.join("assets", "keras_architecture.json")
 
 
@@ -31,7 +30,7 @@ class Params(cnn.Params):
     publish_dir: str  # where the hub module is written (relative to the project root)
 
 
-def build(params: Params, spec) -> keras.Model:
+def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     return cnn.build(params, spec)
 
 
@@ -95,10 +94,9 @@ In Keras 3: `pipeline.hub.HubLayer("{params.publish_dir}", input_shape=({h}, {w}
 """
 
 
-def publish(model: keras.Model, params: Params) -> None:
-    """Write the hub module next to its target, log it, then swap it in (never half-written)."""
-    import mlflow
-
+def publish(model: keras.Model, params: Params) -> Published:
+    """Write the hub module next to its target, then swap it in (never half-written); the
+    training core logs it as the run's `hub_module` artifact."""
     target = project_root() / params.publish_dir
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -108,7 +106,6 @@ def publish(model: keras.Model, params: Params) -> None:
         export_module(features, staging)
         (staging / "README.md").write_text(readme(features, params))
         (staging / ARCHITECTURE).write_text(json.dumps(json.loads(features.to_json()), indent=1))
-        mlflow.log_artifacts(str(staging), "hub_module")
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
             target.rename(old)
@@ -117,3 +114,14 @@ def publish(model: keras.Model, params: Params) -> None:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"pretrain: hub module published to {target}")
+    return Published(target, "hub_module")
+
+
+FAMILY = Family(
+    name="pretrain",
+    objective="few_shot",
+    params=Params,
+    build=build,
+    tags=tags,
+    publish=publish,
+)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.errors import UserError
-from pipeline.forecasting import log_pyfunc as log_model  # noqa: F401 (the family's MLflow model hook)
-from pipeline.models.forecast_baselines import Sarimax
-
-KIND = "sklearn"
-OBJECTIVE = "forecasting"
+from pipeline.models import Family, Logged
+from pipeline.models.forecast_baselines import Forecaster, Sarimax
+from pipeline.specs import ForecastSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +25,7 @@ class Params:
     simple_differencing: bool
 
 
-def check(params: Params, spec) -> None:
+def check(params: Params, spec: ForecastSpec) -> None:
     if min(params.order) < 0 or min(params.seasonal_order) < 0:
         raise UserError(f"model.order and model.seasonal_order must be non-negative (got {params})")
     _, d, _ = params.order
@@ -41,5 +39,16 @@ def check(params: Params, spec) -> None:
         )
 
 
-def build(params: Params, spec) -> Sarimax:
+def build(params: Params, spec: ForecastSpec) -> Sarimax:
     return Sarimax(spec.horizon, params.order, params.seasonal_order, params.simple_differencing)
+
+
+FAMILY = Family(
+    name="sarimax",
+    objective="forecasting",
+    params=Params,
+    build=build,
+    kind="estimator",
+    check=check,
+    logged=Logged("pyfunc", wrap=Forecaster),
+)

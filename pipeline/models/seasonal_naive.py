@@ -5,11 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.errors import UserError
-from pipeline.forecasting import log_pyfunc as log_model  # noqa: F401 (the family's MLflow model hook)
-from pipeline.models.forecast_baselines import SeasonalNaive
-
-KIND = "sklearn"
-OBJECTIVE = "forecasting"
+from pipeline.models import Family, Logged
+from pipeline.models.forecast_baselines import Forecaster, SeasonalNaive
+from pipeline.specs import ForecastSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +15,7 @@ class Params:
     """No knobs: `model: {}`; the season is the objective's."""
 
 
-def check(params: Params, spec) -> None:
+def check(params: Params, spec: ForecastSpec) -> None:
     if spec.lookback < spec.season:
         raise UserError(
             f"objective.lookback {spec.lookback} is shorter than objective.season {spec.season}: "
@@ -25,5 +23,16 @@ def check(params: Params, spec) -> None:
         )
 
 
-def build(params: Params, spec) -> SeasonalNaive:
+def build(params: Params, spec: ForecastSpec) -> SeasonalNaive:
     return SeasonalNaive(spec.horizon, spec.season)
+
+
+FAMILY = Family(
+    name="seasonal-naive",
+    objective="forecasting",
+    params=Params,
+    build=build,
+    kind="estimator",
+    check=check,
+    logged=Logged("pyfunc", wrap=Forecaster),
+)

@@ -12,8 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC
 
-KIND = "sklearn"
-OBJECTIVE = "classification"
+from pipeline.models import Family, Logged
+from pipeline.specs import ClassifierSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,9 +23,20 @@ class Params:
     gamma: float | Literal["scale", "auto"]
 
 
-def build(params: Params, spec):
+def build(params: Params, spec: ClassifierSpec):
     # calibrated probabilities give predict_proba, so test_loss is the log loss the networks report
     svc = CalibratedClassifierCV(SVC(C=params.C, kernel=params.kernel, gamma=params.gamma), ensemble=False)
     # flatten images with numpy itself, so the pickled model needs no code from this package
     flatten = FunctionTransformer(np.reshape, kw_args={"shape": (-1, math.prod(spec.input_shape))})
     return make_pipeline(flatten, svc)
+
+
+FAMILY = Family(
+    name="svc",
+    objective="classification",
+    params=Params,
+    build=build,
+    kind="estimator",
+    # like the networks, the logged model returns class probabilities
+    logged=Logged("sklearn", pyfunc_method="predict_proba"),
+)

@@ -20,12 +20,11 @@ from typing import Literal
 import keras
 from keras import layers
 
-from pipeline import config, hub
+from pipeline import config
 from pipeline.errors import UserError
-from pipeline.models import pretrain
+from pipeline.models import Family, FitLoop, hub, pretrain
+from pipeline.specs import ClassifierSpec
 
-KIND = "keras"
-OBJECTIVE = "few_shot"
 HUB_LAYER = "hub_module"
 
 
@@ -52,7 +51,7 @@ def module_shape(params: Params) -> tuple[int, int, int]:
     return (*params.image_size, params.channels)
 
 
-def check(params: Params, spec) -> None:
+def check(params: Params, spec: ClassifierSpec) -> None:
     """Before the run starts: the handle resolves, loads, accepts the inputs, returns features."""
     if len(spec.input_shape) != 3:
         raise UserError(
@@ -121,7 +120,7 @@ def adapt(images, params: Params):
     return images
 
 
-def build(params: Params, spec) -> keras.Model:
+def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     inputs = keras.Input(shape=spec.input_shape, name="image")
     x = adapt(inputs, params)
     if params.mode == "scratch":
@@ -134,24 +133,31 @@ def build(params: Params, spec) -> keras.Model:
         features = module(x)
     x = layers.Dropout(params.head_dropout, name="head_dropout")(features)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
-    # the name carries the mode to `fit` below (the hook receives the model, not its params)
     return keras.Model(inputs, outputs, name=f"transfer_{params.mode}")
 
 
-def fit(model: keras.Model, splits, train: TrainParams, objective) -> dict[str, list[float]]:
+def fit(model: keras.Model, params: Params, train: TrainParams, loop: FitLoop) -> dict[str, list[float]]:
     """Head first; for fine-tuning, then unfreeze the module and go on at a lower learning rate."""
-    from pipeline.train import fit as fit_keras
-
-    data = (splits.x_train, splits.y_train, splits.validation, train, objective.LOSS, objective.METRICS)
-    history = fit_keras(model, *data)
-    if model.name != "transfer_finetune" or train.fine_tune_epochs < 1:
+    history = loop(model)
+    if params.mode != "finetune" or train.fine_tune_epochs < 1:
         return history
-    model.get_layer(HUB_LAYER).trainable = True  # fit() recompiles, so the change takes effect
-    more = fit_keras(
+    model.get_layer(HUB_LAYER).trainable = True  # the loop recompiles, so the change takes effect
+    more = loop(
         model,
-        *data,
         learning_rate=train.fine_tune_learning_rate,
         epochs=train.fine_tune_epochs,
         initial_epoch=len(history["loss"]),
     )
     return {key: history[key] + more.get(key, []) for key in history}
+
+
+FAMILY = Family(
+    name="transfer",
+    objective="few_shot",
+    params=Params,
+    build=build,
+    train_params=TrainParams,
+    check=check,
+    tags=tags,
+    fit=fit,
+)

@@ -1,10 +1,10 @@
 import keras
 import pytest
 
-from pipeline.classification import Spec
 from pipeline.errors import UserError
 from pipeline.models import cnn
-from pipeline.train import layer_table
+from pipeline.specs import ClassifierSpec as Spec
+from pipeline.training.artifacts import layer_table
 
 SPEC = Spec(input_shape=(8, 8, 1), num_classes=10, seed=0)
 

@@ -1,9 +1,9 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from pipeline import anomaly
-from pipeline.anomaly import Spec
 from pipeline.models import isolation_forest
+from pipeline.objectives import anomaly
+from pipeline.specs import AnomalySpec as Spec
 
 
 def test_isolation_forest_scores_far_points_as_anomalies():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.forecasting import Spec
 from pipeline.models import lstm
+from pipeline.specs import ForecastSpec as Spec
 
 
 def build(units=(8,), lookback=12, horizon=3):

@@ -1,7 +1,7 @@
 import keras
 
-from pipeline.classification import Spec
 from pipeline.models import mlp
+from pipeline.specs import ClassifierSpec as Spec
 
 
 def test_mlp_layers_and_output():

@@ -1,7 +1,8 @@
 import numpy as np
 
-from pipeline.forecasting import Spec, make_windows
 from pipeline.models import naive
+from pipeline.objectives.forecasting import make_windows
+from pipeline.specs import ForecastSpec as Spec
 
 
 def test_naive_repeats_the_last_value():

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from pipeline import anomaly
-from pipeline.anomaly import Spec
 from pipeline.errors import UserError
 from pipeline.models import pca
+from pipeline.objectives import anomaly
+from pipeline.specs import AnomalySpec as Spec
 
 
 def test_pca_reconstructs_its_plane_and_scores_points_off_it_higher():

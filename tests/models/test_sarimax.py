@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.forecasting import Spec, make_windows
 from pipeline.models import sarimax
 from pipeline.models.forecast_baselines import series_from_windows
+from pipeline.objectives.forecasting import make_windows
+from pipeline.specs import ForecastSpec as Spec
 
 
 def test_windows_give_back_the_series_they_were_cut_from():

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.forecasting import Spec, make_windows
 from pipeline.models import seasonal_naive
+from pipeline.objectives.forecasting import make_windows
+from pipeline.specs import ForecastSpec as Spec
 
 
 def test_seasonal_naive_is_exact_on_a_purely_seasonal_series():

@@ -1,7 +1,7 @@
 import numpy as np
 
-from pipeline.classification import Spec
 from pipeline.models import svc
+from pipeline.specs import ClassifierSpec as Spec
 
 
 def test_svc_flattens_images_and_gives_probabilities():

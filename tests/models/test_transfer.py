@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow_hub as hub
 
-from pipeline import cli, data, tracking, train
-from tests.conftest import run_cli
-from tests.test_hub import save_raw_module
+from pipeline import cli, data
+from pipeline.training import tracking
+from tests.conftest import run_cli, save_raw_module
 
 QUICK = [
     "--quiet",
@@ -20,11 +20,6 @@ QUICK = [
     "--set",
     "objective.labels_per_class=3",
 ]
-
-
-@pytest.fixture(autouse=True)
-def quiet_progress(monkeypatch):
-    monkeypatch.setattr(train, "PROGRESS", 0)
 
 
 def runs_of(task="digits-transfer"):
@@ -44,7 +39,7 @@ def published_weights(root) -> dict:
 
 
 def hub_module_name(variable) -> str:
-    from pipeline.hub import _variable_name
+    from pipeline.models.hub import _variable_name
 
     return _variable_name(variable)
 

@@ -1,0 +1,394 @@
+"""Data sources: one class per `source:` value of a `data:` entry in params.yaml.
+
+A source's dataclass fields are the entry's schema (checked strictly, with did-you-mean errors).
+The class says how to read the raw data, how to fingerprint it without decoding it (the cache key),
+which files make must watch, and how to read a retrain batch of new data for it. Add a source:
+subclass `ImageSource`, `TableSource` or `SeriesSource` and list it in SOURCES.
+
+  sklearn-digits   scikit-learn's bundled 8x8 digit images (offline)
+  statsmodels-co2  statsmodels' bundled weekly Mauna Loa CO2 series (offline)
+  image-folder     your images, one sub-folder per class, any format Pillow reads
+  csv-table        your CSV of numeric feature columns and a `target` label column
+  csv-series       your CSV of a date column and a value column
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from pipeline.config import PARAMS_FILE, parse_section, suggest
+from pipeline.data import readers
+from pipeline.data.splits import SPLITS, chronological_split, stratified_split
+from pipeline.data.versions import PREP_VERSION, merge_batches, series_segments
+from pipeline.errors import UserError
+
+Fill = Literal["time", "linear", "ffill"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Base of every source. Subclasses are frozen dataclasses whose fields are the entry's keys."""
+
+    KIND: ClassVar[str]  # images | table | series: what the prepared arrays hold
+    BATCHES: ClassVar[bool] = False  # whether `retrain` can merge batches of new data into it
+
+    def raw_key(self, name: str) -> tuple[str, str]:
+        """(a key that changes when the raw data does, a description of where it comes from)."""
+        raise NotImplementedError
+
+    def watched(self) -> list[str] | None:
+        """Files make must watch besides params.yaml; None: a folder, checked on every run."""
+        return []
+
+    def build(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(the split arrays, the manifest's facts about them), validated, nothing written."""
+        raise NotImplementedError
+
+    def read_batch(self, folder: Path, dataset, accepted: list) -> tuple[np.ndarray, np.ndarray]:
+        """A retrain batch as (x, y) ready to merge; `accepted`: the batches taken earlier this cycle."""
+        raise UserError(f"{folder}: batches for a {self.KIND} dataset are not supported")
+
+    def fingerprint(self, name: str) -> tuple[str, str]:
+        """(cache key, source description), computed without decoding anything expensive."""
+        raw, detail = self.raw_key(name)
+        payload = json.dumps([PREP_VERSION, dataclasses.asdict(self), raw], sort_keys=True, default=list)
+        return hashlib.sha256(payload.encode()).hexdigest(), detail
+
+
+def package_key(package: str, distribution: str, what: str) -> tuple[str, str]:
+    """A bundled dataset: it changes only with the package's version."""
+    import importlib
+
+    version = importlib.import_module(package).__version__
+    return f"{package}-{version}", f"{what} ({distribution} {version})"
+
+
+def csv_key(path: str, name: str) -> tuple[str, str]:
+    file = readers.resolve(path)
+    if not file.is_file():
+        raise UserError(f"data.{name}.path: CSV file '{path}' does not exist ({file})")
+    return hashlib.sha256(file.read_bytes()).hexdigest(), str(file)
+
+
+# --------------------------------------------------------------------------- labelled examples
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledSource(Source):
+    """Examples with class labels, split stratified by `seed`."""
+
+    def read(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
+        """(x, y, class names, extra manifest facts)."""
+        raise NotImplementedError
+
+    def build(self, name: str):
+        x, y, class_names, info = self.read(name)
+        arrays = stratified_split(x, y, self.val_fraction, self.test_fraction, self.seed, name)
+        info = {"kind": self.KIND, **info, "class_names": class_names, "split_seed": self.seed}
+        if self.KIND == "images":
+            info["value_range"] = [0.0, 1.0]
+        return arrays, info
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSource(LabelledSource):
+    """Images as float32 in [0, 1], shaped (N, H, W, C); a retrain batch is one folder per class."""
+
+    KIND: ClassVar[str] = "images"
+    BATCHES: ClassVar[bool] = True
+
+    def read_batch(self, folder: Path, dataset, accepted: list) -> tuple[np.ndarray, np.ndarray]:
+        """One sub-folder per class (names as in the dataset), images in any format Pillow reads."""
+        x_train = dataset.arrays["x_train"]
+        shape = x_train.shape[1:]  # batches are read exactly like the dataset they join
+        classes = {name: i for i, name in enumerate(dataset.class_names)}
+        xs, ys = [], []
+        for entry, files in readers.class_folders(folder):
+            if entry.name not in classes:
+                known = ", ".join(classes)
+                raise UserError(
+                    f"{entry}: unknown class '{entry.name}'{suggest(entry.name, classes)} (known: {known})"
+                )
+            xs += [readers.read_image(f, shape) for f in files]
+            ys += [classes[entry.name]] * len(files)
+        if not xs:
+            raise UserError(f"{folder}: empty batch")
+        return np.stack(xs).astype(x_train.dtype), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitsSource(ImageSource):
+    source: Literal["sklearn-digits"]
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+    def raw_key(self, name):
+        return package_key("sklearn", "scikit-learn", "sklearn.datasets.load_digits")
+
+    def read(self, name):
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = (bunch.images.astype(np.float32) / 16.0)[..., np.newaxis]  # 0..16 → [0, 1]
+        return x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFolderSource(ImageSource):
+    source: Literal["image-folder"]
+    path: str  # one sub-folder per class
+    image_size: tuple[int, int]  # (height, width) every image is resized to
+    color_mode: Literal["grayscale", "rgb"]
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+    def scan(self, name: str) -> tuple[Path, list[tuple[Path, list[Path]]]]:
+        root = readers.resolve(self.path)
+        if not root.is_dir():
+            raise UserError(f"data.{name}.path: image folder '{self.path}' does not exist ({root})")
+        classes = readers.class_folders(root)
+        if len(classes) < 2:
+            raise UserError(
+                f"{root}: found {len(classes)} class folder(s); need at least 2 (one sub-folder per class)"
+            )
+        return root, classes
+
+    def raw_key(self, name):
+        root, classes = self.scan(name)
+        return readers.hash_files([f for _, files in classes for f in files], root), str(root)
+
+    def watched(self) -> None:
+        return None  # make cannot list a folder's files ahead of time: a (cheap) hash check each run
+
+    def read(self, name):
+        _, classes = self.scan(name)
+        shape = (*self.image_size, 1 if self.color_mode == "grayscale" else 3)
+        xs, ys = [], []
+        for label, (_, files) in enumerate(classes):
+            xs += [readers.read_image(f, shape) for f in files]
+            ys += [label] * len(files)
+        return np.stack(xs), np.asarray(ys, dtype=np.int64), [folder.name for folder, _ in classes], {}
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSource(LabelledSource):
+    KIND: ClassVar[str] = "table"
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvTableSource(TableSource):
+    source: Literal["csv-table"]
+    path: str
+    target: str  # label column; every other column is a numeric feature
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+    def raw_key(self, name):
+        return csv_key(self.path, name)
+
+    def watched(self) -> list[str]:
+        return [self.path]
+
+    def read(self, name):
+        path = readers.resolve(self.path)
+        frame = readers.read_csv(path)
+        if self.target not in frame.columns:
+            columns = ", ".join(map(str, frame.columns))
+            raise UserError(f"{path}: target column '{self.target}' not found (columns: {columns})")
+        features = [c for c in frame.columns if c != self.target]
+        if not features or len(frame) == 0:
+            raise UserError(f"{path}: needs at least one feature column and one row")
+        x = np.stack([readers.numeric_column(frame, c, path, allow_missing=False) for c in features], axis=1)
+        labels = frame[self.target].astype(str)
+        class_names = sorted(labels.unique())
+        y = labels.map({c: i for i, c in enumerate(class_names)}).to_numpy(dtype=np.int64)
+        return x.astype(np.float32), y, class_names, {"feature_names": features}
+
+
+# --------------------------------------------------------------------------- series
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesSource(Source):
+    """A dated series, split chronologically; a retrain batch is CSV files of date,value rows."""
+
+    KIND: ClassVar[str] = "series"
+    BATCHES: ClassVar[bool] = True
+
+    def read(self, name: str):
+        """(a gap-filled pandas Series on a DatetimeIndex, the number of gaps filled)."""
+        raise NotImplementedError
+
+    def build(self, name: str):
+        series, gaps = self.read(name)
+        arrays = chronological_split(series, self.val_fraction, self.test_fraction, name)
+        info = {"kind": "series", "filled_gaps": gaps, "fill": self.fill, "split": "chronological"}
+        info["split_seed"] = None
+        info["date_range"] = {
+            s: [str(arrays[f"dates_{s}"][0]), str(arrays[f"dates_{s}"][-1])]
+            if len(arrays[f"dates_{s}"])
+            else []
+            for s in SPLITS
+        }
+        return arrays, info
+
+    def read_batch(self, folder: Path, dataset, accepted: list):
+        return read_series_batch(folder, dataset, accepted, self.fill)
+
+
+@dataclasses.dataclass(frozen=True)
+class Co2Source(SeriesSource):
+    source: Literal["statsmodels-co2"]
+    val_fraction: float
+    test_fraction: float
+    fill: Fill  # how gaps are filled
+
+    def raw_key(self, name):
+        return package_key("statsmodels", "statsmodels", "statsmodels.datasets.co2")
+
+    def read(self, name):
+        import statsmodels.api as sm
+
+        frame = sm.datasets.co2.load_pandas().data  # weekly, 1958-2001, with gaps
+        series = readers.series_frame(frame.index, frame["co2"].to_numpy(), "statsmodels co2", self.fill)
+        return series, int(frame["co2"].isna().sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvSeriesSource(SeriesSource):
+    source: Literal["csv-series"]
+    path: str
+    date_column: str
+    value_column: str
+    val_fraction: float
+    test_fraction: float
+    fill: Fill
+
+    def raw_key(self, name):
+        return csv_key(self.path, name)
+
+    def watched(self) -> list[str]:
+        return [self.path]
+
+    def read(self, name):
+        import pandas as pd
+
+        path = readers.resolve(self.path)
+        frame = readers.read_csv(path)
+        for column in (self.date_column, self.value_column):
+            if column not in frame.columns:
+                columns = ", ".join(map(str, frame.columns))
+                raise UserError(f"{path}: column '{column}' not found (columns: {columns})")
+        dates = pd.to_datetime(frame[self.date_column], errors="coerce")
+        if dates.isna().any():
+            row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+            raise UserError(
+                f"{path}: column '{self.date_column}' line {row + 2} is not a date: "
+                f"{frame[self.date_column].iloc[row]!r}"
+            )
+        values = readers.numeric_column(frame, self.value_column, path, allow_missing=True)
+        gaps = int(np.isnan(values).sum())
+        where = f"{path}: column '{self.date_column}'"
+        return readers.series_frame(dates, values, where, self.fill), gaps
+
+
+def series_frequency(known: np.ndarray, name: str) -> str:
+    """The series' step as a pandas frequency, inferred from its newest dates (CO2: 'W-SAT')."""
+    import pandas as pd
+
+    freq = pd.infer_freq(pd.DatetimeIndex(known[-60:])) if len(known) >= 3 else None
+    if freq is None:
+        raise UserError(f"dataset '{name}': its dates have no regular step, so no batch can continue it")
+    return freq
+
+
+def check_on_step(path: Path, part, last, freq: str, dataset_name: str, after_batches: bool) -> None:
+    """Every date of a batch file comes after the series and falls on its step."""
+    import pandas as pd
+
+    on_step = set(pd.date_range(last, part.index.max(), freq=freq))
+    for line, day in enumerate(part.index, start=2):
+        if day <= last:
+            raise UserError(
+                f"{path}: line {line}: date {day.date()} is already covered by dataset '{dataset_name}' "
+                f"(it ends {last.date()}{' with the batches before this one' if after_batches else ''}); "
+                "a batch adds only later dates"
+            )
+        if day not in on_step:
+            raise UserError(
+                f"{path}: line {line}: date {day.date()} is off the series' step "
+                f"({freq}, last date {last.date()})"
+            )
+
+
+def read_series_batch(folder: Path, dataset, accepted: list, fill: str) -> tuple[np.ndarray, np.ndarray]:
+    """CSV files of date,value rows that continue the series after its last date (and after the
+    batches `accepted` earlier in this cycle), on the series' step; gaps filled as in data prep."""
+    import pandas as pd
+
+    arrays = merge_batches(dataset.arrays, accepted)
+    segments = series_segments(arrays)
+    known = np.concatenate([arrays[f"dates_{s}"] for s in segments])
+    last, last_value = pd.Timestamp(known[-1]), float(arrays[f"values_{segments[-1]}"][-1])
+    freq = series_frequency(known, dataset.name)
+    files = readers.visible(folder)
+    if not files:
+        raise UserError(f"{folder}: empty batch (no CSV file of date,value rows)")
+    parts = []
+    for path in files:
+        part = readers.read_series_csv(path)
+        check_on_step(path, part, last, freq, dataset.name, bool(accepted))
+        parts.append(part)
+    new = pd.concat(parts).sort_index()
+    if new.index.has_duplicates:
+        raise UserError(f"{folder}: duplicate date {new.index[new.index.duplicated()][0].date()}")
+    # the batch's steps plus any skipped ones, anchored on the series' last value for interpolation
+    grid = pd.date_range(last, new.index.max(), freq=freq)
+    if len(grid) - 1 > 2 * len(new):
+        raise UserError(
+            f"{folder}: {len(new)} row(s) would span {len(grid) - 1} steps after {last.date()}; "
+            "filling more than half of them would make data up (a mistyped date?)"
+        )
+    filled = readers.fill_gaps(pd.concat([pd.Series([last_value], index=grid[:1]), new]).reindex(grid), fill)
+    return filled.index[1:].to_numpy().astype("datetime64[D]"), filled.to_numpy(np.float64)[1:]
+
+
+SOURCES: dict[str, type[Source]] = {
+    "sklearn-digits": DigitsSource,
+    "image-folder": ImageFolderSource,
+    "csv-table": CsvTableSource,
+    "statsmodels-co2": Co2Source,
+    "csv-series": CsvSeriesSource,
+}
+
+
+def parse_source(name: str, entry: Any) -> Source:
+    """The `data.<name>:` entry, checked against its source's schema."""
+    where = f"data.{name}"
+    if not isinstance(entry, dict) or "source" not in entry:
+        raise UserError(f"{PARAMS_FILE}: {where} needs a 'source' ({', '.join(SOURCES)})")
+    schema = SOURCES.get(entry["source"])
+    if schema is None:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.source '{entry['source']}' is unknown"
+            f"{suggest(entry['source'], SOURCES)}; use one of {', '.join(SOURCES)}"
+        )
+    spec = parse_section(schema, entry, where)
+    if not (
+        0 <= spec.val_fraction < 1
+        and 0 < spec.test_fraction < 1
+        and spec.val_fraction + spec.test_fraction < 1
+    ):
+        raise UserError(
+            f"{PARAMS_FILE}: {where}: val_fraction and test_fraction must be in [0, 1) and sum below 1"
+        )
+    return spec

@@ -1,0 +1,73 @@
+"""Where the pipeline keeps its generated files: one owner for every path make, fan-out and the
+tests agree on (build stamps, generated params, the retrain lock, training backups).
+
+Templates are relative to the project root (the generated makefile uses them as they are); the
+functions give absolute paths under `config.project_root()`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline import atomic, config
+from pipeline.config import project_root
+
+BUILD = ".build"
+MAKEFILE = f"{BUILD}/pipeline.mk"
+STORE_STAMP = "mlruns/.initialized"  # `make store`: the tracking store's schema exists
+DATA_STAMP = BUILD + "/data/{name}.checked"  # `pipeline data <name>` ran with the current params
+RUN_STAMP = BUILD + "/runs/{name}.done"  # the experiment was trained with its current params and code
+PARAMS_STAMP = BUILD + "/params/{section}/{name}.json"  # resolved params, rewritten only on change
+RETRAIN_LOCK = f"{BUILD}/retrain.lock"
+BACKUPS = f"{BUILD}/backup"  # Keras BackupAndRestore folders (a killed run resumes)
+RAY_RESULTS = f"{BUILD}/ray"  # Ray Tune's trial folders
+
+
+def _absolute(relative: str) -> Path:
+    return project_root() / relative
+
+
+def store_stamp() -> Path:
+    return _absolute(STORE_STAMP)
+
+
+def data_stamp(name: str) -> Path:
+    return _absolute(DATA_STAMP.format(name=name))
+
+
+def run_stamp(name: str) -> Path:
+    return _absolute(RUN_STAMP.format(name=name))
+
+
+def params_stamp(section: str, name: str) -> Path:
+    return _absolute(PARAMS_STAMP.format(section=section, name=name))
+
+
+def retrain_lock() -> Path:
+    return _absolute(RETRAIN_LOCK)
+
+
+def backups() -> Path:
+    return _absolute(BACKUPS)
+
+
+def touch(path: Path) -> None:
+    """Write a stamp (its folder created as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def _json(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=list) + "\n"
+
+
+def write_params_stamps(params: dict) -> dict:
+    """Each dataset's and experiment's resolved params as make's prerequisites, rewritten only when
+    they changed (so make sees a new mtime only on a real change); returns the resolved experiments."""
+    for name, entry in params["data"].items():
+        atomic.write_if_changed(params_stamp("data", name), _json(entry))
+    resolved = {name: config.resolve_experiment(params, name) for name in config.experiment_names(params)}
+    for name, exp in resolved.items():
+        atomic.write_if_changed(params_stamp("experiments", name), _json(exp.raw))
+    return resolved

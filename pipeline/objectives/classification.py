@@ -1,0 +1,103 @@
+"""Classification objective: data for the model, the loss, and the same test metrics for every family.
+
+Every family's test metrics come from its predicted class probabilities, computed here the same
+way (log loss and accuracy), so a Keras network and a scikit-learn baseline compare directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from pipeline.errors import UserError
+from pipeline.objectives import Objective
+from pipeline.specs import ClassifierSpec
+
+
+@dataclasses.dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+
+    @property
+    def validation(self):
+        return (self.x_val, self.y_val) if len(self.x_val) else None
+
+
+def prepare(dataset, train, params=None) -> tuple[Splits, ClassifierSpec]:
+    """Arrays for the model; `train.limit` keeps only the first N training examples."""
+    limit = train.limit
+    if dataset.kind not in ("images", "table"):
+        raise UserError(
+            f"dataset '{dataset.name}' is a {dataset.kind}; classification needs images or a table"
+        )
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (dataset.xy(s) for s in ("train", "val", "test"))
+    if limit is not None:
+        if limit < 1:
+            raise UserError(f"train.limit must be at least 1 (got {limit})")
+        x_train, y_train = x_train[:limit], y_train[:limit]  # the split is already shuffled
+    splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, dataset.class_names)
+    return splits, ClassifierSpec(tuple(x_train.shape[1:]), len(dataset.class_names), train.seed)
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """Class probabilities from a Keras model or a scikit-learn estimator, rows summing to 1."""
+    proba = model.predict_proba(x) if hasattr(model, "predict_proba") else model.predict(x, verbose=0)
+    proba = np.asarray(proba, dtype=np.float64)
+    return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 ± 1e-7
+
+
+def evaluate(model, splits: Splits, params=None) -> tuple[dict[str, float], dict]:
+    """Test metrics and the figures/tables that explain them."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
+
+    from pipeline import plots
+
+    labels = list(range(len(splits.class_names)))
+    proba = predict(model, splits.x_test)
+    predicted = proba.argmax(axis=1)
+    metrics = {
+        "test_accuracy": float(accuracy_score(splits.y_test, predicted)),
+        "test_loss": float(log_loss(splits.y_test, proba, labels=labels)),
+    }
+    matrix = confusion_matrix(splits.y_test, predicted, labels=labels)
+    artifacts = {
+        "confusion_matrix.png": plots.confusion_matrix(matrix, splits.class_names, metrics["test_accuracy"]),
+        "classification_report.txt": classification_report(
+            splits.y_test,
+            predicted,
+            labels=labels,
+            target_names=splits.class_names,
+            digits=4,
+            zero_division=0,
+        ),
+    }
+    return metrics, artifacts
+
+
+def problem(dataset, params=None) -> str:
+    """Runs that predict the same classes of the same dataset are ranked together."""
+    return f"{dataset.name}: classes {', '.join(dataset.class_names)}"
+
+
+def keras_metrics() -> list:
+    return ["accuracy"]
+
+
+OBJECTIVE = Objective(
+    name="classification",
+    loss="sparse_categorical_crossentropy",
+    headline="test_accuracy",
+    directions={"accuracy": "max", "loss": "min"},
+    prepare=prepare,
+    evaluate=evaluate,
+    predict=predict,
+    keras_metrics=keras_metrics,
+    problem=problem,
+)

@@ -1,0 +1,327 @@
+"""`make bench`: what the pipeline costs and how fast it runs, measured, never asserted.
+
+Everything is measured in a throw-away project folder (your data and MLflow store are never
+touched); the results go to reports/bench.json and reports/bench.md and are logged to the MLflow
+experiment `benchmarks` of your store. Every figure is the median of several repetitions, with
+min and max, next to the machine and the versions it was measured with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import atomic
+from pipeline.config import project_root
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def machine() -> dict[str, str]:
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "mlflow": mlflow.__version__,
+    }
+
+
+@contextlib.contextmanager
+def scratch_project():
+    """A temp project root with its own params.yaml and SQLite store; the env is restored after."""
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    shutil.copy(project_root() / "params.yaml", folder / "params.yaml")
+    saved = {k: os.environ.get(k) for k in ("PIPELINE_ROOT", "MLFLOW_TRACKING_URI")}
+    os.environ["PIPELINE_ROOT"] = str(folder)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    (folder / "mlruns").mkdir()
+    try:
+        yield folder
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def overhead(repeats: int, epochs: int) -> dict:
+    """Pipeline training of cnn-same (everything included) vs a bare keras fit, alternated."""
+    from pipeline import config, data
+    from pipeline.training import keras_loop
+    from pipeline.training.plan import make_plan
+    from pipeline.training.run import RunOptions
+    from pipeline.workflows import experiment
+
+    overrides = [f"train.epochs={epochs}", f"train.patience={epochs + 1}"]  # no early stop: same work
+    plan = make_plan(config.load_params(), "cnn-same", overrides)
+    dataset = data.load("digits")
+    splits, spec = plan.objective.prepare(dataset, plan.train, None)
+    samples = len(splits.x_train) * epochs
+    bare, pipeline = [], []
+    for _ in range(repeats):
+        keras_loop.seed_everything(plan.train.seed)
+        model = plan.family.build(plan.model, spec)
+        model.compile(
+            optimizer=keras_loop.make_optimizer(plan.train.optimizer, plan.train.learning_rate),
+            loss=plan.objective.loss,
+            metrics=plan.objective.keras_metrics(),
+        )
+        started = time.perf_counter()
+        model.fit(
+            splits.x_train,
+            splits.y_train,
+            validation_data=splits.validation,
+            epochs=epochs,
+            batch_size=plan.train.batch_size,
+            verbose=0,
+        )
+        bare.append(samples / (time.perf_counter() - started))
+        started = time.perf_counter()
+        experiment.train("cnn-same", overrides, RunOptions(verbose=0))
+        pipeline.append(samples / (time.perf_counter() - started))
+    ratios = [p / b for p, b in zip(pipeline, bare, strict=True)]
+    return {
+        "epochs": epochs,
+        "train_examples": len(splits.x_train),
+        "bare_samples_per_s": summary(bare),
+        "pipeline_samples_per_s": summary(pipeline),
+        "throughput_ratio": summary(ratios),
+    }
+
+
+def make_cmd(folder: Path, *goals: str) -> float:
+    python = folder / "python"
+    if not python.exists():
+        python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+        python.chmod(0o755)
+        (folder / ".venv-ready").touch()
+    started = time.perf_counter()
+    subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), f"PY={python}", "VENV_STAMP=.venv-ready", *goals],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        env={**os.environ},
+    )
+    return time.perf_counter() - started
+
+
+def stage_times(repeats: int) -> dict:
+    """Wall time of each stage of `make train-all` from a clean store, and of a no-op rerun."""
+    from pipeline import config
+
+    names = config.experiment_names(config.load_params())
+    folder = Path(os.environ["PIPELINE_ROOT"])
+    shutil.copytree(REPO / "pipeline", folder / "pipeline", dirs_exist_ok=True)
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, folder / name)
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        make_cmd(folder, "clean")
+        times.setdefault("data", []).append(make_cmd(folder, "data"))
+        times.setdefault("store", []).append(make_cmd(folder, "store"))
+        for name in names:
+            times.setdefault(f"train-{name}", []).append(make_cmd(folder, f"train-{name}"))
+        stages = ["data", "store", *(f"train-{n}" for n in names)]
+        times.setdefault("train-all from clean (sum of stages)", []).append(sum(times[k][-1] for k in stages))
+    noop = [make_cmd(folder, "train-all") for _ in range(max(3, repeats))]
+    return {**{k: summary(v) for k, v in times.items()}, "no-op rerun of train-all": summary(noop)}
+
+
+def image_folder(folder: Path, count: int) -> Path:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(count):
+        k = i % len(digits.target)
+        target = folder / str(digits.target[k])
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((digits.images[k] * 255 / 16).astype(np.uint8)).save(target / f"{i:05d}.png")
+    return folder
+
+
+def high_water_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM). Not getrusage's ru_maxrss: that keeps
+    the forking parent's size (this process, TensorFlow loaded) across fork and exec."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
+def data_prep(repeats: int, count: int) -> dict:
+    """Images/s and peak memory of `pipeline data` on a user image folder of `count` images."""
+    import yaml
+
+    folder = Path(os.environ["PIPELINE_ROOT"])
+    image_folder(folder / "data" / "raw" / "bench-images", count)
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["data"]["bench-images"] = {
+        "source": "image-folder",
+        "path": "data/raw/bench-images",
+        "image_size": [8, 8],
+        "color_mode": "grayscale",
+        "val_fraction": 0.15,
+        "test_fraction": 0.2,
+        "seed": 0,
+    }
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rates, peaks = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "data", "bench-images", "--force"],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ},
+        )
+        peak = 0.0
+        while process.poll() is None:
+            peak = max(peak, high_water_mib(process.pid))
+            time.sleep(0.02)
+        if process.returncode:
+            raise RuntimeError("pipeline data failed during the benchmark")
+        rates.append(count / (time.perf_counter() - started))
+        peaks.append(peak)
+    return {"images": count, "images_per_s": summary(rates), "peak_memory_mib": summary(peaks)}
+
+
+def inference(repeats: int) -> dict:
+    """`pipeline predict` on the registered model vs a bare model.predict on the same images."""
+    import mlflow
+
+    from pipeline.tools import predict
+
+    folder = Path(os.environ["PIPELINE_ROOT"]) / "data" / "raw" / "bench-images"
+    version = max(
+        int(v.version) for v in mlflow.MlflowClient().search_model_versions("name='digits-classifier'")
+    )
+    uri = f"models:/digits-classifier/{version}"
+    model = mlflow.keras.load_model(uri)
+    names, x = predict.read_images(folder, tuple(model.input_shape[1:]))
+    bare, pipeline = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict(x, verbose=0, batch_size=256)
+        bare.append(len(x) / (time.perf_counter() - started))
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            predict.main(uri, str(folder), str(folder.parent / "predictions.csv"))
+        pipeline.append(len(x) / (time.perf_counter() - started))
+    ratios = [p / b for p, b in zip(pipeline, bare, strict=True)]
+    return {
+        "images": len(x),
+        "bare_images_per_s": summary(bare),
+        "pipeline_images_per_s": summary(pipeline),
+        "throughput_ratio": summary(ratios),
+        "note": "pipeline = model loading + image decoding + prediction + CSV; "
+        "bare = model.predict on the decoded arrays",
+    }
+
+
+def render(results: dict) -> str:
+    lines = [
+        f"# Benchmarks\n\nMeasured {results['measured']} on {results['machine']['cores']} cores "
+        f"({results['machine']['cpu']}); TF {results['machine']['tensorflow']}, Keras "
+        f"{results['machine']['keras']}, MLflow {results['machine']['mlflow']}.\n",
+        "| figure | median | min | max | n |",
+        "|---|---|---|---|---|",
+    ]
+    for section, figures in results.items():
+        if not isinstance(figures, dict) or section == "machine":
+            continue
+        for name, value in figures.items():
+            if isinstance(value, dict) and "median" in value:
+                lines.append(
+                    f"| {section}: {name} | {value['median']:.3f} | {value['min']:.3f} | "
+                    f"{value['max']:.3f} | {value['n']} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main(
+    repeats: int = 3,
+    epochs: int = 15,
+    images: int = 5000,
+    stage_repeats: int = 2,
+    only: list[str] | None = None,
+) -> int:
+    out = project_root() / "reports"
+    results: dict = {"measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
+    if only and (out / "bench.json").exists():  # re-measure some sections, keep the others
+        results = {**json.loads((out / "bench.json").read_text()), **results}
+    # stages first: its `make clean` replaces the store, which this process must not have open yet
+    steps = [
+        ("stages", lambda: stage_times(stage_repeats)),
+        ("overhead", lambda: overhead(repeats, epochs)),
+        ("data_prep", lambda: data_prep(repeats, images)),
+        ("inference", lambda: inference(repeats)),
+    ]
+    with scratch_project():
+        for name, step in steps:
+            if only and name not in only:
+                continue
+            print(f"bench: {name} ...", flush=True)
+            results[name] = step()
+    atomic.write_text(out / "bench.json", json.dumps(results, indent=2) + "\n")
+    atomic.write_text(out / "bench.md", render(results))
+    log(results, out)
+    print(render(results))
+    return 0
+
+
+def log(results: dict, out: Path) -> None:
+    import mlflow
+
+    from pipeline.training import tracking
+
+    tracking.configure()  # the user's store again
+    with tracking.start_run("benchmarks", "bench", {"cores": results["machine"]["cores"]}):
+        for section, figures in results.items():
+            if isinstance(figures, dict):
+                for name, value in figures.items():
+                    if isinstance(value, dict) and "median" in value:
+                        key = "".join(c if c.isalnum() or c in "_-." else "_" for c in f"{section}.{name}")
+                        mlflow.log_metric(key, value["median"])
+        mlflow.log_artifact(str(out / "bench.json"))
+        mlflow.log_artifact(str(out / "bench.md"))

@@ -1,0 +1,276 @@
+"""`make report`: one page comparing the latest finished run of every experiment, per task.
+
+Reads the tracking store (mlflow.search_runs), writes reports/index.html and reports/summary.md
+(with PNG plots beside them), and logs the report as a run of the MLflow experiment `reports`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import atomic, objectives
+from pipeline.config import project_root
+from pipeline.errors import UserError
+from pipeline.objectives import Objective
+from pipeline.training import tracking
+
+NOT_TASKS = {"Default", "reports", "benchmarks", "predictions"}
+# readme block markers: `report --readme` replaces what is between them
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def latest_runs(experiment_id: str) -> pd.DataFrame:
+    """The latest FINISHED run of each run name (= experiment of params.yaml) in one task."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        [experiment_id],
+        filter_string="attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    if runs.empty:
+        return runs
+    return runs.drop_duplicates("tags.mlflow.runName").reset_index(drop=True)
+
+
+def key_params(runs: pd.DataFrame) -> list[str]:
+    """Params whose value differs between the runs: what tells siblings apart."""
+    columns = [c for c in runs.columns if c.startswith("params.") and not c.startswith("params.data.")]
+    present = {c: runs[c].replace("n/a", None).dropna() for c in columns}
+    # first the params that differ between runs that have them (padding between the two CNNs),
+    # then those only some runs have (the SVC's C)
+    shared = [c for c in columns if len(present[c]) > 1 and present[c].nunique() > 1]
+    partial = [c for c in columns if c not in shared and 0 < len(present[c]) < len(runs)]
+    return (shared + partial)[:8]
+
+
+def task_objective(runs: pd.DataFrame) -> Objective | None:
+    """The objective the task's runs were scored by (their `objective` tag), if any."""
+    tags = runs.get("tags.objective", pd.Series(dtype=str)).dropna()
+    return objectives.get_by_tag(tags.iloc[0]) if not tags.empty else None
+
+
+def problems(runs: pd.DataFrame) -> pd.Series:
+    """Which problem each run solves (tag `problem`); runs are ranked only against the same problem.
+
+    Runs logged before the tag existed fall back to their `objective.classes` param."""
+    problem = runs.get("tags.problem", pd.Series([None] * len(runs), index=runs.index))
+    fallback = runs.get("params.objective.classes", pd.Series([""] * len(runs), index=runs.index))
+    return problem.fillna(fallback.fillna("")).astype(str)
+
+
+def best_per_problem(runs: pd.DataFrame, objective: Objective) -> dict[str, str]:
+    """{problem: the best run's name} by the objective's headline metric (ties: lower test_loss)."""
+    column = f"metrics.{objective.headline}"
+    if column not in runs or not runs[column].notna().any():
+        return {}
+    keys = [column] + (["metrics.test_loss"] if "metrics.test_loss" in runs else [])
+    ascending = [objective.direction(objective.headline) == "min"] + [True] * (len(keys) - 1)
+    best = {}
+    for problem, group in runs.assign(_problem=problems(runs)).groupby("_problem", sort=False):
+        ranked = group.sort_values(keys, ascending=ascending, na_position="last")
+        if pd.notna(ranked.iloc[0][column]):
+            best[problem] = ranked.iloc[0]["tags.mlflow.runName"]
+    return best
+
+
+def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, str]]:
+    """(the table, the headline metric, {problem: best run})."""
+    objective = task_objective(runs)
+    metrics = sorted(c for c in runs.columns if c.startswith("metrics.test_") and runs[c].notna().any())
+    table = pd.DataFrame({"run": runs["tags.mlflow.runName"], "family": runs.get("tags.model_family", "")})
+    if problems(runs).nunique() > 1:
+        table.insert(1, "problem", problems(runs).to_numpy())
+    for column in metrics:
+        table[column[8:]] = runs[column].round(4)
+    for column in key_params(runs):
+        table[column[7:]] = runs[column]
+    best = best_per_problem(runs, objective) if objective else {}
+    if best:
+        table.insert(0, "best", ["★" if name in best.values() else "" for name in table["run"]])
+    return table, objective.headline if objective else None, best
+
+
+def bar_chart(table: pd.DataFrame, metric: str, higher_is_better: bool, title: str, path: Path) -> None:
+    from pipeline import plots
+
+    fig, ax = plots.plt.subplots(figsize=(1.2 * len(table) + 2.5, 3.2))
+    ax.bar(table["run"], table[metric], color=["#d62728" if b else "#1f77b4" for b in table.get("best", "")])
+    ax.set(title=title, ylabel=metric)
+    low, high = table[metric].min(), table[metric].max()
+    if higher_is_better and high <= 1 and low > 0.5:
+        ax.set_ylim(max(0, low - 0.05), min(1.0, high + 0.01))  # accuracies close to 1: show the gaps
+    for x, y in enumerate(table[metric]):
+        ax.text(x, y, f"{y:.4f}", ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plots.plt.close(fig)
+
+
+def learning_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
+    import mlflow
+
+    from pipeline import plots
+
+    client = mlflow.MlflowClient()
+    fig, ax = plots.plt.subplots(figsize=(6.5, 3.6))
+    drawn = False
+    for _, run in runs.iterrows():
+        history = client.get_metric_history(run["run_id"], "val_loss")
+        if len(history) > 1:
+            ax.plot(
+                [m.step + 1 for m in history], [m.value for m in history], label=run["tags.mlflow.runName"]
+            )
+            drawn = True
+    if drawn:
+        ax.set(title=f"{title}: validation loss per epoch", xlabel="epoch", ylabel="val_loss", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    plots.plt.close(fig)
+    return drawn
+
+
+def copy_artifact(run_id: str, name: str, target: Path) -> bool:
+    """Copy a run's artifact (e.g. the forecast plot) next to the report, if it has one."""
+    import mlflow
+
+    if name not in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}:
+        return False
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name)
+    shutil.copyfile(local, target)
+    return True
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    cells = table.astype(object).where(table.notna(), "")
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def best_line(section: dict, markup) -> str:
+    """'Best by `metric`: **run**' — one best per problem when the task mixes problems."""
+    best = section["best"]
+    if not best:
+        return "No headline metric to rank by."
+    if len(best) == 1:
+        return f"Best by {markup(section['metric'], 'code')}: {markup(next(iter(best.values())), 'b')}"
+    each = "; ".join(f"{markup(run, 'b')} ({problem})" for problem, run in best.items())
+    return f"Best by {markup(section['metric'], 'code')}, per problem: {each}"
+
+
+def as_markdown(text: str, tag: str) -> str:
+    return f"`{text}`" if tag == "code" else f"**{text}**"
+
+
+def as_html(text: str, tag: str) -> str:
+    return f"<{tag}>{html.escape(str(text))}</{tag}>"
+
+
+def image_caption(image: str) -> str:
+    return image.removesuffix(".png").replace("-", " ")
+
+
+PAGE_HEAD = [
+    "<!doctype html><html><head><meta charset='utf-8'><title>Pipeline report</title><style>",
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}",
+    "td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px}th{background:#f4f4f4}",
+    "img{max-width:100%}figcaption{font-size:13px;color:#555}",
+    "</style></head><body>",
+]
+
+
+def render(sections: list[dict], uri: str, stamp: str) -> tuple[str, str]:
+    md = [f"# Pipeline report\n\nStore: `{uri}` · generated {stamp}\n"]
+    page = [
+        *PAGE_HEAD,
+        f"<h1>Pipeline report</h1><p>Store: <code>{html.escape(uri)}</code> · generated {stamp}</p>",
+    ]
+    for s in sections:
+        md.append(f"## {s['task']}\n\n{best_line(s, as_markdown)}\n\n{markdown_table(s['table'])}\n")
+        page.append(f"<h2>{html.escape(s['task'])}</h2><p>{best_line(s, as_html)}</p>")
+        page.append(s["table"].to_html(index=False, na_rep="", escape=True))
+        for image, caption in s["images"]:
+            md.append(f"![{caption}]({image})\n\n_{caption}_\n")
+            page.append(
+                f"<figure><img src='{html.escape(image)}' alt='{html.escape(caption)}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    page.append("</body></html>")
+    return "\n".join(md), "\n".join(page)
+
+
+def readme_block(sections: list[dict], stamp: str) -> str:
+    """Per task: each run's headline metric, the best per problem marked; dated, for README.md."""
+    lines = [
+        README_START,
+        f"_Latest runs, generated by `python -m pipeline report --readme` on {stamp}._",
+        "",
+    ]
+    for s in sections:
+        if not s["metric"] or s["metric"] not in s["table"]:
+            continue
+        table = s["table"]
+        columns = [c for c in ("best", "run", "problem", s["metric"]) if c in table]
+        lines += [f"**{s['task']}** (`{s['metric']}`)", "", markdown_table(table[columns]), ""]
+    return "\n".join([*lines, README_END])
+
+
+def update_readme(path: Path, block: str) -> None:
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise UserError(f"{path}: no {README_START} … {README_END} block to fill")
+    head, rest = text.split(README_START, 1)
+    atomic.write_text(path, head + block + rest.split(README_END, 1)[1])
+
+
+def task_section(experiment, out: Path) -> dict | None:
+    """The task's table, best runs and figures (written to `out`), or None when it has no runs."""
+    runs = latest_runs(experiment.experiment_id)
+    if runs.empty:
+        return None
+    table, metric, best = task_table(runs)
+    slug = experiment.name.replace("/", "-")
+    images = []
+    if metric in table:
+        higher = task_objective(runs).direction(metric) == "max"
+        bar_chart(table, metric, higher, experiment.name, out / f"{slug}-{metric}.png")
+        images.append((f"{slug}-{metric}.png", f"{experiment.name}: {metric} of every run"))
+    if learning_curves(runs, experiment.name, out / f"{slug}-learning-curves.png"):
+        images.append((f"{slug}-learning-curves.png", f"{experiment.name}: validation loss per epoch"))
+    for _, run in runs.iterrows():
+        name = f"{slug}-{run['tags.mlflow.runName']}-forecast.png"
+        if copy_artifact(run["run_id"], "forecast.png", out / name):
+            images.append((name, f"forecast of run {run['tags.mlflow.runName']} ({experiment.name})"))
+    return {"task": experiment.name, "metric": metric, "best": best, "table": table, "images": images}
+
+
+def main(log: bool = True, readme: bool = False) -> int:
+    import mlflow
+
+    uri = tracking.configure()
+    experiments = [e for e in mlflow.search_experiments(order_by=["name"]) if e.name not in NOT_TASKS]
+    out = project_root() / "reports"
+    out.mkdir(exist_ok=True)
+    sections = [s for e in experiments if (s := task_section(e, out)) is not None]
+    if not sections:
+        raise UserError(f"no finished runs in {uri}: run `make train-all` first")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    md, page = render(sections, uri, stamp)
+    atomic.write_text(out / "summary.md", md)
+    atomic.write_text(out / "index.html", page)
+    if readme:
+        update_readme(project_root() / "README.md", readme_block(sections, stamp))
+    if log:
+        with tracking.start_run("reports", "report", {"tasks": ",".join(s["task"] for s in sections)}):
+            mlflow.log_artifacts(str(out), artifact_path="report")
+    runs_total = sum(len(s["table"]) for s in sections)
+    print(f"report: {len(sections)} tasks, {runs_total} runs → {out / 'index.html'} and {out / 'summary.md'}")
+    return 0

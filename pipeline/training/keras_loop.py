@@ -1,0 +1,130 @@
+"""The Keras loop every network trains with: seeded, EarlyStopping with the best weights restored,
+TerminateOnNaN, BackupAndRestore (a killed run resumes), and the device strategy.
+
+Nothing here talks to MLflow: the run passes its epoch logger in as a callback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from pipeline.errors import PipelineError
+
+
+def split_cpu() -> None:
+    """PIPELINE_LOGICAL_CPUS=N splits the CPU into N logical devices (tests of `strategy: mirrored`
+    on a machine without GPUs). TensorFlow accepts this only before it initialises its devices."""
+    count = int(os.environ.get("PIPELINE_LOGICAL_CPUS") or 0)
+    if count < 2:
+        return
+    (cpu,) = tf.config.list_physical_devices("CPU")
+    if len(tf.config.get_logical_device_configuration(cpu) or []) == count:
+        return  # done by an earlier run in this process
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        raise PipelineError(
+            "PIPELINE_LOGICAL_CPUS must be set before TensorFlow starts: set it for a fresh process"
+        ) from None
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed → same weights, same shuffles, same metrics (deterministic TF ops on CPU)."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+
+
+def fit(
+    model: keras.Model,
+    data: tuple,
+    train,
+    loss,
+    metrics,
+    *,
+    verbose: int | str = 0,
+    callbacks: tuple = (),
+    learning_rate: float | None = None,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+) -> dict[str, list[float]]:
+    """Compile and fit on `data` = (x, y, validation); returns the Keras history.
+
+    Raises PipelineError when the loss diverges. `train.batch_size` is per replica: the model's
+    strategy (built in its scope) sets the global batch.
+    """
+    x, y, validation = data
+    model.compile(
+        optimizer=make_optimizer(train.optimizer, learning_rate or train.learning_rate),
+        loss=loss,
+        metrics=metrics,
+    )
+    monitor = "val_loss" if validation is not None else "loss"
+    history = model.fit(
+        x,
+        y,
+        validation_data=validation,
+        epochs=initial_epoch + (epochs or train.epochs),
+        initial_epoch=initial_epoch,
+        batch_size=train.batch_size * model.distribute_strategy.num_replicas_in_sync,
+        shuffle=True,
+        verbose=verbose,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=train.patience, restore_best_weights=True
+            ),
+            keras.callbacks.TerminateOnNaN(),
+            *callbacks,
+        ],
+    ).history
+    losses = history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise PipelineError(
+            f"training diverged: loss is {losses[-1]} at epoch {initial_epoch + len(losses)} "
+            f"(try a lower train.learning_rate than {learning_rate or train.learning_rate})"
+        )
+    return history
+
+
+def fit_resumable(fit_once, backup: Path | None) -> dict[str, list[float]]:
+    """`fit_once(callbacks)` with a BackupAndRestore in `backup`: a killed run resumes from its
+    last completed epoch. double_checkpoint keeps the previous epoch's backup too, so a kill -9
+    while the latest is being written falls back to it instead of failing on a torn file."""
+    if backup is None:
+        return fit_once(())
+    callbacks = (keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),)
+    try:
+        return fit_once(callbacks)
+    except OSError:
+        if not backup.exists():
+            raise
+        # killed while writing the very first backup: nothing to resume from, start over
+        shutil.rmtree(backup)
+        return fit_once(callbacks)
+
+
+STRATEGIES: dict[tuple[str, ...], tf.distribute.Strategy] = {}
+
+
+def distribution(strategy: str) -> tf.distribute.Strategy:
+    """`train.strategy: mirrored`: one replica per visible GPU, else per logical CPU device, all in
+    this process (the callbacks, hence MLflow logging, run once in it). Others: the default."""
+    if strategy != "mirrored":
+        return tf.distribute.get_strategy()
+    devices = tuple(
+        d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    )
+    # one strategy per process: a second MirroredStrategy's collective ops collide with the first's
+    # (a shape mismatch in CollectiveReduceV2 when two runs share a process: train-all, retrain, Ray)
+    if devices not in STRATEGIES:
+        STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return STRATEGIES[devices]

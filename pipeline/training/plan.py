@@ -1,0 +1,128 @@
+"""One experiment of params.yaml, resolved and checked against its family's and objective's schemas
+before any data is read or any run started, and what its run logs as params and tags."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pipeline import config, models, objectives
+from pipeline.config import PARAMS_FILE, SeedParams, TrainParams, parse_section
+from pipeline.errors import UserError
+from pipeline.models import Family
+from pipeline.objectives import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """A registered model's promotion rule (`retrain.gates.<name>` in params.yaml)."""
+
+    metric: str  # a test metric the objective reports, e.g. test_accuracy
+    threshold: float  # never promote a challenger worse than this
+    margin: float  # ... nor one that does not beat the champion by at least this much
+    # optional and checked: which way the metric improves is the objective's to say
+    greater_is_better: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """An experiment resolved and validated: what `run` trains."""
+
+    exp: config.Experiment
+    family: Family
+    objective: Objective
+    model: Any  # the family's Params
+    train: Any  # TrainParams (Keras), SeedParams (estimators) or the family's own subclass
+    objective_params: Any  # the objective's Params, or None
+    register_as: str | None = None  # registered model name (MLflow registry), if opted in
+    gate: Gate | None = None
+
+
+def gate_for(params: dict[str, Any], model_name: str, objective: Objective) -> Gate:
+    """The promotion rule of `model_name`, checked against the objective that will be scored."""
+    where = f"retrain.gates.{model_name}"
+    gates = (params.get("retrain") or {}).get("gates") or {}
+    if model_name not in gates:
+        raise UserError(f"{PARAMS_FILE}: {where} is missing (the promotion rule)")
+    gate = parse_section(Gate, gates[model_name], where)
+    test_metrics = [f"test_{name}" for name in objective.directions]
+    if not gate.metric.startswith("test_") or not objective.reports(gate.metric):
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.metric '{gate.metric}' is not a test metric the {objective.name} "
+            f"objective reports{config.suggest(gate.metric, test_metrics)}; known: {', '.join(test_metrics)}"
+        )
+    higher = objective.direction(gate.metric) == "max"
+    if gate.greater_is_better is not None and gate.greater_is_better != higher:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.greater_is_better: {gate.greater_is_better} contradicts "
+            f"{gate.metric}, which is better when {'higher' if higher else 'lower'} (drop the key)"
+        )
+    return dataclasses.replace(gate, greater_is_better=higher)
+
+
+def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Plan:
+    """Resolve one experiment and check every key before any data is read or run started."""
+    exp = config.resolve_experiment(params, name, overrides)
+    where = f"experiments.{name}"
+    family = models.get(exp.family, f"{where}.")
+    objective = objectives.get(family.objective)
+    model_params = parse_section(family.params, exp.model, f"{where}.model")
+    default_schema = TrainParams if family.kind == "keras" else SeedParams
+    drop = frozenset(f.name for f in dataclasses.fields(TrainParams))
+    train_params = parse_section(family.train_params or default_schema, exp.train, f"{where}.train", drop)
+    extra = dict(exp.extra)
+    objective_params = None
+    if objective.params is not None:  # the `objective:` section, e.g. forecasting's horizon
+        objective_params = parse_section(objective.params, extra.pop("objective", None), f"{where}.objective")
+    register_as, gate = extra.pop("register_as", None), None
+    if register_as is not None:
+        if not isinstance(register_as, str) or not register_as:
+            raise UserError(f"{PARAMS_FILE}: {where}.register_as must be a model name")
+        gate = gate_for(params, register_as, objective)
+    if extra:
+        key = sorted(extra)[0]
+        known = [*config.EXPERIMENT_KEYS, "objective", "register_as"]
+        raise UserError(f"{PARAMS_FILE}: unknown key '{where}.{key}'{config.suggest(key, known)}")
+    return Plan(exp, family, objective, model_params, train_params, objective_params, register_as, gate)
+
+
+def params_to_log(plan: Plan, dataset, train_examples: int) -> dict[str, Any]:
+    """Every resolved hyperparameter, named as in params.yaml (model.*, train.*, data.*, ...)."""
+    sections = ("model.", "train.", "objective.")  # logged below from the validated values
+    logged = {
+        k: v
+        for k, v in config.flatten(plan.exp.raw).items()
+        if k != "description" and not k.startswith(sections)
+    }
+    logged.update({f"model.{k}": v for k, v in dataclasses.asdict(plan.model).items()})
+    logged.update({f"train.{k}": v for k, v in dataclasses.asdict(plan.train).items()})
+    if plan.objective_params is not None:
+        logged.update({f"objective.{k}": v for k, v in dataclasses.asdict(plan.objective_params).items()})
+    logged.update({f"data.{k}": v for k, v in dataset.manifest["params"].items() if k != "source"})
+    logged.update({"data.source": dataset.manifest["source"], "data.train_examples": train_examples})
+    # sibling runs of the same task log the same param names, so the UI's columns line up
+    for name in sibling_params(plan) - set(logged):
+        logged[name] = "n/a"
+    return logged
+
+
+def sibling_params(plan: Plan) -> set[str]:
+    params = config.load_params()
+    names: set[str] = set()
+    for other in config.experiment_names(params):
+        exp = config.resolve_experiment(params, other)
+        if exp.task == plan.exp.task and other != plan.exp.name:
+            names |= {k for k in config.flatten(exp.raw) if k.startswith(("model.", "objective."))}
+    return names
+
+
+def run_tags(plan: Plan, dataset, git_commit: str) -> dict[str, str]:
+    return {
+        "model_family": plan.exp.family,
+        "dataset": plan.exp.dataset,
+        "git_commit": git_commit,
+        "data_hash": dataset.sha256,
+        "objective": plan.objective.name,
+        "problem": plan.objective.problem(dataset, plan.objective_params),
+        **plan.family.tags(plan.model),  # e.g. transfer learning's hub_handle and transfer_mode
+    }

@@ -1,0 +1,174 @@
+"""The training core: one experiment → one MLflow run → an outcome.
+
+    data → model → fit → evaluate → log
+
+`run()` trains one experiment of params.yaml (a `Plan`) inside one MLflow run and returns what
+came out of it. It applies no promotion gate: callers that register models decide (see
+pipeline/workflows/experiment.py and retrain.py). How it runs is one `RunOptions` value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+
+from pipeline import config, data, layout, plots
+from pipeline.models import fit_with_loop
+from pipeline.specs import Splits
+from pipeline.training import artifacts, keras_loop, registry, tracking
+from pipeline.training.plan import Plan, make_plan, params_to_log, run_tags
+
+
+def default_verbosity() -> int | str:
+    """Keras progress bars on a terminal, one line per epoch in logs (make -j, cron)."""
+    return "auto" if sys.stdout.isatty() else 2
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How one run is made; the defaults are `python -m pipeline train <experiment>`."""
+
+    dataset: Any = None  # a data.Dataset replacing the prepared one (retrain's candidate version)
+    run_name: str | None = None  # default: the experiment's name
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)  # extra run tags
+    log_outputs: bool = True  # False: params, tags and metrics only (no figures, model, published files)
+    resume: bool = True  # resume from / leave a BackupAndRestore backup (False: sweep trials)
+    verbose: int | str | None = None  # Keras' fit verbosity; None: default_verbosity()
+    callbacks: tuple[keras.callbacks.Callback, ...] = ()  # added to every fit (a sweep's Tune reporter)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    run_id: str
+    metrics: dict[str, float]
+    model_version: str | None  # registered version, when the experiment has register_as
+    splits: Any = dataclasses.field(default=None, repr=False, compare=False)  # the data it was scored on
+    decision: dict[str, Any] | None = None  # the promotion gate's record, when a caller applied it
+
+
+def backup_dir(plan: Plan, dataset) -> Path:
+    """Where BackupAndRestore keeps the last completed epoch: a killed run resumes from it.
+
+    Keyed by the resolved params and the data, so a changed experiment never resumes a stale one.
+    """
+    key = f"{plan.exp.name}-{plan.exp.fingerprint()[:12]}-{dataset.sha256[:12]}"
+    return layout.backups() / key
+
+
+def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: Path | None):
+    """Keras families go through the core's loop (or their own `fit` hook); estimators `.fit(x, y)`."""
+    if plan.family.kind == "estimator":
+        model.fit(splits.x_train, splits.y_train)
+        return None
+    callbacks = (tracking.epoch_logger(), *options.callbacks)
+    verbose = default_verbosity() if options.verbose is None else options.verbose
+    objective = plan.objective
+
+    def loop(model, extra=(), **kwargs):
+        return keras_loop.fit(
+            model,
+            (splits.x_train, splits.y_train, splits.validation),
+            plan.train,
+            objective.loss,
+            objective.keras_metrics(),
+            verbose=verbose,
+            callbacks=(*callbacks, *extra),
+            **kwargs,
+        )
+
+    if not uses_default_fit(plan):  # a family's own phases: no backup across them
+        return plan.family.fit(model, plan.model, plan.train, loop)
+    return keras_loop.fit_resumable(lambda extra: loop(model, extra), backup)
+
+
+def strategy_of(plan: Plan):
+    """The device strategy of a Keras family's `train.strategy`; estimators have none (the default)."""
+    return keras_loop.distribution(plan.train.strategy if plan.family.kind == "keras" else "default")
+
+
+def uses_default_fit(plan: Plan) -> bool:
+    return plan.family.fit is fit_with_loop
+
+
+def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
+    """Test metrics, and the artifacts that explain the model and them."""
+    found: dict = {"model_summary.txt": artifacts.model_summary(model)}
+    if isinstance(model, keras.Model):
+        found["layer_params.csv"] = artifacts.layer_table(model)
+    if history:
+        found["training_curves.png"] = plots.training_curves(history, "training curves")
+        mlflow.log_metric("epochs_trained", len(history["loss"]))
+    metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
+    found.update(evaluation)
+    return metrics, found
+
+
+def log_outputs(plan: Plan, model, splits: Splits, found: dict, label: str):
+    """Figures and tables, the MLflow model, and what the family publishes; returns ModelInfo."""
+    artifacts.log_artifacts(found, label)
+    example = splits.x_test[:5]
+    output = (plan.family.logged.output or plan.objective.predict)(model, example)
+    metadata = {"class_names": splits.class_names} if splits.class_names else None
+    info = artifacts.log_model(plan.family, model, example, output, metadata)
+    published = plan.family.publish(model, plan.model)  # e.g. pretrain's hub module
+    if published is not None:
+        mlflow.log_artifacts(str(published.folder), published.artifact_path)
+    return info
+
+
+def run(name: str, overrides: list[str] | None = None, options: RunOptions | None = None) -> Outcome:
+    """Train and evaluate one experiment of params.yaml in one MLflow run.
+
+    Inside an active run (the transfer learning curve, a sweep) the run is nested under it.
+    """
+    options = options or RunOptions()
+    keras_loop.split_cpu()  # before TensorFlow's first op
+    params = config.load_params()
+    plan = make_plan(params, name, overrides)
+    exp = plan.exp
+    dataset = options.dataset or data.load(exp.dataset, params)
+    splits, spec = plan.objective.prepare(dataset, plan.train, plan.objective_params)
+    plan.family.check(plan.model, spec)  # a model that cannot work on this data, a missing module
+
+    started = time.perf_counter()
+    run_name = options.run_name or name
+    tags = {**run_tags(plan, dataset, tracking.git_commit()), **options.tags}
+    strategy = strategy_of(plan)
+    logged = params_to_log(plan, dataset, len(splits.x_train))
+    if plan.family.kind == "keras":
+        logged["train.num_replicas"] = strategy.num_replicas_in_sync
+    with tracking.start_run(exp.task, run_name, tags, exp.description) as active:
+        tracking.log_params(logged)
+        tracking.log_dataset(dataset, splits.x_train, splits.y_train, context="training")
+        keras_loop.seed_everything(plan.train.seed)
+        with strategy.scope():  # variables (weights, optimizer state) are mirrored on every replica
+            model = plan.family.build(plan.model, spec)
+            backup = backup_dir(plan, dataset) if options.resume else None
+            history = train_model(plan, model, splits, options, backup)
+        label = f"{run_name} ({exp.task})"
+        metrics, found = evaluate(plan, model, splits, history)
+        metrics["train_seconds"] = time.perf_counter() - started
+        mlflow.log_metrics(metrics)
+        model_info = None
+        if options.log_outputs:
+            model_info = log_outputs(plan, model, splits, found, label)
+        else:
+            plots.plt.close("all")
+        run_id = active.info.run_id
+        version = None
+        if plan.register_as and model_info:
+            version = registry.register(model_info.model_uri, plan.register_as, run_id)
+    headline = plan.objective.headline
+    print(
+        f"{run_name}: {headline} {metrics[headline]:.4f} · run {run_id} · "
+        f"{metrics['train_seconds']:.1f} s · experiment '{exp.task}' at {tracking.tracking_uri()}"
+    )
+    return Outcome(plan, run_id, metrics, version, splits)

@@ -1,0 +1,222 @@
+"""MLflow: where runs go, experiments created race-free, a run context that never stays RUNNING,
+and what every run logs besides its model (params, dataset, per-epoch metrics).
+
+Default store: sqlite:///<project>/mlruns/mlflow.db with artifacts under mlruns/artifacts/.
+MLFLOW_TRACKING_URI overrides it (another SQLite file, or http://host:port of `mlflow server`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import warnings
+from typing import Any
+
+from pipeline.config import project_root
+
+# MLflow's dataset digest column holds 36 characters; the full sha256 goes in the data_hash tag.
+DIGEST_CHARS = 36
+MAX_PARAM_CHARS = 6000
+
+
+def default_uri() -> str:
+    return f"sqlite:///{project_root() / 'mlruns' / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def uses_default_store() -> bool:
+    return tracking_uri() == default_uri()
+
+
+def configure() -> str:
+    """Point MLflow at the store; creates mlruns/ for the default one."""
+    import mlflow
+
+    uri = tracking_uri()
+    if uses_default_store():
+        (project_root() / "mlruns").mkdir(exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def get_or_create_experiment(name: str) -> str:
+    """Experiment id for `name`; safe when several processes create it at once."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = None
+    if uses_default_store():
+        location = (project_root() / "mlruns" / "artifacts" / name).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)  # another process won the race
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def init_store(experiments: list[str]) -> str:
+    """Create (or upgrade) the store's schema and the experiments once, before parallel writers."""
+    uri = configure()
+    for name in experiments:
+        get_or_create_experiment(name)
+    return uri
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
+        )
+        commit = out.stdout.strip()
+        if out.returncode != 0 or not commit:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _raise_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `run_name` whose process on this host is gone (kill -9)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    running = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and attributes.run_name = '{run_name}'",
+    )
+    closed = []
+    for run in running:
+        tags = run.data.tags
+        if (
+            tags.get("host") == socket.gethostname()
+            and tags.get("pid", "").isdigit()
+            and not _alive(int(tags["pid"]))
+        ):
+            client.set_tag(run.info.run_id, "killed_reason", "its process died without ending the run")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+@contextlib.contextmanager
+def start_run(task: str, run_name: str, tags: dict[str, str], description: str = ""):
+    """An MLflow run that ends FINISHED, or FAILED/KILLED on any exception or SIGTERM.
+
+    Started while another run is active, it is nested under that one (a sweep's child run).
+    """
+    import mlflow
+
+    configure()
+    experiment_id = get_or_create_experiment(task)
+    close_orphaned_runs(experiment_id, run_name)
+    tags = {**tags, "host": socket.gethostname(), "pid": str(os.getpid())}
+    # signal handlers belong to the main thread (a Ray Tune trial trains in a worker thread)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if main else None
+    try:
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=tags,
+            description=description or None,
+            nested=mlflow.active_run() is not None,
+        )
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run("FAILED")
+            raise
+        mlflow.end_run("FINISHED")
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    items = {k: _param_value(v) for k, v in params.items()}
+    keys = list(items)
+    for i in range(0, len(keys), 100):  # MLflow takes at most 100 params per batch
+        mlflow.log_params({k: items[k] for k in keys[i : i + 100]})
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return str(value)[:MAX_PARAM_CHARS]
+
+
+def log_dataset(dataset, features, targets=None, context: str = "training") -> None:
+    """Log a dataset input (mlflow.data) whose digest is the manifest's content hash."""
+    import mlflow
+
+    with warnings.catch_warnings():
+        # a local path matches MLflow's two local-artifact source types, both the same class
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        data = mlflow.data.from_numpy(
+            features=features,
+            targets=targets,
+            source=str(dataset.path),
+            name=dataset.name,
+            digest=dataset.sha256[:DIGEST_CHARS],
+        )
+    try:
+        mlflow.log_input(data, context=context)
+    except mlflow.exceptions.MlflowException:
+        # sibling runs started at once (make -j2) both insert the task's dataset row and one
+        # violates the unique constraint; a second try finds the row (a real error raises again)
+        time.sleep(0.5)
+        mlflow.log_input(data, context=context)
+
+
+def epoch_logger():
+    """A Keras callback logging each epoch's metrics to the active run (step = epoch)."""
+    import keras
+    import mlflow
+
+    def log_epoch(epoch: int, logs: dict | None) -> None:
+        if logs:
+            mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)

@@ -1,0 +1,21 @@
+"""One experiment of params.yaml as `make train-<experiment>` runs it: trained in one MLflow run,
+then, when it registers a model, put through the promotion gate (champion only if blessed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pipeline.training import registry
+from pipeline.training.run import Outcome, RunOptions, run
+
+
+def train(name: str, overrides: list[str] | None = None, options: RunOptions | None = None) -> Outcome:
+    outcome = run(name, overrides, options)
+    if outcome.model_version is None:
+        return outcome
+    decision = registry.apply_gate(outcome)
+    print(
+        f"{outcome.plan.register_as} v{outcome.model_version}: {decision['gate.decision']} "
+        f"({decision['gate.reason']})"
+    )
+    return dataclasses.replace(outcome, decision=decision)

@@ -1,0 +1,374 @@
+"""`sweep <experiment>`: a Ray Tune search over the experiment's `search:` block in params.yaml.
+
+A trial is a normal run of the experiment with the sampled values as `--set` overrides, trained by
+the shared core (pipeline/training/run.py) with one Keras callback more: it reports every epoch's metrics to
+Tune, so the ASHA scheduler can stop bad trials early. MLflow gets one parent run
+`sweep-<experiment>` (the search space, the best trial's config as params `best.<key>`, the best
+value as metric `best_<metric>`, the trial counts) and one nested run per trial (tag
+`mlflow.parentRunId`; params and per-epoch metrics like any run). Trials register no model and
+leave the champion alone; a trial ASHA stopped ends FINISHED with tag `sweep.stopped_early=true`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+
+from pipeline import config, layout
+from pipeline.config import PARAMS_FILE, SearchParams
+from pipeline.errors import PipelineError, UserError
+from pipeline.training import tracking
+from pipeline.workflows import scaleout
+
+
+def run_name(experiment: str) -> str:
+    return f"sweep-{experiment}"
+
+
+def override(key: str, value) -> str:
+    """`key=value` as `--set` reads it (the value as YAML flow: numbers, strings, lists)."""
+    return f"{key}={json.dumps(value, default=lambda v: v.item())}"
+
+
+def samples(spec: dict) -> list:
+    """Values that stand for a sampler when the keys are checked (its choices, or its bounds)."""
+    ((sampler, args),) = spec.items()
+    return list(args)
+
+
+def tune_space(space: dict) -> dict:
+    from ray import tune
+
+    make = {
+        "grid": tune.grid_search,
+        "choice": tune.choice,
+        "uniform": lambda a: tune.uniform(*a),
+        "loguniform": lambda a: tune.loguniform(*a),
+        "randint": lambda a: tune.randint(a[0], a[1] + 1),  # both bounds included, like the others
+    }
+    return {key: make[sampler](args) for key, spec in space.items() for sampler, args in spec.items()}
+
+
+def check(params: dict, name: str, search: SearchParams, overrides: list[str]):
+    """Every key of the space, at every value it can take (choices, bounds), before any trial.
+
+    Returns (plan, the most epochs a trial runs, the search's mode: max or min)."""
+    from pipeline.training.plan import make_plan
+
+    where = f"experiments.{name}.search"
+    plan = make_plan(params, name, overrides)
+    if plan.family.kind != "keras":
+        raise UserError(
+            f"{PARAMS_FILE}: {where}: family '{plan.exp.family}' is not a Keras model; "
+            "sweeps need per-epoch metrics"
+        )
+    metrics = plan.objective.epoch_metrics()
+    if search.metric not in metrics:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.metric '{search.metric}' is not logged per epoch"
+            f"{config.suggest(search.metric, metrics)}; choose one of {', '.join(sorted(metrics))}"
+        )
+    mode = plan.objective.direction(search.metric)
+    if search.mode is not None and search.mode != mode:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.mode: {search.mode} contradicts {search.metric}, which is better "
+            f"when {'higher' if mode == 'max' else 'lower'} (drop the key: the objective knows)"
+        )
+    for key, spec in search.space.items():
+        for value in samples(spec):
+            try:
+                make_plan(params, name, [*overrides, override(key, value)])
+            except UserError as exc:
+                reason = str(exc).removeprefix(f"{PARAMS_FILE}: ")
+                raise UserError(f"{PARAMS_FILE}: {where}.space.{key} = {value!r}: {reason}") from None
+    epochs = plan.train.epochs + getattr(plan.train, "fine_tune_epochs", 0)
+    if "train.epochs" in search.space:
+        epochs = max(int(v) for v in samples(search.space["train.epochs"]))
+    if search.scheduler == "asha" and search.grace_period > epochs:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.grace_period = {search.grace_period} exceeds the "
+            f"{epochs} epochs a trial runs"
+        )
+    return plan, epochs, mode
+
+
+def reporter(metric: str):
+    """A Keras callback: each epoch's logs to Tune; stops training when Tune stops the trial.
+
+    The last epoch is reported once the run has ended (`flush`): Tune ends a trial's worker soon
+    after it stops the trial, and a trial that trained to the end must still be evaluated.
+    """
+    import keras
+    import mlflow
+    from ray import tune
+
+    class ReportToTune(keras.callbacks.Callback):
+        stopped = False
+        pending: dict | None = None
+
+        def report(self, logs: dict) -> bool:
+            try:
+                tune.report(logs)
+                return True
+            except SystemExit:  # how Tune ends a trial it stops (ASHA)
+                return False
+
+        def stop(self) -> None:
+            self.stopped = True
+            self.model.stop_training = True
+            mlflow.set_tag("sweep.stopped_early", "true")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.stopped:  # a family's second fit phase (fine-tuning) does not start
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            if metric not in logs:
+                raise UserError(f"search.metric '{metric}' is not logged (epoch logs: {', '.join(logs)})")
+            logs["epoch"] = epoch + 1
+            if self.pending is not None:  # the first phase's last epoch, when a second phase follows
+                held, self.pending = self.pending, None
+                if not self.report(held):
+                    return self.stop()
+            if epoch + 1 >= self.params.get("epochs", 0):
+                self.pending = logs
+            elif not self.report(logs):
+                self.stop()
+
+        def flush(self) -> None:
+            if self.pending is not None:
+                held, self.pending = self.pending, None
+                self.report(held)
+
+    return ReportToTune()
+
+
+def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, cpus, quiet) -> None:
+    """One trial in a Ray worker: a normal run of the experiment with the sampled overrides."""
+    scaleout.enter_worker(env, cpus)
+    from ray import tune
+
+    from pipeline.training.run import RunOptions, run
+
+    trial_id = tune.get_context().get_trial_id()
+    changes = [*overrides, *(override(k, v) for k, v in config_.items())]
+    tags = {"mlflow.parentRunId": parent_run_id, "sweep.trial_id": trial_id, "sweep.stopped_early": "false"}
+    callback = reporter(metric)
+    options = RunOptions(
+        run_name=f"{experiment}-trial-{trial_id.rsplit('_', 1)[-1]}",
+        tags=tags,
+        log_outputs=False,  # no registered model, no gate, no published files
+        resume=False,  # nothing resumed or left to resume: two trials may share a config
+        verbose=0 if quiet else None,
+        callbacks=(callback,),
+    )
+    run(experiment, changes, options)
+    callback.flush()  # the last epoch, now that the run has ended
+
+
+def finish_trial_runs(
+    parent_run_id: str, experiment_id: str, errored: set[str], interrupted: bool = False
+) -> dict[str, int]:
+    """Trial runs still RUNNING (their worker ended with the trial) end FINISHED or FAILED.
+
+    `interrupted`: the sweep itself stopped (Ctrl-C, an error): they end KILLED.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    children = client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
+    )
+    counts = {"trials": len(children), "trials_stopped_early": 0, "trials_failed": 0}
+    for child in children:
+        status = child.info.status
+        stopped_early = child.data.tags.get("sweep.stopped_early") == "true"
+        if status == "RUNNING":
+            if interrupted:
+                status = "KILLED"
+            elif child.data.tags.get("sweep.trial_id") in errored:
+                status = "FAILED"
+            else:  # Tune stopped it (ASHA) while it was between epochs
+                status, stopped_early = "FINISHED", True
+                client.set_tag(child.info.run_id, "sweep.stopped_early", "true")
+            client.set_terminated(child.info.run_id, status)
+        counts["trials_stopped_early"] += stopped_early
+        counts["trials_failed"] += status != "FINISHED"
+    return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOutcome:
+    parent_run_id: str
+    best_config: dict
+    best_value: float
+    trials: int
+    failed: int
+
+
+def resolve_search(params, experiment, num_samples, max_concurrent, overrides, cpus_per_trial):
+    """The experiment's search: block with the command line's overrides, checked."""
+    exp = config.resolve_experiment(params, experiment, overrides)
+    if exp.search is None:
+        raise UserError(f"{PARAMS_FILE}: experiments.{experiment} has no search: block to sweep over")
+    changes = {"num_samples": num_samples, "max_concurrent": max_concurrent}
+    search = dataclasses.replace(exp.search, **{k: v for k, v in changes.items() if v is not None})
+    for key in ("num_samples", "max_concurrent"):
+        if getattr(search, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')} {getattr(search, key)}: must be >= 1")
+    if cpus_per_trial < 1:
+        raise UserError(f"--cpus-per-trial {cpus_per_trial}: must be >= 1")
+    return exp, search
+
+
+def log_search(search: SearchParams, mode: str, experiment: str, overrides: list[str], cpus: int) -> None:
+    fields = dataclasses.fields(search)
+    tracking.log_params(
+        {
+            **{f"search.space.{k}": json.dumps(v) for k, v in search.space.items()},
+            **{f"search.{f.name}": getattr(search, f.name) for f in fields if f.name != "space"},
+            "search.mode": mode,
+            "experiment": experiment,
+            "overrides": overrides,
+            "cpus_per_trial": cpus,
+        }
+    )
+
+
+def make_tuner(
+    search: SearchParams, mode: str, max_epochs: int, trainable, name: str, cpus: int, quiet: bool
+):
+    from ray import tune
+
+    scheduler = None
+    if search.scheduler == "asha":
+        scheduler = tune.schedulers.ASHAScheduler(
+            time_attr="training_iteration", max_t=max_epochs, grace_period=search.grace_period
+        )
+    return tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cpus}),
+        param_space=tune_space(search.space),
+        tune_config=tune.TuneConfig(
+            metric=search.metric,
+            mode=mode,
+            num_samples=search.num_samples,
+            max_concurrent_trials=search.max_concurrent,
+            scheduler=scheduler,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(config.project_root() / layout.RAY_RESULTS),
+            verbose=0 if quiet else 1,
+        ),
+    )
+
+
+def record_best(results, search: SearchParams, mode: str, experiment: str):
+    """The best trial on the parent run: `best.<key>` params, `best_<metric>`, trials.csv."""
+    import mlflow
+
+    good = [r for r in results if r.error is None and search.metric in (r.metrics or {})]
+    if not good:
+        first = next((r.error for r in results if r.error is not None), None)
+        reason = scaleout.one_line(first) if first else f"no trial reported {search.metric}"
+        raise PipelineError(f"sweep {experiment}: every trial failed ({reason})")
+    best = results.get_best_result(search.metric, mode, scope="all")
+    frame = best.metrics_dataframe[search.metric]
+    best_value = float(frame.max() if mode == "max" else frame.min())
+    tracking.log_params({f"best.{k}": v for k, v in best.config.items()})
+    mlflow.log_metric(f"best_{search.metric}", best_value)
+    mlflow.set_tag("best_trial_id", best.metrics.get("trial_id", ""))
+    mlflow.log_text(results.get_dataframe().to_csv(index=False), "trials.csv")
+    return best, best_value, good
+
+
+def fit_trials(tuner, parent_id: str, experiment_id: str):
+    """Tune's results; every trial run closed (KILLED when the sweep itself is interrupted)."""
+    import mlflow
+
+    results = None
+    try:
+        results = tuner.fit()
+    finally:
+        if results is None:  # interrupted: no trial run stays RUNNING
+            finish_trial_runs(parent_id, experiment_id, set(), interrupted=True)
+    # a trial that raised ended its run FAILED itself; one whose worker died left it RUNNING
+    errors = {(r.metrics or {}).get("trial_id") for r in results if r.error is not None} - {None}
+    counts = finish_trial_runs(parent_id, experiment_id, errors)
+    mlflow.log_metrics({k: float(v) for k, v in counts.items()})
+    return results, counts
+
+
+def run(
+    experiment: str,
+    num_samples: int | None = None,
+    max_concurrent: int | None = None,
+    overrides: list[str] | None = None,
+    cpus_per_trial: int = 1,
+    quiet: bool = False,
+) -> SweepOutcome:
+    overrides = list(overrides or [])
+    params = config.load_params()
+    exp, search = resolve_search(params, experiment, num_samples, max_concurrent, overrides, cpus_per_trial)
+    from pipeline import data
+
+    data.prepare(exp.dataset, params)
+    plan, max_epochs, mode = check(params, experiment, search, overrides)
+    tracking.init_store([exp.task])
+    experiment_id = tracking.get_or_create_experiment(exp.task)
+
+    from ray import tune
+
+    tags = {"git_commit": tracking.git_commit(), "kind": "sweep", "model_family": exp.family}
+    description = f"Ray Tune sweep of {experiment} over {', '.join(search.space)}: {search.metric} ({mode})."
+    started = time.perf_counter()
+    with tracking.start_run(exp.task, run_name(experiment), tags, description) as parent:
+        parent_id = parent.info.run_id
+        log_search(search, mode, experiment, overrides, cpus_per_trial)
+        trainable = tune.with_parameters(
+            trial,
+            experiment=experiment,
+            overrides=overrides,
+            metric=search.metric,
+            parent_run_id=parent_id,
+            env=scaleout.worker_env(),
+            cpus=cpus_per_trial,
+            quiet=quiet,
+        )
+        name = f"{run_name(experiment)}-{parent_id[:8]}"
+        tuner = make_tuner(search, mode, max_epochs, trainable, name, cpus_per_trial, quiet)
+        started_ray = scaleout.init()
+        try:
+            results, counts = fit_trials(tuner, parent_id, experiment_id)
+        finally:
+            if started_ray:
+                scaleout.shutdown()
+        best, best_value, good = record_best(results, search, mode, experiment)
+    seconds = time.perf_counter() - started
+    print(
+        f"sweep {experiment}: best {search.metric} {best_value:.4f} with "
+        f"{', '.join(f'{k}={v}' for k, v in best.config.items())} · {counts['trials']} trials "
+        f"({counts['trials_stopped_early']} stopped early, {counts['trials_failed']} failed) · "
+        f"{seconds:.1f} s · parent run {parent_id} in '{exp.task}' at {tracking.tracking_uri()}"
+    )
+    return finish(
+        experiment, results, good, counts, SweepOutcome(parent_id, dict(best.config), best_value, 0, 0)
+    )
+
+
+def finish(experiment: str, results, good: list, counts: dict, outcome: SweepOutcome) -> SweepOutcome:
+    """Failed trials named on stderr; the sweep fails when any trial did, or the best is not finite."""
+    for r in results:
+        if r.error is not None:
+            print(f"error: sweep {experiment}: trial failed: {scaleout.one_line(r.error)}", file=sys.stderr)
+    failed = max(counts["trials_failed"], len(results) - len(good))
+    outcome = dataclasses.replace(outcome, trials=counts["trials"], failed=failed)
+    if failed:
+        raise PipelineError(f"sweep {experiment}: {failed} of {len(results)} trials failed")
+    if not math.isfinite(outcome.best_value):
+        raise PipelineError(f"sweep {experiment}: best value is {outcome.best_value}")
+    return outcome

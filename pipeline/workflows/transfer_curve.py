@@ -1,0 +1,207 @@
+"""The transfer learning curve: test accuracy vs labelled examples per class, scratch vs transfer.
+
+Each experiment of `transfer_curve.experiments` (params.yaml) is trained at each
+`labels_per_class`, with `seeds` seeds each (the seed picks the labelled examples and the initial
+weights), as nested MLflow runs under one parent run. The parent logs a table and a plot of
+mean ± std test accuracy; both are also written to reports/transfer-curve/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import atomic, config
+from pipeline.config import PARAMS_FILE, parse_section
+from pipeline.errors import UserError
+from pipeline.objectives import few_shot
+from pipeline.training import tracking
+
+REPORT_DIR = "reports/transfer-curve"
+RUN_NAME = "transfer-curve"
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveParams:
+    """The `transfer_curve:` section."""
+
+    experiments: tuple[str, ...]
+    labels_per_class: tuple[int | None, ...]  # null: every training example
+    seeds: int
+
+
+def load_curve_params(params: dict, sizes: list[int | None] | None, seeds: int | None) -> CurveParams:
+    section = dict(params.get("transfer_curve") or {})
+    if not section:
+        raise UserError(f"{PARAMS_FILE}: section 'transfer_curve' is missing")
+    if sizes is not None:
+        section["labels_per_class"] = sizes
+    if seeds is not None:
+        section["seeds"] = seeds
+    curve = parse_section(CurveParams, section, "transfer_curve")
+    if not curve.experiments or not curve.labels_per_class or curve.seeds < 1:
+        raise UserError(f"{PARAMS_FILE}: transfer_curve needs experiments, labels_per_class and seeds >= 1")
+    if any(n is not None and n < 1 for n in curve.labels_per_class):
+        raise UserError(f"transfer_curve.labels_per_class {list(curve.labels_per_class)}: sizes must be >= 1")
+    return curve
+
+
+def label(n: int | None) -> str:
+    return "all" if n is None else str(n)
+
+
+def plan_runs(
+    params: dict, curve: CurveParams, overrides: list[str]
+) -> list[tuple[str, int | None, int, list]]:
+    """Every (experiment, size, seed, overrides), all validated before the first run starts."""
+    from pipeline import data
+    from pipeline.training.plan import make_plan
+
+    runs = []
+    for name in curve.experiments:
+        base_plan = make_plan(params, name, overrides)
+        if base_plan.objective is not few_shot.OBJECTIVE:
+            raise UserError(f"transfer_curve: experiment '{name}' has no objective.labels_per_class")
+        base_seed = base_plan.train.seed
+        for n in curve.labels_per_class:
+            changes = [*overrides, f"objective.labels_per_class={'null' if n is None else n}"]
+            plan = make_plan(params, name, changes)
+            dataset = data.load(plan.exp.dataset, params)
+            _, spec = plan.objective.prepare(dataset, plan.train, plan.objective_params)  # enough labels?
+            runs += [
+                (name, n, seed, [*changes, f"train.seed={seed}"])
+                for seed in range(base_seed, base_seed + curve.seeds)
+            ]
+        plan.family.check(plan.model, spec)  # e.g. the hub module loads and accepts the images
+    return runs
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """Mean ± std of test accuracy per experiment and size, in the curve's order."""
+    rows = []
+    keys = list(dict.fromkeys((r["experiment"], r["labels_per_class"]) for r in results))
+    for experiment, n in keys:
+        accs = [
+            r["test_accuracy"] for r in results if (r["experiment"], r["labels_per_class"]) == (experiment, n)
+        ]
+        rows.append(
+            {
+                "experiment": experiment,
+                "labels_per_class": label(n),
+                "mean": float(np.mean(accs)),
+                "std": float(np.std(accs)),
+                "runs": len(accs),
+            }
+        )
+    return rows
+
+
+def table_csv(rows: list[dict]) -> str:
+    lines = ["experiment,labels_per_class,mean_test_accuracy,std_test_accuracy,runs"]
+    lines += [
+        f"{r['experiment']},{r['labels_per_class']},{r['mean']:.4f},{r['std']:.4f},{r['runs']}" for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def table_markdown(rows: list[dict]) -> str:
+    """Sizes as rows, experiments as columns: mean ± std test accuracy."""
+    experiments = list(dict.fromkeys(r["experiment"] for r in rows))
+    sizes = list(dict.fromkeys(r["labels_per_class"] for r in rows))
+    cell = {(r["experiment"], r["labels_per_class"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in rows}
+    lines = ["| labels per class | " + " | ".join(experiments) + " |", "|---" * (len(experiments) + 1) + "|"]
+    lines += [f"| {n} | " + " | ".join(cell.get((e, n), "") for e in experiments) + " |" for n in sizes]
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows: list[dict]):
+    from pipeline import plots
+
+    sizes = list(dict.fromkeys(r["labels_per_class"] for r in rows))
+    fig, ax = plots.plt.subplots(figsize=(6.5, 4))
+    for experiment in dict.fromkeys(r["experiment"] for r in rows):
+        mine = [r for r in rows if r["experiment"] == experiment]
+        x = [sizes.index(r["labels_per_class"]) for r in mine]
+        ax.errorbar(
+            x,
+            [r["mean"] for r in mine],
+            yerr=[r["std"] for r in mine],
+            marker="o",
+            capsize=3,
+            label=experiment,
+        )
+    ax.set(
+        xticks=range(len(sizes)),
+        xticklabels=sizes,
+        xlabel="labelled training examples per class",
+        ylabel="test accuracy (mean ± std over seeds)",
+        title="Transfer learning curve",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def record(rows: list[dict]) -> Path:
+    """The curve's table and plot on the parent run and in reports/transfer-curve/."""
+    import mlflow
+
+    for r in rows:
+        mlflow.log_metric(f"test_accuracy_mean.{r['experiment']}.{r['labels_per_class']}", r["mean"])
+    csv, markdown, fig = table_csv(rows), table_markdown(rows), figure(rows)
+    mlflow.log_text(csv, "transfer_curve.csv")
+    mlflow.log_text(markdown, "transfer_curve.md")
+    mlflow.log_figure(fig, "transfer_curve.png")
+    out = config.project_root() / REPORT_DIR
+    atomic.write_text(out / "transfer_curve.csv", csv)
+    atomic.write_text(out / "transfer_curve.md", markdown)
+    with atomic.atomic_open(out / "transfer_curve.png") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    return out
+
+
+def run(
+    sizes: list[int | None] | None = None,
+    seeds: int | None = None,
+    overrides: list[str] | None = None,
+    verbose: int | str | None = None,
+) -> list[dict]:
+    """Train the whole curve under one parent MLflow run; returns the summary rows."""
+    from pipeline.training.run import RunOptions
+    from pipeline.training.run import run as train
+
+    params = config.load_params()
+    curve = load_curve_params(params, sizes, seeds)
+    overrides = list(overrides or [])
+    runs = plan_runs(params, curve, overrides)
+    task = config.resolve_experiment(params, curve.experiments[0]).task
+    tags = {"git_commit": tracking.git_commit(), "kind": "learning-curve"}
+    description = f"Test accuracy vs labels per class for {', '.join(curve.experiments)} (nested runs)."
+    results = []
+    with tracking.start_run(task, RUN_NAME, tags, description) as parent:
+        tracking.log_params(
+            {
+                "experiments": list(curve.experiments),
+                "labels_per_class": [label(n) for n in curve.labels_per_class],
+                "seeds": curve.seeds,
+                "overrides": overrides,
+            }
+        )
+        for i, (name, n, seed, changes) in enumerate(runs, start=1):
+            print(f"[{i}/{len(runs)}] {name} labels_per_class={label(n)} seed={seed}")
+            options = RunOptions(
+                run_name=f"{name} n={label(n)} seed={seed}", log_outputs=False, verbose=verbose
+            )
+            accuracy = train(name, changes, options).metrics["test_accuracy"]
+            results.append(
+                {"experiment": name, "labels_per_class": n, "seed": seed, "test_accuracy": accuracy}
+            )
+        rows = summarise(results)
+        out = record(rows)
+        parent_id = parent.info.run_id
+    print(table_markdown(rows))
+    print(f"transfer-curve: {len(runs)} runs under parent run {parent_id} · table and plot in {out}")
+    return rows

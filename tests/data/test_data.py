@@ -1,0 +1,237 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import atomic, data
+from pipeline.errors import UserError
+from tests.conftest import edit_params
+
+
+def make_image_folder(root, classes=("a", "b"), per_class=6, size=(8, 8)):
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, size=size, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / c / f"{i}.png")
+    return root
+
+
+def use_dataset(project, name, entry):
+    edit_params(project, lambda p: p["data"].__setitem__(name, entry))
+
+
+IMAGES = {
+    "source": "image-folder",
+    "path": "data/raw/imgs",
+    "image_size": [8, 8],
+    "color_mode": "grayscale",
+    "val_fraction": 0.2,
+    "test_fraction": 0.3,
+    "seed": 1,
+}
+
+
+def test_digits_split_is_deterministic_stratified_and_hashed(project, tmp_path_factory, monkeypatch):
+    manifest, written = data.prepare("digits")
+    assert written
+    assert manifest["shapes"]["x_train"][1:] == [8, 8, 1]
+    total = sum(manifest["shapes"][f"y_{s}"][0] for s in data.SPLITS)
+    assert total == 1797
+    # stratified: every class appears in every split in roughly the same proportion
+    for split in data.SPLITS:
+        counts = manifest["class_counts"][split]
+        assert len(counts) == 10 and max(counts.values()) - min(counts.values()) <= 0.12 * sum(
+            counts.values()
+        )
+    # same params in another folder -> the very same arrays (hash)
+    other = tmp_path_factory.mktemp("other")
+    (other / "params.yaml").write_text((project / "params.yaml").read_text())
+    monkeypatch.setenv("PIPELINE_ROOT", str(other))
+    again, _ = data.prepare("digits")
+    assert again["sha256"] == manifest["sha256"]
+    # a different seed -> a different split
+    edit_params(other, lambda p: p["data"]["digits"].__setitem__("seed", 7))
+    reseeded, _ = data.prepare("digits")
+    assert reseeded["sha256"] != manifest["sha256"]
+
+
+def test_loaded_arrays_match_the_manifest_and_splits_do_not_overlap(project):
+    ds = data.load("digits")
+    assert data.content_hash(ds.arrays) == ds.sha256
+    rows = {s: {x.tobytes() for x in ds.xy(s)[0]} for s in data.SPLITS}
+    # digits has a few duplicate images; the splits share at most those
+    assert len(rows["train"] & rows["test"]) <= 3
+    assert ds.arrays["x_train"].min() >= 0 and ds.arrays["x_train"].max() <= 1
+
+
+def test_content_hash_is_stable_and_sensitive():
+    a = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "y": np.array([0, 1])}
+    assert data.content_hash(a) == data.content_hash({k: v.copy() for k, v in a.items()})
+    changed = {**a, "y": np.array([1, 0])}
+    assert data.content_hash(changed) != data.content_hash(a)
+    assert data.content_hash({**a, "x": a["x"].astype(np.float64)}) != data.content_hash(a)
+
+
+def test_unchanged_inputs_are_skipped(project):
+    first, written = data.prepare("digits")
+    mtime = (data.processed_dir("digits") / "manifest.json").stat().st_mtime_ns
+    second, written_again = data.prepare("digits")
+    assert written and not written_again
+    assert (data.processed_dir("digits") / "manifest.json").stat().st_mtime_ns == mtime
+    assert second == first
+
+
+def test_interrupted_write_leaves_the_previous_version(project, monkeypatch):
+    old, _ = data.prepare("digits")
+    edit_params(project, lambda p: p["data"]["digits"].__setitem__("seed", 3))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(atomic, "write_text", crash)  # arrays written, manifest not yet
+    with pytest.raises(KeyboardInterrupt):
+        data.prepare("digits")
+    out = data.processed_dir("digits")
+    assert json.loads((out / "manifest.json").read_text())["sha256"] == old["sha256"]
+    assert (out / old["arrays"]).exists()
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.undo()
+    monkeypatch.setenv("PIPELINE_ROOT", str(project))
+    assert data.load("digits").manifest["params"]["seed"] == 3  # the next run completes cleanly
+
+
+def test_co2_series_split_is_chronological_without_gaps(project):
+    ds = data.load("co2")
+    assert ds.kind == "series" and ds.manifest["filled_gaps"] == 59
+    dates = [ds.arrays[f"dates_{s}"] for s in data.SPLITS]
+    assert dates[0][-1] < dates[1][0] and dates[1][-1] < dates[2][0]
+    assert sum(len(d) for d in dates) == 2284
+    assert not any(np.isnan(ds.arrays[f"values_{s}"]).any() for s in data.SPLITS)
+
+
+def test_image_folder_source(project):
+    make_image_folder(project / "data/raw/imgs", classes=("cat", "dog", "eel"))
+    use_dataset(project, "imgs", {**IMAGES, "image_size": [6, 5], "color_mode": "rgb"})
+    ds = data.load("imgs")
+    assert ds.class_names == ["cat", "dog", "eel"]
+    assert ds.arrays["x_train"].shape[1:] == (6, 5, 3)
+    assert sum(len(ds.xy(s)[1]) for s in data.SPLITS) == 18
+
+
+def test_csv_table_source(project):
+    rows = ["f1,f2,label"] + [f"{i},{i * 2},{'yes' if i % 2 else 'no'}" for i in range(20)]
+    (project / "t.csv").write_text("\n".join(rows) + "\n")
+    use_dataset(
+        project,
+        "t",
+        {
+            "source": "csv-table",
+            "path": "t.csv",
+            "target": "label",
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+            "seed": 0,
+        },
+    )
+    ds = data.load("t")
+    assert ds.kind == "table" and ds.class_names == ["no", "yes"] and ds.arrays["x_train"].shape[1] == 2
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda root: None, r"image folder 'data/raw/imgs' does not exist"),
+        (
+            lambda root: (
+                make_image_folder(root / "data/raw/imgs"),
+                (root / "data/raw/imgs/b/bad.png").write_bytes(b"\x89PNG garbage"),
+            ),
+            r"data/raw/imgs/b/bad.png: not an image",
+        ),
+        (
+            lambda root: (
+                make_image_folder(root / "data/raw/imgs"),
+                (root / "data/raw/imgs/a/notes.txt").write_text("hello"),
+            ),
+            r"data/raw/imgs/a/notes.txt: not an image",
+        ),
+        (
+            lambda root: (make_image_folder(root / "data/raw/imgs"), (root / "data/raw/imgs/empty").mkdir()),
+            r"data/raw/imgs/empty: class folder 'empty' has no images",
+        ),
+    ],
+    ids=["missing-folder", "corrupt-image", "non-image-file", "empty-class"],
+)
+def test_bad_image_folders(project, setup, message):
+    setup(project)
+    use_dataset(project, "imgs", IMAGES)
+    with pytest.raises(UserError, match=message):
+        data.prepare("imgs")
+    assert not (project / "data" / "processed").exists()
+
+
+def test_truncated_image_is_reported(project):
+    folder = make_image_folder(project / "data/raw/imgs")
+    good = (folder / "a" / "0.png").read_bytes()
+    (folder / "a" / "0.png").write_bytes(good[: len(good) // 2])
+    use_dataset(project, "imgs", IMAGES)
+    with pytest.raises(UserError, match=r"a/0.png: (corrupt image|not an image)"):
+        data.prepare("imgs")
+
+
+def test_csv_with_non_numeric_value(project):
+    (project / "t.csv").write_text("f1,f2,label\n1,2,a\n3,abc,b\n")
+    use_dataset(
+        project,
+        "t",
+        {
+            "source": "csv-table",
+            "path": "t.csv",
+            "target": "label",
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+            "seed": 0,
+        },
+    )
+    with pytest.raises(UserError, match=r"t.csv: column 'f2' line 3 has non-numeric value 'abc'"):
+        data.prepare("t")
+    assert not (project / "data" / "processed").exists()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("date,value\n2020-01-01,1\n2020-01-01,2\n2020-01-03,3\n", "duplicate date 2020-01-01"),
+        ("date,value\n2020-01-02,1\n2020-01-01,2\n2020-01-03,3\n", "not in increasing order"),
+        ("date,value\n2020-01-01,1\nnot-a-date,2\n", "line 3 is not a date"),
+        ("date,value\n2020-01-01,1\n2020-01-02,x\n", "column 'value' line 3 has non-numeric value 'x'"),
+    ],
+)
+def test_bad_series_csv(project, body, message):
+    (project / "s.csv").write_text(body)
+    use_dataset(
+        project,
+        "s",
+        {
+            "source": "csv-series",
+            "path": "s.csv",
+            "date_column": "date",
+            "value_column": "value",
+            "val_fraction": 0.1,
+            "test_fraction": 0.2,
+            "fill": "time",
+        },
+    )
+    with pytest.raises(UserError, match=message):
+        data.prepare("s")
+
+
+def test_unknown_source_and_dataset(project):
+    use_dataset(project, "x", {"source": "kaggle"})
+    with pytest.raises(UserError, match="data.x.source 'kaggle' is unknown"):
+        data.prepare("x")
+    with pytest.raises(UserError, match="unknown dataset 'digit'.*did you mean 'digits'"):
+        data.prepare("digit")

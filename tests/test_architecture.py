@@ -1,0 +1,93 @@
+"""The layout's rules, checked on the source (docs/architecture.md): dependencies point one way,
+functions stay short, one owner per path, and the generated params schema is current."""
+
+import ast
+import json
+import re
+
+import pytest
+import yaml
+
+from pipeline import layout
+from pipeline.tools import stages
+from tests.conftest import REPO
+
+PACKAGE = REPO / "pipeline"
+SHARED = {"config", "errors", "atomic", "plots", "layout", "specs"}
+ENTRY = {"cli", "__main__"}  # `python -m pipeline`
+# layer → the layers it must never import (a layer may import any layer below it)
+ORDER = ["shared", "data", "objectives", "models", "training", "workflows", "tools", "cli"]
+FORBIDDEN = {
+    "shared": {"data", "objectives", "models", "training", "workflows", "tools", "cli"},
+    "data": {"objectives", "models", "training", "workflows", "tools", "cli"},
+    "objectives": {"models", "training", "workflows", "tools", "cli"},
+    "models": {"objectives", "training", "workflows", "tools", "cli"},
+    "training": {"workflows", "tools", "cli"},
+    "workflows": {"tools", "cli"},
+    "tools": {"cli"},
+    "cli": set(),
+}
+
+
+def layer_of(module: str) -> str:
+    """pipeline.models.cnn → models; pipeline.config → shared."""
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] in SHARED:
+        return "shared"
+    return "cli" if parts[1] in ENTRY else parts[1]
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(REPO)
+        name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        yield name, relative
+
+
+@pytest.mark.parametrize("module, path", list(modules()), ids=lambda v: str(v))
+def test_dependencies_point_one_way(module, path):
+    mine = layer_of(module)
+    wrong = sorted(m for m in stages.imported_modules(path) if layer_of(m) in FORBIDDEN[mine])
+    assert not wrong, f"{path} ({mine}) imports {wrong}: see docs/architecture.md"
+
+
+def test_every_layer_is_known():
+    assert {layer_of(m) for m, _ in modules()} <= set(ORDER)
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = []
+    for _, path in modules():
+        for node in ast.walk(ast.parse((REPO / path).read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
+
+
+def test_no_hasattr_probes_on_families_or_objectives():
+    for _, path in modules():
+        text = (REPO / path).read_text()
+        assert not re.search(r"hasattr\((plan\.)?(family|objective)\b", text), path
+
+
+def test_the_makefile_and_the_layout_agree_on_the_store_stamp():
+    makefile = (REPO / "Makefile").read_text()
+    (value,) = re.findall(r"^STORE_STAMP := (\S+)$", makefile, flags=re.M)
+    assert value == layout.STORE_STAMP
+
+
+def test_the_params_schema_is_current_and_params_yaml_follows_it():
+    import jsonschema
+
+    from pipeline.tools import schema
+
+    committed = (REPO / "params.schema.json").read_text()
+    assert committed == schema.render(), "run `python -m pipeline schema` and commit params.schema.json"
+    rules = json.loads(committed)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    jsonschema.validate(params, rules)
+    params["experiments"]["cnn-same"]["model"]["paddin"] = "same"  # a typo an editor should flag
+    with pytest.raises(jsonschema.ValidationError, match="paddin"):
+        jsonschema.validate(params, rules)

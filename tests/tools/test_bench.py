@@ -1,0 +1,25 @@
+"""The benchmark code runs (tiny sizes); its figures are reported, never asserted."""
+
+from pipeline.tools import bench
+
+
+def test_summary_and_render():
+    assert bench.summary([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    results = {
+        "measured": "now",
+        "machine": {"cores": "2", "cpu": "x", "tensorflow": "t", "keras": "k", "mlflow": "m"},
+        "overhead": {"throughput_ratio": bench.summary([0.9, 1.0])},
+    }
+    assert "| overhead: throughput_ratio | 0.950 | 0.900 | 1.000 | 2 |" in bench.render(results)
+
+
+def test_overhead_data_prep_and_inference_run_in_a_scratch_project(project):
+    store = project / "mlruns" / "mlflow.db"
+    with bench.scratch_project() as folder:
+        assert folder != project
+        over = bench.overhead(repeats=1, epochs=1)
+        assert over["throughput_ratio"]["n"] == 1 and over["bare_samples_per_s"]["median"] > 0
+        prep = bench.data_prep(repeats=1, count=100)
+        assert prep["images"] == 100 and prep["peak_memory_mib"]["median"] > 10
+        assert bench.inference(repeats=1)["images"] == 100
+    assert not folder.exists() and not store.exists()  # nothing written to the user's project

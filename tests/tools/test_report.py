@@ -1,0 +1,72 @@
+import mlflow
+import pandas as pd
+import pytest
+
+from pipeline import cli
+from pipeline.errors import UserError
+from pipeline.tools import report
+
+QUICK = ["--quiet", "--set", "train.limit=150", "--set", "train.epochs=2"]
+
+
+def test_empty_store_gives_a_clear_message(project):
+    with pytest.raises(UserError, match="no finished runs"):
+        report.main(log=False)
+    assert cli.main(["report"]) == 2
+
+
+def test_report_compares_the_latest_runs(project, monkeypatch):
+    for name in ("cnn-same", "cnn-valid", "svc"):
+        assert cli.main(["train", name, *QUICK]) == 0
+    assert cli.main(["train", "svc", "--quiet", "--set", "train.limit=300"]) == 0  # a newer svc run
+    assert report.main() == 0
+
+    out = project / "reports"
+    summary = (out / "summary.md").read_text()
+    assert "## digits-classification" in summary
+    assert summary.count("| svc |") == 1  # only the latest run of each experiment
+    page = (out / "index.html").read_text()
+    assert "cnn-valid" in page and "model.padding" in page  # the param that tells the CNNs apart
+    assert (out / "digits-classification-test_accuracy.png").stat().st_size > 1000
+    assert (out / "digits-classification-learning-curves.png").exists()
+    latest_svc = mlflow.search_runs(
+        experiment_names=["digits-classification"], filter_string="tags.mlflow.runName = 'svc'"
+    )
+    assert f"{latest_svc['metrics.test_accuracy'].max():.4f}".rstrip("0") in summary
+    (logged,) = mlflow.search_runs(experiment_names=["reports"])["run_id"]
+    assert {"report/index.html", "report/summary.md"} <= {
+        a.path for a in mlflow.MlflowClient().list_artifacts(logged, "report")
+    }
+
+
+def test_sibling_runs_share_param_names(project, monkeypatch):
+    assert cli.main(["train", "svc", "--quiet", "--set", "train.limit=200"]) == 0
+    assert cli.main(["train", "mlp", *QUICK]) == 0
+    runs = mlflow.search_runs(experiment_names=["digits-classification"])
+    svc = runs[runs["tags.mlflow.runName"] == "svc"].iloc[0]
+    mlp = runs[runs["tags.mlflow.runName"] == "mlp"].iloc[0]
+    assert svc["params.model.padding"] == "n/a" and mlp["params.model.C"] == "n/a"
+    assert svc["params.model.C"] == "10.0" and mlp["params.model.dropout"] == "0.2"
+    assert pd.isna(svc["params.train.epochs"])  # a baseline without epochs does not claim any
+
+
+def test_runs_are_ranked_only_against_runs_that_solve_the_same_problem():
+    """pretrain (digits 0-4) is near perfect, but the transfer runs classify 5-9: two rankings."""
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "tags.mlflow.runName": ["pretrain", "transfer-feature", "transfer-scratch"],
+            "tags.objective": ["few_shot"] * 3,
+            "tags.problem": ["digits: classes 0-4", "digits: classes 5-9", "digits: classes 5-9"],
+            "metrics.test_accuracy": [1.0, 0.91, 0.90],
+            "metrics.test_loss": [0.001, 0.39, 0.65],
+        }
+    )
+    table, metric, best = report.task_table(runs)
+    assert metric == "test_accuracy"
+    assert best == {"digits: classes 0-4": "pretrain", "digits: classes 5-9": "transfer-feature"}
+    assert list(table["best"]) == ["★", "★", ""] and "problem" in table
+    lower = runs.assign(**{"tags.objective": ["forecasting"] * 3, "metrics.test_rmse": [0.5, 0.4, 0.3]})
+    assert report.best_per_problem(lower, report.objectives.get("forecasting"))["digits: classes 5-9"] == (
+        "transfer-scratch"  # rmse: lower is better, as the forecasting objective says
+    )

@@ -1,0 +1,146 @@
+"""The Makefile spine: generated rules, no-op reruns, and retraining only what changed (make -n/-q)."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import config
+from pipeline.errors import UserError
+from pipeline.tools import stages
+from tests.conftest import REPO, edit_params, make
+
+# every experiment of the repository's params.yaml, and those trained on `digits`
+PARAMS = config.load_params(REPO / "params.yaml")
+EXPERIMENTS = config.experiment_names(PARAMS)
+ON_DIGITS = sorted(n for n in EXPERIMENTS if config.resolve_experiment(PARAMS, n).dataset == "digits")
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+TRANSFER = ["pretrain", "transfer-feature", "transfer-finetune", "transfer-scratch"]
+
+
+@pytest.fixture
+def built(project):
+    """A project whose data is prepared and whose experiments are marked trained (stamps)."""
+    shutil.copytree(REPO / "pipeline", project / "pipeline")
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, project / name)
+    (project / ".venv-ready").touch()  # stands in for the installed .venv
+    stages.write_makefile(".build/pipeline.mk")
+    assert make(project, "data").returncode == 0
+    (project / "mlruns" / ".initialized").touch()
+    # backdate everything, stamps a little less: later edits are newer even on a coarse clock
+    now = time.time()
+    for path in project.rglob("*"):
+        os.utime(path, (now - 100, now - 100))
+    for name in EXPERIMENTS:
+        stamp = project / ".build" / "runs" / f"{name}.done"
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+        os.utime(stamp, (now - 50, now - 50))
+    return project
+
+
+def trainings(root: Path) -> list[str]:
+    """Run `make train-all` (trainings stubbed) and return the experiments it trained."""
+    out = make(root, "train-all")
+    assert out.returncode == 0, out.stderr
+    return [line.split()[1] for line in out.stdout.splitlines() if line.startswith("TRAINED ")]
+
+
+def test_generated_rules_cover_every_experiment(project):
+    text = stages.write_makefile(".build/pipeline.mk").read_text()
+    for name in ("mlp", "cnn-same", "cnn-valid", "svc"):
+        assert f"train-{name}: .build/runs/{name}.done" in text
+        assert f"-m pipeline train {name}" in text
+    assert "data/processed/digits/manifest.json" in text
+
+
+def test_nothing_changed_means_nothing_to_train(built):
+    assert trainings(built) == []
+    assert trainings(built) == []
+
+
+def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
+    (built / "pipeline" / "models" / "svc.py").touch()
+    assert trainings(built) == ["svc"]
+    time.sleep(0.05)  # file times come from a coarse clock: the touch must land after svc's stamp
+    (built / "pipeline" / "training" / "run.py").touch()
+    assert sorted(trainings(built)) == sorted(EXPERIMENTS)
+
+
+def test_an_objective_retrains_the_experiments_it_scores(built):
+    (built / "pipeline" / "objectives" / "forecasting.py").touch()
+    assert sorted(trainings(built)) == ["lstm", "naive", "sarimax", "seasonal-naive"]
+
+
+def test_a_shared_model_helper_retrains_the_families_that_import_it(built):
+    (built / "pipeline" / "models" / "forecast_baselines.py").touch()
+    assert sorted(trainings(built)) == ["naive", "sarimax", "seasonal-naive"]
+
+
+@pytest.mark.parametrize(
+    "module", ["tools/report.py", "tools/bench.py", "tools/predict.py", "tools/ui.py", "cli.py"]
+)
+def test_tools_that_read_the_store_retrain_nothing(built, module):
+    (built / "pipeline" / module).touch()
+    out = make(built, "-n", "train-all")
+    assert out.returncode == 0, out.stderr
+    assert "pipeline train " not in out.stdout, out.stdout
+
+
+def test_runs_with_train_flags_are_not_marked_up_to_date(built):
+    (built / ".build" / "runs" / "mlp.done").unlink()
+    assert make(built, "train-mlp", "TRAIN_FLAGS=--set train.epochs=1").returncode == 0
+    assert not (built / ".build" / "runs" / "mlp.done").exists()
+    assert trainings(built) == ["mlp"]
+    assert (built / ".build" / "runs" / "mlp.done").exists()
+
+
+def test_one_experiments_params_retrain_that_experiment_only(built):
+    edit_params(built, lambda p: p["experiments"]["cnn-valid"]["model"].__setitem__("dropout", 0.5))
+    assert trainings(built) == ["cnn-valid"]
+    assert trainings(built) == []  # and once trained, it is up to date
+
+
+def test_dataset_params_retrain_its_experiments(built):
+    edit_params(built, lambda p: p["data"]["digits"].__setitem__("seed", 5))
+    assert sorted(trainings(built)) == ON_DIGITS
+
+
+def test_unchanged_data_rerun_keeps_experiments_fresh(built):
+    (built / "pipeline" / "data" / "versions.py").touch()  # data code touched, output identical
+    assert trainings(built) == []
+
+
+def test_needs_trains_upstream_first_and_retrains_downstream(built):
+    text = (built / ".build" / "pipeline.mk").read_text()
+    rule = next(line for line in text.splitlines() if line.startswith(".build/runs/transfer-feature.done:"))
+    assert ".build/runs/pretrain.done" in rule
+    (built / "pipeline" / "models" / "pretrain.py").touch()  # a new hub module is published...
+    trained = trainings(built)
+    assert trained[0] == "pretrain" and sorted(trained) == TRANSFER  # ...and every consumer retrains
+    assert trainings(built) == []
+
+
+def test_needs_must_name_other_experiments_without_loops(project):
+    edit_params(project, lambda p: p["experiments"]["mlp"].__setitem__("needs", ["pretrian"]))
+    with pytest.raises(
+        UserError, match="experiments.mlp.needs: 'pretrian' is not another experiment.*pretrain"
+    ):
+        stages.write_makefile(".build/pipeline.mk")
+    edit_params(project, lambda p: p["experiments"]["mlp"].__setitem__("needs", ["svc"]))
+    edit_params(project, lambda p: p["experiments"]["svc"].__setitem__("needs", ["mlp"]))
+    with pytest.raises(UserError, match="loop: (mlp -> svc -> mlp|svc -> mlp -> svc)"):
+        stages.write_makefile(".build/pipeline.mk")
+
+
+def test_transfer_curve_target_trains_pretrain_first(built):
+    (built / ".build" / "runs" / "pretrain.done").unlink()
+    out = make(built, "transfer-curve")
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("TRAINED ") or line == "CURVE"]
+    assert lines == ["TRAINED pretrain", "CURVE"]

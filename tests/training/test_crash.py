@@ -1,0 +1,111 @@
+"""Crash safety: kill -9 mid-fit resumes, and parallel make writes every run exactly once."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+
+from tests.conftest import REPO, train
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+SLOW = ["--quiet", "--set", "train.epochs=8", "--set", "train.patience=100", "--set", "train.batch_size=8"]
+
+
+def start_training(project, *args):
+    env = {
+        **os.environ,
+        "PIPELINE_ROOT": str(project),
+        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "train", "cnn-same", *args],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def last_epoch(client) -> int:
+    """The last epoch any run of the task has logged so far (-1 before the first)."""
+    experiment = client.get_experiment_by_name("digits-classification")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    steps = [m.step for r in runs for m in client.get_metric_history(r.info.run_id, "val_loss")]
+    return max(steps, default=-1)
+
+
+def test_sigkill_mid_fit_resumes_from_the_last_epoch(project):
+    client = mlflow.MlflowClient()
+    process = start_training(project, *SLOW)
+    deadline = time.time() + 240
+    while last_epoch(client) < 2:
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, "no epoch completed within 240 s"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (killed,) = mlflow.search_runs(experiment_names=["digits-classification"], output_format="list")
+    assert killed.info.status == "RUNNING"  # nobody could end it ...
+    assert any((project / ".build" / "backup").iterdir())
+
+    outcome = train("cnn-same", [s for s in SLOW[2::2]])  # ... until the next start
+    assert mlflow.get_run(killed.info.run_id).info.status == "KILLED"
+    resumed = client.get_metric_history(outcome.run_id, "val_loss")
+    steps = [m.step for m in resumed]
+    assert steps[0] >= 2 and steps[-1] == 7  # picked up after the last completed epoch, ended at 8
+    assert mlflow.get_run(outcome.run_id).info.status == "FINISHED"
+    assert not any((project / ".build" / "backup").glob("*/*"))  # the backup is gone once finished
+
+
+def test_parallel_make_records_each_experiment_once(project):
+    import shutil
+
+    shutil.copytree(REPO / "pipeline", project / "pipeline")
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, project / name)
+    (project / ".venv-ready").touch()
+    python = project / "python-real"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    (project / "mlruns").rmdir()  # an empty store: make creates it once, before the parallel runs
+    out = subprocess.run(
+        [
+            "make",
+            "-f",
+            str(REPO / "Makefile"),
+            "-j2",
+            f"PY={python}",
+            "VENV_STAMP=.venv-ready",
+            "train-all",
+            "TRAIN_FLAGS=--quiet --set train.epochs=1 --set train.limit=100",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PIPELINE_ROOT": str(project)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = mlflow.search_runs(experiment_names=["digits-classification"])
+    assert sorted(runs["tags.mlflow.runName"]) == ["cnn-same", "cnn-valid", "mlp", "svc"]
+    assert (runs["status"] == "FINISHED").all()
+
+
+def test_a_torn_backup_falls_back_or_starts_over(project):
+    """kill -9 while the backup was being written: the next run still trains to the end."""
+    from pipeline import config, data
+    from pipeline.training.plan import make_plan
+    from pipeline.training.run import backup_dir
+
+    plan = make_plan(config.load_params(), "mlp", ["train.epochs=2", "train.limit=100"])
+    backup = backup_dir(plan, data.load("digits"))
+    backup.mkdir(parents=True)
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n torn")  # no earlier checkpoint
+    (backup / "training_metadata.json").write_text('{"epoch": 1}')
+    outcome = train("mlp", ["train.epochs=2", "train.limit=100"])
+    assert mlflow.get_run(outcome.run_id).info.status == "FINISHED"
+    assert [m.step for m in mlflow.MlflowClient().get_metric_history(outcome.run_id, "loss")] == [0, 1]

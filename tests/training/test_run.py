@@ -1,0 +1,93 @@
+"""End to end: each experiment trains on a small subset for 1-2 epochs; the run is read back from MLflow."""
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipeline import cli, data
+from pipeline.errors import PipelineError
+from pipeline.training import keras_loop
+from tests.conftest import train
+
+QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
+
+
+def runs_of(task: str):
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(task)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def artifact_names(run_id: str) -> set[str]:
+    return {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+
+
+@pytest.mark.parametrize(
+    "experiment, family", [("mlp", "mlp"), ("cnn-same", "cnn"), ("cnn-valid", "cnn"), ("svc", "svc")]
+)
+def test_experiment_end_to_end(project, experiment, family):
+    assert cli.main(["train", experiment, *QUICK]) == 0
+    (run,) = runs_of("digits-classification")
+    info, run_data = run.info, run.data
+    assert info.status == "FINISHED" and info.run_name == experiment
+    sha = data.read_manifest("digits")["sha256"]
+    assert run_data.tags["model_family"] == family
+    assert run_data.tags["dataset"] == "digits" and run_data.tags["data_hash"] == sha
+    assert run_data.tags["git_commit"]
+    assert run_data.tags["mlflow.note.content"]  # the description shown in the UI
+    assert run_data.params["train.limit"] == "200" and run_data.params["data.train_examples"] == "200"
+    assert run_data.params["train.seed"] == "42" and run_data.params["data.source"] == "sklearn-digits"
+    assert 0.0 <= run_data.metrics["test_accuracy"] <= 1.0 and run_data.metrics["test_loss"] > 0
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == sha[:36] and dataset_input.dataset.name == "digits"
+
+    names = artifact_names(info.run_id)
+    assert {"model_summary.txt", "confusion_matrix.png", "classification_report.txt"} <= names
+    model = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/model")
+    x_test = data.load("digits").arrays["x_test"][:7]
+    proba = np.asarray(model.predict(x_test))
+    assert proba.shape == (7, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)
+
+    if family != "svc":
+        assert {"layer_params.csv", "training_curves.png"} <= names
+        assert run_data.params["model.padding" if family == "cnn" else "model.dropout"]
+        epochs = int(run_data.metrics["epochs_trained"])
+        history = mlflow.MlflowClient().get_metric_history(info.run_id, "val_loss")
+        assert epochs == 2 and [m.step for m in history] == [0, 1]
+        assert {"loss", "accuracy", "val_accuracy"} <= set(run_data.metrics)
+
+
+def test_same_seed_gives_same_metrics(project):
+    for _ in range(2):
+        assert cli.main(["train", "mlp", *QUICK]) == 0
+    first, second = (r.data.metrics for r in runs_of("digits-classification"))
+    assert first["test_loss"] == second["test_loss"] and first["val_loss"] == second["val_loss"]
+    assert cli.main(["train", "mlp", *QUICK, "--set", "train.seed=7"]) == 0
+    third = runs_of("digits-classification")[0].data.metrics
+    assert third["test_loss"] != first["test_loss"]
+
+
+def test_a_run_that_raises_ends_failed(project, monkeypatch):
+    def broken_fit(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(keras_loop, "fit", broken_fit)
+    with pytest.raises(RuntimeError, match="injected"):
+        train("cnn-same", ["train.limit=50"])
+    (run,) = runs_of("digits-classification")
+    assert run.info.status == "FAILED"
+
+
+def test_divergence_fails_the_run_with_a_reason(project):
+    with pytest.raises(PipelineError, match="training diverged"):
+        train("mlp", ["train.limit=200", "train.epochs=3", "train.optimizer=sgd", "train.learning_rate=1e12"])
+    (run,) = runs_of("digits-classification")
+    assert run.info.status == "FAILED"
+
+
+def test_user_errors_start_no_run(project):
+    assert cli.main(["train", "cnn-same", "--set", "model.padding=sane"]) == 2
+    assert cli.main(["train", "cnn-same", "--set", "model.dropuot=0.1"]) == 2
+    assert cli.main(["train", "cnn-valid", "--set", "model.filters=[8,8,8,8]"]) == 2
+    assert all(r.info.status != "RUNNING" for r in runs_of("digits-classification"))
+    assert len(runs_of("digits-classification")) <= 1  # only the shrink error gets as far as a run

@@ -1,0 +1,81 @@
+"""train-all: experiments fanned out as Ray tasks (local Ray, 2 CPUs) log like a sequential run."""
+
+import shutil
+
+import mlflow
+import pytest
+
+from pipeline import cli
+from tests.conftest import REPO, edit_params, make
+
+QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
+
+
+pytestmark = pytest.mark.usefixtures("ray_session")  # one local Ray for the module (conftest)
+
+
+def runs(task: str = "digits-classification"):
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(task)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def cheap(params):
+    """Tiny trainings without --set, so make's stamps are written."""
+    params["defaults"]["train"].update(epochs=1, limit=100)
+
+
+def test_ray_fanout_equals_a_sequential_run(project):
+    assert cli.main(["train-all", "--executor", "ray", "mlp", "svc", *QUICK]) == 0
+    assert cli.main(["train-all", "--executor", "sequential", "mlp", "svc", *QUICK]) == 0
+    found = runs()
+    assert len(found) == 4 and all(r.info.status == "FINISHED" for r in found)
+    by = {(r.data.tags["executor"], r.info.run_name): r.data.metrics for r in found}
+    assert sorted(by) == [("ray", "mlp"), ("ray", "svc"), ("sequential", "mlp"), ("sequential", "svc")]
+    for name in ("mlp", "svc"):
+        assert by["ray", name]["test_loss"] == by["sequential", name]["test_loss"]
+        assert by["ray", name]["test_accuracy"] == by["sequential", name]["test_accuracy"]
+    assert by["ray", "mlp"]["val_loss"] == by["sequential", "mlp"]["val_loss"]
+    assert not (project / ".build" / "runs").exists()  # --set runs are not the params.yaml runs
+
+
+def test_needs_run_first_and_make_finds_them_up_to_date(project):
+    edit_params(project, cheap)
+    edit_params(project, lambda p: p["experiments"]["svc"].update(needs=["mlp"]))
+    # what make's rules depend on (as in test_stages), older than the stamps the run writes
+    shutil.copytree(REPO / "pipeline", project / "pipeline")
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, project / name)
+    (project / ".venv-ready").touch()
+    assert cli.main(["train-all", "--executor", "ray", "--quiet", "svc"]) == 0  # mlp added: svc needs it
+    found = {r.info.run_name: r.info for r in runs()}
+    assert sorted(found) == ["mlp", "svc"] and {i.status for i in found.values()} == {"FINISHED"}
+    assert found["svc"].start_time >= found["mlp"].end_time
+    assert {p.name for p in (project / ".build" / "runs").iterdir()} == {"mlp.done", "svc.done"}
+    result = make(project, "train-mlp", "train-svc", "train-cnn-valid")
+    assert result.returncode == 0, result.stderr
+    assert "TRAINED cnn-valid" in result.stdout and "TRAINED mlp" not in result.stdout
+    assert "TRAINED svc" not in result.stdout
+
+
+def test_a_failing_experiment_is_named_and_its_dependents_skipped(project, capsys):
+    edit_params(project, cheap)
+
+    def diverge(params):
+        params["experiments"]["mlp"]["train"] = {"optimizer": "sgd", "learning_rate": 1e12, "epochs": 3}
+        params["experiments"]["svc"]["needs"] = ["mlp"]
+
+    edit_params(project, diverge)
+    assert cli.main(["train-all", "--executor", "ray", "--quiet", "mlp", "svc", "cnn-valid"]) == 1
+    err = capsys.readouterr().err
+    assert "mlp failed: training diverged" in err and "svc skipped: it needs mlp" in err
+    found = {r.info.run_name: r.info.status for r in runs()}
+    assert found == {"mlp": "FAILED", "cnn-valid": "FINISHED"}  # no run left RUNNING, svc never started
+    assert {p.name for p in (project / ".build" / "runs").iterdir()} == {"cnn-valid.done"}
+
+
+def test_unknown_experiment_is_a_user_error(project, capsys):
+    assert cli.main(["train-all", "--executor", "ray", "mpl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did you mean 'mlp'" in err
+    assert runs() == []
