@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import images
 from pipeline.config import project_root
 from pipeline.errors import UserError
 
@@ -47,19 +48,12 @@ def class_folders(root: Path) -> list[tuple[Path, list[Path]]]:
 
 
 def read_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """One image file as float32 in [0, 1], shaped (height, width, channels); channels 1 or 3."""
-    from PIL import Image, UnidentifiedImageError
-
+    """One image file as float32 in [0, 1], shaped (height, width, channels); channels 1 or 3
+    (the rules in pipeline/images.py, which the served classifier shares)."""
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now, so truncated files fail here
-            img = img.convert("L" if shape[2] == 1 else "RGB")
-            img = img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
-            pixels = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"corrupt image ({exc})"
-        raise UserError(f"{path}: {reason}") from None
-    return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+        return images.decode(path, shape)
+    except images.ImageError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 def read_csv(path: Path):

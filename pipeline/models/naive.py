@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.models import Family, Logged
-from pipeline.models.forecast_baselines import Forecaster, Naive
+from pipeline.models import Family, Logged, forecast_baselines
+from pipeline.models.forecast_baselines import Naive
 from pipeline.specs import ForecastSpec
 
 
@@ -24,5 +24,6 @@ FAMILY = Family(
     params=Params,
     build=build,
     kind="estimator",
-    logged=Logged("pyfunc", wrap=Forecaster),
+    # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
+    logged=Logged("code", code=forecast_baselines, config=Naive.config),
 )

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.errors import UserError
-from pipeline.models import Family, Logged
-from pipeline.models.forecast_baselines import Forecaster, Sarimax
+from pipeline.models import Family, Logged, forecast_baselines
+from pipeline.models.forecast_baselines import Sarimax
 from pipeline.specs import ForecastSpec
 
 
@@ -50,5 +50,6 @@ FAMILY = Family(
     build=build,
     kind="estimator",
     check=check,
-    logged=Logged("pyfunc", wrap=Forecaster),
+    # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
+    logged=Logged("code", code=forecast_baselines, config=Sarimax.config, requirements=("statsmodels",)),
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.errors import UserError
-from pipeline.models import Family, Logged
-from pipeline.models.forecast_baselines import Forecaster, SeasonalNaive
+from pipeline.models import Family, Logged, forecast_baselines
+from pipeline.models.forecast_baselines import SeasonalNaive
 from pipeline.specs import ForecastSpec
 
 
@@ -34,5 +34,6 @@ FAMILY = Family(
     build=build,
     kind="estimator",
     check=check,
-    logged=Logged("pyfunc", wrap=Forecaster),
+    # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
+    logged=Logged("code", code=forecast_baselines, config=SeasonalNaive.config),
 )

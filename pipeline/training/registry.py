@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from pipeline.errors import UserError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -35,22 +35,15 @@ def champion(name: str):
         return None
 
 
-class PyfuncAdapter:
-    """Gives a loaded MLflow pyfunc model the `predict(x, verbose=0)` the objectives call."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def predict(self, x, verbose=0):
-        return np.asarray(self.model.predict(x))
-
-
 def evaluate_version(name: str, version: str, plan, splits) -> dict[str, float]:
+    """The objective's metrics of a registered version on `splits`, as loading.py loads it safely
+    (a served model: its Keras model, on the same arrays as the challenger)."""
     import matplotlib.pyplot as plt
-    import mlflow
 
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    metrics, artifacts = plan.objective.evaluate(PyfuncAdapter(model), splits, plan.objective_params)
+    from pipeline.training import loading
+
+    model = loading.load(f"models:/{name}/{version}")
+    metrics, artifacts = plan.objective.evaluate(model.arrays, splits, plan.objective_params)
     for item in artifacts.values():
         if not isinstance(item, str):
             plt.close(item)
@@ -83,7 +76,10 @@ def apply_gate(outcome, extra: dict[str, str] | None = None) -> dict[str, Any]:
     current = champion(name)
     champion_value = None
     if current is not None and str(current.version) != str(version):
-        champion_value = evaluate_version(name, current.version, plan, outcome.splits)[gate.metric]
+        try:
+            champion_value = evaluate_version(name, current.version, plan, outcome.splits)[gate.metric]
+        except UserError as exc:  # e.g. a champion the pipeline did not log: refused, nothing promoted
+            raise UserError(f"the gate cannot score champion v{current.version} of {name}: {exc}") from None
     challenger_value = outcome.metrics[gate.metric]
     promoted, reason = decide(gate, higher, challenger_value, champion_value)
     client = mlflow.MlflowClient()
