@@ -225,7 +225,8 @@ def served_signature():
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    history = Schema([ColSpec(AnyType(), "date"), ColSpec("double", "value")])
+    # both are needed; not `required` here, so the model's own one-line message names what is missing
+    history = Schema([ColSpec(AnyType(), "date", required=False), ColSpec("double", "value", required=False)])
     forecast = Schema([ColSpec("string", "date"), ColSpec("double", "value")])
     return ModelSignature(history, forecast)
 

@@ -34,7 +34,7 @@ def history(frame: pd.DataFrame) -> pd.Series:
         if pd.isna(dates.iloc[i]):
             raise invalid(f"record {i}: 'date' {frame['date'].iloc[i]!r} is not a date")
         if not np.isfinite(values.iloc[i]):
-            raise invalid(f"record {i}: 'value' {frame['value'].iloc[i]!r} is not a finite number")
+            raise invalid(f"record {i}: 'value' {frame['value'].iloc[i]} is not a finite number")
     index = pd.DatetimeIndex(dates.dt.tz_localize(None).dt.normalize())
     series = pd.Series(values.to_numpy(np.float64), index=index).sort_index()
     if series.index.has_duplicates:
@@ -54,7 +54,7 @@ class Forecaster(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        if frame.empty:
+        if len(frame) == 0:
             raise invalid(f"no history: give at least {self.lookback} dated values")
         window, last = self.window(history(frame))
         forecast = np.asarray(self.model.predict(window, verbose=0), dtype=np.float64)[0]

@@ -57,8 +57,10 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[dict]:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        if frame.empty:
-            raise invalid("no records to classify")
+        if len(frame) == 0:  # MLflow drops the columns its signature does not know
+            raise invalid(
+                f"no records with 'image' (base64 PNG or JPEG) or 'pixels' ({math.prod(self.shape)} values)"
+            )
         x = np.stack([self.record(i, row) for i, row in enumerate(frame.to_dict("records"))])
         proba = np.asarray(self.model.predict(x, verbose=0), dtype=np.float64)
         proba /= proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 ± 1e-7
