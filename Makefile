@@ -113,9 +113,13 @@ report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the lat
 bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
 	$(PY) -m pipeline bench
 
-server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=)
-	@# DB= may hold a password: not echoed, and handed on in the environment rather than as --db
-	@$(if $(DB),MLFLOW_BACKEND_STORE_URI='$(DB)') $(PY) -m pipeline server --port $${PORT:-5000} \
+ifneq ($(value DB),)
+# DB may hold a password, with any character ($, quotes): handed on unexpanded, in the environment,
+# never on a command line (`ps` shows those to every user). Give it as DB=… before `make`, not after.
+server: export MLFLOW_BACKEND_STORE_URI = $(value DB)
+endif
+server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://… in the environment, ARTIFACTS=)
+	@$(PY) -m pipeline server --port $${PORT:-5000} \
 		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)')
 
 # ---------------------------------------------------------------------------- production
