@@ -36,7 +36,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep soak-sweep
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -112,6 +112,10 @@ report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the lat
 
 bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
 	$(PY) -m pipeline bench
+
+SOAK_FLAGS ?=
+soak-sweep: $(VENV_STAMP) ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)
+	$(PY) -m pipeline soak-sweep $(SOAK_FLAGS)
 
 ifneq ($(value DB),)
 # DB may hold a password, with any character ($, quotes): handed on unexpanded, in the environment,

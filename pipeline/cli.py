@@ -363,6 +363,29 @@ def add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_soak_sweep(args) -> int:
+    from pipeline.tools import soak_sweep
+
+    return soak_sweep.main(args.repeats, args.experiment, args.epochs, args.limit)
+
+
+def add_soak_sweep(sub) -> None:
+    p = sub.add_parser(
+        "soak-sweep",
+        help="soak benchmark: repeat `make sweep` and count spurious failures (reports/soak-sweep.json)",
+        description="Run `make sweep EXP=<experiment>` again and again in a throw-away project with small "
+        "settings (ASHA grace period 1: most trials stopped early) and count sweeps that fail and trial runs "
+        "that do not end FINISHED. Exit code 1 when there is any. Takes about a minute per sweep.",
+    )
+    p.add_argument("--repeats", type=positive, default=20, help="sweeps (default: 20)")
+    p.add_argument(
+        "--experiment", default="cnn-same", help="experiment with a search: block (default: cnn-same)"
+    )
+    p.add_argument("--epochs", type=positive, default=6, help="epochs per trial (default: 6)")
+    p.add_argument("--limit", type=positive, default=300, help="training examples per trial (default: 300)")
+    p.set_defaults(func=cmd_soak_sweep)
+
+
 def cmd_report(args) -> int:
     from pipeline.tools import report
 
@@ -449,6 +472,7 @@ COMMANDS = (
     add_retrain,
     add_predict,
     add_bench,
+    add_soak_sweep,
     add_report,
     add_server,
     add_ui,

@@ -21,7 +21,9 @@ HIDDEN = "***"
 URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_REGISTRY_URI")
 # scheme://user:password@host: the password ends at the last '@' before the host (an '@' in it,
 # unencoded, is a common slip), and holds no '/', '?' or '#' (those end a URI's authority)
-USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/?#\s@'\"]*:)([^\s'\"/?#]*?)@(?=[^\s@/'\"]*(?:[/?#\s'\"]|$))")
+USERINFO = re.compile(
+    r"(\b[a-zA-Z][\w+.-]*://[^:/?#\s@'\"]*:)([^\s'\"/?#]*?)@(?=[^\s@/'\"]*(?:[/?#\s'\"]|$))"
+)
 QUERY_PASSWORD = re.compile(r"(?i)([?&;](?:password|passwd|pwd)=)[^&\s'\"]*")
 MIN_LITERAL = 4  # shorter passwords are hidden inside URIs only (replacing "ab" everywhere would garble text)
 
