@@ -16,13 +16,14 @@ PACKAGE = REPO / "pipeline"
 SHARED = {"config", "errors", "atomic", "plots", "layout", "specs"}
 ENTRY = {"cli", "__main__"}  # `python -m pipeline`
 # layer → the layers it must never import (a layer may import any layer below it)
-ORDER = ["shared", "data", "objectives", "models", "training", "workflows", "tools", "cli"]
+ORDER = ["shared", "data", "objectives", "models", "training", "monitoring", "workflows", "tools", "cli"]
 FORBIDDEN = {
-    "shared": {"data", "objectives", "models", "training", "workflows", "tools", "cli"},
-    "data": {"objectives", "models", "training", "workflows", "tools", "cli"},
-    "objectives": {"models", "training", "workflows", "tools", "cli"},
-    "models": {"objectives", "training", "workflows", "tools", "cli"},
-    "training": {"workflows", "tools", "cli"},
+    "shared": {"data", "objectives", "models", "training", "monitoring", "workflows", "tools", "cli"},
+    "data": {"objectives", "models", "training", "monitoring", "workflows", "tools", "cli"},
+    "objectives": {"models", "training", "monitoring", "workflows", "tools", "cli"},
+    "models": {"objectives", "training", "monitoring", "workflows", "tools", "cli"},
+    "training": {"monitoring", "workflows", "tools", "cli"},
+    "monitoring": {"workflows", "tools", "cli"},
     "workflows": {"tools", "cli"},
     "tools": {"cli"},
     "cli": set(),

@@ -60,9 +60,10 @@ def load(path: Path) -> Profile:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO never blocks
     except OSError as exc:
         raise UserError(f"{path}: cannot read the drift profile ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UserError(f"{path}: not a file")
         text = handle.read(MAX_BYTES + 1)
     if len(text) > MAX_BYTES:
         raise UserError(f"{path}: larger than {MAX_BYTES // 2**20} MiB; not a drift profile")
