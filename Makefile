@@ -113,10 +113,11 @@ report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the lat
 bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
 	$(PY) -m pipeline bench
 
-server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=)
+server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=, AUTH=1: users and passwords)
 	@# DB= may hold a password: not echoed, and handed on in the environment rather than as --db
 	@$(if $(DB),MLFLOW_BACKEND_STORE_URI='$(DB)') $(PY) -m pipeline server --port $${PORT:-5000} \
-		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)')
+		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)') \
+		$(if $(filter 1 yes true,$(AUTH)),--auth)
 
 # ---------------------------------------------------------------------------- production
 retrain: $(VENV_STAMP) $(STORE_STAMP) ## one retraining cycle: data/incoming/ batches → challenger → gate → champion

@@ -282,9 +282,14 @@ def add_makefile(sub) -> None:
 
 
 def cmd_retrain(args) -> int:
+    from pipeline.monitoring import alerts
+
+    webhook = alerts.from_environment()  # a malformed RETRAIN_WEBHOOK stops here, before any work
     from pipeline.workflows import retrain
 
-    return retrain.main(args.model)
+    if webhook is None:
+        return retrain.main(args.model)
+    return alerts.announced(webhook, lambda: retrain.main(args.model), args.model)
 
 
 def add_retrain(sub) -> None:
@@ -293,7 +298,9 @@ def add_retrain(sub) -> None:
         help="one scheduled retraining cycle: new batches → challenger → gate → champion",
         description="Ingest new batches from data/incoming/<dataset>/<batch-id>/ (class folders of "
         "images, or CSV files of date,value rows for a series), train a challenger, "
-        "promote it to champion only if it passes the gate in params.yaml (retrain.gates).",
+        "promote it to champion only if it passes the gate in params.yaml (retrain.gates). With "
+        "RETRAIN_WEBHOOK=https://… set, a failed cycle and every promotion are posted there as JSON "
+        "(docs/alerts.md).",
     )
     p.add_argument("--model", help="registered model name (default: every experiment with register_as)")
     p.set_defaults(func=cmd_retrain)
@@ -381,7 +388,7 @@ def cmd_server(args) -> int:
 
     # MLflow's own variable: a URI with a password need not appear on any command line
     db = args.db or os.environ.get("MLFLOW_BACKEND_STORE_URI")
-    return ui.server(args.host, args.port, db, args.artifacts)
+    return ui.server(args.host, args.port, db, args.artifacts, args.auth)
 
 
 def add_server(sub) -> None:
@@ -399,6 +406,13 @@ def add_server(sub) -> None:
     )
     p.add_argument(
         "--artifacts", help="artifact root the server writes to (default: mlruns/server/artifacts)"
+    )
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="MLflow's basic-auth app: users and permissions, users in mlruns/server/basic_auth.db; "
+        "needs MLFLOW_FLASK_SERVER_SECRET_KEY and, on the first start, MLFLOW_AUTH_ADMIN_PASSWORD "
+        "(12+ characters) in the environment",
     )
     p.set_defaults(func=cmd_server)
 

@@ -88,7 +88,9 @@ class SeriesProfile:
         coefficients = np.linalg.lstsq(design, y, rcond=None)[0][3:]
         profile = cls(period, coefficients, season, np.zeros(season), np.zeros(season), 1.0)
         origins = range(season, len(t) - season + 1)
-        residuals = np.stack([profile.residuals(t[:o], y[:o], t[o : o + season], y[o : o + season]) for o in origins])
+        residuals = np.stack(
+            [profile.residuals(t[:o], y[:o], t[o : o + season], y[o : o + season]) for o in origins]
+        )
         tail = (1 - BAND) / 2
         return dataclasses.replace(
             profile,
@@ -137,7 +139,9 @@ class SeriesProfile:
         from pipeline import plots
 
         index = np.minimum(stats.horizons, len(self.low)) - 1
-        return plots.series_drift(stats.dates, stats.residuals, self.low[index], self.high[index], drift.line())
+        return plots.series_drift(
+            stats.dates, stats.residuals, self.low[index], self.high[index], drift.line()
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -101,4 +101,9 @@ def test_series_calls_fold_into_a_window(project):
         window.add(profile.stats(dates[:end], values[:end], new=4))
     drift = window.flush()
     assert drift.examples == 12 and drift.kind == "series"
-    assert set(drift.metrics) == {"drift_score", "drift_examples", "drift_residual_share", "drift_level_shift"}
+    assert set(drift.metrics) == {
+        "drift_score",
+        "drift_examples",
+        "drift_residual_share",
+        "drift_level_shift",
+    }
