@@ -160,6 +160,12 @@ class Tee(io.TextIOBase):
     def flush(self) -> None:
         self.target.flush()
 
+    def isatty(self) -> bool:  # Keras picks progress bars or one line per epoch from this
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
 
 def summary_line(lines: list[str], model: str) -> str:
     prefix = f"retrain {model}:"
@@ -168,7 +174,7 @@ def summary_line(lines: list[str], model: str) -> str:
 
 def announced(webhook: Webhook, cycle: Callable[[], int], model: str | None) -> int:
     """Run a retrain cycle; announce a failure (then re-raise it) or every promotion it made."""
-    before = champions(model)
+    before = snapshot(model)
     tee = Tee(sys.stdout)
     try:
         with contextlib.redirect_stdout(tee):
@@ -179,13 +185,27 @@ def announced(webhook: Webhook, cycle: Callable[[], int], model: str | None) -> 
     if code:
         failed(webhook, model, PipelineError(f"exit code {code}"), tee.lines)
         return code
-    for name, now in champions(model).items():
+    after = snapshot(model) if before is not None else None
+    for name, now in (after or {}).items():
         previous = before.get(name, {}).get(CHAMPION)
         if now.get(CHAMPION) and now.get(CHAMPION) != previous:
             text = summary_line(tee.lines, name) or f"retrain {name}: v{now[CHAMPION]} promoted"
             versions = {**now, "previous_champion": previous}
             post(webhook, payload("promoted", name, text, versions, gate_reason(name, now[CHAMPION])))
     return 0
+
+
+def snapshot(model: str | None) -> dict[str, dict[str, str]] | None:
+    """champions(model), or None (said in one line) when the registry cannot be read: the cycle
+    still runs, and its failure is still announced."""
+    try:
+        return champions(model)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(
+            f"alert: cannot read the registry ({reason}); promotions will not be announced", file=sys.stderr
+        )
+        return None
 
 
 def failed(webhook: Webhook, model: str | None, exc: BaseException, lines: list[str]) -> None:

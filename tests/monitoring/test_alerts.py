@@ -144,6 +144,22 @@ def test_a_failed_cycle_is_announced_and_still_fails(project):
     assert body["versions"] == {"champion": "1", "challenger": "1"}
 
 
+def test_an_unreadable_registry_still_lets_a_failure_through(monkeypatch, capsys):
+    def unreachable(model):
+        raise mlflow.exceptions.MlflowException("API request to http://mlflow.internal:5000 failed")
+
+    def cycle():
+        raise mlflow.exceptions.MlflowException("the store is down")
+
+    monkeypatch.setattr(alerts, "champions", unreachable)
+    with receiver() as (url, received):
+        with pytest.raises(mlflow.exceptions.MlflowException, match="the store is down"):
+            alerts.announced(alerts.Webhook(url), cycle, None)
+    ((_, _, body),) = received
+    assert body["event"] == "failed" and body["reason"] == "the store is down"
+    assert "cannot read the registry" in capsys.readouterr().err
+
+
 def test_make_retrain_announces_a_real_promotion_and_a_real_failure(project, monkeypatch, capsys):
     edit_params(
         project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0, margin=-1.0)
