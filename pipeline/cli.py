@@ -350,7 +350,9 @@ def add_predict(sub) -> None:
 def cmd_bench(args) -> int:
     from pipeline.tools import bench
 
-    return bench.main(args.repeats, args.epochs, args.images, args.stage_repeats, args.only)
+    return bench.main(
+        args.repeats, args.epochs, args.images, args.stage_repeats, args.only, args.train_all_repeats
+    )
 
 
 def add_bench(sub) -> None:
@@ -366,12 +368,21 @@ def add_bench(sub) -> None:
         "--images", type=int, default=5000, help="images in the data-prep benchmark (default: 5000)"
     )
     p.add_argument(
-        "--stage-repeats", type=int, default=2, help="clean `make train-all` repetitions (default: 2)"
+        "--stage-repeats",
+        type=int,
+        default=1,
+        help="repetitions of every stage run on its own from clean, one process each (default: 1)",
+    )
+    p.add_argument(
+        "--train-all-repeats",
+        type=int,
+        default=2,
+        help="clean `make train-all` repetitions: wall time, store size (default: 2)",
     )
     p.add_argument(
         "--only",
         action="append",
-        choices=["stages", "overhead", "data_prep", "inference"],
+        choices=["stages", "train_all", "overhead", "data_prep", "inference"],
         help="measure only this section (repeatable); the others keep their last figures",
     )
     p.set_defaults(func=cmd_bench)
