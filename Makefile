@@ -36,6 +36,8 @@ SWEEP_FLAGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
+# VERBOSE=1: Keras per-epoch lines and library INFO lines (make train-all VERBOSE=1 works too)
+export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep
