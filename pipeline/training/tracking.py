@@ -8,6 +8,7 @@ MLFLOW_TRACKING_URI overrides it (another SQLite file, or http://host:port of `m
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -101,6 +102,7 @@ def init_store(experiments: list[str]) -> str:
     return uri
 
 
+@functools.cache  # once per process: train-all's workers train many runs of one checkout
 def git_commit() -> str:
     try:
         out = subprocess.run(
