@@ -99,6 +99,22 @@ def publish_nothing(model, params) -> Published | None:
     return None
 
 
+def no_callbacks(params, x_train, y_train) -> tuple:
+    return ()
+
+
+def count_weights(model) -> int | None:
+    """Default size: a Keras model's weights (trainable or not); None for an estimator that does
+    not say what its size is."""
+    count = getattr(model, "count_params", None)
+    return int(count()) if callable(count) else None
+
+
+def nothing_learned(model) -> int:
+    """The size of a model that learns nothing (the naive forecasts)."""
+    return 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
     """The contract every model family module fulfils (its `FAMILY`)."""
@@ -117,6 +133,11 @@ class Family:
     logged: Logged = Logged()
     # (model, params) → files later experiments read, written inside the run after the model is logged
     publish: Callable[[Any, Any], Published | None] = publish_nothing
+    # (params, x_train, y_train) → extra Keras callbacks for every fit, run before the core's epoch
+    # logger: what one adds to an epoch's `logs` is logged as a per-epoch metric (e.g. a gradient norm)
+    callbacks: Callable[[Any, Any, Any], tuple] = no_callbacks
+    # trained model → its number of learned parameters (the run's `model_params` metric), or None
+    count_params: Callable[[Any], int | None] = count_weights
 
 
 def source_file(family: str) -> Path:

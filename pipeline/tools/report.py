@@ -19,7 +19,10 @@ from pipeline.errors import UserError
 from pipeline.objectives import Objective
 from pipeline.training import tracking
 
-NOT_TASKS = {"Default", "reports", "benchmarks", "predictions"}
+NOT_TASKS = {"Default", "reports", "benchmarks", "predictions", "lecture", "retrieval"}
+# a run's own figures shown in the report, when it has them
+RUN_FIGURES = {"forecast.png": "forecast", "fitted_curve.png": "fitted curve"}
+SIZE_AND_SPEED = ["metrics.model_params", "metrics.epochs_to_converge"]
 # readme block markers: `report --readme` replaces what is between them
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -83,11 +86,13 @@ def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, 
     """(the table, the headline metric, {problem: best run})."""
     objective = task_objective(runs)
     metrics = sorted(c for c in runs.columns if c.startswith("metrics.test_") and runs[c].notna().any())
+    # how big each model is and how fast it got there (the lecture's "fewer parameters", "faster")
+    metrics += [c for c in SIZE_AND_SPEED if c in runs and runs[c].notna().any()]
     table = pd.DataFrame({"run": runs["tags.mlflow.runName"], "family": runs.get("tags.model_family", "")})
     if problems(runs).nunique() > 1:
         table.insert(1, "problem", problems(runs).to_numpy())
     for column in metrics:
-        table[column[8:]] = runs[column].round(4)
+        table[column.removeprefix("metrics.")] = runs[column].round(4)
     for column in key_params(runs):
         table[column[7:]] = runs[column]
     best = best_per_problem(runs, objective) if objective else {}
@@ -246,9 +251,10 @@ def task_section(experiment, out: Path) -> dict | None:
     if learning_curves(runs, experiment.name, out / f"{slug}-learning-curves.png"):
         images.append((f"{slug}-learning-curves.png", f"{experiment.name}: validation loss per epoch"))
     for _, run in runs.iterrows():
-        name = f"{slug}-{run['tags.mlflow.runName']}-forecast.png"
-        if copy_artifact(run["run_id"], "forecast.png", out / name):
-            images.append((name, f"forecast of run {run['tags.mlflow.runName']} ({experiment.name})"))
+        for artifact, what in RUN_FIGURES.items():
+            name = f"{slug}-{run['tags.mlflow.runName']}-{artifact}"
+            if copy_artifact(run["run_id"], artifact, out / name):
+                images.append((name, f"{what} of run {run['tags.mlflow.runName']} ({experiment.name})"))
     return {"task": experiment.name, "metric": metric, "best": best, "table": table, "images": images}
 
 

@@ -27,6 +27,7 @@ def test_report_compares_the_latest_runs(project, monkeypatch):
     assert summary.count("| svc |") == 1  # only the latest run of each experiment
     page = (out / "index.html").read_text()
     assert "cnn-valid" in page and "model.padding" in page  # the param that tells the CNNs apart
+    assert "model_params" in summary and "epochs_to_converge" in summary  # sizes and speeds, every run
     assert (out / "digits-classification-test_accuracy.png").stat().st_size > 1000
     assert (out / "digits-classification-learning-curves.png").exists()
     latest_svc = mlflow.search_runs(
