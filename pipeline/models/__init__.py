@@ -32,6 +32,8 @@ FAMILIES = {
     "pca": "pipeline.models.pca",
     "isolation-forest": "pipeline.models.isolation_forest",
     "lstm": "pipeline.models.lstm",
+    "rnn": "pipeline.models.rnn",
+    "dense-window": "pipeline.models.dense_window",
     "naive": "pipeline.models.naive",
     "seasonal-naive": "pipeline.models.seasonal_naive",
     "sarimax": "pipeline.models.sarimax",

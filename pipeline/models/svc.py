@@ -36,9 +36,8 @@ def count_params(model) -> int:
     intercepts, plus the calibration's two numbers (slope, offset) per class."""
     calibrated = model[-1].calibrated_classifiers_[0]
     svc = calibrated.estimator
-    return int(
-        svc.support_vectors_.size + svc.dual_coef_.size + svc.intercept_.size + 2 * len(calibrated.calibrators)
-    )
+    decision = svc.support_vectors_.size + svc.dual_coef_.size + svc.intercept_.size
+    return int(decision + 2 * len(calibrated.calibrators))
 
 
 FAMILY = Family(
