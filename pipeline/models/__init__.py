@@ -29,6 +29,7 @@ FAMILIES = {
     "mlp-binary": "pipeline.models.mlp_binary",
     "cnn-binary": "pipeline.models.cnn_binary",
     "logreg": "pipeline.models.logreg",
+    "mlp-regressor": "pipeline.models.mlp_regressor",
     "pretrain": "pipeline.models.pretrain",
     "transfer": "pipeline.models.transfer",
     "autoencoder": "pipeline.models.autoencoder",

@@ -23,8 +23,9 @@ class Params:
     dropout: float  # after every hidden layer
 
 
-def hidden(spec: ClassifierSpec, params: Params):
-    """(the input, the last hidden layer's output): everything but the output layer."""
+def hidden(spec, params: Params):
+    """(the input, the last hidden layer's output): everything but the output layer. `spec`: any
+    spec with an `input_shape` (the binary and regression heads reuse this)."""
     inputs = keras.Input(shape=spec.input_shape, name="image" if len(spec.input_shape) == 3 else "features")
     x = layers.Flatten()(inputs)
     for units in params.hidden_units:

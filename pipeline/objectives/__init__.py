@@ -29,6 +29,7 @@ OBJECTIVES = {
     "few_shot": "pipeline.objectives.few_shot",
     "forecasting": "pipeline.objectives.forecasting",
     "anomaly": "pipeline.objectives.anomaly",
+    "regression": "pipeline.objectives.regression",
 }
 
 

@@ -71,3 +71,12 @@ def test_runs_are_ranked_only_against_runs_that_solve_the_same_problem():
     assert report.best_per_problem(lower, report.objectives.get("forecasting"))["digits: classes 5-9"] == (
         "transfer-scratch"  # rmse: lower is better, as the forecasting objective says
     )
+
+
+def test_function_approximation_overlays_every_runs_fitted_curve(project):
+    for name in ("mlp-wide", "mlp-deep"):
+        assert cli.main(["train", name, *QUICK]) == 0
+    assert report.main(log=False) == 0
+    summary = (project / "reports" / "summary.md").read_text()
+    assert "## function-approximation" in summary and "| 769 |" in summary
+    assert (project / "reports" / "function-approximation-fitted-curves.png").stat().st_size > 1000
