@@ -106,11 +106,11 @@ def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
     size = plan.family.count_params(model)
     if isinstance(model, keras.Model) or size is not None:
         found["layer_params.csv"] = artifacts.layer_table(model, size)
+    metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
     if history:
         found["training_curves.png"] = plots.training_curves(history, "training curves")
-        mlflow.log_metric("epochs_trained", len(history["loss"]))
-        mlflow.log_metric("epochs_to_converge", keras_loop.epochs_to_converge(history))
-    metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
+        metrics["epochs_trained"] = len(history["loss"])
+        metrics["epochs_to_converge"] = keras_loop.epochs_to_converge(history)
     if size is not None:
         metrics["model_params"] = size
     found.update(evaluation)
