@@ -20,6 +20,7 @@ EPILOG = """examples:
   python -m pipeline transfer-curve --sizes 1 5 all --seeds 2
   python -m pipeline train-all --executor ray mlp cnn-same svc
   python -m pipeline sweep cnn-same --num-samples 4
+  python -m pipeline lecture conv-stride pooling
   make train-all        # every experiment in params.yaml, skipping what is up to date
 """
 
@@ -181,6 +182,30 @@ def add_transfer_curve(sub) -> None:
         "no Keras progress bars",
     )
     p.set_defaults(func=cmd_transfer_curve)
+
+
+def cmd_lecture(args) -> int:
+    from pipeline.tools import lecture
+
+    return lecture.main(args.examples, args.json)
+
+
+def add_lecture(sub) -> None:
+    p = sub.add_parser(
+        "lecture",
+        help="the lecture's worked examples (perceptron, losses, convolution, pooling, ...) as MLflow runs",
+        description="Compute the lecture's worked examples with the pipeline's own builders and Keras "
+        "layers (the cnn family's Conv2D/padding/pooling code with the lecture's kernels as weights), "
+        "print them as small matrices, and log one run per example in the MLflow experiment `lecture` "
+        "with a picture and the numbers as JSON. Examples, in the lecture's order: "
+        "perceptron, losses, gradient-step, conv-valid, conv-padding, conv-stride, conv-same, conv-rgb, "
+        "pooling, params. See docs/lecture.md.",
+    )
+    p.add_argument("examples", nargs="*", metavar="EXAMPLE", help="examples to run (default: all)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object keyed by example name instead of matrices"
+    )
+    p.set_defaults(func=cmd_lecture)
 
 
 # --------------------------------------------------------------------------- data and store
@@ -427,6 +452,7 @@ COMMANDS = (
     add_train_all,
     add_sweep,
     add_transfer_curve,
+    add_lecture,
     add_data,
     add_list,
     add_init_store,
