@@ -346,6 +346,35 @@ def add_predict(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def cmd_retrieve(args) -> int:
+    from pipeline.tools import retrieve
+
+    return retrieve.main(args.images, args.k, args.model, args.output)
+
+
+def add_retrieve(sub) -> None:
+    p = sub.add_parser(
+        "retrieve",
+        help="the k nearest training images of each query image in an autoencoder's (or PCA's) code space",
+        description="Encode each image with the latest finished run of --model (its logged encoder or "
+        "PCA), find the k nearest images of the dataset's training split in that code space, print "
+        "them, save them as a picture grid (default reports/retrieval/<model>.png) and log a run "
+        "`retrieve` in the MLflow experiment `retrieval`. Images in any format Pillow reads are "
+        "resized to the dataset's image size; symlinks and oversized files are refused.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
+    p.add_argument("--k", type=positive, default=10, help="neighbours per image (default: 10)")
+    p.add_argument(
+        "--model",
+        default="autoencoder",
+        help="experiment whose latest run encodes (family autoencoder or pca; default: autoencoder)",
+    )
+    p.add_argument(
+        "--output", help="where to write the picture grid (default: reports/retrieval/<model>.png)"
+    )
+    p.set_defaults(func=cmd_retrieve)
+
+
 # --------------------------------------------------------------------------- reading the store
 
 
@@ -458,6 +487,7 @@ COMMANDS = (
     add_init_store,
     add_retrain,
     add_predict,
+    add_retrieve,
     add_bench,
     add_report,
     add_server,
