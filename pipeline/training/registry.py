@@ -8,6 +8,8 @@ Which way the metric improves is the objective's to say (pipeline.objectives).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,10 @@ def register(model_uri: str, name: str, run_id: str) -> str:
     """Register a new version and point `challenger` at it; returns the version number."""
     import mlflow
 
-    version = mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version
+    # MLflow prints "Successfully registered model ..." and "Created version ..." to stderr; the
+    # pipeline's own line says which version the run got, and what the gate made of it
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version
     mlflow.MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
     return str(version)
 

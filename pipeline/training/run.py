@@ -52,6 +52,8 @@ class Outcome:
     model_version: str | None  # registered version, when the experiment has register_as
     splits: Any = dataclasses.field(default=None, repr=False, compare=False)  # the data it was scored on
     decision: dict[str, Any] | None = None  # the promotion gate's record, when a caller applied it
+    problem: str = ""  # what the run solves (its `problem` tag): runs are compared within one
+    best_epoch: int | None = None  # Keras runs: the epoch (1-based) whose weights were kept
 
 
 def backup_dir(plan: Plan, dataset) -> Path:
@@ -172,9 +174,12 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         version = None
         if plan.register_as and model_info:
             version = registry.register(model_info.model_uri, plan.register_as, run_id)
-    headline = plan.objective.headline
-    print(
-        f"{run_name}: {headline} {metrics[headline]:.4f} · run {run_id} · "
-        f"{metrics['train_seconds']:.1f} s · experiment '{exp.task}' at {tracking.tracking_uri()}"
-    )
-    return Outcome(plan, run_id, metrics, version, splits)
+    return Outcome(plan, run_id, metrics, version, splits, None, tags["problem"], best_epoch(history))
+
+
+def best_epoch(history: dict[str, list[float]] | None) -> int | None:
+    """The epoch EarlyStopping kept (lowest val_loss, else loss), counted from 1."""
+    if not history:
+        return None
+    losses = history.get("val_loss") or history.get("loss") or []
+    return int(min(range(len(losses)), key=losses.__getitem__)) + 1 if losses else None

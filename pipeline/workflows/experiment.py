@@ -13,9 +13,4 @@ def train(name: str, overrides: list[str] | None = None, options: RunOptions | N
     outcome = run(name, overrides, options)
     if outcome.model_version is None:
         return outcome
-    decision = registry.apply_gate(outcome)
-    print(
-        f"{outcome.plan.register_as} v{outcome.model_version}: {decision['gate.decision']} "
-        f"({decision['gate.reason']})"
-    )
-    return dataclasses.replace(outcome, decision=decision)
+    return dataclasses.replace(outcome, decision=registry.apply_gate(outcome))

@@ -80,3 +80,18 @@ def test_function_approximation_overlays_every_runs_fitted_curve(project):
     summary = (project / "reports" / "summary.md").read_text()
     assert "## function-approximation" in summary and "| 769 |" in summary
     assert (project / "reports" / "function-approximation-fitted-curves.png").stat().st_size > 1000
+
+
+def test_readme_block_is_filled_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\nrest\n")
+    table = pd.DataFrame({"best": ["", "★"], "run": ["naive", "lstm"], "test_rmse": [0.93, 0.44]})
+    section = {"task": "co2-forecast", "metric": "test_rmse", "higher": False, "table": table}
+    report.update_readme(readme, report.readme_block([section], "2026-11-26 07:00 UTC"))
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\nrest\n") and "old" not in text
+    assert "on 2026-11-26 07:00 UTC" in text
+    assert text.index("| ★ | lstm | 0.44 |") < text.index("|  | naive | 0.93 |")  # best first
+    readme.write_text("no markers\n")
+    with pytest.raises(UserError, match="results:start"):
+        report.update_readme(readme, "x")
