@@ -231,4 +231,4 @@ def test_model_checks_run_before_any_run(project):
 def test_co2_experiments_share_the_objective_block():
     params = config.load_params(REPO / "params.yaml")
     objectives = [e.get("objective") for e in params["experiments"].values() if e["task"] == "co2-forecast"]
-    assert len(objectives) == 4 and all(o == objectives[0] for o in objectives)
+    assert len(objectives) == 6 and all(o == objectives[0] for o in objectives)
