@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.models import Family, Logged, forecast_baselines
+from pipeline.models import Family, Logged, forecast_baselines, nothing_learned
 from pipeline.models.forecast_baselines import Naive
 from pipeline.specs import ForecastSpec
 
@@ -24,6 +24,7 @@ FAMILY = Family(
     params=Params,
     build=build,
     kind="estimator",
+    count_params=nothing_learned,
     # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
     logged=Logged("code", code=forecast_baselines, config=Naive.config),
 )

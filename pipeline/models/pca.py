@@ -46,12 +46,19 @@ def skops_file(model, folder: Path) -> dict[str, Path]:
     return {"pipeline": path}
 
 
+def count_params(model) -> int:
+    """The components and the mean (and, when whitening, each component's variance)."""
+    pca = model[-1]
+    return int(pca.components_.size + pca.mean_.size + (pca.explained_variance_.size if pca.whiten else 0))
+
+
 FAMILY = Family(
     name="pca",
     objective="anomaly",
     params=Params,
     build=build,
     kind="estimator",
+    count_params=count_params,
     # models-from-code: pca_codes.py loads the skops file and answers the codes (PCA has no predict)
     logged=Logged(
         "code", output=codes, code=pca_codes, files=skops_file, requirements=("scikit-learn", "skops")

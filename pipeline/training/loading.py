@@ -111,6 +111,7 @@ class Loaded:
         if "keras" not in self.cache:
             import keras
 
+            families()  # their custom layers (HubLayer, MinPooling2D) register with Keras on import
             path = keras_file(self)
             try:
                 self.cache["keras"] = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -120,6 +121,19 @@ class Loaded:
                     f"model '{self.uri}': {path.name} is refused by Keras' safe mode: {reason}"
                 ) from None
         return self.cache["keras"]
+
+    def native(self):
+        """The model object itself, loaded safely, for tools that need more than predict (retrieval's
+        encoder, PCA's transform): the Keras model, or the scikit-learn estimator (skops)."""
+        if self.form in ("keras", "served"):
+            return self.keras()
+        if self.form == "sklearn":
+            return skops_model(self, self.mlmodel.flavors["sklearn"].get("pickled_model", "model.skops"))
+        files = [a["path"] for a in (self.mlmodel.flavors["python_function"].get("artifacts") or {}).values()]
+        skops_files = [f for f in files if f.endswith(".skops")] if self.form == "code" else []
+        if len(skops_files) != 1:
+            raise UserError(f"model '{self.uri}' ({self.form}) holds no Keras or scikit-learn model to load")
+        return skops_model(self, skops_files[0])
 
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one input (without the batch axis)."""
@@ -244,34 +258,47 @@ def keras_file(loaded: Loaded) -> Path:
     return inside(loaded, f"{data}/model.keras")
 
 
-def sklearn_predictor(loaded: Loaded) -> Predictor:
-    """The skops file, with the pipeline's own trusted types (not the list the model carries)."""
+def skops_model(loaded: Loaded, relative: str):
+    """A skops file of the model, with the pipeline's own trusted types (not the list the model carries)."""
     import skops.io
 
-    conf = loaded.mlmodel.flavors["sklearn"]
-    path = inside(loaded, conf.get("pickled_model", "model.skops"))
     try:
-        model = skops.io.load(path, trusted=trusted_types())
+        return skops.io.load(inside(loaded, relative), trusted=trusted_types())
+    except UserError:
+        raise
     except Exception as exc:  # an untrusted type, a corrupt file
         raise UserError(f"model '{loaded.uri}': its skops file was refused ({one_line(exc)})") from None
+
+
+def sklearn_predictor(loaded: Loaded) -> Predictor:
+    model = skops_model(loaded, loaded.mlmodel.flavors["sklearn"].get("pickled_model", "model.skops"))
     method = (loaded.mlmodel.flavors.get("python_function") or {}).get("predict_fn", "predict")
     if method not in ARRAY_METHODS or not callable(getattr(model, method, None)):
         raise UserError(f"model '{loaded.uri}': predict function '{method}' is not one the pipeline calls")
     return Predictor(getattr(model, method))
 
 
-def trusted_types() -> list[str]:
+def families() -> list:
+    """Every model family (importing them registers their custom Keras layers)."""
     from pipeline import models
 
-    families = (models.get(name) for name in models.FAMILIES)
-    return sorted({*artifacts.SKOPS_TRUSTED, *(t for f in families for t in f.logged.trusted_types)})
+    return [models.get(name) for name in models.FAMILIES]
+
+
+def trusted_types() -> list[str]:
+    """What skops may load: numpy/scikit-learn types the families' models use, and the PCA code
+    model's own list (pca_codes.TRUSTED_TYPES)."""
+    from pipeline.models import pca_codes
+
+    extra = {t for f in families() for t in f.logged.trusted_types}
+    return sorted({*artifacts.SKOPS_TRUSTED, *pca_codes.TRUSTED_TYPES, *extra})
 
 
 def trusted_code() -> dict[str, Path]:
     """{module name: installed file} of every module the pipeline logs as a model's code."""
-    from pipeline import models, objectives
+    from pipeline import objectives
 
-    found = [models.get(name).logged.code for name in models.FAMILIES]
+    found = [family.logged.code for family in families()]
     for name in objectives.OBJECTIVES:
         served = objectives.get(name).served
         if served is not None:
