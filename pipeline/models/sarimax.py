@@ -45,7 +45,7 @@ def build(params: Params, spec: ForecastSpec) -> Sarimax:
 
 def count_params(model: Sarimax) -> int:
     """The coefficients fitted by maximum likelihood (AR, MA, seasonal MA, noise variance)."""
-    return int(len(model.results.params))
+    return int(len(model.params))
 
 
 FAMILY = Family(
