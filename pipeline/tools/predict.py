@@ -4,6 +4,10 @@ Input: a folder of images (any format Pillow reads; sub-folders are searched too
 numeric feature columns. Output: a CSV with one row per input — the predicted class and its
 probability — written atomically. The model is loaded by pipeline/training/loading.py: only the
 forms the pipeline logs (`--allow-unsafe-model` with PIPELINE_ALLOW_UNSAFE_MODELS=1 for others).
+
+Every call is a run `predict` in the MLflow experiment `predictions`: the model (name, version,
+run id), the input count, and how far the images are from the model's training data (the drift
+profile logged with its run: `drift_*` metrics and `drift.png`, docs/drift.md).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ def main(model_uri: str, input_path: str, output: str, allow_unsafe: bool = Fals
     source = Path(input_path)
     if not source.exists():
         raise UserError(f"--input '{input_path}' does not exist")
-    model = loading.load(model_uri, allow_unsafe)  # only what the pipeline logs, unless opted in
+    # an alias is read once: the version loaded is the version recorded
+    model = loading.load(loading.pinned(model_uri), allow_unsafe)  # only what the pipeline logs
     shape = model.input_shape()
     names, x = read_images(source, shape) if source.is_dir() else read_table(source, shape)
     proba = np.asarray(model.predict(x), dtype=np.float64)
@@ -58,5 +63,37 @@ def main(model_uri: str, input_path: str, output: str, allow_unsafe: bool = Fals
     for name, k, row in zip(names, predicted, proba, strict=True):
         writer.writerow([name, class_names[k], f"{row[k]:.6f}"])
     atomic.write_text(Path(output), buffer.getvalue())
-    print(f"predict: {len(names)} inputs → {output} (model {model_uri})")
+    drift = record(model, model_uri, input_path, x, proba)
+    version = f" v{model.version}" if model.version else ""
+    print(f"predict: {len(names)} inputs → {output} (model {model_uri}{version})\n  {drift}")
     return 0
+
+
+def record(model, uri: str, input_path: str, x: np.ndarray, proba: np.ndarray) -> str:
+    """The call as a run `predict` in the MLflow experiment `predictions`: which model answered, how
+    many inputs, and their drift from the model's training data; returns the drift line."""
+    import mlflow
+
+    from pipeline import secrets
+    from pipeline.monitoring import reference
+    from pipeline.training import tracking
+
+    tags = {
+        "model.uri": secrets.redact(uri),
+        "model.name": model.name,
+        "model.version": model.version,
+        "model.run_id": model.run_id,
+        "predict.input": input_path[:500],
+    }
+    with tracking.start_run("predictions", "predict", tags):
+        mlflow.log_metric("predict_inputs", len(x))
+        try:
+            profile = reference.of_model(model)
+            if profile is None or profile.KIND != "images":
+                raise UserError(f"no image drift profile in the model's run {model.run_id or '(none)'}")
+            drift = profile.compare(profile.stats(x, reference.probabilities(proba)))
+        except UserError as exc:
+            mlflow.set_tag("drift.profile", str(exc)[:500])
+            return f"drift: not measured ({exc})"
+        drift.log("drift.png")
+        return drift.line()

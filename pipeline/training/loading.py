@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ UNSAFE_ENV = "PIPELINE_ALLOW_UNSAFE_MODELS"
 UNSAFE_FLAG = "--allow-unsafe-model"
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # MLflow's loader of models-from-code
 ARRAY_METHODS = ("predict", "predict_proba")  # what a scikit-learn model's pyfunc may call
+ALIAS_URI = re.compile(r"models:/([^/@]+)@([^/@]+)")  # models:/<name>@<alias>
+VERSION_URI = re.compile(r"models:/([^/@]+)/(\d+)")  # models:/<name>/<version>
 MODEL_FILES = {  # what MLflow writes beside a model; nothing here is executed
     "MLmodel",
     "conda.yaml",
@@ -76,6 +79,22 @@ class Loaded:
     @property
     def class_names(self) -> list[str] | None:
         return self.metadata.get("class_names")
+
+    @property
+    def run_id(self) -> str:
+        """The run that logged the model ('' when MLmodel does not say)."""
+        return self.mlmodel.run_id or ""
+
+    @property
+    def name(self) -> str:
+        """The registered model's name ('' for a model that is not registered)."""
+        return self.metadata.get("model_name") or ""
+
+    @property
+    def version(self) -> str:
+        """The registered version of a `models:/<name>/<version>` URI (see `pinned`), else ''."""
+        match = VERSION_URI.fullmatch(self.uri)
+        return match[2] if match else ""
 
     @property
     def arrays(self) -> Predictor:
@@ -159,6 +178,24 @@ def load(uri: str, allow_unsafe: bool = False) -> Loaded:
     if form is None:
         form = unsafe_opt_in(uri, describe(mlmodel), allow_unsafe)
     return Loaded(uri, form, folder, mlmodel, keep)
+
+
+def pinned(uri: str) -> str:
+    """`models:/<name>@<alias>` as the version the alias names now (`models:/<name>/<version>`), so
+    what is loaded is what is recorded even when the alias moves meanwhile; other URIs unchanged."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    match = ALIAS_URI.fullmatch(uri)
+    if not match:
+        return uri
+    tracking.configure()
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(match[1], match[2]).version
+    except MlflowException as exc:
+        where = tracking.shown_uri()
+        raise UserError(f"model '{uri}' could not be loaded from {where}: {one_line(exc)}") from None
+    return f"models:/{match[1]}/{version}"
 
 
 def form_of(mlmodel) -> str | None:

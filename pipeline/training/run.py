@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ class RunOptions:
     resume: bool = True  # resume from / leave a BackupAndRestore backup (False: sweep trials)
     verbose: int | str | None = None  # Keras' fit verbosity; None: default_verbosity()
     callbacks: tuple[keras.callbacks.Callback, ...] = ()  # added to every fit (a sweep's Tune reporter)
+    # (plan, model, splits, dataset) → {artifact path: text}: files logged beside a registered model,
+    # before it is registered (the workflows pass monitoring's drift profile: reference.for_run)
+    extra_artifacts: Callable[[Plan, Any, Splits, Any], Mapping[str, str]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +189,8 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         mlflow.log_metrics(metrics)
         model_info = None
         if options.log_outputs:
+            if plan.register_as and options.extra_artifacts:
+                found.update(options.extra_artifacts(plan, model, splits, dataset))
             model_info = log_outputs(plan, model, splits, dataset, found, label)
         else:
             plots.plt.close("all")
