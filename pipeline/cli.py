@@ -385,6 +385,56 @@ def add_predict(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def cmd_serve(args) -> int:
+    from pipeline.tools import follow, scoring, serve
+
+    settings = follow.Settings(args.model, args.alias, args.poll, args.drift_seconds, args.allow_unsafe_model)
+    limits = scoring.Limits(max_records=args.max_records, max_bytes=args.max_body_mb * 2**20)
+    return serve.main(settings, args.host, args.port, limits)
+
+
+def add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a registered model's alias over HTTP with MLflow's scoring protocol (follows the alias)",
+        description="Serve the version ALIAS of registered model MODEL names (default: champion) on "
+        "http://HOST:PORT with MLflow's scoring protocol: GET /ping, /health, /version; POST "
+        '/invocations with {"dataframe_records": [...]}, {"dataframe_split": ...} or '
+        '{"inputs": ...}. Every answer names the model (name, version, run id). The alias is read '
+        "every --poll seconds: a newly promoted version answers without a restart, at most --poll "
+        "seconds plus its loading time after the promotion. Bad requests get a 4xx with one line of "
+        "JSON. Drift of the requests against the model's training data is written once per "
+        "--drift-seconds to a run serve-MODEL in the MLflow experiment `predictions`. See "
+        "docs/serving.md.",
+    )
+    p.add_argument("model", metavar="MODEL", help="registered model name, e.g. digits-classifier")
+    p.add_argument("--alias", default="champion", help="the alias to serve and follow (default: champion)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, default=5001, help="port (default: 5001)")
+    p.add_argument(
+        "--poll", type=float, default=10.0, help="seconds between two reads of the alias (default: 10)"
+    )
+    p.add_argument(
+        "--drift-seconds",
+        type=float,
+        default=60.0,
+        help="seconds of requests per drift comparison written to MLflow (default: 60)",
+    )
+    p.add_argument(
+        "--max-records", type=positive, default=1000, help="records per request at most (default: 1000)"
+    )
+    p.add_argument(
+        "--max-body-mb", type=positive, default=16, help="request body size at most, in MiB (default: 16)"
+    )
+    p.add_argument(
+        "--allow-unsafe-model",
+        action="store_true",
+        help="serve a model the pipeline did not log, running any code it holds; also needs "
+        "PIPELINE_ALLOW_UNSAFE_MODELS=1 in the environment. Only for a model you trust",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
 def cmd_retrieve(args) -> int:
     from pipeline.tools import retrieve
 
@@ -574,6 +624,7 @@ COMMANDS = (
     add_init_store,
     add_retrain,
     add_predict,
+    add_serve,
     add_retrieve,
     add_bench,
     add_soak_sweep,

@@ -1,0 +1,78 @@
+"""`make serve` / `python -m pipeline serve MODEL`: a registered model's alias over HTTP, with
+MLflow's scoring protocol, on FastAPI + uvicorn (docs/serving.md).
+
+Why not `mlflow models serve`: it loads one model once (it cannot follow `champion` as retraining
+moves it), answers /version with MLflow's own version, returns stack traces on errors and loads
+any model flavour. This server loads through pipeline/training/loading.py only (what the pipeline
+logs, checked before anything of it runs), follows the alias (tools/follow.py), answers every bad
+request with one line (tools/scoring.py) and compares what it is asked with the model's training
+data once a minute (a run `serve-<model>` in the MLflow experiment `predictions`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+
+from pipeline import startup
+from pipeline.errors import UserError
+from pipeline.tools import follow, scoring
+from pipeline.training import tracking
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # registered model names and aliases
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, made here so that a port in use is one line before the model loads."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UserError(f"--host '{host}': not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); give another --port") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_names(settings: follow.Settings) -> None:
+    for what, value in (("MODEL", settings.name), ("--alias", settings.alias)):
+        if not NAME.fullmatch(value):
+            raise UserError(f"{what} '{value}' is not a registered model name or alias ({NAME.pattern})")
+    if settings.poll <= 0 or settings.drift_seconds <= 0:
+        raise UserError("--poll and --drift-seconds must be positive")
+
+
+def main(settings: follow.Settings, host: str = "127.0.0.1", port: int = 5001, limits=None) -> int:
+    import uvicorn
+
+    limits = limits or scoring.Limits()
+    # MLflow warns on every request that holds keys its signature does not know: a client could fill the log
+    logging.getLogger("mlflow.models.utils").setLevel(logging.ERROR)
+    check_names(settings)
+    sock = bind(host, port)
+    startup.quiet_tensorflow()
+    tracking.configure()
+    follower = follow.Follower(settings)
+    served = follower.load()  # a model that cannot be served stops here, in one line
+    shown = f"[{host}]" if ":" in host else host
+    follow.say(
+        f"{served.name} v{served.version} ({settings.alias}, run {served.run_id[:8]}, loaded in "
+        f"{served.seconds:.1f} s) on http://{shown}:{port}/invocations · follows @{settings.alias} every "
+        f"{settings.poll:g} s · drift every {settings.drift_seconds:g} s → MLflow experiment "
+        f"'{follow.EXPERIMENT}' · Ctrl-C stops"
+    )
+    if host not in LOOPBACK:
+        follow.say(f"listening on {host}: anyone who reaches this address can query the model (no login)")
+    app = scoring.create_app(follower, limits)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
