@@ -4,7 +4,8 @@
 #                          │    (an experiment's `needs:` are trained before it: pretrain ─► transfer-*)
 #                          ├─► mlruns/ (MLflow store) ─► ui · report · server
 #                          ├─► train-pretrain ─► transfer-curve ─► reports/transfer-curve/
-#                          └─► registry (champion) ◄─ retrain ◄─ data/incoming/ ;  predict ◄─ champion
+#                          └─► registry (champion) ◄─ retrain ◄─ data/incoming/   (drift of each batch)
+#                                   └─► serve (HTTP, follows champion) · predict   (drift of what they are asked)
 #   scale-out: train-all EXECUTOR=ray (experiments as Ray tasks) · sweep EXP=… (Ray Tune trials)
 #              · server DB=postgresql://… (one tracking server for a team)
 #
@@ -40,7 +41,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep lecture soak-sweep
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak-sweep
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -146,6 +147,16 @@ OUTPUT ?= predictions.csv
 MODEL ?= models:/digits-classifier@champion
 predict: $(VENV_STAMP) ## batch prediction: make predict INPUT=<image folder or CSV> [OUTPUT=…] [MODEL=…]
 	$(PY) -m pipeline predict --model '$(MODEL)' --input '$(INPUT)' --output '$(OUTPUT)'
+
+SERVE_MODEL ?= digits-classifier
+ALIAS ?= champion
+SERVE_FLAGS ?=
+# the names reach the command through the environment, so they arrive as typed (the command checks them)
+serve: export PIPELINE_SERVE_MODEL = $(value SERVE_MODEL)
+serve: export PIPELINE_SERVE_ALIAS = $(value ALIAS)
+serve: $(VENV_STAMP) $(STORE_STAMP) ## serve a registered model over HTTP (MLflow scoring protocol, follows champion): make serve [SERVE_MODEL=co2-forecaster] [ALIAS=] [PORT=5001] [HOST=]
+	$(PY) -m pipeline serve "$$PIPELINE_SERVE_MODEL" --alias "$$PIPELINE_SERVE_ALIAS" --port $${PORT:-5001} \
+		$(if $(HOST),--host '$(HOST)') $(SERVE_FLAGS)
 
 # ---------------------------------------------------------------------------- quality
 test: $(VENV_STAMP) ## run the test suite (what .ci/run calls)

@@ -5,6 +5,7 @@ one-line 4xx errors, loopback by default, and drift written once per window, nev
 import base64
 import io
 import json
+import shutil
 import threading
 import time
 
@@ -18,7 +19,7 @@ from PIL import Image
 
 from pipeline import data
 from pipeline.training import loading
-from tests.conftest import assert_one_line_error, edit_params, free_port, run_cli, serving, train
+from tests.conftest import REPO, assert_one_line_error, edit_params, free_port, make, run_cli, serving, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 POLL = 1  # --poll of the tests: seconds between two reads of the alias
@@ -214,6 +215,17 @@ def test_what_cannot_be_served_is_one_line_before_serving(project):
             run_cli(project, "serve", "digits-classifier", "--port", str(port)),
             f"cannot listen on 127.0.0.1:{port}",
         )
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_serve_passes_the_names_as_typed(project):
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, project / name)
+    (project / ".venv-ready").touch()  # stands in for the installed .venv
+    (project / "mlruns" / ".initialized").touch()
+    done = make(project, "serve", "SERVE_MODEL=it's $HOME", "PORT=" + str(free_port()))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "error: MODEL 'it's $HOME' is not a registered model name" in done.stderr
 
 
 def drift_runs(name: str) -> pd.DataFrame:

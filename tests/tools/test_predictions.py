@@ -1,0 +1,58 @@
+"""`make predict` records every call: a run `predict` in the MLflow experiment `predictions` with the
+model that answered (name, version, run id), the input count, and how far the inputs are from the
+model's training data (its drift profile: `drift_*` metrics and drift.png)."""
+
+import mlflow
+import numpy as np
+from PIL import Image
+
+from pipeline import cli, data
+from tests.conftest import edit_params, train
+
+QUICK = ["train.limit=300", "train.epochs=2"]
+
+
+def image_folder(folder, x):
+    folder.mkdir()
+    for i, image in enumerate(x):
+        Image.fromarray((image[..., 0] * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def predictions():
+    experiment = mlflow.get_experiment_by_name("predictions")
+    return mlflow.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(project, tmp_path, capsys):
+    edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
+    outcome = train("cnn-same", QUICK)
+    x = data.load("digits").arrays["x_test"][:40]
+    same, inverted = image_folder(tmp_path / "same", x), image_folder(tmp_path / "inverted", 1 - x)
+    for folder in (same, inverted):
+        assert cli.main(["predict", "--input", str(folder), "--output", str(tmp_path / "out.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "(model models:/digits-classifier@champion v1)" in printed and "drift_score 1.00" in printed
+    runs = predictions()
+    assert list(runs["tags.mlflow.runName"]) == ["predict", "predict"]
+    assert set(runs["status"]) == {"FINISHED"} and list(runs["metrics.predict_inputs"]) == [40, 40]
+    assert set(runs["tags.model.name"]) == {"digits-classifier"} and set(runs["tags.model.version"]) == {"1"}
+    assert set(runs["tags.model.run_id"]) == {outcome.run_id}
+    same_score, inverted_score = runs["metrics.drift_score"]
+    assert same_score <= 0.3 < 0.9 <= inverted_score  # held-out digits are not flagged; inverted ones are
+    for run_id in runs["run_id"]:
+        assert "drift.png" in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+
+
+def test_a_model_without_a_profile_still_predicts_and_says_so(project, tmp_path, capsys):
+    unregistered = train("mlp", QUICK)  # not registered: its run has no drift profile
+    folder = image_folder(tmp_path / "same", data.load("digits").arrays["x_test"][:5])
+    uri = f"runs:/{unregistered.run_id}/model"
+    assert (
+        cli.main(["predict", "--model", uri, "--input", str(folder), "--output", str(tmp_path / "o.csv")])
+        == 0
+    )
+    assert "drift: not measured (no image drift profile" in capsys.readouterr().out
+    runs = predictions()
+    assert runs["metrics.predict_inputs"][0] == 5 and runs["tags.model.run_id"][0] == unregistered.run_id
+    assert "no image drift profile" in runs["tags.drift.profile"][0]
