@@ -478,7 +478,7 @@ def cmd_bench(args) -> int:
 def add_bench(sub) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmarks: pipeline overhead vs bare Keras, stage times, data-prep and inference throughput",
+        help="benchmarks: pipeline overhead vs bare Keras, stage times, data-prep, inference, serving",
         description="Measure in a throw-away project; write reports/bench.json and reports/bench.md and log "
         "them to the MLflow experiment `benchmarks`. Takes several minutes.",
     )
@@ -502,7 +502,7 @@ def add_bench(sub) -> None:
     p.add_argument(
         "--only",
         action="append",
-        choices=["stages", "train_all", "overhead", "data_prep", "inference"],
+        choices=["stages", "train_all", "overhead", "data_prep", "inference", "serving"],
         help="measure only this section (repeatable); the others keep their last figures",
     )
     p.set_defaults(func=cmd_bench)

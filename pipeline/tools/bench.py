@@ -305,6 +305,141 @@ def inference(repeats: int) -> dict:
     }
 
 
+def champion_records(count: int) -> tuple[str, list[dict]]:
+    """The scratch store's digits-classifier champion (its latest version, trained now if there is
+    none, when no version is) and `count` test digits as the records a client sends: base64 PNGs."""
+    import base64
+
+    import mlflow
+    from PIL import Image
+
+    from pipeline import data
+    from pipeline.training import registry
+    from pipeline.training.run import RunOptions
+    from pipeline.workflows import experiment
+
+    client = mlflow.MlflowClient()
+    if registry.champion("digits-classifier") is None:
+        versions = [int(v.version) for v in client.search_model_versions("name='digits-classifier'")]
+        if not versions:
+            versions = [int(experiment.train("cnn-same", None, RunOptions(verbose=0)).model_version)]
+        client.set_registered_model_alias("digits-classifier", registry.CHAMPION, str(max(versions)))
+    records = []
+    for image in data.load("digits").arrays["x_test"][:count]:
+        buffer = io.BytesIO()
+        Image.fromarray((image[..., 0] * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+        records.append({"image": base64.b64encode(buffer.getvalue()).decode()})
+    return "digits-classifier", records
+
+
+def latencies(call, count: int, clients: int = 1) -> tuple[float, list[float]]:
+    """(calls per second, each call's seconds): `count` calls by each of `clients` threads at once."""
+    import concurrent.futures
+
+    def one_client(_):
+        took = []
+        for _ in range(count):
+            started = time.perf_counter()
+            call()
+            took.append(time.perf_counter() - started)
+        return took
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        took = [t for each in pool.map(one_client, range(clients)) for t in each]
+    return len(took) / (time.perf_counter() - started), took
+
+
+def percentile_ms(took: list[float], q: float) -> float:
+    return float(np.percentile(took, q)) * 1000
+
+
+@contextlib.contextmanager
+def scoring_server(name: str):
+    """`python -m pipeline serve NAME` on a free port of the scratch project; yields its URL."""
+    import signal
+    import socket
+
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = Path(os.environ["PIPELINE_ROOT"])
+    with open(folder / "serve.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "serve", name, "--port", str(port)],
+            cwd=folder,
+            env={**os.environ},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while process.poll() is None and time.time() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/health", timeout=5).ok:
+                    break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(
+                f"the scoring server did not start: {(folder / 'serve.log').read_text()[-2000:]}"
+            )
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def serving(repeats: int, requests_per_size: int = 100) -> dict:
+    """The scoring server (a subprocess, `pipeline serve`) against in-process pyfunc.predict on the
+    same records: requests/s and p50/p95 latency of 1-image and 64-image requests, one client (and
+    four at once); the client runs on the same cores."""
+    import requests
+
+    from pipeline.training import loading
+
+    name, records = champion_records(64)
+    model = loading.load(loading.pinned(f"models:/{name}@champion")).pyfunc()
+    figures: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        figures.setdefault(key, []).append(value)
+
+    with scoring_server(name) as url, requests.Session() as session:
+        for _ in range(repeats):
+            for size in (1, 64):
+                batch, body = records[:size], {"dataframe_records": records[:size]}
+                count = requests_per_size if size == 1 else requests_per_size // 2
+
+                def post(body=body):
+                    answer = session.post(f"{url}/invocations", json=body, timeout=60)
+                    answer.raise_for_status()
+
+                for _ in range(5):  # warm: TensorFlow's tracing of this batch size, the connection
+                    model.predict(batch)
+                    post()
+                rate, took = latencies(lambda batch=batch: model.predict(batch), count)
+                add(f"pyfunc_{size}_calls_per_s", rate)
+                add(f"pyfunc_{size}_p50_ms", percentile_ms(took, 50))
+                add(f"pyfunc_{size}_p95_ms", percentile_ms(took, 95))
+                served, took = latencies(post, count)
+                add(f"server_{size}_requests_per_s", served)
+                add(f"server_{size}_p50_ms", percentile_ms(took, 50))
+                add(f"server_{size}_p95_ms", percentile_ms(took, 95))
+                add(f"server_{size}_over_pyfunc", served / rate)
+                busy, took = latencies(post, max(count // 4, 1), clients=4)
+                add(f"server_{size}_4_clients_requests_per_s", busy)
+                add(f"server_{size}_4_clients_p95_ms", percentile_ms(took, 95))
+    return {
+        **{key: summary(values) for key, values in figures.items()},
+        "note": "server = HTTP (one keep-alive client, or four at once) to `pipeline serve` on this "
+        "machine, drift statistics included; pyfunc = the same model's predict in process; "
+        "server_N_over_pyfunc = requests/s over calls/s; N images per request (base64 PNGs)",
+    }
+
+
 def render(results: dict) -> str:
     lines = [
         f"# Benchmarks\n\nMeasured {results['measured']} on {results['machine']['cores']} cores "
@@ -349,6 +484,7 @@ def main(
         ("overhead", lambda: overhead(repeats, epochs)),
         ("data_prep", lambda: data_prep(repeats, images)),
         ("inference", lambda: inference(repeats)),
+        ("serving", lambda: serving(repeats)),
     ]
     with scratch_project():
         for name, step in steps:

@@ -18,6 +18,7 @@ run `serve-<model>` in the MLflow experiment `predictions` (one run per served v
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import os
 import socket
@@ -91,6 +92,20 @@ def alias_version(name: str, alias: str) -> str | None:
         raise
 
 
+def warm_up(model, example, label: str) -> None:
+    """Predict the model's own input example (it must answer it), then its first record alone: with
+    two batch sizes traced, TensorFlow relaxes the batch dimension, so no request pays a trace."""
+    if example is None:
+        return
+    try:
+        model.predict(example)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, this version cannot serve
+        raise UserError(f"{label} fails on its own input example: {one_line(exc)}") from None
+    if isinstance(example, list) and len(example) > 1:
+        with contextlib.suppress(Exception):  # e.g. a forecaster's history: one record is too short
+            model.predict(example[:1])
+
+
 def load_version(name: str, version: str, settings: Settings) -> Served:
     """Load version `version` of `name` the safe way, and check it answers its own input example."""
     from pipeline.training import loading  # TensorFlow: imported once the server has its port
@@ -98,12 +113,7 @@ def load_version(name: str, version: str, settings: Settings) -> Served:
     started = time.perf_counter()
     loaded = loading.load(f"models:/{name}/{version}", settings.allow_unsafe)
     model = loaded.pyfunc()
-    example = loaded.mlmodel.load_input_example(str(loaded.folder))
-    if example is not None:  # a first prediction: TensorFlow's tracing happens now, not on a request
-        try:
-            model.predict(example)
-        except Exception as exc:  # noqa: BLE001 - whatever it is, this version cannot serve
-            raise UserError(f"{name} v{version} fails on its own input example: {one_line(exc)}") from None
+    warm_up(model, loaded.mlmodel.load_input_example(str(loaded.folder)), f"{name} v{version}")
     observer = None
     try:
         profile = reference.of_model(loaded)

@@ -13,7 +13,7 @@ def test_summary_and_render():
     assert "| overhead: throughput_ratio | 0.950 | 0.900 | 1.000 | 2 |" in bench.render(results)
 
 
-def test_overhead_data_prep_and_inference_run_in_a_scratch_project(project):
+def test_overhead_data_prep_inference_and_serving_run_in_a_scratch_project(project):
     store = project / "mlruns" / "mlflow.db"
     with bench.scratch_project() as folder:
         assert folder != project
@@ -22,6 +22,8 @@ def test_overhead_data_prep_and_inference_run_in_a_scratch_project(project):
         prep = bench.data_prep(repeats=1, count=100)
         assert prep["images"] == 100 and prep["peak_memory_mib"]["median"] > 10
         assert bench.inference(repeats=1)["images"] == 100
+        served = bench.serving(repeats=1, requests_per_size=4)
+        assert served["server_64_requests_per_s"]["median"] > 0 and served["server_1_over_pyfunc"]["n"] == 1
     assert not folder.exists() and not store.exists()  # nothing written to the user's project
 
 

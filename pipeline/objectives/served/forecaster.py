@@ -57,7 +57,8 @@ class Forecaster(mlflow.pyfunc.PythonModel):
         if len(frame) == 0:
             raise invalid(f"no history: give at least {self.lookback} dated values")
         window, last = self.window(history(frame))
-        forecast = np.asarray(self.model.predict(window, verbose=0), dtype=np.float64)[0]
+        # predict_on_batch: the same numbers as predict(), without its ~40 ms of set-up per call
+        forecast = np.asarray(self.model.predict_on_batch(window), dtype=np.float64)[0]
         dates = pd.date_range(last, periods=self.horizon + 1, freq=self.step)[1:]
         return pd.DataFrame({"date": [d.date().isoformat() for d in dates], "value": forecast})
 

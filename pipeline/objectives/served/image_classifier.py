@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+BATCH = 256  # images per model call: bounds the activations' memory on a large request
+
 
 def invalid(message: str) -> MlflowException:
     return MlflowException.invalid_parameter_value(message)
@@ -62,7 +64,14 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                 f"no records with 'image' (base64 PNG or JPEG) or 'pixels' ({math.prod(self.shape)} values)"
             )
         x = np.stack([self.record(i, row) for i, row in enumerate(frame.to_dict("records"))])
-        proba = np.asarray(self.model.predict(x, verbose=0), dtype=np.float64)
+        # predict_on_batch in slices: the same numbers as predict(), without its ~40 ms of set-up
+        # per call (data adapter, progress callbacks): what a scoring server pays on every request
+        proba = np.concatenate(
+            [
+                np.asarray(self.model.predict_on_batch(x[i : i + BATCH]), np.float64)
+                for i in range(0, len(x), BATCH)
+            ]
+        )
         proba /= proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 ± 1e-7
         return [
             {
