@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.config import PARAMS_FILE, parse_section, suggest
 from pipeline.data import readers
-from pipeline.data.splits import SPLITS, chronological_split, stratified_split
+from pipeline.data.splits import SPLITS, chronological_split, hashed_split, stratified_split
 from pipeline.data.versions import PREP_VERSION, merge_batches, series_segments
 from pipeline.errors import UserError
 
@@ -50,9 +50,12 @@ class Source:
         """(the split arrays, the manifest's facts about them), validated, nothing written."""
         raise NotImplementedError
 
-    def read_batch(self, folder: Path, dataset, accepted: list) -> tuple[np.ndarray, np.ndarray]:
-        """A retrain batch as (x, y) ready to merge; `accepted`: the batches taken earlier this cycle."""
-        raise UserError(f"{folder}: batches for a {self.KIND} dataset are not supported")
+    def read_batch(
+        self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A retrain batch as (x, y) ready to merge; `accepted`: the batches taken earlier this cycle;
+        `max_pixels`: the cap on an image's size (retrain.max_image_pixels)."""
+        raise UserError(f"{readers.shown(folder)}: batches for a {self.KIND} dataset are not supported")
 
     def fingerprint(self, name: str) -> tuple[str, str]:
         """(cache key, source description), computed without decoding anything expensive."""
@@ -103,7 +106,9 @@ class ImageSource(LabelledSource):
     KIND: ClassVar[str] = "images"
     BATCHES: ClassVar[bool] = True
 
-    def read_batch(self, folder: Path, dataset, accepted: list) -> tuple[np.ndarray, np.ndarray]:
+    def read_batch(
+        self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One sub-folder per class (names as in the dataset), images in any format Pillow reads."""
         x_train = dataset.arrays["x_train"]
         shape = x_train.shape[1:]  # batches are read exactly like the dataset they join
@@ -112,13 +117,14 @@ class ImageSource(LabelledSource):
         for entry, files in readers.class_folders(folder):
             if entry.name not in classes:
                 known = ", ".join(classes)
+                name = readers.shown(entry.name)
                 raise UserError(
-                    f"{entry}: unknown class '{entry.name}'{suggest(entry.name, classes)} (known: {known})"
+                    f"{readers.shown(entry)}: unknown class '{name}'{suggest(name, classes)} (known: {known})"
                 )
-            xs += [readers.read_image(f, shape) for f in files]
+            xs += [readers.read_image(f, shape, max_pixels) for f in files]
             ys += [classes[entry.name]] * len(files)
         if not xs:
-            raise UserError(f"{folder}: empty batch")
+            raise UserError(f"{readers.shown(folder)}: empty batch")
         return np.stack(xs).astype(x_train.dtype), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
 
 
@@ -142,6 +148,10 @@ class DigitsSource(ImageSource):
 
 @dataclasses.dataclass(frozen=True)
 class ImageFolderSource(ImageSource):
+    """Your images, one sub-folder per class. Each image's split is drawn from a hash of its bytes
+    (and the seed), so adding images never moves an existing one between train, val and test, and
+    identical copies always land in the same split."""
+
     source: Literal["image-folder"]
     path: str  # one sub-folder per class
     image_size: tuple[int, int]  # (height, width) every image is resized to
@@ -149,6 +159,7 @@ class ImageFolderSource(ImageSource):
     val_fraction: float
     test_fraction: float
     seed: int
+    max_image_pixels: int = readers.MAX_PIXELS  # refuse larger images (width x height, from the header)
 
     def scan(self, name: str) -> tuple[Path, list[tuple[Path, list[Path]]]]:
         root = readers.resolve(self.path)
@@ -168,14 +179,25 @@ class ImageFolderSource(ImageSource):
     def watched(self) -> None:
         return None  # make cannot list a folder's files ahead of time: a (cheap) hash check each run
 
-    def read(self, name):
+    def build(self, name: str):
         _, classes = self.scan(name)
         shape = (*self.image_size, 1 if self.color_mode == "grayscale" else 3)
-        xs, ys = [], []
+        xs, ys, keys = [], [], []
         for label, (_, files) in enumerate(classes):
-            xs += [readers.read_image(f, shape) for f in files]
-            ys += [label] * len(files)
-        return np.stack(xs), np.asarray(ys, dtype=np.int64), [folder.name for folder, _ in classes], {}
+            for f in files:
+                xs.append(readers.read_image(f, shape, self.max_image_pixels, follow_symlinks=True))
+                ys.append(label)
+                keys.append(readers.hash_files([f], f.parent))
+        y = np.asarray(ys, dtype=np.int64)
+        arrays = hashed_split(np.stack(xs), y, keys, self.val_fraction, self.test_fraction, self.seed, name)
+        info = {
+            "kind": self.KIND,
+            "class_names": [folder.name for folder, _ in classes],
+            "split": "content-hash",
+            "split_seed": self.seed,
+            "value_range": [0.0, 1.0],
+        }
+        return arrays, info
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +230,10 @@ class CsvTableSource(TableSource):
         if not features or len(frame) == 0:
             raise UserError(f"{path}: needs at least one feature column and one row")
         x = np.stack([readers.numeric_column(frame, c, path, allow_missing=False) for c in features], axis=1)
-        labels = frame[self.target].astype(str)
+        labels = frame[self.target].astype(str).str.strip()
+        if (labels == "").any():
+            line = readers.line_of(frame, int(np.flatnonzero((labels == "").to_numpy())[0]))
+            raise UserError(f"{path}: column '{self.target}' line {line} has an empty label")
         class_names = sorted(labels.unique())
         y = labels.map({c: i for i, c in enumerate(class_names)}).to_numpy(dtype=np.int64)
         return x.astype(np.float32), y, class_names, {"feature_names": features}
@@ -280,21 +305,13 @@ class CsvSeriesSource(SeriesSource):
         return [self.path]
 
     def read(self, name):
-        import pandas as pd
-
         path = readers.resolve(self.path)
         frame = readers.read_csv(path)
         for column in (self.date_column, self.value_column):
             if column not in frame.columns:
                 columns = ", ".join(map(str, frame.columns))
                 raise UserError(f"{path}: column '{column}' not found (columns: {columns})")
-        dates = pd.to_datetime(frame[self.date_column], errors="coerce")
-        if dates.isna().any():
-            row = int(np.flatnonzero(dates.isna().to_numpy())[0])
-            raise UserError(
-                f"{path}: column '{self.date_column}' line {row + 2} is not a date: "
-                f"{frame[self.date_column].iloc[row]!r}"
-            )
+        dates = readers.date_column(frame, self.date_column, path)
         values = readers.numeric_column(frame, self.value_column, path, allow_missing=True)
         gaps = int(np.isnan(values).sum())
         where = f"{path}: column '{self.date_column}'"
