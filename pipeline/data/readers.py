@@ -124,7 +124,9 @@ def class_folders(root: Path) -> list[tuple[Path, list[Path]]]:
     classes = []
     for entry in visible(root):
         if not entry.is_dir():
-            raise UserError(f"{shown(entry)}: stray file; expected only one sub-folder per class in {shown(root)}")
+            raise UserError(
+                f"{shown(entry)}: stray file; expected only one sub-folder per class in {shown(root)}"
+            )
         files = visible(entry)
         if not files:
             raise UserError(f"{shown(entry)}: class folder '{shown(entry.name)}' has no images")
@@ -250,9 +252,10 @@ def csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     """[(line number, cells)] of a CSV file, blank lines skipped, cells stripped."""
     rows = []
     try:
-        with open_regular(path, follow_symlinks=True) as raw, open(
-            raw.fileno(), newline="", encoding="utf-8-sig", closefd=False
-        ) as handle:
+        with (
+            open_regular(path, follow_symlinks=True) as raw,
+            open(raw.fileno(), newline="", encoding="utf-8-sig", closefd=False) as handle,
+        ):
             reader = csv.reader(handle)
             for row in reader:
                 if any(cell.strip() for cell in row):
@@ -340,7 +343,8 @@ def date_column(frame, column: str, path: Path):
         dates = pd.to_datetime(text, errors="coerce")
     except (ValueError, TypeError) as exc:
         if "zone" not in str(exc).lower():
-            raise UserError(f"{shown(path)}: column '{shown(column)}' cannot be read as dates ({exc})") from None
+            where = f"{shown(path)}: column '{shown(column)}'"
+            raise UserError(f"{where} cannot be read as dates ({exc})") from None
         raise UserError(
             f"{shown(path)}: column '{shown(column)}' mixes time zones (UTC offsets); write every date "
             "with the same offset, or none"
@@ -390,9 +394,13 @@ def read_series_csv(path: Path):
     for column in ("date", "value"):
         if column not in frame.columns:
             columns = ", ".join(map(shown, frame.columns))
-            raise UserError(f"{shown(path)}: column '{column}' not found (columns: {columns}; want date,value)")
+            raise UserError(
+                f"{shown(path)}: column '{column}' not found (columns: {columns}; want date,value)"
+            )
     if frame.empty:
         raise UserError(f"{shown(path)}: no rows")
     dates = date_column(frame, "date", path)
     values = numeric_column(frame, "value", path, allow_missing=False)
-    return pd.Series(values, index=dates.normalize(), name=path.name)
+    series = pd.Series(values, index=dates.normalize(), name=path.name)
+    series.attrs["lines"] = frame.attrs["lines"]
+    return series

@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.config import PARAMS_FILE, parse_section, suggest
 from pipeline.data import readers
 from pipeline.data.splits import SPLITS, chronological_split, hashed_split, stratified_split
-from pipeline.data.versions import PREP_VERSION, merge_batches, series_segments
+from pipeline.data.versions import PREP_VERSION, merge_batches, recent_gaps, series_segments
 from pipeline.errors import UserError
 
 Fill = Literal["time", "linear", "ffill"]
@@ -266,7 +266,7 @@ class SeriesSource(Source):
         }
         return arrays, info
 
-    def read_batch(self, folder: Path, dataset, accepted: list):
+    def read_batch(self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS):
         return read_series_batch(folder, dataset, accepted, self.fill)
 
 
@@ -328,55 +328,63 @@ def series_frequency(known: np.ndarray, name: str) -> str:
     return freq
 
 
-def check_on_step(path: Path, part, last, freq: str, dataset_name: str, after_batches: bool) -> None:
-    """Every date of a batch file comes after the series and falls on its step."""
+def check_on_step(path: Path, part, last, freq: str, open_dates: set, where: str) -> None:
+    """Every date of a batch file comes after the series and falls on its step, or fills one of the
+    `open_dates`: steps an earlier batch skipped (their values were filled, not observed)."""
     import pandas as pd
 
-    on_step = set(pd.date_range(last, part.index.max(), freq=freq))
-    for line, day in enumerate(part.index, start=2):
-        if day <= last:
+    on_step = set(pd.date_range(last, max(part.index.max(), last), freq=freq))
+    lines = part.attrs.get("lines") or range(2, len(part) + 2)
+    for line, day in zip(lines, part.index, strict=True):
+        if day <= last and day not in open_dates:
             raise UserError(
-                f"{path}: line {line}: date {day.date()} is already covered by dataset '{dataset_name}' "
-                f"(it ends {last.date()}{' with the batches before this one' if after_batches else ''}); "
-                "a batch adds only later dates"
+                f"{readers.shown(path)}: line {line}: date {day.date()} is already covered by {where} "
+                f"(it ends {last.date()}); a batch adds only later dates, or dates an earlier batch "
+                "skipped"
             )
-        if day not in on_step:
+        if day > last and day not in on_step:
             raise UserError(
-                f"{path}: line {line}: date {day.date()} is off the series' step "
+                f"{readers.shown(path)}: line {line}: date {day.date()} is off the series' step "
                 f"({freq}, last date {last.date()})"
             )
 
 
 def read_series_batch(folder: Path, dataset, accepted: list, fill: str) -> tuple[np.ndarray, np.ndarray]:
     """CSV files of date,value rows that continue the series after its last date (and after the
-    batches `accepted` earlier in this cycle), on the series' step; gaps filled as in data prep."""
+    batches `accepted` earlier in this cycle), on the series' step. Returns (dates, values) with NaN
+    on the steps the batch skips (merge_batches fills them as data prep does) and, first, any
+    values for steps an earlier batch skipped: a late or corrected re-send replaces filled values."""
     import pandas as pd
 
-    arrays = merge_batches(dataset.arrays, accepted)
+    arrays = merge_batches(dataset.arrays, accepted, fill)
     segments = series_segments(arrays)
     known = np.concatenate([arrays[f"dates_{s}"] for s in segments])
-    last, last_value = pd.Timestamp(known[-1]), float(arrays[f"values_{segments[-1]}"][-1])
+    last = pd.Timestamp(known[-1])
     freq = series_frequency(known, dataset.name)
+    open_dates = set(pd.DatetimeIndex(recent_gaps(arrays)))
     files = readers.visible(folder)
     if not files:
-        raise UserError(f"{folder}: empty batch (no CSV file of date,value rows)")
+        raise UserError(f"{readers.shown(folder)}: empty batch (no CSV file of date,value rows)")
+    where = f"dataset '{dataset.name}'" + (" with the batches before this one" if accepted else "")
     parts = []
     for path in files:
         part = readers.read_series_csv(path)
-        check_on_step(path, part, last, freq, dataset.name, bool(accepted))
+        check_on_step(path, part, last, freq, open_dates, where)
         parts.append(part)
     new = pd.concat(parts).sort_index()
     if new.index.has_duplicates:
-        raise UserError(f"{folder}: duplicate date {new.index[new.index.duplicated()][0].date()}")
-    # the batch's steps plus any skipped ones, anchored on the series' last value for interpolation
-    grid = pd.date_range(last, new.index.max(), freq=freq)
-    if len(grid) - 1 > 2 * len(new):
+        duplicate = new.index[new.index.duplicated()][0].date()
+        raise UserError(f"{readers.shown(folder)}: duplicate date {duplicate}")
+    late, later = new[new.index <= last], new[new.index > last]
+    # the batch's steps plus any skipped ones (NaN: filled on merge, open to a later re-send)
+    grid = pd.date_range(last, max(new.index.max(), last), freq=freq)[1:]
+    if len(grid) > 2 * len(later):
         raise UserError(
-            f"{folder}: {len(new)} row(s) would span {len(grid) - 1} steps after {last.date()}; "
-            "filling more than half of them would make data up (a mistyped date?)"
+            f"{readers.shown(folder)}: {len(later)} row(s) would span {len(grid)} steps after "
+            f"{last.date()}; filling more than half of them would make data up (a mistyped date?)"
         )
-    filled = readers.fill_gaps(pd.concat([pd.Series([last_value], index=grid[:1]), new]).reindex(grid), fill)
-    return filled.index[1:].to_numpy().astype("datetime64[D]"), filled.to_numpy(np.float64)[1:]
+    values = pd.concat([late, later.reindex(grid)])
+    return values.index.to_numpy().astype("datetime64[D]"), values.to_numpy(np.float64)
 
 
 SOURCES: dict[str, type[Source]] = {

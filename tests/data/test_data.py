@@ -266,7 +266,8 @@ def test_adding_an_image_moves_no_example_between_splits(project):
 
 def test_files_from_other_systems_are_skipped_in_image_folders(project):
     folder = make_image_folder(project / "data/raw/imgs")
-    for junk in ("a/Thumbs.db", "b/desktop.ini", ".DS_Store", "a/.DS_Store", "__MACOSX/a/._0.png", "b/._0.png"):
+    junk_files = ("a/Thumbs.db", "b/desktop.ini", ".DS_Store", "a/.DS_Store", "__MACOSX/a/._0.png", "b/._x")
+    for junk in junk_files:
         (folder / junk).parent.mkdir(parents=True, exist_ok=True)
         (folder / junk).write_bytes(b"\x00\x05junk")
     use_dataset(project, "imgs", IMAGES)
@@ -284,7 +285,8 @@ def test_a_series_with_compact_dates_out_of_order(project):
     rows = [(f"202001{d:02d}", 300 + d) for d in range(1, 31)]
     use_series(project, "date,value\n" + "".join(f"{d},{v}\n" for d, v in reversed(rows)))
     ds = data.load("s")
-    assert str(ds.arrays["dates_train"][0]) == "2020-01-01" and str(ds.arrays["dates_test"][-1]) == "2020-01-30"
+    assert str(ds.arrays["dates_train"][0]) == "2020-01-01"
+    assert str(ds.arrays["dates_test"][-1]) == "2020-01-30"
     assert ds.arrays["values_train"][0] == 301.0  # sorted by date, values kept with their dates
 
 
@@ -292,7 +294,7 @@ def test_a_series_with_compact_dates_out_of_order(project):
     "body, message",
     [
         ("date,value\n2020-01-01,1\n2020-01-02,inf\n2020-01-03,3\n", "line 3 is not a finite number: 'inf'"),
-        ("date,value\n2020-01-01,1\n2020-01-02,1,250\n2020-01-03,3\n", "line 3 has 3 fields but the header has 2"),
+        ("date,value\n2020-01-01,1\n2020-01-02,1,250\n2020-01-03,3\n", "line 3 has 3 fields but the header"),
         ("date,value\n2020-01-01T00:00+01:00,1\n2020-01-02T00:00+02:00,2\n", "mixes time zones"),
     ],
 )

@@ -24,7 +24,8 @@ def png_header_only(path, width, height):
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path
 
 
@@ -124,6 +125,7 @@ def test_special_files_are_refused_without_opening_them(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     (tmp_path / "real.png").write_bytes(b"")
     (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
+
     def hung(signum, frame):
         raise TimeoutError("blocked on a special file")
 
@@ -142,10 +144,12 @@ def test_special_files_are_refused_without_opening_them(tmp_path):
 
 
 def test_junk_from_other_systems_is_skipped(tmp_path):
-    for name in ("a.png", "Thumbs.db", "desktop.ini", ".DS_Store", ".hidden.png", "__MACOSX/a.png", "x/b.png"):
+    names = ("a.png", "Thumbs.db", "desktop.ini", ".DS_Store", ".hidden.png", "__MACOSX/a.png", "x/b.png")
+    for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    assert [p.relative_to(tmp_path).as_posix() for p in readers.regular_files(tmp_path)] == ["a.png", "x/b.png"]
+    found = [p.relative_to(tmp_path).as_posix() for p in readers.regular_files(tmp_path)]
+    assert found == ["a.png", "x/b.png"]
     assert [p.name for p in readers.visible(tmp_path)] == ["a.png", "x"]
 
 
