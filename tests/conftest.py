@@ -53,6 +53,7 @@ def write_series_batch(project, batch, rows, name="weeks.csv"):
     folder = project / "data" / "incoming" / "co2" / batch
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text("date,value\n" + "".join(f"{d},{v}\n" for d, v in rows))
+    (folder / "READY").touch()  # uploaded: the batch counts at once
     return folder
 
 

@@ -51,9 +51,16 @@ def shown(value) -> str:
     return "".join(out)
 
 
+def printable(text: str) -> str:
+    """A message that may quote uploader-chosen text, as one printable line (names in it were
+    escaped with `shown` already; this catches anything else: newlines, escape sequences, bytes)."""
+    return "".join(ch if ch.isprintable() else shown(ch) for ch in str(text))
+
+
 def is_junk(name: str) -> bool:
-    """Files other systems leave in copied folders, and dot-files: skipped, never read."""
-    return name.startswith(".") or name.lower() in JUNK
+    """Files other systems leave in copied folders, dot-files, and a batch's READY marker: skipped,
+    never read."""
+    return name.startswith(".") or name.lower() in JUNK or name == "READY"
 
 
 def special_kind(mode: int) -> str | None:
@@ -101,13 +108,13 @@ def open_regular(path: Path, follow_symlinks: bool = False):
     return os.fdopen(fd, "rb")
 
 
-def hash_files(files: list[Path], root: Path) -> str:
+def hash_files(files: list[Path], root: Path, follow_symlinks: bool = True) -> str:
     """sha256 over the files' relative paths (as bytes) and contents, streamed."""
     digest = hashlib.sha256()
     for f in files:
         name = os.fsencode(f.relative_to(root))
         digest.update(len(name).to_bytes(4, "big") + name)
-        with open_regular(f, follow_symlinks=True) as handle:
+        with open_regular(f, follow_symlinks) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         digest.update(b"\0")

@@ -42,6 +42,9 @@ class RunOptions:
     resume: bool = True  # resume from / leave a BackupAndRestore backup (False: sweep trials)
     verbose: int | str | None = None  # Keras' fit verbosity; None: default_verbosity()
     callbacks: tuple[keras.callbacks.Callback, ...] = ()  # added to every fit (a sweep's Tune reporter)
+    # register the model (register_as) at the end of the run; False: the caller registers
+    # `Outcome.model_uri` later (retrain commits the data version first)
+    register: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Outcome:
     model_version: str | None  # registered version, when the experiment has register_as
     splits: Any = dataclasses.field(default=None, repr=False, compare=False)  # the data it was scored on
     decision: dict[str, Any] | None = None  # the promotion gate's record, when a caller applied it
+    model_uri: str | None = None  # the logged model (runs:/… or models:/…), when outputs were logged
 
 
 def backup_dir(plan: Plan, dataset) -> Path:
@@ -164,11 +168,12 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             plots.plt.close("all")
         run_id = active.info.run_id
         version = None
-        if plan.register_as and model_info:
+        if plan.register_as and model_info and options.register:
             version = registry.register(model_info.model_uri, plan.register_as, run_id)
     headline = plan.objective.headline
     print(
         f"{run_name}: {headline} {metrics[headline]:.4f} · run {run_id} · "
         f"{metrics['train_seconds']:.1f} s · experiment '{exp.task}' at {tracking.tracking_uri()}"
     )
-    return Outcome(plan, run_id, metrics, version, splits)
+    uri = model_info.model_uri if model_info else None
+    return Outcome(plan, run_id, metrics, version, splits, model_uri=uri)

@@ -36,10 +36,13 @@ def expected_decision(tags, higher: bool, threshold: float, margin: float) -> st
     return "promoted" if passes else "not promoted"
 
 
-def write_batch(folder, x, labels):
+def write_batch(folder, x, labels, ready=True):
+    """A batch folder of PNGs, one sub-folder per label; `ready`: with its READY file (uploaded)."""
     for i, (image, label) in enumerate(zip(x, labels, strict=True)):
         (folder / str(label)).mkdir(parents=True, exist_ok=True)
         Image.fromarray((image[..., 0] * 255).round().astype(np.uint8)).save(folder / str(label) / f"{i}.png")
+    if ready:
+        (folder / "READY").touch()
     return folder
 
 
@@ -118,7 +121,11 @@ def test_bad_batches_are_quarantined_with_a_reason(project):
     assert "unknown class 'seven'" in (quarantine / "unknown-class" / "REASON.txt").read_text()
     assert not list((project / "data" / "incoming" / "digits").iterdir())
     assert data.read_manifest("digits")["batches"] == []
-    assert mlflow.search_runs(search_all_experiments=True).empty  # nothing was trained
+    runs = mlflow.search_runs(search_all_experiments=True)  # nothing was trained: the cycle's run only
+    assert runs["tags.mlflow.runName"].tolist() == ["retrain-digits-classifier"]
+    assert runs["status"].tolist() == ["FINISHED"]
+    assert runs["tags.retrain.quarantined"].tolist() == ["corrupt,unknown-class"]
+    assert (quarantine / "corrupt" / "batch" / str(y[0]) / "broken.png").read_bytes() == b"\x89PNG not really"
 
 
 def test_a_second_cycle_is_refused_while_one_runs(project, capsys):
