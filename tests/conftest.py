@@ -17,6 +17,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# subprocesses (`python -m pipeline` in a project folder) import the code under test, also from a
+# git worktree whose venv's editable install points at another checkout
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture
@@ -197,6 +200,7 @@ def make(root: Path, *args: str) -> subprocess.CompletedProcess:
         timeout=120,
         env={
             "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": os.environ["PYTHONPATH"],
             "PIPELINE_ROOT": str(root),
             "HOME": str(root),
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",

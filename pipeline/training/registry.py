@@ -59,14 +59,21 @@ def register(model_uri: str, name: str, run_id: str) -> str:
     """Register a new version and point `challenger` at it; returns the version number. A run that
     already has a version (a cycle killed after registering it) gets that one back, not a second."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
-    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    if found:
-        version = str(min(int(v.version) for v in found))
-    else:
-        version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
-    client.set_registered_model_alias(name, CHALLENGER, version)
+    try:
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        if found:
+            version = str(min(int(v.version) for v in found))
+        else:
+            version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    except MlflowException as exc:
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        raise PipelineError(
+            f"cannot register the challenger of '{name}' ({reason}); nothing promoted"
+        ) from None
     return version
 
 
