@@ -267,8 +267,13 @@ def recover(state: dict, params, inbox) -> str:
     recorded = {(e["id"], e.get("sha256")) for e in manifest.get("batches", [])}
     batch_ids = [(b["id"], b["sha256"]) for b in state.get("batches", [])]
     if not batch_ids or not all(b in recorded for b in batch_ids):
-        if state.get("run_id"):
-            mlflow.MlflowClient().set_tag(state["run_id"], "retrain.rolled_back", "true")
+        client = mlflow.MlflowClient()
+        if state.get("parent_run"):  # its challenger, if trained, is never registered: say so
+            children = client.search_runs(
+                [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{state['parent_run']}'"
+            )
+            for run in children:
+                client.set_tag(run.info.run_id, "retrain.rolled_back", "true")
         clear(model)
         return (
             f"retrain {model}: rolled back a cycle interrupted before its data commit "

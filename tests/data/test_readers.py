@@ -3,8 +3,6 @@ CSV files read as a person reads them (or the line named)."""
 
 import os
 import signal
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -12,21 +10,9 @@ from PIL import Image
 
 from pipeline.data import readers
 from pipeline.errors import UserError
+from tests.conftest import png_header_only
 
 GRAY = (8, 8, 1)
-
-
-def png_header_only(path, width, height):
-    """A tiny PNG whose header claims width x height (a decompression bomb's first bytes)."""
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
-    return path
 
 
 def test_a_16_bit_png_is_scaled_by_its_bit_depth(tmp_path):

@@ -9,21 +9,27 @@ import time
 import mlflow
 import numpy as np
 import pytest
-from PIL import Image
 
 from pipeline import cli, data, layout
 from pipeline.training import registry
 from pipeline.training.plan import Gate
 from pipeline.workflows import retrain
 from tests.conftest import (
+    aliases,
     assert_one_line_error,
+    consumed,
+    digits_batch,
     edit_params,
+    files_of,
+    incoming,
+    png_header_only,
+    quarantined,
     run_cli,
     train,
     weeks_after,
+    write_batch,
     write_series_batch,
 )
-from tests.data.test_readers import png_header_only
 
 QUICK = ["train.epochs=3", "train.patience=3"]
 
@@ -44,25 +50,6 @@ def expected_decision(tags, higher: bool, threshold: float, margin: float) -> st
     sign = 1 if higher else -1
     passes = sign * (challenger - threshold) >= 0 and sign * (challenger - champion) >= margin
     return "promoted" if passes else "not promoted"
-
-
-def write_batch(folder, x, labels, ready=True):
-    """A batch folder of PNGs, one sub-folder per label; `ready`: with its READY file (uploaded)."""
-    for i, (image, label) in enumerate(zip(x, labels, strict=True)):
-        (folder / str(label)).mkdir(parents=True, exist_ok=True)
-        Image.fromarray((image[..., 0] * 255).round().astype(np.uint8)).save(folder / str(label) / f"{i}.png")
-    if ready:
-        (folder / "READY").touch()
-    return folder
-
-
-def aliases():
-    model = mlflow.MlflowClient().get_registered_model("digits-classifier")
-    return {alias: str(version) for alias, version in model.aliases.items()}
-
-
-def incoming(project, batch):
-    return project / "data" / "incoming" / "digits" / batch
 
 
 def test_first_training_promotes_then_a_good_batch_is_ingested(project):
@@ -222,58 +209,29 @@ def test_a_co2_cycle_appends_new_weeks_after_the_fixed_holdout(project, capsys):
 # --------------------------------------------------------------------------- issue 14
 
 
-FAST = {"epochs": 1, "patience": 1, "limit": 200}
-
-
-@pytest.fixture
-def fast(project):
-    """1-epoch challengers on 200 original examples (merged batches always kept) and a champion."""
-    edit_params(project, lambda p: p["experiments"]["cnn-same"]["train"].update(FAST))
-    edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
-    train("cnn-same")
-    return project
-
-
-def digits_batch(project, name, start, n=20, ready=True):
-    x, y = data.load("digits").xy("val")
-    return write_batch(incoming(project, name), x[start : start + n], y[start : start + n], ready)
-
-
-def files_of(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def consumed(project, batch):
-    return project / "data" / "consumed" / "digits" / batch
-
-
-def quarantined(project):
-    return project / "data" / "quarantine" / "digits"
-
-
-def test_a_batch_re_sent_under_a_used_name_is_neither_dropped_nor_overwritten(fast):
-    first = files_of(digits_batch(fast, "weekly", 0))
+def test_a_batch_re_sent_under_a_used_name_is_neither_dropped_nor_overwritten(retrain_project):
+    first = files_of(digits_batch(retrain_project, "weekly", 0))
     assert retrain.main(model="digits-classifier") == 0
-    second = files_of(digits_batch(fast, "weekly", 20))  # other images, the same folder name
+    second = files_of(digits_batch(retrain_project, "weekly", 20))  # other images, the same folder name
     assert retrain.main(model="digits-classifier") == 0
     batches = data.read_manifest("digits")["batches"]
     sha = batches[1]["sha256"]
     assert [b["id"] for b in batches] == ["weekly", f"weekly-{sha[:8]}"]
     assert [b["name"] for b in batches] == ["weekly", "weekly"] and batches[0]["sha256"] != sha
-    assert files_of(consumed(fast, "weekly")) == first  # the first one's files are intact
-    assert files_of(consumed(fast, f"weekly-{sha[:8]}")) == second
-    digits_batch(fast, "weekly", 0)  # the very first files once more: never trained twice
+    assert files_of(consumed(retrain_project, "weekly")) == first  # the first one's files are intact
+    assert files_of(consumed(retrain_project, f"weekly-{sha[:8]}")) == second
+    digits_batch(retrain_project, "weekly", 0)  # the very first files once more: never trained twice
     assert retrain.main(model="digits-classifier") == 0
     assert len(data.read_manifest("digits")["batches"]) == 2
-    reason = (quarantined(fast) / "weekly" / "REASON.txt").read_text()
+    reason = (quarantined(retrain_project) / "weekly" / "REASON.txt").read_text()
     assert "the same files as batch 'weekly'" in reason
-    assert files_of(quarantined(fast) / "weekly" / "batch") == first
-    assert files_of(consumed(fast, "weekly")) == first
+    assert files_of(quarantined(retrain_project) / "weekly" / "batch") == first
+    assert files_of(consumed(retrain_project, "weekly")) == first
 
 
-def test_a_batch_still_being_copied_is_not_read(fast, capsys):
-    edit_params(fast, lambda p: p["retrain"].update(settle_seconds=2))
-    folder = digits_batch(fast, "copying", 0, ready=False)  # no READY, files written just now
+def test_a_batch_still_being_copied_is_not_read(retrain_project, capsys):
+    edit_params(retrain_project, lambda p: p["retrain"].update(settle_seconds=2))
+    folder = digits_batch(retrain_project, "copying", 0, ready=False)  # no READY, files written just now
     assert retrain.main(model="digits-classifier") == 0
     out = capsys.readouterr().out
     assert "no new data" in out and "still arriving: copying" in out
@@ -283,23 +241,23 @@ def test_a_batch_still_being_copied_is_not_read(fast, capsys):
     assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["copying"]
 
 
-def test_links_special_files_and_odd_names_are_quarantined_and_never_followed(fast, tmp_path):
+def test_links_special_files_and_odd_names_are_quarantined_and_never_followed(retrain_project, tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("precious\n")
-    hostile = digits_batch(fast, "hostile", 0)
+    hostile = digits_batch(retrain_project, "hostile", 0)
     (hostile / "REASON.txt").symlink_to(outside)  # quarantine would once write its note through this
     (hostile / "3" / "secret.png").symlink_to(outside)
-    fifo = digits_batch(fast, "fifo", 20)
+    fifo = digits_batch(retrain_project, "fifo", 20)
     os.mkfifo(fifo / "3" / "pipe.png")
-    digits_batch(fast, "a" * 240, 40)  # too long a name: refused before any training
-    broken = digits_batch(fast, "latin1", 60)
+    digits_batch(retrain_project, "a" * 240, 40)  # too long a name: refused before any training
+    broken = digits_batch(retrain_project, "latin1", 60)
     (broken / "3" / os.fsdecode(b"caf\xe9.png")).write_bytes(b"not an image")
-    good = files_of(digits_batch(fast, "good", 80))
+    good = files_of(digits_batch(retrain_project, "good", 80))
     assert cli.main(["retrain", "--model", "digits-classifier"]) == 0
     assert outside.read_text() == "precious\n"
     assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["good"]
-    assert files_of(consumed(fast, "good")) == good
-    q = quarantined(fast)
+    assert files_of(consumed(retrain_project, "good")) == good
+    q = quarantined(retrain_project)
     assert "a symbolic link" in (q / "hostile" / "REASON.txt").read_text()
     assert (q / "hostile" / "batch" / "REASON.txt").is_symlink()  # the batch kept as it arrived
     assert "pipe.png: a named pipe" in (q / "fifo" / "REASON.txt").read_text()
@@ -311,20 +269,20 @@ def test_links_special_files_and_odd_names_are_quarantined_and_never_followed(fa
     assert (q / "latin1" / "batch" / "3" / os.fsdecode(b"caf\xe9.png")).read_bytes() == b"not an image"
 
 
-def test_a_decompression_bomb_is_quarantined_and_the_good_batch_beside_it_proceeds(fast):
-    bomb = digits_batch(fast, "bomb", 0, n=3)
+def test_a_decompression_bomb_is_quarantined_and_the_good_batch_beside_it_proceeds(retrain_project):
+    bomb = digits_batch(retrain_project, "bomb", 0, n=3)
     png_header_only(bomb / "3" / "bomb.png", 100_000, 100_000)
-    digits_batch(fast, "good", 20)
+    digits_batch(retrain_project, "good", 20)
     assert retrain.main(model="digits-classifier") == 0
     assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["good"]
-    reason = (quarantined(fast) / "bomb" / "REASON.txt").read_text()
+    reason = (quarantined(retrain_project) / "bomb" / "REASON.txt").read_text()
     assert "bomb.png" in reason and len(reason.splitlines()) == 5
 
 
-def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(fast):
-    digits_batch(fast, "b1", 0)
-    (incoming(fast, "bad") / "x").mkdir(parents=True)
-    (incoming(fast, "bad") / "READY").touch()
+def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(retrain_project):
+    digits_batch(retrain_project, "b1", 0)
+    (incoming(retrain_project, "bad") / "x").mkdir(parents=True)
+    (incoming(retrain_project, "bad") / "READY").touch()
     assert retrain.main(model="digits-classifier") == 0
     runs = mlflow.search_runs(
         search_all_experiments=True, filter_string="tags.mlflow.runName = 'retrain-digits-classifier'"
@@ -347,20 +305,22 @@ def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(fast):
     ).empty
 
 
-def test_a_misspelt_gate_metric_stops_before_training(fast):
-    edit_params(fast, lambda p: p["retrain"]["gates"]["digits-classifier"].update(metric="test_accuracy2"))
-    folder = digits_batch(fast, "b1", 0)
+def test_a_misspelt_gate_metric_stops_before_training(retrain_project):
+    edit_params(
+        retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(metric="test_accuracy2")
+    )
+    folder = digits_batch(retrain_project, "b1", 0)
     before = files_of(folder)
-    result = run_cli(fast, "retrain")
+    result = run_cli(retrain_project, "retrain")
     assert_one_line_error(result, "retrain.gates.digits-classifier.metric 'test_accuracy2'")
     assert files_of(folder) == before and data.read_manifest("digits")["batches"] == []
     assert len(mlflow.search_runs(search_all_experiments=True)) == 1  # the champion's run only
 
 
-def test_a_registry_that_cannot_be_read_promotes_nothing(fast, monkeypatch, capsys):
+def test_a_registry_that_cannot_be_read_promotes_nothing(retrain_project, monkeypatch, capsys):
     from mlflow.exceptions import MlflowException
 
-    digits_batch(fast, "b1", 0)
+    digits_batch(retrain_project, "b1", 0)
     original = mlflow.MlflowClient.get_registered_model
 
     def locked(self, name):
@@ -378,7 +338,7 @@ def test_a_registry_that_cannot_be_read_promotes_nothing(fast, monkeypatch, caps
         "error: cannot read the champion of 'digits-classifier' from the registry "
         "((sqlite3.OperationalError) database is locked); nothing promoted"
     ]
-    assert data.read_manifest("digits")["batches"] == [] and incoming(fast, "b1").is_dir()
+    assert data.read_manifest("digits")["batches"] == [] and incoming(retrain_project, "b1").is_dir()
 
     # the store locks up after training, at the gate: nothing promoted, the next cycle completes it
     real_register = registry.register
@@ -400,7 +360,9 @@ def test_a_registry_that_cannot_be_read_promotes_nothing(fast, monkeypatch, caps
     assert retrain.main(model="digits-classifier") == 0
     version = mlflow.MlflowClient().get_model_version("digits-classifier", "2")
     assert version.tags["gate.champion_version"] == "1" and "gate_champion" in version.tags
-    assert consumed(fast, "b1").is_dir() and not layout.retrain_journal("digits-classifier").exists()
+    assert (
+        consumed(retrain_project, "b1").is_dir() and not layout.retrain_journal("digits-classifier").exists()
+    )
 
 
 def test_a_non_finite_metric_never_passes():
@@ -413,13 +375,13 @@ def test_a_non_finite_metric_never_passes():
     assert registry.decide(gate, True, 0.9, float("nan"))[0]  # a champion that scores NaN is replaced
 
 
-def test_a_training_gate_waits_while_a_retrain_holds_the_lock(fast):
+def test_a_training_gate_waits_while_a_retrain_holds_the_lock(retrain_project):
     client = mlflow.MlflowClient()
     with retrain.lock():
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "train", "cnn-same", "--quiet"],
-            cwd=fast,
-            env={**os.environ, "PIPELINE_ROOT": str(fast)},
+            cwd=retrain_project,
+            env={**os.environ, "PIPELINE_ROOT": str(retrain_project)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
