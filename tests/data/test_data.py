@@ -310,3 +310,54 @@ def test_an_empty_label_names_its_line(project):
     use_dataset(project, "t", {**entry, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0})
     with pytest.raises(UserError, match=r"t.csv: column 'label' line 3 has an empty label"):
         data.prepare("t")
+
+
+def ingest_by_hand(project, dataset, name, x, y):
+    """What a retrain cycle leaves: the batch committed to the dataset, its files in consumed/."""
+    from tests.conftest import consumed, write_batch
+
+    current = data.load(dataset)
+    labels = [current.class_names[k] for k in y]
+    folder = write_batch(consumed(project, name, dataset), x, labels, ready=False)
+    files = data.regular_files(folder)
+    batch = data.Batch(name, name, data.readers.hash_files(files, folder), x, y)
+    arrays, manifest = data.new_version(current, [batch])
+    data.commit_version(dataset, arrays, manifest, [batch])
+    return data.load(dataset)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "corrupt"])
+def test_ingested_batches_survive_a_lost_manifest(project, damage):
+    x, y = data.load("digits").xy("val")
+    merged = ingest_by_hand(project, "digits", "b1", x[:30], y[:30])
+    manifest = data.processed_dir("digits") / "manifest.json"
+    if damage == "deleted":
+        manifest.unlink()
+    else:
+        manifest.write_text('{"dataset": "digits", "sha')
+    rebuilt = data.load("digits")
+    assert rebuilt.sha256 == merged.sha256
+    assert [b["id"] for b in rebuilt.manifest["batches"]] == ["b1"]
+    assert rebuilt.manifest["batches"][0]["sha256"] == merged.manifest["batches"][0]["sha256"]
+
+
+def test_changing_the_image_size_after_ingestion_re_reads_the_batches(project):
+    make_image_folder(project / "data/raw/imgs", per_class=10)
+    use_dataset(project, "imgs", IMAGES)
+    x = np.random.default_rng(1).random((4, 8, 8, 1)).astype(np.float32)
+    before = ingest_by_hand(project, "imgs", "b1", x, np.array([0, 1, 0, 1]))
+    edit_params(project, lambda p: p["data"]["imgs"].update(image_size=[6, 5]))
+    after = data.load("imgs")
+    assert after.arrays["x_train"].shape[1:] == (6, 5, 1)
+    assert len(after.arrays["x_train"]) == len(before.arrays["x_train"])  # the batch is still there
+    assert [b["id"] for b in after.manifest["batches"]] == ["b1"]
+    # neither stored arrays that fit nor the raw files: one line, nothing written
+    import shutil
+
+    from tests.conftest import consumed
+
+    shutil.rmtree(consumed(project, "b1", "imgs"))
+    edit_params(project, lambda p: p["data"]["imgs"].update(image_size=[4, 4]))
+    with pytest.raises(UserError, match=r"ingested batch 'b1' cannot be rebuilt"):
+        data.prepare("imgs")
+    assert data.read_manifest("imgs")["sha256"] == after.sha256
