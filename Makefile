@@ -92,8 +92,9 @@ ifeq ($(EXP),)
 $(error name the experiment: make sweep EXP=<experiment> (one with a search: block))
 endif
 endif
+sweep: export PIPELINE_SWEEP_EXP = $(value EXP)
 sweep: $(VENV_STAMP) $(STORE_STAMP) ## Ray Tune search over an experiment's search: block, e.g. make sweep EXP=cnn-same (SWEEP_FLAGS=...)
-	$(PY) -m pipeline sweep '$(EXP)' $(SWEEP_FLAGS)
+	$(PY) -m pipeline sweep "$$PIPELINE_SWEEP_EXP" $(SWEEP_FLAGS)
 
 transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer per labels/class (CURVE_FLAGS=...)
 	$(PY) -m pipeline transfer-curve $(CURVE_FLAGS)
@@ -125,8 +126,13 @@ retrain: $(VENV_STAMP) $(STORE_STAMP) ## one retraining cycle: data/incoming/ ba
 INPUT ?= data/predict
 OUTPUT ?= predictions.csv
 MODEL ?= models:/digits-classifier@champion
+# the paths reach the command through the environment, so quotes, spaces and $ arrive as typed
+predict: export PIPELINE_PREDICT_MODEL = $(value MODEL)
+predict: export PIPELINE_PREDICT_INPUT = $(value INPUT)
+predict: export PIPELINE_PREDICT_OUTPUT = $(value OUTPUT)
 predict: $(VENV_STAMP) ## batch prediction: make predict INPUT=<image folder or CSV> [OUTPUT=…] [MODEL=…]
-	$(PY) -m pipeline predict --model '$(MODEL)' --input '$(INPUT)' --output '$(OUTPUT)'
+	$(PY) -m pipeline predict --model "$$PIPELINE_PREDICT_MODEL" --input "$$PIPELINE_PREDICT_INPUT" \
+		--output "$$PIPELINE_PREDICT_OUTPUT"
 
 # ---------------------------------------------------------------------------- quality
 test: $(VENV_STAMP) ## run the test suite (what .ci/run calls)
