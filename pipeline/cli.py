@@ -281,6 +281,21 @@ def add_makefile(sub) -> None:
 # --------------------------------------------------------------------------- production
 
 
+RETRAIN_EPILOG = """arrival: a batch folder counts at once when it holds an empty file named READY (write it
+  last), otherwise only when nothing in it has changed for retrain.settle_seconds (default 60);
+  until then it is left alone. Thumbs.db, desktop.ini, .DS_Store, __MACOSX/ and dot-files are
+  skipped.
+names: a batch id is its folder name, which must match [A-Za-z0-9][A-Za-z0-9._-]{0,99}; a
+  different batch under a name already used is ingested as <name>-<sha8>, the same files again are
+  quarantined (never trained twice).
+quarantine: a bad batch (bad name, a link or special file anywhere, a file its reader refuses,
+  an image over retrain.max_image_pixels) moves to data/quarantine/<dataset>/<folder>/batch/ with
+  a REASON.txt beside it; the other batches proceed.
+safety: one cycle at a time (a second exits 1 at once); a cycle killed at any step is completed
+  or rolled back by the next. See docs/retraining.md.
+"""
+
+
 def cmd_retrain(args) -> int:
     from pipeline.workflows import retrain
 
@@ -294,6 +309,8 @@ def add_retrain(sub) -> None:
         description="Ingest new batches from data/incoming/<dataset>/<batch-id>/ (class folders of "
         "images, or CSV files of date,value rows for a series), train a challenger, "
         "promote it to champion only if it passes the gate in params.yaml (retrain.gates).",
+        epilog=RETRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", help="registered model name (default: every experiment with register_as)")
     p.set_defaults(func=cmd_retrain)
