@@ -36,7 +36,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep soak
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -113,6 +113,10 @@ report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the lat
 
 bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
 	$(PY) -m pipeline bench
+
+SOAK_FLAGS ?=
+soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (about 25 min)
+	$(PY) -m pipeline soak $(SOAK_FLAGS)
 
 server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=)
 	@# DB= may hold a password: not echoed, and handed on in the environment rather than as --db

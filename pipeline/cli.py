@@ -371,6 +371,40 @@ def add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_soak(args) -> int:
+    from pipeline.tools import soak
+
+    return soak.main(args.cycles, args.kill_share, args.seed, args.keep)
+
+
+def share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number from 0 to 1")
+    return value
+
+
+def add_soak(sub) -> None:
+    p = sub.add_parser(
+        "soak",
+        help="retrain soak test: many cycles with hostile batches and kills, invariants checked",
+        description="Run retrain cycles in a scratch copy of the project (1-epoch challengers), each "
+        "with a random mix of good, corrupt, duplicate-named, re-sent, half-copied and hostile "
+        "batches, a kill -9 at a random step in a share of them; check after every cycle that every "
+        "batch is consumed once or quarantined intact, the holdout is unchanged, champion is on a "
+        "promoted version, no run is RUNNING and nothing outside the scratch project was written. "
+        "Writes reports/soak.json; exit 1 on any violation. Takes about half a minute per cycle.",
+    )
+    p.add_argument("--cycles", type=positive, default=50, help="retrain cycles (default: 50)")
+    p.add_argument("--kill-share", type=share, default=0.2, help="share of cycles killed (default: 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the batch mix and kills (default: 0)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch project (its path is printed)")
+    p.set_defaults(func=cmd_soak)
+
+
 def cmd_report(args) -> int:
     from pipeline.tools import report
 
@@ -450,6 +484,7 @@ COMMANDS = (
     add_retrain,
     add_predict,
     add_bench,
+    add_soak,
     add_report,
     add_server,
     add_ui,

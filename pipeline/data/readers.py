@@ -172,6 +172,10 @@ def read_image(
             raise UserError(f"{shown(path)}: {exc}") from None
         except UnidentifiedImageError:
             raise UserError(f"{shown(path)}: not an image") from None
+        except Image.DecompressionBombError as exc:
+            raise UserError(
+                f"{shown(path)}: refused before decoding, a decompression bomb? ({exc})"
+            ) from None
         except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, struct.error, ...)
             reason = (str(exc).splitlines() or [""])[0][:200]
             raise UserError(f"{shown(path)}: corrupt image ({type(exc).__name__}: {reason})") from None

@@ -280,7 +280,10 @@ def test_a_decompression_bomb_is_quarantined_and_the_good_batch_beside_it_procee
 
 
 def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(retrain_project):
-    digits_batch(retrain_project, "b1", 0)
+    b1 = digits_batch(retrain_project, "b1", 0)
+    for junk in ("Thumbs.db", ".DS_Store", "3/desktop.ini", "__MACOSX/3/._0.png"):  # copied from elsewhere
+        (b1 / junk).parent.mkdir(parents=True, exist_ok=True)
+        (b1 / junk).write_bytes(b"junk")
     (incoming(retrain_project, "bad") / "x").mkdir(parents=True)
     (incoming(retrain_project, "bad") / "READY").touch()
     assert retrain.main(model="digits-classifier") == 0
