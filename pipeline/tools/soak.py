@@ -185,8 +185,8 @@ class Sender:
         ):
             if self.rng.random() < share:
                 kinds.append(kind)
-        if self.rng.random() < 0.6:
-            kinds.append(self.rng.choice(HOSTILE))
+        if self.rng.random() < 0.6:  # the hostile kinds in turn, so each one is tried
+            kinds.append(HOSTILE[sum(s.kind in HOSTILE for s in self.sent) % len(HOSTILE)])
         for k, kind in enumerate(kinds):
             made = self.make(kind, f"c{cycle:02d}-{kind}-{k}")
             if made is not None:
