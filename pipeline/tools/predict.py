@@ -41,7 +41,9 @@ def input_shape(model) -> tuple[int, ...]:
     return tuple(schema.inputs[0].shape[1:])
 
 
-def read_images(folder: Path, shape: tuple[int, ...], max_pixels: int) -> tuple[list[str], np.ndarray]:
+def read_images(
+    folder: Path, shape: tuple[int, ...], max_pixels: int = data.readers.MAX_PIXELS
+) -> tuple[list[str], np.ndarray]:
     """Every image under `folder` (junk such as .DS_Store skipped; links and special files refused)."""
     if len(shape) != 3:
         raise UserError(f"{folder}: the model expects inputs of shape {shape}, not images")
