@@ -27,13 +27,17 @@ STORE_STAMP := mlruns/.initialized
 PIPELINE_CODE := $(shell find pipeline -name '*.py' 2>/dev/null)
 TRAIN_FLAGS ?=
 CURVE_FLAGS ?=
-EXECUTOR ?=
+EXECUTOR ?= processes
+# the same path as pipeline/layout.py's TRAIN_QUEUE (a test keeps them equal)
+TRAIN_QUEUE := .build/train-queue
 EXP ?=
 SWEEP_FLAGS ?=
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED := 1
+# VERBOSE=1: Keras per-epoch lines and library INFO lines (make train-all VERBOSE=1 works too)
+export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep soak
@@ -75,17 +79,19 @@ train-%: $(VENV_STAMP) ## train one experiment, e.g. make train-cnn-same (skippe
 	@# only reached for names params.yaml does not define: the pipeline says which exist
 	$(PY) -m pipeline train $*
 
-ifeq ($(EXECUTOR),ray)
-# every experiment as a Ray task (local Ray, or the cluster RAY_ADDRESS names); writes make's stamps
-train-all: $(VENV_STAMP) $(STORE_STAMP)
-	$(PY) -m pipeline train-all --executor ray $(TRAIN_FLAGS)
-else ifneq ($(EXECUTOR),)
-train-all:
-	@echo "error: EXECUTOR=$(EXECUTOR): expected ray (or nothing, for make's own scheduling)" >&2; exit 2
-else
-train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in params.yaml (only what changed; EXECUTOR=ray: as Ray tasks)
-	@echo "train-all: $(words $(EXPERIMENTS)) experiments up to date · browse them with: make ui"
+# train-all: make finds what is out of date (each stale experiment's rule only queues its name:
+# QUEUE is set for train-all's prerequisites), then one `pipeline train-all` trains the queue in a
+# few worker processes: one TensorFlow start per core instead of one per experiment.
+ifneq ($(filter train-all,$(MAKECMDGOALS)),)
+ifeq ($(filter $(EXECUTOR),processes sequential ray),)
+$(error EXECUTOR=$(EXECUTOR): expected processes (the default), sequential or ray)
 endif
+$(shell rm -f $(TRAIN_QUEUE))
+endif
+train-all: QUEUE := 1
+train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in params.yaml (only what changed; EXECUTOR=sequential|ray)
+	@if [ -s $(TRAIN_QUEUE) ]; then $(PY) -m pipeline train-all --executor $(EXECUTOR) --queue $(TRAIN_QUEUE) $(TRAIN_FLAGS); fi
+	@echo "train-all: $(words $(EXPERIMENTS)) experiments up to date · browse them with: make ui"
 
 ifneq ($(filter sweep,$(MAKECMDGOALS)),)
 ifeq ($(EXP),)
@@ -115,13 +121,14 @@ bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experime
 	$(PY) -m pipeline bench
 
 SOAK_FLAGS ?=
-soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (about 25 min)
+soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (about 15 min)
 	$(PY) -m pipeline soak $(SOAK_FLAGS)
 
-server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=)
+server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=, AUTH=1: users and passwords)
 	@# DB= may hold a password: not echoed, and handed on in the environment rather than as --db
 	@$(if $(DB),MLFLOW_BACKEND_STORE_URI='$(DB)') $(PY) -m pipeline server --port $${PORT:-5000} \
-		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)')
+		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)') \
+		$(if $(filter 1 yes true,$(AUTH)),--auth)
 
 # ---------------------------------------------------------------------------- production
 retrain: $(VENV_STAMP) $(STORE_STAMP) ## one retraining cycle: data/incoming/ batches → challenger → gate → champion

@@ -51,14 +51,19 @@ def label_count(text: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from pipeline import config
+    from pipeline import config, startup
 
     # name, dataset and family errors answer at once, before TensorFlow's ~6 s import
     config.resolve_experiment(config.load_params(), args.experiment, args.set)
+    startup.quiet_tensorflow()
     from pipeline.training.run import RunOptions
-    from pipeline.workflows import experiment
+    from pipeline.workflows import console, experiment
 
-    experiment.train(args.experiment, args.set, RunOptions(verbose=verbosity(args)))
+    outcome = experiment.train(args.experiment, args.set, RunOptions(verbose=verbosity(args)))
+    summary = console.summarise(outcome)
+    print(console.result_line(summary))
+    if summary.decision:
+        print(f"  {summary.decision}")
     return 0
 
 
@@ -79,25 +84,43 @@ def add_train(sub) -> None:
 
 
 def cmd_train_all(args) -> int:
+    from pathlib import Path
+
     from pipeline.workflows import fanout
 
-    return fanout.run(args.experiments, args.executor, args.set, args.cpus_per_task, args.quiet)
+    queue = Path(args.queue) if args.queue else None
+    return fanout.run(
+        args.experiments, args.executor, args.set, args.cpus_per_task, args.jobs, queue, args.quiet
+    )
 
 
 def add_train_all(sub) -> None:
     p = sub.add_parser(
         "train-all",
-        help="train several experiments (default: all), one after another or as Ray tasks",
+        help="train several experiments (default: all) in worker processes, in turn, or as Ray tasks",
         description="Train experiments of params.yaml (default: all; what they need is added) with the "
-        "shared training core: --executor sequential trains one at a time in this process, --executor "
-        "ray runs each as a Ray task (a local Ray with this machine's CPUs, or the cluster RAY_ADDRESS "
-        "names), upstream experiments first. Every task logs to this process's tracking store. Without "
-        "--set, each trained experiment is marked up to date for make. Exit code 1 (2 for user errors) "
-        "when an experiment fails; it is named.",
+        "shared training core, upstream experiments first: --executor processes (default) runs a pool "
+        "of worker processes (--jobs, default: one per core) that each import TensorFlow once and "
+        "train the longest experiments first; sequential trains one at a time in this process; ray "
+        "runs each as a Ray task (a local Ray, or the cluster RAY_ADDRESS names). `make train-all` "
+        "passes --queue with the experiments it found out of date. Without --set, each trained "
+        "experiment is marked up to date for make as soon as it ends. Prints one line per experiment "
+        "(progress bars on a terminal) and a table per task. Exit code 1 (2 for user errors) when an "
+        "experiment fails; it is named.",
     )
     p.add_argument("experiments", nargs="*", help="experiment names (default: every one in params.yaml)")
     p.add_argument(
-        "--executor", choices=["sequential", "ray"], default="sequential", help="default: sequential"
+        "--executor",
+        choices=["processes", "sequential", "ray"],
+        default="processes",
+        help="default: processes",
+    )
+    p.add_argument("--jobs", type=positive, help="worker processes (default: the number of CPU cores)")
+    p.add_argument(
+        "--queue",
+        metavar="FILE",
+        help="also train the experiments listed in FILE, one per line, without adding what they need "
+        "(make's out-of-date list; the file is emptied)",
     )
     p.add_argument(
         "--cpus-per-task", type=positive, default=1, help="CPUs Ray reserves per experiment (default: 1)"
@@ -105,7 +128,7 @@ def add_train_all(sub) -> None:
     add_run_options(
         p,
         "override a param of every experiment (repeatable), e.g. --set train.epochs=5",
-        "no Keras progress bars",
+        "no progress bars",
     )
     p.set_defaults(func=cmd_train_all)
 
@@ -297,9 +320,14 @@ safety: one cycle at a time (a second exits 1 at once); a cycle killed at any st
 
 
 def cmd_retrain(args) -> int:
+    from pipeline.monitoring import alerts
+
+    webhook = alerts.from_environment()  # a malformed RETRAIN_WEBHOOK stops here, before any work
     from pipeline.workflows import retrain
 
-    return retrain.main(args.model)
+    if webhook is None:
+        return retrain.main(args.model)
+    return alerts.announced(webhook, lambda: retrain.main(args.model), args.model)
 
 
 def add_retrain(sub) -> None:
@@ -308,7 +336,9 @@ def add_retrain(sub) -> None:
         help="one scheduled retraining cycle: new batches → challenger → gate → champion",
         description="Ingest new batches from data/incoming/<dataset>/<batch-id>/ (class folders of "
         "images, or CSV files of date,value rows for a series), train a challenger, "
-        "promote it to champion only if it passes the gate in params.yaml (retrain.gates).",
+        "promote it to champion only if it passes the gate in params.yaml (retrain.gates). With "
+        "RETRAIN_WEBHOOK=https://… set, a failed cycle and every promotion are posted there as JSON "
+        "(docs/alerts.md).",
         epilog=RETRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -344,7 +374,9 @@ def add_predict(sub) -> None:
 def cmd_bench(args) -> int:
     from pipeline.tools import bench
 
-    return bench.main(args.repeats, args.epochs, args.images, args.stage_repeats, args.only)
+    return bench.main(
+        args.repeats, args.epochs, args.images, args.stage_repeats, args.only, args.train_all_repeats
+    )
 
 
 def add_bench(sub) -> None:
@@ -360,12 +392,21 @@ def add_bench(sub) -> None:
         "--images", type=int, default=5000, help="images in the data-prep benchmark (default: 5000)"
     )
     p.add_argument(
-        "--stage-repeats", type=int, default=2, help="clean `make train-all` repetitions (default: 2)"
+        "--stage-repeats",
+        type=int,
+        default=1,
+        help="repetitions of every stage run on its own from clean, one process each (default: 1)",
+    )
+    p.add_argument(
+        "--train-all-repeats",
+        type=int,
+        default=2,
+        help="clean `make train-all` repetitions: wall time, store size (default: 2)",
     )
     p.add_argument(
         "--only",
         action="append",
-        choices=["stages", "overhead", "data_prep", "inference"],
+        choices=["stages", "train_all", "overhead", "data_prep", "inference"],
         help="measure only this section (repeatable); the others keep their last figures",
     )
     p.set_defaults(func=cmd_bench)
@@ -432,7 +473,7 @@ def cmd_server(args) -> int:
 
     # MLflow's own variable: a URI with a password need not appear on any command line
     db = args.db or os.environ.get("MLFLOW_BACKEND_STORE_URI")
-    return ui.server(args.host, args.port, db, args.artifacts)
+    return ui.server(args.host, args.port, db, args.artifacts, args.auth)
 
 
 def add_server(sub) -> None:
@@ -450,6 +491,13 @@ def add_server(sub) -> None:
     )
     p.add_argument(
         "--artifacts", help="artifact root the server writes to (default: mlruns/server/artifacts)"
+    )
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="MLflow's basic-auth app: users and permissions, users in mlruns/server/basic_auth.db; "
+        "needs MLFLOW_FLASK_SERVER_SECRET_KEY and, on the first start, MLFLOW_AUTH_ADMIN_PASSWORD "
+        "(12+ characters) in the environment",
     )
     p.set_defaults(func=cmd_server)
 
@@ -509,7 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline import startup
+
     args = build_parser().parse_args(argv)
+    startup.quiet_logs()
     try:
         return args.func(args)
     except PipelineError as exc:

@@ -359,6 +359,9 @@ def check_type(value: Any, hint: Any, where: str) -> Any:
     """Check `value` against a simple type hint; return it (ints widened to float, lists to tuples)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
+        sections = [a for a in args if dataclasses.is_dataclass(a)]
+        if sections and isinstance(value, dict):  # an optional sub-section: its own errors name the key
+            return parse_section(sections[0], value, where)
         for option in args:
             try:
                 return check_type(value, option, where)
@@ -391,6 +394,9 @@ def check_type(value: Any, hint: Any, where: str) -> Any:
     elif origin is dict:
         if isinstance(value, dict):
             return value
+    elif dataclasses.is_dataclass(hint):  # a nested section, e.g. a gate's `drift:`
+        if isinstance(value, dict):
+            return parse_section(hint, value, where)
     elif hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -417,6 +423,8 @@ def _describe(hint: Any) -> str:
         return "a list" + (f" of {_describe(args[0])}" if args else "")
     if hint is type(None):
         return "null"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
         hint, getattr(hint, "__name__", str(hint))
     )

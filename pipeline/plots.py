@@ -120,3 +120,44 @@ def forecast(dates: np.ndarray, actual: np.ndarray, predicted: np.ndarray, rmse:
     axes[0].legend()
     fig.tight_layout()
     return fig
+
+
+def image_drift(train_mean, batch_mean, histograms, worst, title: str):
+    """New images against the training split: mean images, intensity histograms, and the
+    cumulative distribution of the statistic that moved most (training vs new)."""
+    edges, train_counts, batch_counts = histograms
+    name, reference, values = worst
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.6, 1.6]})
+    shown = [np.squeeze(m) if np.squeeze(m).ndim == 2 else np.clip(m, 0, 1) for m in (train_mean, batch_mean)]
+    for ax, image, label in zip(axes[:2], shown, ("training mean image", "new mean image"), strict=True):
+        ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None, vmin=edges[0], vmax=edges[-1])
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    for counts, label in ((train_counts, "training"), (batch_counts, "new")):
+        axes[2].bar(centres, counts / max(counts.sum(), 1), width=width, alpha=0.5, label=label)
+    axes[2].set(title="pixel intensities", xlabel="intensity", ylabel="share")
+    axes[2].legend(fontsize=8)
+    axes[3].plot(reference, (np.arange(len(reference)) + 0.5) / len(reference), label="training")
+    ordered = np.sort(values)
+    axes[3].step(ordered, np.arange(1, len(ordered) + 1) / len(ordered), where="post", label="new")
+    axes[3].set(title=f"{name} (cumulative)", xlabel=name, ylabel="share below")
+    axes[3].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def series_drift(dates, residuals, low, high, title: str):
+    """New points' residuals (value - seasonal pattern - local trend) within the training band."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.fill_between(dates, low, high, step="mid", alpha=0.25, label="training period's 99 % band")
+    outside = (residuals < low) | (residuals > high)
+    ax.plot(dates, residuals, marker="o", ms=3, lw=1, label="new points")
+    ax.scatter(dates[outside], residuals[outside], color="red", s=18, zorder=3, label="outside")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set(title=title, ylabel="residual")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

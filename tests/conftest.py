@@ -252,7 +252,15 @@ def assert_one_line_error(result, *fragments):
 
 STUB = """#!/bin/sh
 # Stands in for the venv's python: records trainings instead of running them, runs the rest.
+# `train-all --queue FILE` (what make train-all runs) trains the queued names and stamps them.
 if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "train" ]; then echo "TRAINED $4"; exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "train-all" ]; then
+  queue=$(echo "$@" | sed -n 's/.*--queue \\([^ ]*\\).*/\\1/p')
+  for name in $(cat "$queue"); do
+    echo "TRAINED $name"; mkdir -p .build/runs; touch .build/runs/$name.done
+  done
+  rm -f "$queue"; exit 0
+fi
 if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "transfer-curve" ]; then echo "CURVE"; exit 0; fi
 if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "predict" ]; then
   shift 3; for arg in "$@"; do echo "ARG $arg"; done; exit 0

@@ -13,16 +13,17 @@ from pipeline.tools import stages
 from tests.conftest import REPO
 
 PACKAGE = REPO / "pipeline"
-SHARED = {"config", "errors", "atomic", "plots", "layout", "specs"}
+SHARED = {"config", "errors", "atomic", "plots", "layout", "specs", "startup"}
 ENTRY = {"cli", "__main__"}  # `python -m pipeline`
 # layer → the layers it must never import (a layer may import any layer below it)
-ORDER = ["shared", "data", "objectives", "models", "training", "workflows", "tools", "cli"]
+ORDER = ["shared", "data", "objectives", "models", "training", "monitoring", "workflows", "tools", "cli"]
 FORBIDDEN = {
-    "shared": {"data", "objectives", "models", "training", "workflows", "tools", "cli"},
-    "data": {"objectives", "models", "training", "workflows", "tools", "cli"},
-    "objectives": {"models", "training", "workflows", "tools", "cli"},
-    "models": {"objectives", "training", "workflows", "tools", "cli"},
-    "training": {"workflows", "tools", "cli"},
+    "shared": {"data", "objectives", "models", "training", "monitoring", "workflows", "tools", "cli"},
+    "data": {"objectives", "models", "training", "monitoring", "workflows", "tools", "cli"},
+    "objectives": {"models", "training", "monitoring", "workflows", "tools", "cli"},
+    "models": {"objectives", "training", "monitoring", "workflows", "tools", "cli"},
+    "training": {"monitoring", "workflows", "tools", "cli"},
+    "monitoring": {"workflows", "tools", "cli"},
     "workflows": {"tools", "cli"},
     "tools": {"cli"},
     "cli": set(),
@@ -72,10 +73,11 @@ def test_no_hasattr_probes_on_families_or_objectives():
         assert not re.search(r"hasattr\((plan\.)?(family|objective)\b", text), path
 
 
-def test_the_makefile_and_the_layout_agree_on_the_store_stamp():
+@pytest.mark.parametrize("name", ["STORE_STAMP", "TRAIN_QUEUE"])
+def test_the_makefile_and_the_layout_agree_on_paths(name):
     makefile = (REPO / "Makefile").read_text()
-    (value,) = re.findall(r"^STORE_STAMP := (\S+)$", makefile, flags=re.M)
-    assert value == layout.STORE_STAMP
+    (value,) = re.findall(rf"^{name} := (\S+)$", makefile, flags=re.M)
+    assert value == getattr(layout, name)
 
 
 def test_the_params_schema_is_current_and_params_yaml_follows_it():

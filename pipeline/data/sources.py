@@ -72,11 +72,29 @@ def package_key(package: str, distribution: str, what: str) -> tuple[str, str]:
     return f"{package}-{version}", f"{what} ({distribution} {version})"
 
 
-def csv_key(path: str, name: str) -> tuple[str, str]:
-    file = readers.resolve(path)
-    if not file.is_file():
-        raise UserError(f"data.{name}.path: CSV file '{path}' does not exist ({file})")
-    return hashlib.sha256(file.read_bytes()).hexdigest(), str(file)
+class CsvFile:
+    """A source read from one CSV file (`path`): keyed by the file's sha256, watched by make."""
+
+    path: str
+
+    def raw_key(self, name: str) -> tuple[str, str]:
+        file = readers.resolve(self.path)
+        if not file.is_file():
+            raise UserError(f"data.{name}.path: CSV file '{self.path}' does not exist ({file})")
+        return hashlib.sha256(file.read_bytes()).hexdigest(), str(file)
+
+    def watched(self) -> list[str]:
+        return [self.path]
+
+    def frame(self, *columns: str):
+        """(the CSV's path, its frame), the named columns checked to be there."""
+        path = readers.resolve(self.path)
+        frame = readers.read_csv(path)
+        for column in columns:
+            if column not in frame.columns:
+                found = ", ".join(map(str, frame.columns))
+                raise UserError(f"{path}: column '{column}' not found (columns: {found})")
+        return path, frame
 
 
 # --------------------------------------------------------------------------- labelled examples
@@ -206,7 +224,7 @@ class TableSource(LabelledSource):
 
 
 @dataclasses.dataclass(frozen=True)
-class CsvTableSource(TableSource):
+class CsvTableSource(CsvFile, TableSource):
     source: Literal["csv-table"]
     path: str
     target: str  # label column; every other column is a numeric feature
@@ -214,18 +232,8 @@ class CsvTableSource(TableSource):
     test_fraction: float
     seed: int
 
-    def raw_key(self, name):
-        return csv_key(self.path, name)
-
-    def watched(self) -> list[str]:
-        return [self.path]
-
     def read(self, name):
-        path = readers.resolve(self.path)
-        frame = readers.read_csv(path)
-        if self.target not in frame.columns:
-            columns = ", ".join(map(str, frame.columns))
-            raise UserError(f"{path}: target column '{self.target}' not found (columns: {columns})")
+        path, frame = self.frame(self.target)
         features = [c for c in frame.columns if c != self.target]
         if not features or len(frame) == 0:
             raise UserError(f"{path}: needs at least one feature column and one row")
@@ -289,7 +297,7 @@ class Co2Source(SeriesSource):
 
 
 @dataclasses.dataclass(frozen=True)
-class CsvSeriesSource(SeriesSource):
+class CsvSeriesSource(CsvFile, SeriesSource):
     source: Literal["csv-series"]
     path: str
     date_column: str
@@ -298,19 +306,8 @@ class CsvSeriesSource(SeriesSource):
     test_fraction: float
     fill: Fill
 
-    def raw_key(self, name):
-        return csv_key(self.path, name)
-
-    def watched(self) -> list[str]:
-        return [self.path]
-
     def read(self, name):
-        path = readers.resolve(self.path)
-        frame = readers.read_csv(path)
-        for column in (self.date_column, self.value_column):
-            if column not in frame.columns:
-                columns = ", ".join(map(str, frame.columns))
-                raise UserError(f"{path}: column '{column}' not found (columns: {columns})")
+        path, frame = self.frame(self.date_column, self.value_column)
         dates = readers.date_column(frame, self.date_column, path)
         values = readers.numeric_column(frame, self.value_column, path, allow_missing=True)
         gaps = int(np.isnan(values).sum())

@@ -124,6 +124,19 @@ def source_file(family: str) -> Path:
     return Path(*FAMILIES[family].split(".")).with_suffix(".py")
 
 
+def declared(family: str) -> dict[str, Any]:
+    """The literal keywords of a family's `FAMILY = Family(...)`, read from its source without
+    importing it (importing a family imports TensorFlow): make's graph and train-all's scheduler
+    read the objective and the kind this way."""
+    import ast
+
+    path = Path(__file__).resolve().parents[1].parent / source_file(family)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Family":
+            return {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+    raise ValueError(f"{path}: no `FAMILY = Family(...)` declaration")
+
+
 def get(family: str, where: str = "") -> Family:
     if family not in FAMILIES:
         raise UserError(

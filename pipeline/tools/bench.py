@@ -143,15 +143,60 @@ def make_cmd(folder: Path, *goals: str) -> float:
     return time.perf_counter() - started
 
 
+def scratch_code() -> Path:
+    """The scratch project gets the code make's rules depend on; returns its folder."""
+    folder = Path(os.environ["PIPELINE_ROOT"])
+    shutil.copytree(REPO / "pipeline", folder / "pipeline", dirs_exist_ok=True)
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(REPO / name, folder / name)
+    return folder
+
+
+def mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.exists() else 0.0
+
+
+def store_sizes(folder: Path) -> tuple[float, dict[str, float], float]:
+    """(the whole store in MiB, each run's artifacts in MiB by run name, the runs' summed train_seconds)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    sizes, seconds = {}, 0.0
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id]):
+            local = Path(run.info.artifact_uri.removeprefix("file://"))
+            sizes[run.info.run_name] = round(mib(local), 3)
+            seconds += run.data.metrics.get("train_seconds", 0.0)
+    return mib(folder / "mlruns"), sizes, seconds
+
+
+def train_all(repeats: int) -> dict:
+    """`make train-all` from a clean store (`make clean`): its wall time, the runs' own summed
+    durations (their ratio: how well the worker processes keep the cores busy), and the store's size
+    with each run's artifacts."""
+    folder = scratch_code()
+    walls, summed, stores, sizes = [], [], [], {}
+    for _ in range(repeats):
+        make_cmd(folder, "clean")
+        walls.append(make_cmd(folder, "train-all"))
+        store, sizes, seconds = store_sizes(folder)
+        summed.append(seconds)
+        stores.append(store)
+    return {
+        "wall_from_clean_s": summary(walls),
+        "runs_summed_s": summary(summed),
+        "runs_summed_over_wall": summary([s / w for s, w in zip(summed, walls, strict=True)]),
+        "store_mib": summary(stores),
+        "artifacts_mib_by_run": sizes,  # of the last repetition
+    }
+
+
 def stage_times(repeats: int) -> dict:
     """Wall time of each stage of `make train-all` from a clean store, and of a no-op rerun."""
     from pipeline import config
 
     names = config.experiment_names(config.load_params())
-    folder = Path(os.environ["PIPELINE_ROOT"])
-    shutil.copytree(REPO / "pipeline", folder / "pipeline", dirs_exist_ok=True)
-    for name in ("pyproject.toml", "requirements.lock"):
-        shutil.copy(REPO / name, folder / name)
+    folder = scratch_code()
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
         make_cmd(folder, "clean")
@@ -276,6 +321,10 @@ def render(results: dict) -> str:
                     f"| {section}: {name} | {value['median']:.3f} | {value['min']:.3f} | "
                     f"{value['max']:.3f} | {value['n']} |"
                 )
+    sizes = results.get("train_all", {}).get("artifacts_mib_by_run") or {}
+    if sizes:
+        lines += ["", "| run (fresh `make train-all`) | artifacts MiB |", "|---|---|"]
+        lines += [f"| {run} | {size:.2f} |" for run, size in sorted(sizes.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines) + "\n"
 
 
@@ -283,16 +332,19 @@ def main(
     repeats: int = 3,
     epochs: int = 15,
     images: int = 5000,
-    stage_repeats: int = 2,
+    stage_repeats: int = 1,
     only: list[str] | None = None,
+    train_all_repeats: int = 2,
 ) -> int:
     out = project_root() / "reports"
     results: dict = {"measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
     if only and (out / "bench.json").exists():  # re-measure some sections, keep the others
         results = {**json.loads((out / "bench.json").read_text()), **results}
-    # stages first: its `make clean` replaces the store, which this process must not have open yet
+    # stages and train_all first: their `make clean` replaces the store, which this process must
+    # not have open yet
     steps = [
         ("stages", lambda: stage_times(stage_repeats)),
+        ("train_all", lambda: train_all(train_all_repeats)),
         ("overhead", lambda: overhead(repeats, epochs)),
         ("data_prep", lambda: data_prep(repeats, images)),
         ("inference", lambda: inference(repeats)),

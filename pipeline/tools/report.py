@@ -217,7 +217,8 @@ def readme_block(sections: list[dict], stamp: str) -> str:
     for s in sections:
         if not s["metric"] or s["metric"] not in s["table"]:
             continue
-        table = s["table"]
+        keys = [c for c in ("problem", s["metric"]) if c in s["table"]]  # per problem, best first
+        table = s["table"].sort_values(keys, ascending=[True] * (len(keys) - 1) + [not s["higher"]])
         columns = [c for c in ("best", "run", "problem", s["metric"]) if c in table]
         lines += [f"**{s['task']}** (`{s['metric']}`)", "", markdown_table(table[columns]), ""]
     return "\n".join([*lines, README_END])
@@ -249,7 +250,15 @@ def task_section(experiment, out: Path) -> dict | None:
         name = f"{slug}-{run['tags.mlflow.runName']}-forecast.png"
         if copy_artifact(run["run_id"], "forecast.png", out / name):
             images.append((name, f"forecast of run {run['tags.mlflow.runName']} ({experiment.name})"))
-    return {"task": experiment.name, "metric": metric, "best": best, "table": table, "images": images}
+    higher = metric is not None and task_objective(runs).direction(metric) == "max"
+    return {
+        "task": experiment.name,
+        "metric": metric,
+        "higher": higher,
+        "best": best,
+        "table": table,
+        "images": images,
+    }
 
 
 def main(log: bool = True, readme: bool = False) -> int:

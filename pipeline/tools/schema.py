@@ -37,6 +37,10 @@ def dataclass_schema(cls: type, required: bool = True) -> dict[str, Any]:
 def inline(schema: dict) -> dict:
     """Resolve local $refs so each section stands alone (editors show better hints)."""
     defs = schema.pop("$defs", {})
+    for section in defs.values():  # nested sections (a gate's drift:) are closed like their parents
+        if "properties" in section:
+            section["additionalProperties"] = False
+            section["properties"].update(MERGE_KEY)
 
     def walk(node):
         if isinstance(node, dict):

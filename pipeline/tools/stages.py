@@ -84,15 +84,11 @@ def code_closure(*roots: str) -> list[str]:
 
 
 def family_objective(family: str) -> str:
-    """The `objective=` of a family's `FAMILY = Family(...)`, read from its source (importing the
-    family would import TensorFlow)."""
-    path = models.source_file(family)
-    for node in ast.walk(ast.parse((PACKAGE.parent / path).read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Family":
-            for keyword in node.keywords:
-                if keyword.arg == "objective" and isinstance(keyword.value, ast.Constant):
-                    return keyword.value.value
-    raise ValueError(f'{path}: no `FAMILY = Family(objective="...", ...)` with a literal objective')
+    """The `objective=` of a family's declaration (read from its source: see models.declared)."""
+    objective = models.declared(family).get("objective")
+    if not isinstance(objective, str):
+        raise ValueError(f"{models.source_file(family)}: FAMILY's objective must be a literal name")
+    return objective
 
 
 def data_rules(params: dict) -> list[str]:
@@ -136,9 +132,12 @@ def experiment_rules(resolved: dict) -> list[str]:
         lines += [
             f"{stamp}: {layout.PARAMS_STAMP.format(section='experiments', name=name)} "
             f"data/processed/{exp.dataset}/manifest.json {' '.join(code)}{upstream} | $(STORE_STAMP)",
-            f"\t$(PY) -m pipeline train {name} $(TRAIN_FLAGS)",
+            # under `make train-all` (QUEUE set): drop the stale stamp, queue the name; train-all's
+            # recipe then trains the queue in one process. `make train-<name>`: train it here.
+            f"\t$(if $(QUEUE),@rm -f $@ && echo {name} >> $(TRAIN_QUEUE),"
+            f"$(PY) -m pipeline train {name} $(TRAIN_FLAGS))",
             # a run with TRAIN_FLAGS overrides is not the params.yaml run: leave it out of date
-            '\t@if [ -z "$(TRAIN_FLAGS)" ]; then mkdir -p $(@D) && touch $@; fi',
+            '\t@$(if $(QUEUE),:,if [ -z "$(TRAIN_FLAGS)" ]; then mkdir -p $(@D) && touch $@; fi)',
             f"train-{name}: {stamp}",
             "",
         ]

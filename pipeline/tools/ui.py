@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+from pipeline import atomic
 from pipeline.errors import UserError
 from pipeline.training import tracking
 
@@ -88,14 +90,51 @@ def backend_store(db: str):
     return url
 
 
-def server(host: str, port: int, db: str | None, artifacts: str | None) -> int:
-    """A shared tracking server: SQL backend store + artifacts served (proxied) by the server."""
+AUTH_CONFIG = "basic_auth.ini"  # MLflow's basic-auth settings, generated beside the server's store
+AUTH_DB = "basic_auth.db"  # its user database
+SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"  # MLflow's names for both secrets
+ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
+MIN_PASSWORD = 12  # MLflow refuses shorter passwords (mlflow.utils.validation)
+
+
+def basic_auth(root: Path) -> dict[str, str]:
+    """MLflow's basic-auth app for `server --auth`: checks its two secrets in the environment and
+    writes its config under mlruns/server/ (MLflow's default puts the user database in the
+    working directory). Returns the variables the server process needs; no secret is written."""
+    if not os.environ.get(SECRET_KEY):
+        raise UserError(
+            f"--auth needs {SECRET_KEY} in the environment (e.g. export {SECRET_KEY}=$(openssl rand -hex 32))"
+        )
+    users = root / AUTH_DB
+    password = os.environ.get(ADMIN_PASSWORD, "")
+    if not users.exists() and len(password) < MIN_PASSWORD:
+        missing = "is not set" if not password else f"is shorter than {MIN_PASSWORD} characters"
+        raise UserError(
+            f"--auth: {ADMIN_PASSWORD} {missing}; it sets the admin's password on the first start"
+        )
+    config = root / AUTH_CONFIG
+    atomic.write_text(
+        config,
+        "# written by `python -m pipeline server --auth`; the admin password comes from the environment\n"
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{users}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+    )
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config)}
+
+
+def server(host: str, port: int, db: str | None, artifacts: str | None, auth: bool = False) -> int:
+    """A shared tracking server: SQL backend store + artifacts served (proxied) by the server;
+    with `auth`, MLflow's basic-auth app (users and permissions) in front of it."""
     root = tracking.project_root() / "mlruns" / "server"
     root.mkdir(parents=True, exist_ok=True)
     db = db or f"sqlite:///{root / 'mlflow.db'}"
     artifacts = artifacts or str(root / "artifacts")
     url = backend_store(db)
     shown = url.render_as_string(hide_password=True)
+    extra = basic_auth(root) if auth else {}
     command = [
         sys.executable,
         "-m",
@@ -107,12 +146,17 @@ def server(host: str, port: int, db: str | None, artifacts: str | None) -> int:
         host,
         "--port",
         str(port),
+        *(["--app-name", "basic-auth"] if auth else []),
     ]
     print(f"tracking server on http://{host}:{port} · backend {shown} · artifacts {artifacts}")
+    if auth:
+        print(f"  basic auth: users in {root / AUTH_DB}; admin user 'admin' (password: ${ADMIN_PASSWORD})")
+        print("  clients: export MLFLOW_TRACKING_USERNAME=… MLFLOW_TRACKING_PASSWORD=…")
     print(f"  clients: export MLFLOW_TRACKING_URI=http://{host}:{port}", flush=True)
-    # the backend URI goes through the environment: its password stays out of the process list
+    # the backend URI and the auth secrets go through the environment, never the process list
     env = {
         **os.environ,
+        **extra,
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_BACKEND_STORE_URI": url.render_as_string(hide_password=False),
     }

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pipeline import config, models, objectives
 from pipeline.config import PARAMS_FILE, SeedParams, TrainParams, parse_section
 from pipeline.errors import UserError
 from pipeline.models import Family
 from pipeline.objectives import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftLimit:
+    """`retrain.gates.<name>.drift`: how far new data may drift from the training data
+    (`drift_score`, 0 = indistinguishable, 1 = no overlap; docs/drift.md), and what happens beyond."""
+
+    max: float  # a batch whose drift_score exceeds this has drifted
+    action: Literal["warn", "quarantine"]  # warn: train on it and record it; quarantine: set it aside
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +32,7 @@ class Gate:
     margin: float  # ... nor one that does not beat the champion by at least this much
     # optional and checked: which way the metric improves is the objective's to say
     greater_is_better: bool | None = None
+    drift: DriftLimit | None = None  # optional: what new batches' drift may be
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +56,18 @@ def gate_for(params: dict[str, Any], model_name: str, objective: Objective) -> G
     if model_name not in gates:
         raise UserError(f"{PARAMS_FILE}: {where} is missing (the promotion rule)")
     gate = parse_section(Gate, gates[model_name], where)
-    if not (math.isfinite(gate.threshold) and math.isfinite(gate.margin) and gate.margin >= 0):
-        raise UserError(f"{PARAMS_FILE}: {where}: threshold must be a finite number and margin one >= 0")
+    if not (math.isfinite(gate.threshold) and math.isfinite(gate.margin)):
+        raise UserError(f"{PARAMS_FILE}: {where}: threshold and margin must be finite numbers")
     test_metrics = [f"test_{name}" for name in objective.directions]
     if not gate.metric.startswith("test_") or not reported_exactly(objective, gate.metric):
         raise UserError(
             f"{PARAMS_FILE}: {where}.metric '{gate.metric}' is not a test metric the {objective.name} "
             f"objective reports{config.suggest(gate.metric, test_metrics)}; known: {', '.join(test_metrics)}"
+        )
+    if gate.drift is not None and not 0 < gate.drift.max <= 1:
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.drift.max = {gate.drift.max} must be in (0, 1]: drift_score runs "
+            "from 0 (like the training data) to 1 (no overlap)"
         )
     higher = objective.direction(gate.metric) == "max"
     if gate.greater_is_better is not None and gate.greater_is_better != higher:

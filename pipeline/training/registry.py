@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import io
 import math
 import os
 from typing import Any
@@ -67,7 +68,10 @@ def register(model_uri: str, name: str, run_id: str) -> str:
         if found:
             version = str(min(int(v.version) for v in found))
         else:
-            version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
+            # MLflow prints "Successfully registered model ..." and "Created version ..." to stderr;
+            # the pipeline's own line says which version the run got, and what the gate made of it
+            with contextlib.redirect_stderr(io.StringIO()):
+                version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
         client.set_registered_model_alias(name, CHALLENGER, version)
     except MlflowException as exc:
         reason = (str(exc).splitlines() or [""])[0][:200]

@@ -55,6 +55,8 @@ class Outcome:
     model_version: str | None  # registered version, when the experiment has register_as
     splits: Any = dataclasses.field(default=None, repr=False, compare=False)  # the data it was scored on
     decision: dict[str, Any] | None = None  # the promotion gate's record, when a caller applied it
+    problem: str = ""  # what the run solves (its `problem` tag): runs are compared within one
+    best_epoch: int | None = None  # Keras runs: the epoch (1-based) whose weights were kept
     model_uri: str | None = None  # the logged model (runs:/… or models:/…), when outputs were logged
 
 
@@ -109,8 +111,9 @@ def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
         found["layer_params.csv"] = artifacts.layer_table(model)
     if history:
         found["training_curves.png"] = plots.training_curves(history, "training curves")
-        mlflow.log_metric("epochs_trained", len(history["loss"]))
     metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
+    if history:
+        metrics["epochs_trained"] = len(history["loss"])  # logged with the test metrics, in one write
     found.update(evaluation)
     return metrics, found
 
@@ -170,10 +173,15 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         version = None
         if plan.register_as and model_info and options.register:
             version = registry.register(model_info.model_uri, plan.register_as, run_id)
-    headline = plan.objective.headline
-    print(
-        f"{run_name}: {headline} {metrics[headline]:.4f} · run {run_id} · "
-        f"{metrics['train_seconds']:.1f} s · experiment '{exp.task}' at {tracking.tracking_uri()}"
-    )
     uri = model_info.model_uri if model_info else None
-    return Outcome(plan, run_id, metrics, version, splits, model_uri=uri)
+    return Outcome(
+        plan, run_id, metrics, version, splits, None, tags["problem"], best_epoch(history), model_uri=uri
+    )
+
+
+def best_epoch(history: dict[str, list[float]] | None) -> int | None:
+    """The epoch EarlyStopping kept (lowest val_loss, else loss), counted from 1."""
+    if not history:
+        return None
+    losses = history.get("val_loss") or history.get("loss") or []
+    return int(min(range(len(losses)), key=losses.__getitem__)) + 1 if losses else None

@@ -8,6 +8,7 @@ MLFLOW_TRACKING_URI overrides it (another SQLite file, or http://host:port of `m
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -22,6 +23,10 @@ from pipeline.config import project_root
 # MLflow's dataset digest column holds 36 characters; the full sha256 goes in the data_hash tag.
 DIGEST_CHARS = 36
 MAX_PARAM_CHARS = 6000
+# MLflow samples system metrics every 10 s by default, so a run shorter than that records none;
+# one sample a second gives a 5-second run four or five (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+# overrides it).
+SYSTEM_METRICS_SECONDS = 1.0
 
 
 def default_uri() -> str:
@@ -45,6 +50,25 @@ def configure() -> str:
         (project_root() / "mlruns").mkdir(exist_ok=True)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def system_metrics() -> bool:
+    """Whether runs record MLflow's system metrics (`system/...`: CPU, memory, disk, network, GPU
+    when pynvml finds one): yes, unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false. Samples every
+    SYSTEM_METRICS_SECONDS, without MLflow's INFO lines on the console."""
+    import logging
+
+    from mlflow.environment_variables import (
+        MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING,
+        MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL,
+    )
+
+    if MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.is_set() and not MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
+        return False
+    if not MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.is_set():
+        MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.set(SYSTEM_METRICS_SECONDS)
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # "Started monitoring ..."
+    return True
 
 
 def get_or_create_experiment(name: str) -> str:
@@ -78,6 +102,7 @@ def init_store(experiments: list[str]) -> str:
     return uri
 
 
+@functools.cache  # once per process: train-all's workers train many runs of one checkout
 def git_commit() -> str:
     try:
         out = subprocess.run(
@@ -157,6 +182,7 @@ def start_run(task: str, run_name: str, tags: dict[str, str], description: str =
             tags=tags,
             description=description or None,
             nested=mlflow.active_run() is not None,
+            log_system_metrics=system_metrics(),
         )
         try:
             yield run
@@ -215,6 +241,8 @@ def epoch_logger():
     import keras
     import mlflow
 
+    # Synchronous on purpose: MLflow's async logging saves ~19 ms per epoch here but its queue
+    # polls once a second, so ending the run waits ~1 s for it to drain (docs/benchmarks.md).
     def log_epoch(epoch: int, logs: dict | None) -> None:
         if logs:
             mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)

@@ -16,8 +16,4 @@ def train(name: str, overrides: list[str] | None = None, options: RunOptions | N
         return outcome
     with registry.alias_lock(f"gate of {name}", wait=True):
         decision = registry.apply_gate(outcome)
-    print(
-        f"{outcome.plan.register_as} v{outcome.model_version}: {decision['gate.decision']} "
-        f"({decision['gate.reason']})"
-    )
     return dataclasses.replace(outcome, decision=decision)

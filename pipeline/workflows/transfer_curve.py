@@ -191,11 +191,11 @@ def run(
             }
         )
         for i, (name, n, seed, changes) in enumerate(runs, start=1):
-            print(f"[{i}/{len(runs)}] {name} labels_per_class={label(n)} seed={seed}")
             options = RunOptions(
                 run_name=f"{name} n={label(n)} seed={seed}", log_outputs=False, verbose=verbose
             )
             accuracy = train(name, changes, options).metrics["test_accuracy"]
+            print(f"[{i}/{len(runs)}] {name} labels_per_class={label(n)} seed={seed}: {accuracy:.4f}")
             results.append(
                 {"experiment": name, "labels_per_class": n, "seed": seed, "test_accuracy": accuracy}
             )

@@ -23,3 +23,20 @@ def test_overhead_data_prep_and_inference_run_in_a_scratch_project(project):
         assert prep["images"] == 100 and prep["peak_memory_mib"]["median"] > 10
         assert bench.inference(repeats=1)["images"] == 100
     assert not folder.exists() and not store.exists()  # nothing written to the user's project
+
+
+def test_store_sizes_name_each_run_and_sum_their_durations(project):
+    from tests.conftest import train
+
+    train("svc", ["train.limit=100"])
+    total, by_run, seconds = bench.store_sizes(project)
+    assert set(by_run) == {"svc"} and 0 < by_run["svc"] <= total
+    assert seconds > 0
+    rendered = bench.render(
+        {
+            "measured": "now",
+            "machine": {"cores": "2", "cpu": "x", "tensorflow": "t", "keras": "k", "mlflow": "m"},
+            "train_all": {"artifacts_mib_by_run": by_run},
+        }
+    )
+    assert "| svc |" in rendered

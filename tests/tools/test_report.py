@@ -70,3 +70,18 @@ def test_runs_are_ranked_only_against_runs_that_solve_the_same_problem():
     assert report.best_per_problem(lower, report.objectives.get("forecasting"))["digits: classes 5-9"] == (
         "transfer-scratch"  # rmse: lower is better, as the forecasting objective says
     )
+
+
+def test_readme_block_is_filled_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\nrest\n")
+    table = pd.DataFrame({"best": ["", "★"], "run": ["naive", "lstm"], "test_rmse": [0.93, 0.44]})
+    section = {"task": "co2-forecast", "metric": "test_rmse", "higher": False, "table": table}
+    report.update_readme(readme, report.readme_block([section], "2026-11-26 07:00 UTC"))
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\nrest\n") and "old" not in text
+    assert "on 2026-11-26 07:00 UTC" in text
+    assert text.index("| ★ | lstm | 0.44 |") < text.index("|  | naive | 0.93 |")  # best first
+    readme.write_text("no markers\n")
+    with pytest.raises(UserError, match="results:start"):
+        report.update_readme(readme, "x")

@@ -20,6 +20,7 @@ def start_training(project, *args):
         **os.environ,
         "PIPELINE_ROOT": str(project),
         "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+        "PIPELINE_BACKUP_SECONDS": "0",  # a backup after every epoch, so the kill lands after one
     }
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "train", "cnn-same", *args],
@@ -38,7 +39,8 @@ def last_epoch(client) -> int:
     return max(steps, default=-1)
 
 
-def test_sigkill_mid_fit_resumes_from_the_last_epoch(project):
+def test_sigkill_mid_fit_resumes_from_the_last_epoch(project, monkeypatch):
+    monkeypatch.setenv("PIPELINE_BACKUP_SECONDS", "0")
     client = mlflow.MlflowClient()
     process = start_training(project, *SLOW)
     deadline = time.time() + 240
@@ -109,3 +111,16 @@ def test_a_torn_backup_falls_back_or_starts_over(project):
     outcome = train("mlp", ["train.epochs=2", "train.limit=100"])
     assert mlflow.get_run(outcome.run_id).info.status == "FINISHED"
     assert [m.step for m in mlflow.MlflowClient().get_metric_history(outcome.run_id, "loss")] == [0, 1]
+
+
+@pytest.mark.parametrize("every, written", [(0.0, True), (3600.0, False)])
+def test_backups_are_written_at_most_every_so_many_seconds(tmp_path, every, written):
+    import keras
+
+    from pipeline.training.keras_loop import ThrottledBackup
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    backup = ThrottledBackup(str(tmp_path / "backup"), every)
+    backup.set_model(model)
+    backup.on_epoch_end(0)
+    assert (tmp_path / "backup").exists() == written

@@ -1,4 +1,5 @@
-"""Tracking helpers: dataset logging survives sibling runs racing to insert the same dataset row."""
+"""Tracking helpers: dataset logging survives sibling runs racing to insert the same dataset row;
+every run records MLflow's system metrics quietly, and no epoch's metrics are lost."""
 
 import mlflow
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from pipeline import data
 from pipeline.training import tracking
+from tests.conftest import run_cli, train
 
 
 def test_log_dataset_retries_once_when_a_sibling_inserted_the_row(project, monkeypatch):
@@ -37,3 +39,32 @@ def test_log_dataset_raises_a_persistent_error(project, monkeypatch):
     with pytest.raises(mlflow.exceptions.MlflowException, match="read-only"):
         with tracking.start_run("tracking-test", "broken", {}):
             tracking.log_dataset(dataset, np.zeros((2, 8, 8, 1)))
+
+
+def test_a_short_training_run_records_system_metrics_quietly(project):
+    result = run_cli(
+        project, "train", "mlp", "--quiet", "--set", "train.epochs=3", "--set", "train.limit=200"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "system metrics" not in result.stdout + result.stderr  # MLflow's INFO lines stay off
+    (run,) = mlflow.search_runs(experiment_names=["digits-classification"], output_format="list")
+    names = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= names
+    assert {"system/disk_usage_percentage", "system/network_receive_megabytes"} <= names
+    seconds = (run.info.end_time - run.info.start_time) / 1000
+    samples = mlflow.MlflowClient().get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert len(samples) >= 1 and seconds < 60  # one a second: even a few-second run has them
+
+
+def test_system_metrics_can_be_turned_off(project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    with tracking.start_run("tracking-test", "quiet", {}) as run:
+        mlflow.log_metric("x", 1.0)
+    assert not any(k.startswith("system/") for k in mlflow.get_run(run.info.run_id).data.metrics)
+
+
+def test_every_epoch_is_logged_before_the_run_ends(project):
+    outcome = train("mlp", ["train.epochs=4", "train.patience=5", "train.limit=200"], log_outputs=False)
+    history = mlflow.MlflowClient().get_metric_history(outcome.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]  # the last epoch too
+    assert mlflow.get_run(outcome.run_id).data.metrics["epochs_trained"] == 4

@@ -20,6 +20,10 @@ def runs(task: str = "digits-classification"):
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
+def stamps(project) -> set[str]:
+    return {p.name for p in (project / ".build" / "runs").glob("*.done")}
+
+
 def cheap(params):
     """Tiny trainings without --set, so make's stamps are written."""
     params["defaults"]["train"].update(epochs=1, limit=100)
@@ -51,7 +55,7 @@ def test_needs_run_first_and_make_finds_them_up_to_date(project):
     found = {r.info.run_name: r.info for r in runs()}
     assert sorted(found) == ["mlp", "svc"] and {i.status for i in found.values()} == {"FINISHED"}
     assert found["svc"].start_time >= found["mlp"].end_time
-    assert {p.name for p in (project / ".build" / "runs").iterdir()} == {"mlp.done", "svc.done"}
+    assert stamps(project) == {"mlp.done", "svc.done"}
     result = make(project, "train-mlp", "train-svc", "train-cnn-valid")
     assert result.returncode == 0, result.stderr
     assert "TRAINED cnn-valid" in result.stdout and "TRAINED mlp" not in result.stdout
@@ -71,7 +75,7 @@ def test_a_failing_experiment_is_named_and_its_dependents_skipped(project, capsy
     assert "mlp failed: training diverged" in err and "svc skipped: it needs mlp" in err
     found = {r.info.run_name: r.info.status for r in runs()}
     assert found == {"mlp": "FAILED", "cnn-valid": "FINISHED"}  # no run left RUNNING, svc never started
-    assert {p.name for p in (project / ".build" / "runs").iterdir()} == {"cnn-valid.done"}
+    assert stamps(project) == {"cnn-valid.done"}
 
 
 def test_unknown_experiment_is_a_user_error(project, capsys):
@@ -79,3 +83,47 @@ def test_unknown_experiment_is_a_user_error(project, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "did you mean 'mlp'" in err
     assert runs() == []
+
+
+def test_worker_processes_score_like_a_sequential_run_and_write_stamps(project, capsys):
+    edit_params(project, cheap)
+    assert cli.main(["train-all", "--executor", "processes", "--jobs", "2", "mlp", "svc", "cnn-valid"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("digits-classification (test_accuracy, higher is better)") == 1  # the end table
+    assert sum(line.startswith(("mlp: ", "svc: ", "cnn-valid: ")) for line in out.splitlines()) == 3
+    assert stamps(project) == {"mlp.done", "svc.done", "cnn-valid.done"}
+    assert (project / ".build" / "runs" / "mlp.seconds").read_text().strip()  # longest first next time
+    assert cli.main(["train-all", "--executor", "sequential", "--quiet", "mlp", "svc", "cnn-valid"]) == 0
+    by = {}
+    for run in runs():
+        by.setdefault(run.info.run_name, []).append(run.data.metrics)
+    assert all(len(v) == 2 for v in by.values()) and sorted(by) == ["cnn-valid", "mlp", "svc"]
+    for name, (first, second) in by.items():
+        assert first["test_loss"] == second["test_loss"], name
+    assert all(r.info.status == "FINISHED" for r in runs())
+
+
+def test_the_queue_trains_exactly_what_make_found_out_of_date(project):
+    edit_params(project, cheap)
+    edit_params(project, lambda p: p["experiments"]["svc"].update(needs=["mlp"]))
+    queue = project / ".build" / "train-queue"
+    queue.parent.mkdir(parents=True)
+    queue.write_text("svc\nsvc\n")  # svc's rule queued it (twice, as a parallel make may): mlp is up to date
+    assert cli.main(["train-all", "--queue", str(queue), "--quiet"]) == 0
+    assert [r.info.run_name for r in runs()] == ["svc"] and not queue.exists()
+    assert cli.main(["train-all", "--queue", str(queue)]) == 0  # an empty queue: nothing to do
+    assert len(runs()) == 1
+
+
+def test_processes_name_a_failure_and_skip_what_needs_it(project, capsys):
+    edit_params(project, cheap)
+
+    def diverge(params):
+        params["experiments"]["mlp"]["train"] = {"optimizer": "sgd", "learning_rate": 1e12, "epochs": 3}
+        params["experiments"]["cnn-valid"]["needs"] = ["mlp"]
+
+    edit_params(project, diverge)
+    assert cli.main(["train-all", "--jobs", "2", "--quiet", "mlp", "svc", "cnn-valid"]) == 1
+    err = capsys.readouterr().err
+    assert "mlp failed: training diverged" in err and "cnn-valid skipped: it needs mlp" in err
+    assert {r.info.run_name: r.info.status for r in runs()} == {"mlp": "FAILED", "svc": "FINISHED"}
