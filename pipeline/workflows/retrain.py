@@ -43,7 +43,7 @@ def registered(params) -> dict[str, str]:
     return found
 
 
-def lock(path=None):
+def lock():
     """The retrain lock (registry.alias_lock, not waiting): a second cycle exits at once."""
     return registry.alias_lock("retrain", wait=False)
 

@@ -126,7 +126,7 @@ def test_bad_batches_are_quarantined_with_a_reason(project):
 
 
 def test_a_second_cycle_is_refused_while_one_runs(project, capsys):
-    with retrain.lock(layout.retrain_lock()):
+    with retrain.lock():
         assert cli.main(["retrain"]) == 1
     assert "another retrain is running (pid" in capsys.readouterr().err
 
