@@ -121,7 +121,7 @@ bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experime
 	$(PY) -m pipeline bench
 
 SOAK_FLAGS ?=
-soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (about 15 min)
+soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (7 min here)
 	$(PY) -m pipeline soak $(SOAK_FLAGS)
 
 server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=, AUTH=1: users and passwords)
