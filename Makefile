@@ -40,7 +40,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep soak
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep lecture soak
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -104,6 +104,10 @@ sweep: $(VENV_STAMP) $(STORE_STAMP) ## Ray Tune search over an experiment's sear
 
 transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer per labels/class (CURVE_FLAGS=...)
 	$(PY) -m pipeline transfer-curve $(CURVE_FLAGS)
+
+EXAMPLES ?=
+lecture: $(VENV_STAMP) ## the lecture's worked examples as matrices + MLflow runs in `lecture` (EXAMPLES="conv-stride pooling")
+	$(PY) -m pipeline lecture $(EXAMPLES)
 
 store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
 

@@ -20,6 +20,7 @@ EPILOG = """examples:
   python -m pipeline transfer-curve --sizes 1 5 all --seeds 2
   python -m pipeline train-all --executor ray mlp cnn-same svc
   python -m pipeline sweep cnn-same --num-samples 4
+  python -m pipeline lecture conv-stride pooling
   make train-all        # every experiment in params.yaml, skipping what is up to date
 """
 
@@ -206,6 +207,30 @@ def add_transfer_curve(sub) -> None:
     p.set_defaults(func=cmd_transfer_curve)
 
 
+def cmd_lecture(args) -> int:
+    from pipeline.tools import lecture
+
+    return lecture.main(args.examples, args.json)
+
+
+def add_lecture(sub) -> None:
+    p = sub.add_parser(
+        "lecture",
+        help="the lecture's worked examples (perceptron, losses, convolution, pooling, ...) as MLflow runs",
+        description="Compute the lecture's worked examples with the pipeline's own builders and Keras "
+        "layers (the cnn family's Conv2D/padding/pooling code with the lecture's kernels as weights), "
+        "print them as small matrices, and log one run per example in the MLflow experiment `lecture` "
+        "with a picture and the numbers as JSON. Examples, in the lecture's order: "
+        "perceptron, losses, gradient-step, conv-valid, conv-padding, conv-stride, conv-same, conv-rgb, "
+        "pooling, params. See docs/lecture.md.",
+    )
+    p.add_argument("examples", nargs="*", metavar="EXAMPLE", help="examples to run (default: all)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object keyed by example name instead of matrices"
+    )
+    p.set_defaults(func=cmd_lecture)
+
+
 # --------------------------------------------------------------------------- data and store
 
 
@@ -368,6 +393,35 @@ def add_predict(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def cmd_retrieve(args) -> int:
+    from pipeline.tools import retrieve
+
+    return retrieve.main(args.images, args.k, args.model, args.output)
+
+
+def add_retrieve(sub) -> None:
+    p = sub.add_parser(
+        "retrieve",
+        help="the k nearest training images of each query image in an autoencoder's (or PCA's) code space",
+        description="Encode each image with the latest finished run of --model (its logged encoder or "
+        "PCA), find the k nearest images of the dataset's training split in that code space, print "
+        "them, save them as a picture grid (default reports/retrieval/<model>.png) and log a run "
+        "`retrieve` in the MLflow experiment `retrieval`. Images in any format Pillow reads are "
+        "resized to the dataset's image size; symlinks and oversized files are refused.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
+    p.add_argument("--k", type=positive, default=10, help="neighbours per image (default: 10)")
+    p.add_argument(
+        "--model",
+        default="autoencoder",
+        help="experiment whose latest run encodes (family autoencoder or pca; default: autoencoder)",
+    )
+    p.add_argument(
+        "--output", help="where to write the picture grid (default: reports/retrieval/<model>.png)"
+    )
+    p.set_defaults(func=cmd_retrieve)
+
+
 # --------------------------------------------------------------------------- reading the store
 
 
@@ -526,11 +580,13 @@ COMMANDS = (
     add_train_all,
     add_sweep,
     add_transfer_curve,
+    add_lecture,
     add_data,
     add_list,
     add_init_store,
     add_retrain,
     add_predict,
+    add_retrieve,
     add_bench,
     add_soak,
     add_report,

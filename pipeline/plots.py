@@ -122,6 +122,46 @@ def forecast(dates: np.ndarray, actual: np.ndarray, predicted: np.ndarray, rmse:
     return fig
 
 
+def matrices(panels: list[dict], title: str, columns: int = 4):
+    """Small matrices as grids with their numbers: the lecture's worked examples.
+
+    Each panel: {"title", "matrix" (2-D), optional "shaded" (a boolean mask, e.g. padding cells),
+    optional "box" (row, col, height, width): a window drawn in red}.
+    """
+    from matplotlib.patches import Rectangle
+
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 2.7 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        matrix = np.atleast_2d(np.asarray(panel["matrix"], dtype=float))
+        shaded = panel.get("shaded")
+        ax.imshow(
+            np.where(shaded, 0.35, 0.0) if shaded is not None else np.zeros_like(matrix),
+            cmap="Greys",
+            vmin=0,
+            vmax=1,
+        )
+        for (i, j), value in np.ndenumerate(matrix):
+            text = f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=10 if matrix.size <= 25 else 8)
+        for row in range(matrix.shape[0] + 1):  # the grid's lines, above the shading
+            ax.axhline(row - 0.5, color="black", linewidth=0.8, clip_on=False)
+        for column in range(matrix.shape[1] + 1):
+            ax.axvline(column - 0.5, color="black", linewidth=0.8, clip_on=False)
+        ax.set_title(panel["title"], fontsize=9)
+        if panel.get("box"):
+            r, c, h, w = panel["box"]
+            ax.add_patch(
+                Rectangle((c - 0.5, r - 0.5), w, h, fill=False, edgecolor="red", linewidth=2.5, clip_on=False)
+            )
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def image_drift(train_mean, batch_mean, histograms, worst, title: str):
     """New images against the training split: mean images, intensity histograms, and the
     cumulative distribution of the statistic that moved most (training vs new)."""

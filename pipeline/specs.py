@@ -43,7 +43,15 @@ class AnomalySpec:
     seed: int
 
 
-Spec = ClassifierSpec | ForecastSpec | AnomalySpec
+@dataclasses.dataclass(frozen=True)
+class RegressionSpec:
+    """Regression: feature rows → one number each."""
+
+    input_shape: tuple[int, ...]
+    seed: int
+
+
+Spec = ClassifierSpec | ForecastSpec | AnomalySpec | RegressionSpec
 
 
 class Splits(Protocol):

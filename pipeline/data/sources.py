@@ -10,6 +10,7 @@ subclass `ImageSource`, `TableSource` or `SeriesSource` and list it in SOURCES.
   image-folder     your images, one sub-folder per class, any format Pillow reads
   csv-table        your CSV of numeric feature columns and a `target` label column
   csv-series       your CSV of a date column and a value column
+  function         a 1-D function sampled with noise, generated from a seed (regression, offline)
 """
 
 from __future__ import annotations
@@ -384,12 +385,74 @@ def read_series_batch(folder: Path, dataset, accepted: list, fill: str) -> tuple
     return values.index.to_numpy().astype("datetime64[D]"), values.to_numpy(np.float64)
 
 
+# --------------------------------------------------------------------------- a generated function
+
+# y = f(x) on [-1, 1]; the formulas are the documentation (docs/tasks-and-models.md)
+FUNCTIONS = {
+    # smooth, two frequencies: sin(2 pi x) + 0.5 sin(6 pi x)
+    "sine-mix": lambda x: np.sin(2 * np.pi * x) + 0.5 * np.sin(6 * np.pi * x),
+    # the triangle wave with 4 teeth (from -1 up to 1 and back, 4 times): the tent map composed
+    # with itself, the textbook function a deep ReLU net builds with far fewer units than a wide one
+    "triangle": lambda x: 4 * np.abs(2 * x + 2 - np.floor(2 * x + 2) - 0.5) - 1,
+}
+CURVE_POINTS = 401  # the noiseless function on an even grid, for the fitted-curve plot
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionSource(Source):
+    """`samples` points x drawn uniformly from [-1, 1] with `seed`, y = f(x) + Gaussian noise of
+    standard deviation `noise`; split at random (same seed). Also stores the noiseless function on
+    an even grid (`curve_x`, `curve_y`) for plots. Nothing is read: it is generated offline."""
+
+    KIND: ClassVar[str] = "regression"
+    source: Literal["function"]
+    function: Literal["sine-mix", "triangle"]
+    samples: int
+    noise: float  # standard deviation of the noise on y (the best reachable test RMSE)
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+    def raw_key(self, name):
+        # generated, not read: the params (in the fingerprint) and the formula's version say it all
+        return "function-v1", f"f = {self.function} on [-1, 1], {self.samples} samples, noise {self.noise}"
+
+    def build(self, name: str):
+        if self.samples < 10 or self.noise < 0:
+            raise UserError(f"data.{name}: samples must be at least 10 and noise non-negative")
+        f = FUNCTIONS[self.function]
+        rng = np.random.default_rng(self.seed)
+        x = rng.uniform(-1.0, 1.0, self.samples)
+        y = f(x) + rng.normal(0.0, self.noise, self.samples)
+        n_test = max(1, round(self.samples * self.test_fraction))
+        n_val = round(self.samples * self.val_fraction)
+        order = rng.permutation(self.samples)
+        parts = {
+            "test": order[:n_test],
+            "val": order[n_test : n_test + n_val],
+            "train": order[n_test + n_val :],
+        }
+        arrays = {}
+        for split, index in parts.items():
+            arrays[f"x_{split}"] = x[index, np.newaxis].astype(np.float32)  # (n, 1): one feature
+            arrays[f"y_{split}"] = y[index].astype(np.float32)
+        grid = np.linspace(-1.0, 1.0, CURVE_POINTS)
+        arrays["curve_x"], arrays["curve_y"] = grid.astype(np.float32), f(grid).astype(np.float32)
+        return arrays, {
+            "kind": self.KIND,
+            "function": self.function,
+            "split": "random",
+            "split_seed": self.seed,
+        }
+
+
 SOURCES: dict[str, type[Source]] = {
     "sklearn-digits": DigitsSource,
     "image-folder": ImageFolderSource,
     "csv-table": CsvTableSource,
     "statsmodels-co2": Co2Source,
     "csv-series": CsvSeriesSource,
+    "function": FunctionSource,
 }
 
 

@@ -26,12 +26,18 @@ FAMILIES = {
     "mlp": "pipeline.models.mlp",
     "cnn": "pipeline.models.cnn",
     "svc": "pipeline.models.svc",
+    "mlp-binary": "pipeline.models.mlp_binary",
+    "cnn-binary": "pipeline.models.cnn_binary",
+    "logreg": "pipeline.models.logreg",
+    "mlp-regressor": "pipeline.models.mlp_regressor",
     "pretrain": "pipeline.models.pretrain",
     "transfer": "pipeline.models.transfer",
     "autoencoder": "pipeline.models.autoencoder",
     "pca": "pipeline.models.pca",
     "isolation-forest": "pipeline.models.isolation_forest",
     "lstm": "pipeline.models.lstm",
+    "rnn": "pipeline.models.rnn",
+    "dense-window": "pipeline.models.dense_window",
     "naive": "pipeline.models.naive",
     "seasonal-naive": "pipeline.models.seasonal_naive",
     "sarimax": "pipeline.models.sarimax",
@@ -99,6 +105,22 @@ def publish_nothing(model, params) -> Published | None:
     return None
 
 
+def no_callbacks(params, x_train, y_train) -> tuple:
+    return ()
+
+
+def count_weights(model) -> int | None:
+    """Default size: a Keras model's weights (trainable or not); None for an estimator that does
+    not say what its size is."""
+    count = getattr(model, "count_params", None)
+    return int(count()) if callable(count) else None
+
+
+def nothing_learned(model) -> int:
+    """The size of a model that learns nothing (the naive forecasts)."""
+    return 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Family:
     """The contract every model family module fulfils (its `FAMILY`)."""
@@ -117,6 +139,11 @@ class Family:
     logged: Logged = Logged()
     # (model, params) → files later experiments read, written inside the run after the model is logged
     publish: Callable[[Any, Any], Published | None] = publish_nothing
+    # (params, x_train, y_train) → extra Keras callbacks for every fit, run before the core's epoch
+    # logger: what one adds to an epoch's `logs` is logged as a per-epoch metric (e.g. a gradient norm)
+    callbacks: Callable[[Any, Any, Any], tuple] = no_callbacks
+    # trained model → its number of learned parameters (the run's `model_params` metric), or None
+    count_params: Callable[[Any], int | None] = count_weights
 
 
 def source_file(family: str) -> Path:

@@ -5,6 +5,10 @@
   "valid"       no padding: each k x k convolution shrinks the map by k - 1
   "full"        pad k - 1 on every side: the map grows by k - 1 (PyTorch-style padding=k-1)
   p or [ph, pw] explicit symmetric zero padding, as PyTorch's `padding=` argument
+
+`kernel_size` and `strides` take one number for both directions or [rows, cols]: Keras orders
+them (height, width), so [3, 2] is 3 rows high and 2 columns wide. `pooling` is max, min (a
+layer of this package, pipeline.models.layers), avg or none.
 """
 
 from __future__ import annotations
@@ -17,31 +21,47 @@ from keras import layers
 
 from pipeline.errors import UserError
 from pipeline.models import Family
+from pipeline.models.layers import MinPooling2D
 from pipeline.specs import ClassifierSpec
 
 Padding = Literal["same", "valid", "full"] | int | tuple[int, int]
+Pair = int | tuple[int, int]  # one number for both directions, or (rows, cols) = (height, width)
+POOLING = {"max": layers.MaxPooling2D, "min": MinPooling2D, "avg": layers.AveragePooling2D}
 
 
 @dataclasses.dataclass(frozen=True)
 class Params:
     filters: tuple[int, ...]  # one Conv2D per entry
-    kernel_size: int
-    strides: int
+    kernel_size: Pair  # (rows, cols) = (height, width)
+    strides: Pair  # (rows, cols) = (height, width)
     padding: Padding
     activation: Literal["relu", "tanh", "gelu", "elu"]
     batch_norm: bool  # BatchNormalization between each Conv2D and its activation
-    pooling: Literal["max", "avg", "none"]
+    pooling: Literal["max", "min", "avg", "none"]
     pool_size: int
     pool_every: int  # pool after every n-th Conv2D (0: once, after the last)
     dropout: float  # before the dense head and before the output
     dense_units: int
 
 
+def pair(value: Pair) -> tuple[int, int]:
+    """(rows, cols) of an int-or-pair knob."""
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def check(params: Params, spec: ClassifierSpec) -> None:
+    for key in ("kernel_size", "strides"):
+        if min(pair(getattr(params, key))) < 1:
+            raise UserError(f"model.{key} {getattr(params, key)!r} must be positive (rows, cols)")
+    if params.pool_size < 1:
+        raise UserError(f"model.pool_size must be positive (got {params.pool_size})")
+
+
 def conv(x, filters: int, params: Params, index: int):
     """Conv2D (+ BatchNorm) + activation; explicit/full padding is a ZeroPadding2D + 'valid'."""
     padding = params.padding
     if padding == "full":
-        padding = params.kernel_size - 1
+        padding = tuple(k - 1 for k in pair(params.kernel_size))
     if not isinstance(padding, str):
         if min(padding if isinstance(padding, tuple) else (padding,)) < 0:
             raise UserError(f"padding {params.padding!r} must not be negative")
@@ -61,14 +81,11 @@ def conv(x, filters: int, params: Params, index: int):
 
 
 def pool(x, params: Params, index: int):
-    pooling = layers.MaxPooling2D if params.pooling == "max" else layers.AveragePooling2D
-    return pooling(params.pool_size, name=f"pool{index}")(x)
+    return POOLING[params.pooling](params.pool_size, name=f"pool{index}")(x)
 
 
-def build(params: Params, spec: ClassifierSpec) -> keras.Model:
-    if len(spec.input_shape) != 3:
-        raise UserError(f"cnn needs images (height, width, channels); dataset has shape {spec.input_shape}")
-    inputs = keras.Input(shape=spec.input_shape, name="image")
+def features(inputs, params: Params):
+    """The convolutional blocks, flattened, then the dense layer: what a classification head reads."""
     x = inputs
     try:
         for i, filters in enumerate(params.filters, start=1):
@@ -86,9 +103,23 @@ def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dropout(params.dropout)(x)
     x = layers.Dense(params.dense_units, activation=params.activation, name="dense")(x)
-    x = layers.Dropout(params.dropout)(x)
+    return layers.Dropout(params.dropout)(x)
+
+
+def image_input(spec: ClassifierSpec, family: str = "cnn"):
+    if len(spec.input_shape) != 3:
+        raise UserError(
+            f"{family} needs images (height, width, channels); dataset has shape {spec.input_shape}"
+        )
+    return keras.Input(shape=spec.input_shape, name="image")
+
+
+def build(params: Params, spec: ClassifierSpec) -> keras.Model:
+    check(params, spec)
+    inputs = image_input(spec)
+    x = features(inputs, params)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 
-FAMILY = Family(name="cnn", objective="classification", params=Params, build=build)
+FAMILY = Family(name="cnn", objective="classification", params=Params, build=build, check=check)

@@ -39,12 +39,18 @@ def labels(model, x: np.ndarray) -> np.ndarray:
     return model.predict(x)
 
 
+def count_params(model) -> int:
+    """The forest's size: its tree nodes (each split stores a pixel index and a threshold)."""
+    return int(sum(tree.tree_.node_count for tree in model[-1].estimators_))
+
+
 FAMILY = Family(
     name="isolation-forest",
     objective="anomaly",
     params=Params,
     build=build,
     kind="estimator",
+    count_params=count_params,
     # the forest's trees: our own file, written just now
     logged=Logged("sklearn", output=labels, trusted_types=("sklearn.tree._tree.Tree",)),
 )

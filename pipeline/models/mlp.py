@@ -23,13 +23,20 @@ class Params:
     dropout: float  # after every hidden layer
 
 
-def build(params: Params, spec: ClassifierSpec) -> keras.Model:
+def hidden(spec, params: Params):
+    """(the input, the last hidden layer's output): everything but the output layer. `spec`: any
+    spec with an `input_shape` (the binary and regression heads reuse this)."""
     inputs = keras.Input(shape=spec.input_shape, name="image" if len(spec.input_shape) == 3 else "features")
     x = layers.Flatten()(inputs)
     for units in params.hidden_units:
         x = layers.Dense(units, activation=params.activation)(x)
         if params.dropout > 0:
             x = layers.Dropout(params.dropout)(x)
+    return inputs, x
+
+
+def build(params: Params, spec: ClassifierSpec) -> keras.Model:
+    inputs, x = hidden(spec, params)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="mlp")
 

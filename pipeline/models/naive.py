@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.models import Family, Logged
+from pipeline.models import Family, Logged, nothing_learned
 from pipeline.models.forecast_baselines import Forecaster, Naive
 from pipeline.specs import ForecastSpec
 
@@ -24,5 +24,6 @@ FAMILY = Family(
     params=Params,
     build=build,
     kind="estimator",
+    count_params=nothing_learned,
     logged=Logged("pyfunc", wrap=Forecaster),
 )

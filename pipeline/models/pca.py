@@ -39,11 +39,18 @@ def codes(model, x: np.ndarray) -> np.ndarray:
     return model.transform(x)
 
 
+def count_params(model) -> int:
+    """The components and the mean (and, when whitening, each component's variance)."""
+    pca = model[-1]
+    return int(pca.components_.size + pca.mean_.size + (pca.explained_variance_.size if pca.whiten else 0))
+
+
 FAMILY = Family(
     name="pca",
     objective="anomaly",
     params=Params,
     build=build,
     kind="estimator",
+    count_params=count_params,
     logged=Logged("sklearn", output=codes),
 )

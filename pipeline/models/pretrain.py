@@ -122,6 +122,7 @@ FAMILY = Family(
     objective="few_shot",
     params=Params,
     build=build,
+    check=cnn.check,
     tags=tags,
     publish=publish,
 )

@@ -43,12 +43,18 @@ def build(params: Params, spec: ForecastSpec) -> Sarimax:
     return Sarimax(spec.horizon, params.order, params.seasonal_order, params.simple_differencing)
 
 
+def count_params(model: Sarimax) -> int:
+    """The coefficients fitted by maximum likelihood (AR, MA, seasonal MA, noise variance)."""
+    return int(len(model.results.params))
+
+
 FAMILY = Family(
     name="sarimax",
     objective="forecasting",
     params=Params,
     build=build,
     kind="estimator",
+    count_params=count_params,
     check=check,
     logged=Logged("pyfunc", wrap=Forecaster),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.errors import UserError
-from pipeline.models import Family, Logged
+from pipeline.models import Family, Logged, nothing_learned
 from pipeline.models.forecast_baselines import Forecaster, SeasonalNaive
 from pipeline.specs import ForecastSpec
 
@@ -33,6 +33,7 @@ FAMILY = Family(
     params=Params,
     build=build,
     kind="estimator",
+    count_params=nothing_learned,
     check=check,
     logged=Logged("pyfunc", wrap=Forecaster),
 )

@@ -31,12 +31,22 @@ def build(params: Params, spec: ClassifierSpec):
     return make_pipeline(flatten, svc)
 
 
+def count_params(model) -> int:
+    """What the decision function stores: support vectors, their dual coefficients and the
+    intercepts, plus the calibration's two numbers (slope, offset) per class."""
+    calibrated = model[-1].calibrated_classifiers_[0]
+    svc = calibrated.estimator
+    decision = svc.support_vectors_.size + svc.dual_coef_.size + svc.intercept_.size
+    return int(decision + 2 * len(calibrated.calibrators))
+
+
 FAMILY = Family(
     name="svc",
     objective="classification",
     params=Params,
     build=build,
     kind="estimator",
+    count_params=count_params,
     # like the networks, the logged model returns class probabilities
     logged=Logged("sklearn", pyfunc_method="predict_proba"),
 )

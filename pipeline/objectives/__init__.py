@@ -25,9 +25,11 @@ PREFIXES = re.compile(r"^(test_|val_|validation_)")
 
 OBJECTIVES = {
     "classification": "pipeline.objectives.classification",
+    "binary": "pipeline.objectives.binary",
     "few_shot": "pipeline.objectives.few_shot",
     "forecasting": "pipeline.objectives.forecasting",
     "anomaly": "pipeline.objectives.anomaly",
+    "regression": "pipeline.objectives.regression",
 }
 
 

@@ -24,6 +24,8 @@ def load_model(uri: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    import pipeline.models.layers  # noqa: F401 - registers the package's Keras layers (min pooling)
+
     tracking.configure()
     try:
         return mlflow.pyfunc.load_model(uri)

@@ -19,7 +19,10 @@ from pipeline.errors import UserError
 from pipeline.objectives import Objective
 from pipeline.training import tracking
 
-NOT_TASKS = {"Default", "reports", "benchmarks", "predictions"}
+NOT_TASKS = {"Default", "reports", "benchmarks", "predictions", "lecture", "retrieval"}
+# a run's own figures shown in the report, when it has them
+RUN_FIGURES = {"forecast.png": "forecast"}
+SIZE_AND_SPEED = ["metrics.model_params", "metrics.epochs_to_converge"]
 # readme block markers: `report --readme` replaces what is between them
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -83,11 +86,16 @@ def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, 
     """(the table, the headline metric, {problem: best run})."""
     objective = task_objective(runs)
     metrics = sorted(c for c in runs.columns if c.startswith("metrics.test_") and runs[c].notna().any())
+    # how big each model is and how fast it got there (the lecture's "fewer parameters", "faster")
+    metrics += [c for c in SIZE_AND_SPEED if c in runs and runs[c].notna().any()]
     table = pd.DataFrame({"run": runs["tags.mlflow.runName"], "family": runs.get("tags.model_family", "")})
     if problems(runs).nunique() > 1:
         table.insert(1, "problem", problems(runs).to_numpy())
     for column in metrics:
-        table[column[8:]] = runs[column].round(4)
+        counts = column in SIZE_AND_SPEED  # whole numbers: 769, not 769.0
+        table[column.removeprefix("metrics.")] = (
+            runs[column].round().astype("Int64") if counts else runs[column].round(4)
+        )
     for column in key_params(runs):
         table[column[7:]] = runs[column]
     best = best_per_problem(runs, objective) if objective else {}
@@ -129,6 +137,36 @@ def learning_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
             drawn = True
     if drawn:
         ax.set(title=f"{title}: validation loss per epoch", xlabel="epoch", ylabel="val_loss", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    plots.plt.close(fig)
+    return drawn
+
+
+def fitted_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
+    """Every run's fitted_curve.csv (x, true, predicted) in one figure: wide against deep."""
+    import io
+
+    import mlflow
+
+    from pipeline import plots
+
+    fig, ax = plots.plt.subplots(figsize=(7, 4))
+    drawn = False
+    for _, run in runs.iterrows():
+        if "fitted_curve.csv" not in {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}:
+            continue
+        curve = pd.read_csv(
+            io.StringIO(mlflow.artifacts.load_text(f"runs:/{run['run_id']}/fitted_curve.csv"))
+        )
+        if not drawn:
+            ax.plot(curve["x"], curve["true"], color="black", lw=2, label="true function")
+        ax.plot(curve["x"], curve["predicted"], lw=1.2, label=run["tags.mlflow.runName"])
+        drawn = True
+    if drawn:
+        ax.set(title=f"{title}: fitted curves", xlabel="x", ylabel="y")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -246,10 +284,13 @@ def task_section(experiment, out: Path) -> dict | None:
         images.append((f"{slug}-{metric}.png", f"{experiment.name}: {metric} of every run"))
     if learning_curves(runs, experiment.name, out / f"{slug}-learning-curves.png"):
         images.append((f"{slug}-learning-curves.png", f"{experiment.name}: validation loss per epoch"))
+    if fitted_curves(runs, experiment.name, out / f"{slug}-fitted-curves.png"):
+        images.append((f"{slug}-fitted-curves.png", f"{experiment.name}: every run's fitted curve"))
     for _, run in runs.iterrows():
-        name = f"{slug}-{run['tags.mlflow.runName']}-forecast.png"
-        if copy_artifact(run["run_id"], "forecast.png", out / name):
-            images.append((name, f"forecast of run {run['tags.mlflow.runName']} ({experiment.name})"))
+        for artifact, what in RUN_FIGURES.items():
+            name = f"{slug}-{run['tags.mlflow.runName']}-{artifact}"
+            if copy_artifact(run["run_id"], artifact, out / name):
+                images.append((name, f"{what} of run {run['tags.mlflow.runName']} ({experiment.name})"))
     higher = metric is not None and task_objective(runs).direction(metric) == "max"
     return {
         "task": experiment.name,

@@ -20,9 +20,12 @@ SKOPS_TRUSTED = [
 ]
 
 
-def layer_table(model: keras.Model) -> str:
-    """CSV of every layer's parameters; Conv2D/Dense rows also show the formula's count."""
+def layer_table(model, total: int | None = None) -> str:
+    """CSV of every layer's parameters (Conv2D/Dense rows also show the formula's count), then a
+    `total` row: the run's `model_params`. An estimator has one row: its total, as its family counts it."""
     rows = ["layer,type,output_shape,params,expected_params"]
+    if not isinstance(model, keras.Model):
+        return "\n".join([*rows, f"total,{type(model).__name__},,{total},"]) + "\n"
     for layer in model.layers:
         expected = ""
         if isinstance(layer, keras.layers.Conv2D):
@@ -33,6 +36,7 @@ def layer_table(model: keras.Model) -> str:
             expected = (layer.input.shape[-1] + int(layer.use_bias)) * layer.units
         shape = "x".join(str(d) for d in layer.output.shape[1:])
         rows.append(f"{layer.name},{type(layer).__name__},{shape},{layer.count_params()},{expected}")
+    rows.append(f"total,{type(model).__name__},,{model.count_params() if total is None else total},")
     return "\n".join(rows) + "\n"
 
 

@@ -96,6 +96,23 @@ def fit(
     return history
 
 
+# "converged": the loss is within this share of the best loss the run reached
+CONVERGED_WITHIN = 0.10
+
+
+def epochs_to_converge(history: dict[str, list[float]]) -> int:
+    """The first epoch (counted from 1) whose validation loss (training loss without a validation
+    split) is within 10 % of the run's best: how fast a model gets there, unlike epochs_trained,
+    which also counts EarlyStopping's patience."""
+    losses = history.get("val_loss") or history["loss"]
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    if not finite:
+        return len(losses)
+    best = min(finite)
+    limit = best + CONVERGED_WITHIN * abs(best)
+    return next(epoch for epoch, loss in enumerate(losses, start=1) if loss <= limit)
+
+
 def backup_seconds() -> float:
     """How often a run's backup is written: at most once per PIPELINE_BACKUP_SECONDS (default 10)."""
     try:

@@ -74,7 +74,9 @@ def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: 
     if plan.family.kind == "estimator":
         model.fit(splits.x_train, splits.y_train)
         return None
-    callbacks = (tracking.epoch_logger(), *options.callbacks)
+    # the family's callbacks first: what they add to an epoch's logs, the epoch logger logs
+    extra = plan.family.callbacks(plan.model, splits.x_train, splits.y_train)
+    callbacks = (*extra, tracking.epoch_logger(), *options.callbacks)
     verbose = default_verbosity() if options.verbose is None else options.verbose
     objective = plan.objective
 
@@ -105,15 +107,18 @@ def uses_default_fit(plan: Plan) -> bool:
 
 
 def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
-    """Test metrics, and the artifacts that explain the model and them."""
+    """Test metrics, the model's size and training length, and the artifacts that explain them."""
     found: dict = {"model_summary.txt": artifacts.model_summary(model)}
-    if isinstance(model, keras.Model):
-        found["layer_params.csv"] = artifacts.layer_table(model)
-    if history:
-        found["training_curves.png"] = plots.training_curves(history, "training curves")
+    size = plan.family.count_params(model)
+    if isinstance(model, keras.Model) or size is not None:
+        found["layer_params.csv"] = artifacts.layer_table(model, size)
     metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
     if history:
-        metrics["epochs_trained"] = len(history["loss"])  # logged with the test metrics, in one write
+        found["training_curves.png"] = plots.training_curves(history, "training curves")
+        metrics["epochs_trained"] = len(history["loss"])
+        metrics["epochs_to_converge"] = keras_loop.epochs_to_converge(history)
+    if size is not None:
+        metrics["model_params"] = size
     found.update(evaluation)
     return metrics, found
 

@@ -3,7 +3,9 @@
 Each experiment of `transfer_curve.experiments` (params.yaml) is trained at each
 `labels_per_class`, with `seeds` seeds each (the seed picks the labelled examples and the initial
 weights), as nested MLflow runs under one parent run. The parent logs a table and a plot of
-mean ± std test accuracy; both are also written to reports/transfer-curve/.
+mean ± std test accuracy, the mean epochs to converge (the lecture's "faster convergence": the
+first epoch within 10 % of a run's best validation loss) and the hub module's size (parameters
+and bytes on disk); the tables and the plot are also written to reports/transfer-curve/.
 """
 
 from __future__ import annotations
@@ -79,13 +81,12 @@ def plan_runs(
 
 
 def summarise(results: list[dict]) -> list[dict]:
-    """Mean ± std of test accuracy per experiment and size, in the curve's order."""
+    """Mean ± std of test accuracy and mean epochs to converge per experiment and size, in order."""
     rows = []
     keys = list(dict.fromkeys((r["experiment"], r["labels_per_class"]) for r in results))
     for experiment, n in keys:
-        accs = [
-            r["test_accuracy"] for r in results if (r["experiment"], r["labels_per_class"]) == (experiment, n)
-        ]
+        mine = [r for r in results if (r["experiment"], r["labels_per_class"]) == (experiment, n)]
+        accs = [r["test_accuracy"] for r in mine]
         rows.append(
             {
                 "experiment": experiment,
@@ -93,27 +94,58 @@ def summarise(results: list[dict]) -> list[dict]:
                 "mean": float(np.mean(accs)),
                 "std": float(np.std(accs)),
                 "runs": len(accs),
+                "epochs": float(np.mean([r["epochs_to_converge"] for r in mine])),
             }
         )
     return rows
 
 
 def table_csv(rows: list[dict]) -> str:
-    lines = ["experiment,labels_per_class,mean_test_accuracy,std_test_accuracy,runs"]
+    lines = ["experiment,labels_per_class,mean_test_accuracy,std_test_accuracy,runs,mean_epochs_to_converge"]
     lines += [
-        f"{r['experiment']},{r['labels_per_class']},{r['mean']:.4f},{r['std']:.4f},{r['runs']}" for r in rows
+        f"{r['experiment']},{r['labels_per_class']},{r['mean']:.4f},{r['std']:.4f},{r['runs']},{r['epochs']:.1f}"
+        for r in rows
     ]
     return "\n".join(lines) + "\n"
 
 
-def table_markdown(rows: list[dict]) -> str:
-    """Sizes as rows, experiments as columns: mean ± std test accuracy."""
+def grid_markdown(rows: list[dict], cell) -> str:
+    """Sizes as rows, experiments as columns, `cell(row)` in each."""
     experiments = list(dict.fromkeys(r["experiment"] for r in rows))
     sizes = list(dict.fromkeys(r["labels_per_class"] for r in rows))
-    cell = {(r["experiment"], r["labels_per_class"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in rows}
+    cells = {(r["experiment"], r["labels_per_class"]): cell(r) for r in rows}
     lines = ["| labels per class | " + " | ".join(experiments) + " |", "|---" * (len(experiments) + 1) + "|"]
-    lines += [f"| {n} | " + " | ".join(cell.get((e, n), "") for e in experiments) + " |" for n in sizes]
+    lines += [f"| {n} | " + " | ".join(cells.get((e, n), "") for e in experiments) + " |" for n in sizes]
     return "\n".join(lines) + "\n"
+
+
+def table_markdown(rows: list[dict], module: dict | None = None) -> str:
+    """Mean ± std test accuracy, then mean epochs to converge, then the hub module's size."""
+    text = grid_markdown(rows, lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}")
+    text += "\nEpochs to converge (first epoch within 10 % of the best validation loss; mean over seeds):\n\n"
+    text += grid_markdown(rows, lambda r: f"{r['epochs']:.1f}")
+    if module:
+        text += (
+            f"\nHub module `{module['handle']}`: {module['params']:,} parameters, "
+            f"{module['bytes'] / 1e6:.2f} MB on disk.\n"
+        )
+    return text
+
+
+def module_size(params: dict, curve: CurveParams, overrides: list[str]) -> dict | None:
+    """The hub module the curve's transfer runs load: its parameter count and size on disk."""
+    from pipeline.models import hub
+    from pipeline.training.plan import make_plan
+
+    for name in curve.experiments:
+        plan = make_plan(params, name, overrides)
+        handle = plan.family.tags(plan.model).get("hub_handle")  # the transfer family's tag
+        if handle:
+            path = Path(hub.resolve(handle))
+            count = sum(int(np.prod(v.shape)) for v in hub.load(handle, str(path)).variables)
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            return {"handle": handle, "params": count, "bytes": size}
+    return None
 
 
 def figure(rows: list[dict]):
@@ -145,13 +177,17 @@ def figure(rows: list[dict]):
     return fig
 
 
-def record(rows: list[dict]) -> Path:
-    """The curve's table and plot on the parent run and in reports/transfer-curve/."""
+def record(rows: list[dict], module: dict | None) -> Path:
+    """The curve's tables and plot on the parent run and in reports/transfer-curve/."""
     import mlflow
 
     for r in rows:
-        mlflow.log_metric(f"test_accuracy_mean.{r['experiment']}.{r['labels_per_class']}", r["mean"])
-    csv, markdown, fig = table_csv(rows), table_markdown(rows), figure(rows)
+        point = f"{r['experiment']}.{r['labels_per_class']}"
+        mlflow.log_metric(f"test_accuracy_mean.{point}", r["mean"])
+        mlflow.log_metric(f"epochs_to_converge_mean.{point}", r["epochs"])
+    if module:
+        mlflow.log_metrics({"module_params": module["params"], "module_bytes": module["bytes"]})
+    csv, markdown, fig = table_csv(rows), table_markdown(rows, module), figure(rows)
     mlflow.log_text(csv, "transfer_curve.csv")
     mlflow.log_text(markdown, "transfer_curve.md")
     mlflow.log_figure(fig, "transfer_curve.png")
@@ -194,14 +230,22 @@ def run(
             options = RunOptions(
                 run_name=f"{name} n={label(n)} seed={seed}", log_outputs=False, verbose=verbose
             )
-            accuracy = train(name, changes, options).metrics["test_accuracy"]
+            metrics = train(name, changes, options).metrics
+            accuracy = metrics["test_accuracy"]
             print(f"[{i}/{len(runs)}] {name} labels_per_class={label(n)} seed={seed}: {accuracy:.4f}")
             results.append(
-                {"experiment": name, "labels_per_class": n, "seed": seed, "test_accuracy": accuracy}
+                {
+                    "experiment": name,
+                    "labels_per_class": n,
+                    "seed": seed,
+                    "test_accuracy": metrics["test_accuracy"],
+                    "epochs_to_converge": metrics["epochs_to_converge"],
+                }
             )
         rows = summarise(results)
-        out = record(rows)
+        module = module_size(params, curve, overrides)
+        out = record(rows, module)
         parent_id = parent.info.run_id
-    print(table_markdown(rows))
+    print(table_markdown(rows, module))
     print(f"transfer-curve: {len(runs)} runs under parent run {parent_id} · table and plot in {out}")
     return rows

@@ -1,8 +1,12 @@
+import dataclasses
+
 import keras
+import numpy as np
 import pytest
 
 from pipeline.errors import UserError
 from pipeline.models import cnn
+from pipeline.models.layers import MinPooling2D
 from pipeline.specs import ClassifierSpec as Spec
 from pipeline.training.artifacts import layer_table
 
@@ -63,7 +67,9 @@ def test_conv_parameter_counts_follow_the_formula():
     checked = [r for r in rows if r[4]]
     assert len(checked) == 4  # two Conv2D and two Dense layers
     assert all(int(r[3]) == int(r[4]) for r in checked)
-    assert sum(int(r[3]) for r in rows) == model.count_params()
+    *layers, total = rows
+    assert total[0] == "total" and int(total[3]) == model.count_params()
+    assert sum(int(r[3]) for r in layers) == model.count_params()
 
 
 def test_batch_norm_replaces_the_conv_bias():
@@ -83,3 +89,48 @@ def test_valid_padding_that_shrinks_the_map_away_is_a_user_error():
 def test_cnn_rejects_tabular_input():
     with pytest.raises(UserError, match="cnn needs images"):
         cnn.build(params(), Spec(input_shape=(5,), num_classes=2, seed=0))
+
+
+@pytest.mark.parametrize(
+    "kernel_size, strides, expected",
+    [
+        ((3, 1), 1, [(6, 8, 4), (4, 8, 6)]),  # 3 rows high, 1 column wide: only the height shrinks
+        (3, (2, 1), [(3, 6, 4), (1, 4, 6)]),  # stride 2 down the rows, 1 along the columns
+        ((2, 3), (1, 2), [(7, 3, 4), (6, 1, 6)]),
+    ],
+)
+def test_kernel_size_and_strides_take_rows_and_columns(kernel_size, strides, expected):
+    model = cnn.build(params(kernel_size=kernel_size, strides=strides, padding="valid"), SPEC)
+    assert conv_shapes(model) == expected
+    (first, _) = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert first.kernel_size == cnn.pair(kernel_size) and first.strides == cnn.pair(strides)
+
+
+def test_full_padding_follows_each_kernel_side():
+    model = cnn.build(params(kernel_size=(3, 1), padding="full", filters=(4,)), SPEC)
+    assert conv_shapes(model) == [(10, 8, 4)]  # rows padded by 2 on each side, columns not
+
+
+def test_int_or_pair_knobs_parse_from_params_yaml_and_log_as_written():
+    from pipeline import config
+
+    section = {**dataclasses.asdict(params()), "kernel_size": [3, 2], "strides": 1}
+    parsed = config.parse_section(cnn.Params, section, "experiments.x.model")
+    assert parsed.kernel_size == (3, 2) and parsed.strides == 1  # an int stays an int: logged "1"
+    with pytest.raises(UserError, match="kernel_size"):
+        config.parse_section(cnn.Params, {**section, "kernel_size": [3, 2, 1]}, "experiments.x.model")
+    with pytest.raises(UserError, match="model.strides"):
+        cnn.build(params(strides=(0, 1)), SPEC)
+
+
+def test_min_pooling_takes_the_smallest_value_and_survives_save_and_load(tmp_path):
+    model = cnn.build(params(pooling="min", pool_every=1, filters=(2,)), SPEC)
+    (pool,) = [layer for layer in model.layers if isinstance(layer, MinPooling2D)]
+    grid = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    assert np.asarray(pool(grid))[0, :, :, 0].tolist() == [[0, 2], [8, 10]]
+    x = np.random.default_rng(0).random((3, 8, 8, 1)).astype("float32")
+    path = tmp_path / "cnn.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.get_layer(pool.name), MinPooling2D)
+    assert np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -140,6 +140,20 @@ def test_lstm_end_to_end_read_back_from_mlflow(project):
     )  # ppm, near the level
 
 
+@pytest.mark.parametrize("experiment", ["rnn", "dense-window"])
+def test_rnn_and_dense_window_end_to_end_beside_the_lstm(project, experiment):
+    assert cli.main(["train", experiment, *QUICK, "--set", "train.epochs=2"]) == 0
+    (run,) = co2_runs()
+    metrics, params = run.data.metrics, run.data.params
+    assert run.data.tags["model_family"] == experiment and params["objective.lookback"] == "104"
+    assert params["model.units"] in ("[64]", "[64, 64]") and 0 < metrics["test_rmse"] < 20
+    assert metrics["model_params"] > 1000 and 1 <= metrics["epochs_to_converge"] <= 2
+    norms = mlflow.MlflowClient().get_metric_history(run.info.run_id, "recurrent_grad_norm_1")
+    assert [m.step for m in norms] == ([0, 1] if experiment == "rnn" else [])
+    lstm_only = {"model.activation"} if experiment == "rnn" else set()
+    assert all(params[name] == "n/a" for name in lstm_only)  # siblings' params line up
+
+
 @pytest.mark.parametrize("experiment", ["naive", "seasonal-naive"])
 def test_baselines_end_to_end_loadable_from_mlflow(project, experiment):
     assert cli.main(["train", experiment, "--quiet"]) == 0
@@ -217,4 +231,4 @@ def test_model_checks_run_before_any_run(project):
 def test_co2_experiments_share_the_objective_block():
     params = config.load_params(REPO / "params.yaml")
     objectives = [e.get("objective") for e in params["experiments"].values() if e["task"] == "co2-forecast"]
-    assert len(objectives) == 4 and all(o == objectives[0] for o in objectives)
+    assert len(objectives) == 6 and all(o == objectives[0] for o in objectives)

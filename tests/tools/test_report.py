@@ -27,6 +27,7 @@ def test_report_compares_the_latest_runs(project, monkeypatch):
     assert summary.count("| svc |") == 1  # only the latest run of each experiment
     page = (out / "index.html").read_text()
     assert "cnn-valid" in page and "model.padding" in page  # the param that tells the CNNs apart
+    assert "model_params" in summary and "epochs_to_converge" in summary  # sizes and speeds, every run
     assert (out / "digits-classification-test_accuracy.png").stat().st_size > 1000
     assert (out / "digits-classification-learning-curves.png").exists()
     latest_svc = mlflow.search_runs(
@@ -70,6 +71,15 @@ def test_runs_are_ranked_only_against_runs_that_solve_the_same_problem():
     assert report.best_per_problem(lower, report.objectives.get("forecasting"))["digits: classes 5-9"] == (
         "transfer-scratch"  # rmse: lower is better, as the forecasting objective says
     )
+
+
+def test_function_approximation_overlays_every_runs_fitted_curve(project):
+    for name in ("mlp-wide", "mlp-deep"):
+        assert cli.main(["train", name, *QUICK]) == 0
+    assert report.main(log=False) == 0
+    summary = (project / "reports" / "summary.md").read_text()
+    assert "## function-approximation" in summary and "| 769 |" in summary
+    assert (project / "reports" / "function-approximation-fitted-curves.png").stat().st_size > 1000
 
 
 def test_readme_block_is_filled_between_its_markers(tmp_path):

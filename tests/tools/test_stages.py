@@ -74,7 +74,7 @@ def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
 
 def test_an_objective_retrains_the_experiments_it_scores(built):
     (built / "pipeline" / "objectives" / "forecasting.py").touch()
-    assert sorted(trainings(built)) == ["lstm", "naive", "sarimax", "seasonal-naive"]
+    assert sorted(trainings(built)) == ["dense-window", "lstm", "naive", "rnn", "sarimax", "seasonal-naive"]
 
 
 def test_a_shared_model_helper_retrains_the_families_that_import_it(built):
@@ -82,8 +82,23 @@ def test_a_shared_model_helper_retrains_the_families_that_import_it(built):
     assert sorted(trainings(built)) == ["naive", "sarimax", "seasonal-naive"]
 
 
+def test_the_recurrent_front_end_retrains_the_network_forecasters_only(built):
+    (built / "pipeline" / "models" / "windows.py").touch()
+    assert sorted(trainings(built)) == ["dense-window", "lstm", "rnn"]
+
+
 @pytest.mark.parametrize(
-    "module", ["tools/report.py", "tools/bench.py", "tools/predict.py", "tools/ui.py", "cli.py"]
+    "module",
+    [
+        "tools/report.py",
+        "tools/bench.py",
+        "tools/predict.py",
+        "tools/ui.py",
+        "tools/lecture.py",
+        "tools/lecture_examples.py",
+        "tools/retrieve.py",
+        "cli.py",
+    ],
 )
 def test_tools_that_read_the_store_retrain_nothing(built, module):
     (built / "pipeline" / module).touch()

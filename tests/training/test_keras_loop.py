@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from pipeline import config
 from pipeline.errors import UserError
+from pipeline.training import keras_loop
 from pipeline.training.plan import make_plan
 from pipeline.training.run import strategy_of
 from tests.conftest import run_cli
@@ -55,3 +56,9 @@ def test_scikit_learn_baselines_ignore_the_strategy(project):
 def test_default_strategy_is_one_replica(project):
     plan = make_plan(config.load_params(), "mlp")
     assert plan.train.strategy == "default" and strategy_of(plan).num_replicas_in_sync == 1
+
+
+def test_epochs_to_converge_is_the_first_epoch_within_ten_percent_of_the_best():
+    assert keras_loop.epochs_to_converge({"loss": [9, 5, 3], "val_loss": [1.0, 0.5, 0.3, 0.29, 0.31]}) == 3
+    assert keras_loop.epochs_to_converge({"loss": [4.0, 2.0, 1.0, 1.05]}) == 3  # no validation split
+    assert keras_loop.epochs_to_converge({"loss": [1.0], "val_loss": [float("nan")]}) == 1

@@ -43,6 +43,10 @@ def test_experiment_end_to_end(project, experiment, family):
 
     names = artifact_names(info.run_id)
     assert {"model_summary.txt", "confusion_matrix.png", "classification_report.txt"} <= names
+    # every run's size: the layer table's total row is the model_params metric
+    table = mlflow.artifacts.load_text(f"runs:/{info.run_id}/layer_params.csv").splitlines()
+    assert table[-1].startswith("total,") and int(table[-1].split(",")[3]) == run_data.metrics["model_params"]
+    assert run_data.metrics["model_params"] > 64  # more than one weight per pixel, in every family
     model = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/model")
     x_test = data.load("digits").arrays["x_test"][:7]
     proba = np.asarray(model.predict(x_test))
@@ -54,6 +58,7 @@ def test_experiment_end_to_end(project, experiment, family):
         epochs = int(run_data.metrics["epochs_trained"])
         history = mlflow.MlflowClient().get_metric_history(info.run_id, "val_loss")
         assert epochs == 2 and [m.step for m in history] == [0, 1]
+        assert 1 <= run_data.metrics["epochs_to_converge"] <= 2
         assert {"loss", "accuracy", "val_accuracy"} <= set(run_data.metrics)
 
 

@@ -63,19 +63,24 @@ def test_curve_logs_nested_runs_and_a_summary(transfer_project):
     rows = (transfer_project / "reports/transfer-curve/transfer_curve.csv").read_text().splitlines()[1:]
     assert len(rows) == 4
     for row in rows:
-        experiment, n, mean, std, count = row.split(",")
-        accs = [
-            c.data.metrics["test_accuracy"]
-            for c in children
-            if c.info.run_name.startswith(f"{experiment} n={n} ")
-        ]
+        experiment, n, mean, std, count, epochs = row.split(",")
+        points = [c for c in children if c.info.run_name.startswith(f"{experiment} n={n} ")]
+        accs = [c.data.metrics["test_accuracy"] for c in points]
+        assert float(epochs) == pytest.approx(np.mean([c.data.metrics["epochs_to_converge"] for c in points]))
         assert count == "2" and float(mean) == pytest.approx(np.mean(accs), abs=1e-4)
         assert float(std) == pytest.approx(np.std(accs), abs=1e-4)
         assert parent.data.metrics[f"test_accuracy_mean.{experiment}.{n}"] == pytest.approx(np.mean(accs))
+    markdown = (transfer_project / "reports/transfer-curve/transfer_curve.md").read_text()
     assert (
-        "| labels per class | transfer-scratch | transfer-finetune |"
-        in (transfer_project / "reports/transfer-curve/transfer_curve.md").read_text()
-    )
+        markdown.count("| labels per class | transfer-scratch | transfer-finetune |") == 2
+    )  # accuracy, epochs
+    # the module's size: its variables, as the transfer model counts them
+    from pipeline.models import hub
+
+    layer = hub.HubLayer(str(transfer_project / "models/hub/digits-0-4"), (8, 8, 1))
+    layer.build((None, 8, 8, 1))
+    assert parent.data.metrics["module_params"] == sum(int(np.prod(w.shape)) for w in layer.weights) > 1000
+    assert parent.data.metrics["module_bytes"] > 10_000 and "parameters," in markdown
 
 
 def test_sizes_larger_than_the_data_fail_before_any_run(transfer_project, capsys):

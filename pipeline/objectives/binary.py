@@ -1,0 +1,168 @@
+"""Binary classification: some classes are "positive" (1), the others "negative" (0); one sigmoid.
+
+The `objective:` section names the positive classes and, optionally, the negative ones (null:
+every other class). A network ends in one sigmoid unit, P(positive), trained with binary
+cross-entropy, -[y log p + (1 - y) log(1 - p)]: the two-class softmax with one output instead of
+two. Every family is scored the same way from P(positive):
+
+  test_accuracy  share right at the 0.5 threshold
+  test_loss      binary cross-entropy (log loss) of the predicted probabilities
+  test_roc_auc   area under the ROC curve: the chance that a random positive scores above a random
+                 negative, threshold-free; the headline, since with one digit against the other
+                 nine a model that always says "negative" is already 90 % accurate
+
+Artifacts: roc_curve.png (true against false positive rate, the 0.5 threshold marked),
+confusion_matrix.png and classification_report.txt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from pipeline.config import PARAMS_FILE
+from pipeline.errors import UserError
+from pipeline.objectives import Objective, classification
+from pipeline.objectives.classification import Splits
+from pipeline.specs import ClassifierSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """The `objective:` section, shared by every run of the task so their params line up."""
+
+    positive: tuple[int | str, ...]  # class names labelled 1: what the sigmoid's P(positive) is about
+    negative: tuple[int | str, ...] | None  # class names labelled 0; null: every other class
+
+
+def check_params(params: Params, class_names: list[str], where: str = "objective") -> tuple[list, list]:
+    """Validate the section against the dataset; returns (positive, negative) class indices."""
+    positive = [str(c) for c in params.positive]
+    negative = None if params.negative is None else [str(c) for c in params.negative]
+    for key, names in (("positive", positive), ("negative", negative or [])):
+        unknown = [n for n in names if n not in class_names]
+        if unknown:
+            raise UserError(
+                f"{PARAMS_FILE}: {where}.{key}: class '{unknown[0]}' does not exist "
+                f"(classes: {', '.join(class_names)})"
+            )
+    if not positive:
+        raise UserError(f"{PARAMS_FILE}: {where}.positive is empty: name at least one class")
+    if negative is None:
+        negative = [n for n in class_names if n not in positive]
+    if not negative or set(positive) & set(negative):
+        raise UserError(
+            f"{PARAMS_FILE}: {where}: positive {positive} and negative {negative} must be "
+            "non-empty and must not share a class"
+        )
+    return [class_names.index(n) for n in positive], [class_names.index(n) for n in negative]
+
+
+def label_names(params: Params, class_names: list[str], negative: list[int]) -> list[str]:
+    """["not 8", "8"] for one digit against the rest, ["1", "8"] for a pair."""
+    positive = "+".join(str(c) for c in params.positive)
+    if params.negative is None:
+        return [f"not {positive}", positive]
+    return ["+".join(class_names[i] for i in negative), positive]
+
+
+def relabel(x, y, positive: list[int], negative: list[int]):
+    keep = np.isin(y, positive + negative)
+    return x[keep], np.isin(y[keep], positive).astype(np.int64)
+
+
+def prepare(dataset, train, params: Params) -> tuple[Splits, ClassifierSpec]:
+    """The chosen classes as 0/1 labels; `train.limit` keeps the first N training examples of them."""
+    splits, _ = classification.prepare(dataset, dataclasses.replace(train, limit=None))
+    positive, negative = check_params(params, dataset.class_names)
+    x_train, y_train = relabel(splits.x_train, splits.y_train, positive, negative)
+    if train.limit is not None:
+        x_train, y_train = x_train[: train.limit], y_train[: train.limit]  # already shuffled
+    if len(np.unique(y_train)) < 2:
+        raise UserError(f"train.limit = {train.limit} leaves training examples of one label only")
+    binary = Splits(
+        x_train,
+        y_train,
+        *relabel(splits.x_val, splits.y_val, positive, negative),
+        *relabel(splits.x_test, splits.y_test, positive, negative),
+        label_names(params, dataset.class_names, negative),
+    )
+    return binary, ClassifierSpec(tuple(x_train.shape[1:]), 2, train.seed)
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """P(positive) per example, (n,): a sigmoid network's output or an estimator's predict_proba[:, 1]."""
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(x), dtype=np.float64)[:, 1]
+    return np.asarray(model.predict(x, verbose=0), dtype=np.float64).reshape(len(x))
+
+
+def roc_figure(y: np.ndarray, p: np.ndarray, auc: float):
+    from sklearn.metrics import roc_curve
+
+    from pipeline import plots
+
+    fpr, tpr, thresholds = roc_curve(y, p)
+    fig, ax = plots.plt.subplots(figsize=(4.8, 4.5))
+    ax.plot(fpr, tpr, lw=1.5, label=f"ROC-AUC {auc:.4f}")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
+    at_half = np.argmin(np.abs(thresholds - 0.5))
+    ax.plot(fpr[at_half], tpr[at_half], "o", color="black", label="threshold 0.5")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC curve (test)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[str, float], dict]:
+    from sklearn.metrics import classification_report, confusion_matrix, log_loss, roc_auc_score
+
+    from pipeline import plots
+
+    p = predict(model, splits.x_test)
+    predicted = (p > 0.5).astype(np.int64)
+    y = splits.y_test
+    metrics = {
+        "test_accuracy": float((predicted == y).mean()),
+        "test_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "test_roc_auc": float(roc_auc_score(y, p)),
+    }
+    matrix = confusion_matrix(y, predicted, labels=[0, 1])
+    artifacts = {
+        "roc_curve.png": roc_figure(y, p, metrics["test_roc_auc"]),
+        "confusion_matrix.png": plots.confusion_matrix(matrix, splits.class_names, metrics["test_accuracy"]),
+        "classification_report.txt": classification_report(
+            y, predicted, labels=[0, 1], target_names=splits.class_names, digits=4, zero_division=0
+        ),
+    }
+    return metrics, artifacts
+
+
+def problem(dataset, params: Params) -> str:
+    """Runs that separate the same classes are ranked together."""
+    _, negative = check_params(params, dataset.class_names)
+    names = label_names(params, dataset.class_names, negative)
+    return f"{dataset.name}: {names[1]} vs {names[0]}"
+
+
+def keras_metrics() -> list:
+    """A fresh metric object per compile: per-epoch accuracy and ROC-AUC (train and validation)."""
+    import keras
+
+    return ["accuracy", keras.metrics.AUC(name="roc_auc")]
+
+
+OBJECTIVE = Objective(
+    name="binary",
+    loss="binary_crossentropy",
+    headline="test_roc_auc",
+    directions={"roc_auc": "max", "accuracy": "max", "loss": "min"},
+    prepare=prepare,
+    evaluate=evaluate,
+    predict=predict,
+    params=Params,
+    keras_metrics=keras_metrics,
+    problem=problem,
+)

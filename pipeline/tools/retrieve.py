@@ -1,0 +1,173 @@
+"""`python -m pipeline retrieve IMAGE... [--k 10] [--model autoencoder|pca]`: image retrieval.
+
+Each query image is encoded by the latest finished run of the experiment `--model` (an
+autoencoder's encoder or PCA's components, as logged in MLflow) and compared with the codes of
+every image of the dataset's training split (all classes, also those the model never trained
+on); the k nearest (Euclidean distance in code space) are printed, drawn as a picture grid
+(`reports/retrieval/<model>.png`, or `--output`) and logged as a run `retrieve` of the MLflow
+experiment `retrieval` (the grid, neighbours.csv, the model run it used).
+
+Query images are untrusted input: symlinks are refused, and so are files over 20 MB or
+16 megapixels, before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import atomic, config, data, plots
+from pipeline.errors import UserError
+from pipeline.objectives import anomaly
+from pipeline.training import tracking
+
+TASK, RUN_NAME = "retrieval", "retrieve"
+CODE_FAMILIES = ("autoencoder", "pca")  # families whose model has a code space
+MAX_BYTES, MAX_PIXELS = 20_000_000, 16_000_000
+
+
+def check_image(path: Path) -> None:
+    """Refuse what could hang or exhaust the process before any pixel is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    if path.is_symlink():
+        raise UserError(f"{path}: a symbolic link; give the image file itself")
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    if path.stat().st_size > MAX_BYTES:
+        raise UserError(f"{path}: larger than {MAX_BYTES // 1_000_000} MB")
+    try:
+        with Image.open(path) as img:  # reads the header only
+            width, height = img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"{path}: not an image ({str(exc).splitlines()[0][:120]})") from None
+    if width * height > MAX_PIXELS:
+        raise UserError(f"{path}: {width}x{height} pixels, more than {MAX_PIXELS // 1_000_000} megapixels")
+
+
+def read_queries(images: list[str], shape: tuple[int, ...]) -> np.ndarray:
+    paths = [Path(p) for p in images]
+    for path in paths:
+        check_image(path)
+    return np.stack([data.read_image(path, shape) for path in paths])  # resized like the dataset
+
+
+def code_model(name: str):
+    """(the experiment's plan, its latest finished run) for a model with a code space."""
+    import mlflow
+
+    from pipeline.training.plan import make_plan
+
+    params = config.load_params()
+    plan = make_plan(params, name)
+    if plan.exp.family not in CODE_FAMILIES:
+        raise UserError(
+            f"--model {name}: family '{plan.exp.family}' has no code space to search; "
+            f"use an experiment of family {' or '.join(CODE_FAMILIES)}"
+        )
+    tracking.configure()
+    experiment = mlflow.MlflowClient().get_experiment_by_name(plan.exp.task)
+    runs = (
+        mlflow.MlflowClient().search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.status = 'FINISHED' and attributes.run_name = '{name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if experiment
+        else []
+    )
+    if not runs:
+        raise UserError(
+            f"no finished run of '{name}' in {tracking.tracking_uri()}: train it first (make train-{name})"
+        )
+    return plan, runs[0]
+
+
+def load(plan, run):
+    """The run's logged model, by the flavour its family logs it with."""
+    import mlflow
+
+    uri = f"runs:/{run.info.run_id}/model"
+    if plan.family.logged.flavor == "keras":
+        return mlflow.keras.load_model(uri)
+    return mlflow.sklearn.load_model(uri)
+
+
+def neighbours(model, queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, indices into `pool`) of each query's k nearest codes."""
+    from sklearn.neighbors import NearestNeighbors
+
+    index = NearestNeighbors(n_neighbors=min(k, len(pool))).fit(anomaly.encode(model, pool))
+    return index.kneighbors(anomaly.encode(model, queries))
+
+
+def grid(queries, pool, labels, distances, indices, class_names, title: str):
+    """One row per query: the query, then its neighbours with their class and distance."""
+    rows, k = indices.shape
+    fig, axes = plots.plt.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.3 * rows + 0.4), squeeze=False)
+    for r in range(rows):
+        axes[r, 0].imshow(queries[r].squeeze(), cmap="gray_r", vmin=0, vmax=1)
+        axes[r, 0].set_title("query", fontsize=8, color="tab:red")
+        for c in range(k):
+            axes[r, c + 1].imshow(pool[indices[r, c]].squeeze(), cmap="gray_r", vmin=0, vmax=1)
+            name = class_names[labels[indices[r, c]]]
+            axes[r, c + 1].set_title(f"{name} · {distances[r, c]:.2f}", fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def table(images, distances, indices, labels, class_names) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["query", "rank", "train_index", "class", "distance"])
+    for image, dist, idx in zip(images, distances, indices, strict=True):
+        for rank, (d, i) in enumerate(zip(dist, idx, strict=True), start=1):
+            writer.writerow([image, rank, int(i), class_names[labels[i]], f"{d:.6f}"])
+    return buffer.getvalue()
+
+
+def report(images, distances, indices, labels, class_names) -> None:
+    for image, dist, idx in zip(images, distances, indices, strict=True):
+        found = [class_names[labels[i]] for i in idx]
+        counts = ", ".join(f"{c} x{found.count(c)}" for c in dict.fromkeys(found))
+        print(f"{image}: {len(idx)} nearest training images by class: {counts}")
+        print(
+            "  "
+            + "  ".join(f"#{i}:{class_names[labels[i]]} ({d:.3f})" for d, i in zip(dist, idx, strict=True))
+        )
+
+
+def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
+    import mlflow
+
+    plan, run = code_model(model_name)
+    dataset = data.load(plan.exp.dataset)
+    pool, labels = dataset.xy("train")
+    queries = read_queries(images, tuple(pool.shape[1:]))
+    model = load(plan, run)
+    distances, indices = neighbours(model, queries, pool, k)
+    report(images, distances, indices, labels, dataset.class_names)
+    if run.data.tags.get("data_hash") not in (None, dataset.sha256):
+        print(f"note: dataset '{dataset.name}' changed since run {run.info.run_id} was trained")
+    title = f"{len(images)} queries · {indices.shape[1]} nearest training images in {model_name}'s code space"
+    figure = grid(queries, pool, labels, distances, indices, dataset.class_names, title)
+    out = Path(output) if output else config.project_root() / "reports" / "retrieval" / f"{model_name}.png"
+    with atomic.atomic_open(out) as handle:
+        figure.savefig(handle, format="png", dpi=110)
+    tags = {"model_run_id": run.info.run_id, "model_family": plan.exp.family, "dataset": dataset.name}
+    with tracking.start_run(TASK, RUN_NAME, {**tags, "data_hash": dataset.sha256}) as logged:
+        tracking.log_params(
+            {"model": model_name, "k": indices.shape[1], "images": [Path(i).name for i in images]}
+        )
+        mlflow.log_figure(figure, "retrieval.png")
+        mlflow.log_text(table(images, distances, indices, labels, dataset.class_names), "neighbours.csv")
+    plots.plt.close(figure)
+    print(f"retrieve: grid → {out} · run {logged.info.run_id} in experiment '{TASK}'")
+    return 0
