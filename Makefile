@@ -40,7 +40,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep lecture soak
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict report server bench sweep lecture soak soak-sweep
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -125,12 +125,19 @@ bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experime
 	$(PY) -m pipeline bench
 
 SOAK_FLAGS ?=
-soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (7 min here)
+soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…; 7 min here)
 	$(PY) -m pipeline soak $(SOAK_FLAGS)
 
-server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://…, ARTIFACTS=, AUTH=1: users and passwords)
-	@# DB= may hold a password: not echoed, and handed on in the environment rather than as --db
-	@$(if $(DB),MLFLOW_BACKEND_STORE_URI='$(DB)') $(PY) -m pipeline server --port $${PORT:-5000} \
+soak-sweep: $(VENV_STAMP) ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)
+	$(PY) -m pipeline soak-sweep $(SOAK_FLAGS)
+
+ifneq ($(value DB),)
+# DB may hold a password, with any character ($, quotes): handed on unexpanded, in the environment,
+# never on a command line (`ps` shows those to every user). Give it as DB=… before `make`, not after.
+server: export MLFLOW_BACKEND_STORE_URI = $(value DB)
+endif
+server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://… in the environment, ARTIFACTS=, AUTH=1: users and passwords)
+	@$(PY) -m pipeline server --port $${PORT:-5000} \
 		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)') \
 		$(if $(filter 1 yes true,$(AUTH)),--auth)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
-from pipeline import __version__
+from pipeline import __version__, secrets
 from pipeline.errors import PipelineError
 
 EPILOG = """examples:
@@ -277,8 +278,8 @@ def cmd_init_store(args) -> int:
 
     params = config.load_params()
     tasks = sorted({config.resolve_experiment(params, n).task for n in config.experiment_names(params)})
-    uri = tracking.init_store(tasks)
-    print(f"tracking store ready: {uri} ({len(tasks)} experiments)")
+    tracking.init_store(tasks)
+    print(f"tracking store ready: {tracking.shown_uri()} ({len(tasks)} experiments)")
     return 0
 
 
@@ -374,14 +375,16 @@ def add_retrain(sub) -> None:
 def cmd_predict(args) -> int:
     from pipeline.tools import predict
 
-    return predict.main(args.model, args.input, args.output)
+    return predict.main(args.model, args.input, args.output, args.allow_unsafe_model)
 
 
 def add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="batch prediction with a logged or registered model",
-        description="Predict a folder of images or a CSV of features; writes one CSV row per input.",
+        description="Predict a folder of images or a CSV of features; writes one CSV row per input. "
+        "Only models the pipeline logs are loaded (Keras in safe mode, scikit-learn via skops, its own "
+        "models-from-code checked by sha256); anything else, e.g. a pickled python_model, is refused.",
     )
     p.add_argument(
         "--model",
@@ -390,6 +393,12 @@ def add_predict(sub) -> None:
     )
     p.add_argument("--input", required=True, help="image folder or CSV file")
     p.add_argument("--output", default="predictions.csv", help="output CSV (default: predictions.csv)")
+    p.add_argument(
+        "--allow-unsafe-model",
+        action="store_true",
+        help="load a model the pipeline did not log (e.g. a pickled python_model), running any code it "
+        "holds; also needs PIPELINE_ALLOW_UNSAFE_MODELS=1 in the environment. Only for a model you trust",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -500,6 +509,29 @@ def add_soak(sub) -> None:
     p.set_defaults(func=cmd_soak)
 
 
+def cmd_soak_sweep(args) -> int:
+    from pipeline.tools import soak_sweep
+
+    return soak_sweep.main(args.repeats, args.experiment, args.epochs, args.limit)
+
+
+def add_soak_sweep(sub) -> None:
+    p = sub.add_parser(
+        "soak-sweep",
+        help="soak benchmark: repeat `make sweep` and count spurious failures (reports/soak-sweep.json)",
+        description="Run `make sweep EXP=<experiment>` again and again in a throw-away project with small "
+        "settings (ASHA grace period 1: most trials stopped early) and count sweeps that fail and trial runs "
+        "that do not end FINISHED. Exit code 1 when there is any. Takes about a minute per sweep.",
+    )
+    p.add_argument("--repeats", type=positive, default=20, help="sweeps (default: 20)")
+    p.add_argument(
+        "--experiment", default="cnn-same", help="experiment with a search: block (default: cnn-same)"
+    )
+    p.add_argument("--epochs", type=positive, default=6, help="epochs per trial (default: 6)")
+    p.add_argument("--limit", type=positive, default=300, help="training examples per trial (default: 300)")
+    p.set_defaults(func=cmd_soak_sweep)
+
+
 def cmd_report(args) -> int:
     from pipeline.tools import report
 
@@ -523,8 +555,14 @@ def add_report(sub) -> None:
 def cmd_server(args) -> int:
     import os
 
+    from pipeline.errors import UserError
     from pipeline.tools import ui
 
+    if args.db and secrets.redact(args.db) != args.db:
+        raise UserError(
+            "--db holds a password, which every user of this machine could read (ps) while the server "
+            "runs; give the URI in MLFLOW_BACKEND_STORE_URI instead (`DB=… make server` does)"
+        )
     # MLflow's own variable: a URI with a password need not appear on any command line
     db = args.db or os.environ.get("MLFLOW_BACKEND_STORE_URI")
     return ui.server(args.host, args.port, db, args.artifacts, args.auth)
@@ -540,8 +578,9 @@ def add_server(sub) -> None:
     p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
     p.add_argument(
         "--db",
-        help="backend store URI (default: $MLFLOW_BACKEND_STORE_URI, else "
-        "sqlite:///mlruns/server/mlflow.db; e.g. postgresql://user:pass@host:5432/mlflow)",
+        help="backend store URI without a password (default: $MLFLOW_BACKEND_STORE_URI, where a URI "
+        "with a password belongs, e.g. postgresql://user:pass@host:5432/mlflow; else "
+        "sqlite:///mlruns/server/mlflow.db)",
     )
     p.add_argument(
         "--artifacts", help="artifact root the server writes to (default: mlruns/server/artifacts)"
@@ -589,6 +628,7 @@ COMMANDS = (
     add_retrieve,
     add_bench,
     add_soak,
+    add_soak_sweep,
     add_report,
     add_server,
     add_ui,
@@ -617,14 +657,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     startup.quiet_logs()
+    secrets.redact_logs()  # MLflow's and SQLAlchemy's messages embed the store URI, password included
     try:
         return args.func(args)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {secrets.redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an outside failure: the traceback, with any password hidden
+        print(secrets.redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ class RetrainParams:
     consumed: str = "data/consumed"  # ingested batches, as they arrived
     # a batch without an empty READY file counts once none of its files changed for this long
     settle_seconds: float = 60.0
-    max_image_pixels: int = 25_000_000  # refuse larger images (width x height, read from the header)
+    # refuse larger images (width x height, read from the header): pipeline/images.py's MAX_PIXELS
+    max_image_pixels: int = 4096 * 4096
     gates: dict[str, Any] | None = None  # registered model → its promotion rule (training/plan.Gate)
 
 

@@ -197,8 +197,9 @@ def postgres_uri():
 
 
 @contextlib.contextmanager
-def serving(root: Path, command: str, *args: str, timeout: float = 120):
-    """Run `python -m pipeline <command> --port P [args]` (ui or server) until the block ends; yields P."""
+def serving(root: Path, command: str, *args: str, timeout: float = 120, env: dict[str, str] | None = None):
+    """Run `python -m pipeline <command> --port P [args]` (ui or server) until the block ends; yields
+    P. `env` adds variables."""
     import requests
 
     port = free_port()
@@ -207,7 +208,7 @@ def serving(root: Path, command: str, *args: str, timeout: float = 120):
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", command, "--port", str(port), *args],
             cwd=root,
-            env={**os.environ, "PIPELINE_ROOT": str(root)},
+            env={**os.environ, "PIPELINE_ROOT": str(root), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -13,18 +13,17 @@ import csv
 import hashlib
 import os
 import stat
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import images
 from pipeline.config import project_root
 from pipeline.errors import UserError
 
 FILLS = ("time", "linear", "ffill")
 JUNK = {"thumbs.db", "desktop.ini", "__macosx"}  # and every dot-file (.DS_Store, ._x, .git/)
-MAX_PIXELS = 25_000_000  # the default cap on an image's width x height (retrain.max_image_pixels)
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's convert("L")
+MAX_PIXELS = images.MAX_PIXELS  # the default cap on an image's width x height (retrain.max_image_pixels)
 
 
 def resolve(path: str) -> Path:
@@ -149,103 +148,15 @@ def read_image(
 ) -> np.ndarray:
     """One image file as float32 in [0, 1], shaped (height, width, channels); channels 1 or 3.
 
-    Its size is read from the header and checked against `max_pixels` before anything is decoded;
-    every Pillow mode is converted by its meaning (bit depth, alpha, palette, EXIF orientation) or
-    refused, and any failure is one line naming the file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+    Only a regular file is opened (never a FIFO; a link only with `follow_symlinks`); its size is
+    checked from the header against `max_pixels` before anything is decoded, and every Pillow mode
+    is converted by its meaning or refused: the rules in pipeline/images.py, which the served
+    classifier shares. Any failure is one line naming the file."""
     with open_regular(path, follow_symlinks) as handle:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap is lower
-                warnings.filterwarnings("ignore", module="PIL")  # e.g. corrupt EXIF: refused or fine
-                with Image.open(handle) as img:
-                    width, height = img.size
-                    if width * height > max_pixels:
-                        raise UserError(
-                            f"image is {width}x{height} = {width * height:,} pixels, over the cap of "
-                            f"{max_pixels:,} (retrain.max_image_pixels)"
-                        )
-                    img.load()  # decode now, so truncated files fail here
-                    pixels = to_array(ImageOps.exif_transpose(img), shape)
-        except UserError as exc:
+            return images.decode(handle, shape, max_pixels)
+        except images.ImageError as exc:
             raise UserError(f"{shown(path)}: {exc}") from None
-        except UnidentifiedImageError:
-            raise UserError(f"{shown(path)}: not an image") from None
-        except Image.DecompressionBombError as exc:
-            raise UserError(
-                f"{shown(path)}: refused before decoding, a decompression bomb? ({exc})"
-            ) from None
-        except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, struct.error, ...)
-            reason = (str(exc).splitlines() or [""])[0][:200]
-            raise UserError(f"{shown(path)}: corrupt image ({type(exc).__name__}: {reason})") from None
-    return pixels
-
-
-def to_array(img, shape: tuple[int, ...]) -> np.ndarray:
-    """A decoded Pillow image resized to `shape` (h, w, c) as float32 in [0, 1]."""
-    from PIL import Image
-
-    size, channels = (shape[1], shape[0]), shape[2]
-    if img.mode == "P":  # a palette: its colours, with its transparent entry as alpha
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif img.mode in ("PA", "La", "RGBa"):
-        img = img.convert("LA" if img.mode == "La" else "RGBA")
-    if img.mode in ("1", "L", "RGB", "RGBX", "CMYK", "YCbCr", "HSV", "LAB"):
-        img = img.convert("L" if channels == 1 else "RGB")
-        pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
-    elif img.mode in ("LA", "RGBA"):  # Pillow resizes these with premultiplied alpha
-        pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
-        pixels = composite(pixels[..., :-1], pixels[..., -1:])
-    elif img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integers, 32-bit floats
-        scaled = Image.fromarray(scale_depth(img), "F")
-        pixels = np.asarray(scaled.resize(size, Image.Resampling.BILINEAR), np.float32)
-    else:
-        raise UserError(f"image mode {img.mode} is not supported")
-    return match_channels(np.clip(pixels, 0.0, 1.0), channels)
-
-
-def composite(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Flatten an image with alpha onto the background that keeps its ink visible: white under
-    dark strokes, black under light ones (judged by the opaque pixels' mean brightness)."""
-    weight = float(alpha.sum())
-    luma = color @ LUMA if color.shape[-1] == 3 else color[..., 0]
-    ink = float((luma * alpha[..., 0]).sum() / weight) if weight else 1.0
-    background = 1.0 if ink < 0.5 else 0.0
-    return color * alpha + background * (1.0 - alpha)
-
-
-def scale_depth(img) -> np.ndarray:
-    """A high-bit-depth image's values on [0, 1] (2-D float32): 16-bit integers by 65535, other
-    integers by the bit depth the file declares (else the smallest of 8/16/32 bits that holds them);
-    floats in [0, 1] as they are, in [0, 255] or [0, 65535] by that range; anything else refused."""
-    values = np.asarray(img).astype(np.float64)
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if not (np.isfinite(low) and np.isfinite(high)) or low < 0:
-        kind = "float" if img.mode == "F" else "integer"
-        raise UserError(f"{kind} image with values from {low:g} to {high:g}; expected values >= 0")
-    if img.mode.startswith("I;16"):
-        return (values / 65535).astype(np.float32)
-    if img.mode == "F" and high <= 1:
-        return values.astype(np.float32)
-    bits = getattr(img, "tag_v2", {}).get(258) if img.mode == "I" else None  # TIFF BitsPerSample
-    bits = bits[0] if isinstance(bits, tuple) else bits
-    depths = [bits] if isinstance(bits, int) and bits > 0 and high < 2**bits else [8, 16, 32]
-    depth = next((d for d in depths if high <= 2**d - 1), None)
-    if depth is None or (img.mode == "F" and depth > 16):
-        raise UserError(f"float image with values from {low:g} to {high:g}; expected [0, 1], 8 or 16-bit")
-    return (values / (2**depth - 1)).astype(np.float32)
-
-
-def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    """(h, w) or (h, w, c) → (h, w, channels): colour to luminance, or grey repeated."""
-    if pixels.ndim == 2:
-        pixels = pixels[..., np.newaxis]
-    if pixels.shape[-1] == channels:
-        return pixels.astype(np.float32)
-    if channels == 1:
-        return (pixels @ LUMA)[..., np.newaxis].astype(np.float32)
-    return np.repeat(pixels, channels, axis=-1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- CSV files

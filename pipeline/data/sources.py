@@ -320,10 +320,14 @@ def series_frequency(known: np.ndarray, name: str) -> str:
     """The series' step as a pandas frequency, inferred from its newest dates (CO2: 'W-SAT')."""
     import pandas as pd
 
-    freq = pd.infer_freq(pd.DatetimeIndex(known[-60:])) if len(known) >= 3 else None
-    if freq is None:
+    step = None
+    if len(known) >= 3:
+        # pandas 3's coming answer (an offset), without the warning about the change
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            step = pd.infer_freq(pd.DatetimeIndex(known[-60:]))
+    if step is None:
         raise UserError(f"dataset '{name}': its dates have no regular step, so no batch can continue it")
-    return freq
+    return step.freqstr
 
 
 def check_on_step(path: Path, part, last, freq: str, open_dates: set, where: str) -> None:

@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal, Protocol
 
 from pipeline.config import PARAMS_FILE, suggest
@@ -71,21 +72,31 @@ class Published:
 
 @dataclasses.dataclass(frozen=True)
 class Logged:
-    """How the trained model is logged as an MLflow model.
+    """How the trained model is logged as an MLflow model. Nothing is pickled: the pipeline loads
+    back only these three forms (pipeline/training/loading.py).
 
-    flavor       keras: the Keras flavour (safe-mode `.keras` file); sklearn: skops format;
-                 pyfunc: an MLflow PythonModel made by `wrap(model)` (the forecasting baselines)
+    flavor       keras: the Keras flavour (a `.keras` file, loaded in safe mode);
+                 sklearn: the scikit-learn flavour in skops format (loaded with a fixed trusted-type list);
+                 code: MLflow models-from-code: MLflow runs the module `code` to rebuild the fitted
+                 model from `config(model)` and the files `files` writes (e.g. the forecasting baselines)
     output       (model, x) → the signature's output for an input example; None: the objective's predict
     pyfunc_method  sklearn: what pyfunc's `predict` calls (e.g. predict_proba)
     trusted_types  sklearn: extra types skops may load (from our own freshly written file)
-    wrap         pyfunc: model → mlflow.pyfunc.PythonModel
+    code         code: a module of this package that imports nothing from the pipeline and ends with
+                 `mlflow.models.set_model(...)`; its file is logged and checked by sha256 before it runs
+    config       code: model → its fitted state as plain values (the MLmodel's `config`)
+    files        code: (model, folder) → {name: path of a file written in folder}: artifacts the code reads
+    requirements code: pip packages the code needs besides numpy and MLflow (pinned at logging time)
     """
 
-    flavor: Literal["keras", "sklearn", "pyfunc"] = "keras"
+    flavor: Literal["keras", "sklearn", "code"] = "keras"
     output: Callable[[Any, Any], Any] | None = None
     pyfunc_method: str = "predict"
     trusted_types: tuple[str, ...] = ()
-    wrap: Callable[[Any], Any] | None = None
+    code: ModuleType | None = None
+    config: Callable[[Any], dict] | None = None
+    files: Callable[[Any, Path], dict[str, Path]] | None = None
+    requirements: tuple[str, ...] = ()
 
 
 def no_check(params, spec) -> None:

@@ -1,14 +1,18 @@
 """Forecasters a user would otherwise pick, with the .fit(x, y) / .predict(x) of the objective's windows.
 
-x: (windows, lookback, 1) levels; y and forecasts: (windows, horizon) levels. This module imports
-nothing from the pipeline, so an MLflow model pickled from it loads with numpy and statsmodels only.
+x: (windows, lookback, 1) levels; y and forecasts: (windows, horizon) levels.
+
+This file is also how they are logged (MLflow models-from-code, nothing pickled): MLflow runs it
+to get `Forecaster`, which rebuilds the fitted forecaster from the model's config: its kind and
+spec, and for SARIMAX the fitted parameters (the Kalman filter is rerun on each window, as it is
+here). So it imports nothing from the pipeline: the model loads with numpy, statsmodels and MLflow.
 """
 
 from __future__ import annotations
 
 import warnings
 
-import mlflow.pyfunc
+import mlflow
 import numpy as np
 
 
@@ -30,6 +34,9 @@ class Naive:
     def __init__(self, horizon: int):
         self.horizon = horizon
 
+    def config(self) -> dict:
+        return {"kind": "naive", "horizon": self.horizon}
+
     def fit(self, x, y):
         return self
 
@@ -42,6 +49,9 @@ class SeasonalNaive:
 
     def __init__(self, horizon: int, season: int):
         self.horizon, self.season = horizon, season
+
+    def config(self) -> dict:
+        return {"kind": "seasonal-naive", "horizon": self.horizon, "season": self.season}
 
     def positions(self, lookback: int) -> np.ndarray:
         k = np.arange(1, self.horizon + 1)
@@ -59,11 +69,22 @@ class Sarimax:
     """statsmodels SARIMAX fitted once on the training series; each window is then filtered with
     the fitted parameters (no refit) and forecast `horizon` steps ahead."""
 
-    def __init__(self, horizon: int, order, seasonal_order, simple_differencing: bool):
+    def __init__(self, horizon: int, order, seasonal_order, simple_differencing: bool, params=None):
         self.horizon = horizon
         self.order, self.seasonal_order = tuple(order), tuple(seasonal_order)
         self.simple_differencing = simple_differencing
-        self.results = None
+        self.params = None if params is None else np.asarray(params, dtype=np.float64)
+
+    def config(self) -> dict:
+        """What forecasting needs: the spec and the fitted parameters (not the fit's filter history)."""
+        return {
+            "kind": "sarimax",
+            "horizon": self.horizon,
+            "order": list(self.order),
+            "seasonal_order": list(self.seasonal_order),
+            "simple_differencing": self.simple_differencing,
+            "params": [float(p) for p in self.params],  # YAML keeps every digit of a float
+        }
 
     def model(self, values: np.ndarray):
         from statsmodels.tsa.statespace.sarimax import SARIMAX
@@ -78,7 +99,7 @@ class Sarimax:
     def fit(self, x, y):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter; the fit time and metrics say enough
-            self.results = self.model(series_from_windows(x, y)).fit(disp=False)
+            self.params = np.asarray(self.model(series_from_windows(x, y)).fit(disp=False).params)
         return self
 
     def difference_polynomial(self) -> np.ndarray:
@@ -91,7 +112,8 @@ class Sarimax:
         return poly
 
     def forecast(self, window: np.ndarray) -> np.ndarray:
-        forecast = self.results.apply(window).forecast(self.horizon)
+        # the fitted parameters on this window's data: no covariance, nothing re-estimated
+        forecast = self.model(window).filter(self.params, cov_type="none").forecast(self.horizon)
         if not self.simple_differencing:
             return forecast
         # the model saw the differenced series: integrate w_t back, y_t = w_t - sum_j c_j y_{t-j}
@@ -107,12 +129,22 @@ class Sarimax:
             return np.stack([self.forecast(w[:, 0].astype(np.float64)) for w in x])
 
 
+def rebuild(config: dict):
+    """A fitted forecaster from its `config()`."""
+    spec = {k: v for k, v in config.items() if k != "kind"}
+    kinds = {"naive": Naive, "seasonal-naive": SeasonalNaive, "sarimax": Sarimax}
+    return kinds[config["kind"]](**spec)
+
+
 class Forecaster(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper: float32 windows (windows, lookback, 1) in, forecasts (windows, horizon) out."""
+    """The logged model: float32 windows (windows, lookback, 1) in, forecasts (windows, horizon) out."""
 
-    def __init__(self, model):
-        self.model = model
+    def load_context(self, context):
+        self.model = rebuild(context.model_config)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         x = np.asarray(model_input, dtype=np.float64)
         return self.model.predict(x.reshape(len(x), -1, 1))
+
+
+mlflow.models.set_model(Forecaster())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.models import Family, Logged, nothing_learned
-from pipeline.models.forecast_baselines import Forecaster, Naive
+from pipeline.models import Family, Logged, forecast_baselines, nothing_learned
+from pipeline.models.forecast_baselines import Naive
 from pipeline.specs import ForecastSpec
 
 
@@ -25,5 +25,6 @@ FAMILY = Family(
     build=build,
     kind="estimator",
     count_params=nothing_learned,
-    logged=Logged("pyfunc", wrap=Forecaster),
+    # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
+    logged=Logged("code", code=forecast_baselines, config=Naive.config),
 )

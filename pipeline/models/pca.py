@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -15,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.errors import UserError
-from pipeline.models import Family, Logged
+from pipeline.models import Family, Logged, pca_codes
 from pipeline.specs import AnomalySpec
 
 
@@ -34,9 +35,15 @@ def build(params: Params, spec: AnomalySpec):
 
 
 def codes(model, x: np.ndarray) -> np.ndarray:
-    """What the logged model's signature shows: the components (PCA has no `predict` for a pyfunc;
-    load it with mlflow.sklearn)."""
+    """What the logged model answers: the components of each image (its code)."""
     return model.transform(x)
+
+
+def skops_file(model, folder: Path) -> dict[str, Path]:
+    """The fitted pipeline as the skops file pca_codes.py loads."""
+    path = folder / "pca.skops"
+    pca_codes.save(model, path)
+    return {"pipeline": path}
 
 
 def count_params(model) -> int:
@@ -52,5 +59,8 @@ FAMILY = Family(
     build=build,
     kind="estimator",
     count_params=count_params,
-    logged=Logged("sklearn", output=codes),
+    # models-from-code: pca_codes.py loads the skops file and answers the codes (PCA has no predict)
+    logged=Logged(
+        "code", output=codes, code=pca_codes, files=skops_file, requirements=("scikit-learn", "skops")
+    ),
 )

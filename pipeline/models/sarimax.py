@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.errors import UserError
-from pipeline.models import Family, Logged
-from pipeline.models.forecast_baselines import Forecaster, Sarimax
+from pipeline.models import Family, Logged, forecast_baselines
+from pipeline.models.forecast_baselines import Sarimax
 from pipeline.specs import ForecastSpec
 
 
@@ -45,7 +45,7 @@ def build(params: Params, spec: ForecastSpec) -> Sarimax:
 
 def count_params(model: Sarimax) -> int:
     """The coefficients fitted by maximum likelihood (AR, MA, seasonal MA, noise variance)."""
-    return int(len(model.results.params))
+    return int(len(model.params))
 
 
 FAMILY = Family(
@@ -56,5 +56,6 @@ FAMILY = Family(
     kind="estimator",
     count_params=count_params,
     check=check,
-    logged=Logged("pyfunc", wrap=Forecaster),
+    # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
+    logged=Logged("code", code=forecast_baselines, config=Sarimax.config, requirements=("statsmodels",)),
 )

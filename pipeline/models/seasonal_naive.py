@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.errors import UserError
-from pipeline.models import Family, Logged, nothing_learned
-from pipeline.models.forecast_baselines import Forecaster, SeasonalNaive
+from pipeline.models import Family, Logged, forecast_baselines, nothing_learned
+from pipeline.models.forecast_baselines import SeasonalNaive
 from pipeline.specs import ForecastSpec
 
 
@@ -35,5 +35,6 @@ FAMILY = Family(
     kind="estimator",
     count_params=nothing_learned,
     check=check,
-    logged=Logged("pyfunc", wrap=Forecaster),
+    # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
+    logged=Logged("code", code=forecast_baselines, config=SeasonalNaive.config),
 )

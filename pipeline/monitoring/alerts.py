@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipeline import secrets
 from pipeline.errors import PipelineError, UserError
 
 VARIABLE = "RETRAIN_WEBHOOK"
@@ -133,6 +134,8 @@ def gate_reason(model: str, version: str) -> str:
 
 
 def payload(event: str, model: str | None, text: str, versions: dict, reason: str) -> dict[str, Any]:
+    """The alert's JSON; its texts redacted (an MLflow error repeats the store URI, password and all)."""
+    text, reason = secrets.redact(text), secrets.redact(reason)
     return {
         "text": text,
         "event": event,
@@ -201,7 +204,7 @@ def snapshot(model: str | None) -> dict[str, dict[str, str]] | None:
     try:
         return champions(model)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = secrets.redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
         print(
             f"alert: cannot read the registry ({reason}); promotions will not be announced", file=sys.stderr
         )

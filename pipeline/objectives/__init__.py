@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import re
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any, Literal
 
 from pipeline.config import PARAMS_FILE, suggest
@@ -35,6 +36,27 @@ OBJECTIVES = {
 
 def no_keras_metrics() -> list:
     return []
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """How a registered model of this objective is logged for use outside the pipeline (and for
+    `make serve`): MLflow models-from-code that wraps the trained Keras model with the task's pre-
+    and post-processing, so it takes raw inputs (an encoded image, a dated history).
+
+    code       a module in pipeline/objectives/served/ (imports nothing from the pipeline; ends with
+               `mlflow.models.set_model(...)`): MLflow runs it; the Keras model is its artifact `keras_model`
+    helpers    {artifact name: module}: project files the code loads by path (e.g. the image rules)
+    config     (splits, dataset) → what the code needs, as plain values (the MLmodel's `config`)
+    example    (splits, dataset) → an input example, as records
+    signature  () → the MLflow ModelSignature of those records and of the answers
+    """
+
+    code: ModuleType
+    config: Callable[[Any, Any], dict]
+    example: Callable[[Any, Any], list[dict]]
+    signature: Callable[[], Any]
+    helpers: Mapping[str, ModuleType] = dataclasses.field(default_factory=dict)
 
 
 def same_dataset(dataset, params) -> str:
@@ -61,6 +83,8 @@ class Objective:
     # (dataset, objective params) → a label: runs with equal labels solve the same problem and
     # are ranked against each other (e.g. pretrain's digits 0-4 vs the transfer runs' 5-9)
     problem: Callable[[Any, Any], str] = same_dataset
+    # how a registered Keras model of this task is logged (None: as its family says)
+    served: Served | None = None
 
     def direction(self, metric: str) -> Direction:
         """Which way `metric` (e.g. test_rmse, val_accuracy, test_precision_at_10) improves."""

@@ -10,9 +10,13 @@ import dataclasses
 
 import numpy as np
 
+from pipeline import images
 from pipeline.errors import UserError
-from pipeline.objectives import Objective, limit_rows
+from pipeline.objectives import Objective, Served, limit_rows
+from pipeline.objectives.served import image_classifier
 from pipeline.specs import ClassifierSpec
+
+MAX_IMAGE_BYTES = 8 * 1024 * 1024  # the largest encoded image the served model decodes
 
 
 @dataclasses.dataclass
@@ -89,6 +93,46 @@ def keras_metrics() -> list:
     return ["accuracy"]
 
 
+def served_config(splits: Splits, dataset) -> dict:
+    """What the served classifier needs: the classes, the input it resizes to, the image limits."""
+    return {
+        "class_names": list(splits.class_names),
+        "input_shape": list(splits.x_test.shape[1:]),
+        "max_pixels": images.MAX_PIXELS,
+        "max_bytes": MAX_IMAGE_BYTES,
+        "formats": ["PNG", "JPEG"],
+    }
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    levels = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def served_example(splits: Splits, dataset) -> list[dict]:
+    """A test image as a base64 PNG, and one as its pixel values."""
+    x = splits.x_test
+    pixels = [{"pixels": [round(float(v), 4) for v in x[1].ravel()]}]
+    return ([{"image": png_base64(x[0])}] if x.ndim == 4 else []) + pixels
+
+
+def served_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Map, Schema
+
+    image, pixels = ColSpec("string", "image", required=False), ColSpec(AnyType(), "pixels", required=False)
+    records = Schema([image, pixels])
+    answers = Schema([ColSpec("string", "class"), ColSpec(Map("double"), "probabilities")])
+    return ModelSignature(records, answers)
+
+
 OBJECTIVE = Objective(
     name="classification",
     loss="sparse_categorical_crossentropy",
@@ -99,4 +143,12 @@ OBJECTIVE = Objective(
     predict=predict,
     keras_metrics=keras_metrics,
     problem=problem,
+    # a registered classifier takes {"image": base64} or {"pixels": [...]} records, answers class names
+    served=Served(
+        code=image_classifier,
+        config=served_config,
+        example=served_example,
+        signature=served_signature,
+        helpers={"images": images},
+    ),
 )

@@ -26,8 +26,10 @@ import dataclasses
 import numpy as np
 
 from pipeline import data
+from pipeline.data.sources import series_frequency
 from pipeline.errors import UserError
-from pipeline.objectives import Objective, limit_rows
+from pipeline.objectives import Objective, Served, limit_rows
+from pipeline.objectives.served import forecaster
 from pipeline.specs import ForecastSpec
 
 
@@ -89,8 +91,7 @@ def split_windows(dataset, params: Params) -> dict[str, tuple[np.ndarray, np.nda
     lookback, horizon = params.lookback, params.horizon
     # `recent`: weeks `retrain` appended after the test period (training targets; see data.merge_batches)
     segments = data.series_segments(dataset.arrays)
-    values = np.concatenate([dataset.arrays[f"values_{s}"] for s in segments])
-    dates = np.concatenate([dataset.arrays[f"dates_{s}"] for s in segments])
+    dates, values = whole_series(dataset)
     where = f"dataset '{dataset.name}' ({dataset.manifest.get('source_detail', dataset.manifest['source'])})"
     start, out = 0, {}
     for split in segments:
@@ -194,6 +195,42 @@ def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[
     return metrics, artifacts
 
 
+def whole_series(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(dates, values) of every segment in order: train, val, test, then retrain's recent weeks."""
+    segments = data.series_segments(dataset.arrays)
+    dates = np.concatenate([dataset.arrays[f"dates_{s}"] for s in segments])
+    return dates, np.concatenate([dataset.arrays[f"values_{s}"] for s in segments])
+
+
+def served_config(splits: Splits, dataset) -> dict:
+    """What the served forecaster needs: window sizes, the series' step and how its gaps are filled."""
+    dates, _ = whole_series(dataset)
+    return {
+        "lookback": int(splits.x_test.shape[1]),
+        "horizon": int(splits.y_test.shape[1]),
+        "freq": series_frequency(dates, dataset.name),
+        "fill": dataset.manifest.get("fill") or "time",
+    }
+
+
+def served_example(splits: Splits, dataset) -> list[dict]:
+    """The history the first test window reads: `lookback` dated values."""
+    dates, values = whole_series(dataset)
+    end = int(np.searchsorted(dates, splits.dates_test[0, 0]))
+    history = slice(end - splits.x_test.shape[1], end)
+    return [{"date": str(d), "value": float(v)} for d, v in zip(dates[history], values[history], strict=True)]
+
+
+def served_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    # both are needed; not `required` here, so the model's own one-line message names what is missing
+    history = Schema([ColSpec(AnyType(), "date", required=False), ColSpec("double", "value", required=False)])
+    forecast = Schema([ColSpec("string", "date"), ColSpec("double", "value")])
+    return ModelSignature(history, forecast)
+
+
 def problem(dataset, params: Params) -> str:
     """Runs forecasting the same series the same number of steps ahead are ranked together."""
     return f"{dataset.name}: {params.horizon} steps ahead"
@@ -210,4 +247,6 @@ OBJECTIVE = Objective(
     params=Params,
     keras_metrics=keras_metrics,
     problem=problem,
+    # a registered forecaster takes {"date", "value"} records, answers the next horizon dates and values
+    served=Served(code=forecaster, config=served_config, example=served_example, signature=served_signature),
 )

@@ -276,13 +276,14 @@ def inference(repeats: int) -> dict:
     import mlflow
 
     from pipeline.tools import predict
+    from pipeline.training import loading
 
     folder = Path(os.environ["PIPELINE_ROOT"]) / "data" / "raw" / "bench-images"
     version = max(
         int(v.version) for v in mlflow.MlflowClient().search_model_versions("name='digits-classifier'")
     )
     uri = f"models:/digits-classifier/{version}"
-    model = mlflow.keras.load_model(uri)
+    model = loading.load(uri).keras()  # the registered (served) model's Keras model, in safe mode
     names, x = predict.read_images(folder, tuple(model.input_shape[1:]))
     bare, pipeline = [], []
     for _ in range(repeats):

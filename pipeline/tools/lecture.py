@@ -110,7 +110,5 @@ def main(names: list[str], as_json: bool = False) -> int:
     if as_json:
         print(json.dumps(results, default=str))
     else:
-        print(
-            f"lecture: {len(selected)} example(s) logged to experiment '{TASK}' at {tracking.tracking_uri()}"
-        )
+        print(f"lecture: {len(selected)} example(s) logged to experiment '{TASK}' at {tracking.shown_uri()}")
     return 0

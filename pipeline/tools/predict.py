@@ -4,6 +4,8 @@ Input: a folder of images (any format Pillow reads; sub-folders are searched too
 .DS_Store, __MACOSX/ and dot-files skipped; links and special files refused) or a CSV of numeric
 feature columns (a first row of numbers only is data, not a header). Output: a CSV with one row
 per input — the predicted class and its probability — written atomically.
+The model is loaded by pipeline/training/loading.py: only the forms the pipeline logs
+(`--allow-unsafe-model` with PIPELINE_ALLOW_UNSAFE_MODELS=1 for others).
 """
 
 from __future__ import annotations
@@ -17,30 +19,7 @@ import numpy as np
 
 from pipeline import atomic, config, data
 from pipeline.errors import UserError
-from pipeline.training import tracking
-
-
-def load_model(uri: str):
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    import pipeline.models.layers  # noqa: F401 - registers the package's Keras layers (min pooling)
-
-    tracking.configure()
-    try:
-        return mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
-        reason = str(exc).splitlines()[0][:200]
-        raise UserError(
-            f"model '{uri}' could not be loaded from {tracking.tracking_uri()}: {reason}"
-        ) from None
-
-
-def input_shape(model) -> tuple[int, ...]:
-    schema = model.metadata.get_input_schema()
-    if schema is None or not schema.is_tensor_spec():
-        raise UserError("the model has no tensor input signature; cannot tell what input it expects")
-    return tuple(schema.inputs[0].shape[1:])
+from pipeline.training import loading
 
 
 def read_images(
@@ -75,7 +54,7 @@ def image_cap() -> int:
         return data.readers.MAX_PIXELS
 
 
-def main(model_uri: str, input_path: str, output: str) -> int:
+def main(model_uri: str, input_path: str, output: str, allow_unsafe: bool = False) -> int:
     source, target = Path(input_path), Path(output)
     if not os.path.lexists(source):
         raise UserError(f"--input '{input_path}' does not exist")
@@ -83,13 +62,13 @@ def main(model_uri: str, input_path: str, output: str) -> int:
         example = target / "predictions.csv"
         raise UserError(f"--output '{output}' is a folder; give a file name, e.g. {example}")
     max_pixels = image_cap()
-    model = load_model(model_uri)
-    shape = input_shape(model)
+    model = loading.load(model_uri, allow_unsafe)  # only what the pipeline logs, unless opted in
+    shape = model.input_shape()
     names, x = read_images(source, shape, max_pixels) if source.is_dir() else read_table(source, shape)
     proba = np.asarray(model.predict(x), dtype=np.float64)
-    class_names = (model.metadata.metadata or {}).get("class_names") or [
-        str(i) for i in range(proba.shape[1])
-    ]
+    if proba.ndim != 2:
+        raise UserError(f"model '{model_uri}' answers shape {proba.shape[1:]}, not class probabilities")
+    class_names = model.class_names or [str(i) for i in range(proba.shape[1])]
     predicted = proba.argmax(axis=1)
     buffer = io.StringIO()
     writer = csv.writer(buffer)

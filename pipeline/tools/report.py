@@ -305,7 +305,8 @@ def task_section(experiment, out: Path) -> dict | None:
 def main(log: bool = True, readme: bool = False) -> int:
     import mlflow
 
-    uri = tracking.configure()
+    tracking.configure()
+    uri = tracking.shown_uri()  # the report is a file others read: no password in it
     experiments = [e for e in mlflow.search_experiments(order_by=["name"]) if e.name not in NOT_TASKS]
     out = project_root() / "reports"
     out.mkdir(exist_ok=True)

@@ -82,19 +82,17 @@ def code_model(name: str):
     )
     if not runs:
         raise UserError(
-            f"no finished run of '{name}' in {tracking.tracking_uri()}: train it first (make train-{name})"
+            f"no finished run of '{name}' in {tracking.shown_uri()}: train it first (make train-{name})"
         )
     return plan, runs[0]
 
 
 def load(plan, run):
-    """The run's logged model, by the flavour its family logs it with."""
-    import mlflow
+    """The run's logged model itself (the autoencoder's Keras model, PCA's fitted pipeline), loaded
+    only in a form the pipeline logs (pipeline/training/loading.py): nothing in it runs."""
+    from pipeline.training import loading
 
-    uri = f"runs:/{run.info.run_id}/model"
-    if plan.family.logged.flavor == "keras":
-        return mlflow.keras.load_model(uri)
-    return mlflow.sklearn.load_model(uri)
+    return loading.load(f"runs:/{run.info.run_id}/model").native()
 
 
 def neighbours(model, queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import atomic
+from pipeline import atomic, secrets
 from pipeline.errors import UserError
 from pipeline.training import tracking
 
@@ -31,30 +31,22 @@ def run_links(base_url: str) -> list[tuple[str, str]]:
 def main(host: str, port: int, links_only: bool = False) -> int:
     uri = tracking.configure()
     remote = uri.startswith(("http://", "https://"))
-    base = uri.rstrip("/") if remote else f"http://{host}:{port}"
+    base = secrets.redact(uri.rstrip("/")) if remote else f"http://{host}:{port}"
     links = run_links(base)
-    print(f"MLflow UI for {uri}")
+    print(f"MLflow UI for {tracking.shown_uri()}")
     for name, url in links or [("(no runs yet: run `make train-all`)", base)]:
         print(f"  {name:<26} {url}")
     if links_only or remote:  # a tracking server serves its own UI
         return 0
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
+    command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
     if tracking.uses_default_store():
         command += ["--default-artifact-root", (tracking.project_root() / "mlruns" / "artifacts").as_uri()]
     print("serving (Ctrl-C to stop):", " ".join(command), flush=True)
+    # the store URI goes through the environment (mlflow reads it there): a password in it stays
+    # out of the process list, which every user of the machine can read
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_BACKEND_STORE_URI": uri}
     try:
-        return subprocess.call(command, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 0
 

@@ -21,10 +21,8 @@ import math
 import os
 from typing import Any
 
-import numpy as np
-
 from pipeline import layout
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, UserError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -112,22 +110,15 @@ def champion(name: str):
         raise unreadable(name, exc) from None
 
 
-class PyfuncAdapter:
-    """Gives a loaded MLflow pyfunc model the `predict(x, verbose=0)` the objectives call."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def predict(self, x, verbose=0):
-        return np.asarray(self.model.predict(x))
-
-
 def evaluate_version(name: str, version: str, plan, splits) -> dict[str, float]:
+    """The objective's metrics of a registered version on `splits`, as loading.py loads it safely
+    (a served model: its Keras model, on the same arrays as the challenger)."""
     import matplotlib.pyplot as plt
-    import mlflow
 
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    metrics, artifacts = plan.objective.evaluate(PyfuncAdapter(model), splits, plan.objective_params)
+    from pipeline.training import loading
+
+    model = loading.load(f"models:/{name}/{version}")
+    metrics, artifacts = plan.objective.evaluate(model.arrays, splits, plan.objective_params)
     for item in artifacts.values():
         if not isinstance(item, str):
             plt.close(item)
@@ -163,6 +154,8 @@ def champion_value(name: str, current, version: str, plan, splits) -> float | No
         return None
     try:
         return float(evaluate_version(name, current.version, plan, splits)[plan.gate.metric])
+    except UserError as exc:  # e.g. a champion the pipeline did not log: refused, nothing promoted
+        raise UserError(f"the gate cannot score champion v{current.version} of {name}: {exc}") from None
     except PipelineError:
         raise
     except Exception as exc:

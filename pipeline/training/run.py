@@ -123,13 +123,32 @@ def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
     return metrics, found
 
 
-def log_outputs(plan: Plan, model, splits: Splits, found: dict, label: str):
-    """Figures and tables, the MLflow model, and what the family publishes; returns ModelInfo."""
-    artifacts.log_artifacts(found, label)
+def model_metadata(plan: Plan, splits: Splits, dataset) -> dict:
+    """What the logged model says about itself (MLmodel's metadata)."""
+    metadata = {"experiment": plan.exp.name, "data_hash": dataset.sha256}
+    if plan.register_as:
+        metadata["model_name"] = plan.register_as
+    if splits.class_names:
+        metadata["class_names"] = list(splits.class_names)
+    return metadata
+
+
+def log_model(plan: Plan, model, splits: Splits, dataset):
+    """The run's MLflow model: a registered Keras model as its objective serves it (raw inputs in,
+    answers in the task's terms), any other as its family says; returns ModelInfo."""
+    metadata = model_metadata(plan, splits, dataset)
+    served = plan.objective.served
+    if plan.register_as and served is not None and plan.family.kind == "keras":
+        return artifacts.log_served(served, model, splits, dataset, metadata)
     example = splits.x_test[:5]
     output = (plan.family.logged.output or plan.objective.predict)(model, example)
-    metadata = {"class_names": splits.class_names} if splits.class_names else None
-    info = artifacts.log_model(plan.family, model, example, output, metadata)
+    return artifacts.log_model(plan.family, model, example, output, metadata)
+
+
+def log_outputs(plan: Plan, model, splits: Splits, dataset, found: dict, label: str):
+    """Figures and tables, the MLflow model, and what the family publishes; returns ModelInfo."""
+    artifacts.log_artifacts(found, label)
+    info = log_model(plan, model, splits, dataset)
     published = plan.family.publish(model, plan.model)  # e.g. pretrain's hub module
     if published is not None:
         mlflow.log_artifacts(str(published.folder), published.artifact_path)
@@ -171,7 +190,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         mlflow.log_metrics(metrics)
         model_info = None
         if options.log_outputs:
-            model_info = log_outputs(plan, model, splits, found, label)
+            model_info = log_outputs(plan, model, splits, dataset, found, label)
         else:
             plots.plt.close("all")
         run_id = active.info.run_id

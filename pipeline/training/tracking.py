@@ -18,6 +18,7 @@ import time
 import warnings
 from typing import Any
 
+from pipeline import secrets
 from pipeline.config import project_root
 
 # MLflow's dataset digest column holds 36 characters; the full sha256 goes in the data_hash tag.
@@ -35,6 +36,11 @@ def default_uri() -> str:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def shown_uri() -> str:
+    """The tracking URI as printed and logged: its password hidden (pipeline/secrets.py)."""
+    return secrets.redact(tracking_uri())
 
 
 def uses_default_store() -> bool:
@@ -123,6 +129,14 @@ def git_commit() -> str:
         return "unknown"
 
 
+class StoppedEarly(BaseException):
+    """Raised inside a run by what stopped it on purpose (a sweep's scheduler): the run ends FINISHED
+    with tag sweep.stopped_early=true, at once, before anything else of it runs.
+
+    A BaseException, so no `except Exception` on the way (Keras, TensorFlow) swallows it.
+    """
+
+
 def _raise_on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -162,7 +176,8 @@ def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
 
 @contextlib.contextmanager
 def start_run(task: str, run_name: str, tags: dict[str, str], description: str = ""):
-    """An MLflow run that ends FINISHED, or FAILED/KILLED on any exception or SIGTERM.
+    """An MLflow run that ends FINISHED, or FAILED/KILLED on any exception or SIGTERM (FINISHED and
+    tagged when it was stopped early on purpose: StoppedEarly).
 
     Started while another run is active, it is nested under that one (a sweep's child run).
     """
@@ -186,6 +201,10 @@ def start_run(task: str, run_name: str, tags: dict[str, str], description: str =
         )
         try:
             yield run
+        except StoppedEarly:
+            mlflow.set_tag("sweep.stopped_early", "true")
+            mlflow.end_run("FINISHED")
+            raise
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")
             raise

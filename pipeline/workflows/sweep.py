@@ -11,11 +11,14 @@ leave the champion alone; a trial ASHA stopped ends FINISHED with tag `sweep.sto
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
+from pathlib import Path
 
 from pipeline import config, layout
 from pipeline.config import PARAMS_FILE, SearchParams
@@ -96,34 +99,26 @@ def check(params: dict, name: str, search: SearchParams, overrides: list[str]):
 
 
 def reporter(metric: str):
-    """A Keras callback: each epoch's logs to Tune; stops training when Tune stops the trial.
+    """A Keras callback: each epoch's logs to Tune; ends the run as soon as Tune stops the trial.
 
-    The last epoch is reported once the run has ended (`flush`): Tune ends a trial's worker soon
-    after it stops the trial, and a trial that trained to the end must still be evaluated.
+    Tune stops a trial (ASHA) by raising SystemExit in `tune.report`, then ends the trial's worker
+    without waiting for it: whatever the run still did after that (evaluate, log) raced the worker's
+    end, and lost at random (an interrupted evaluation ended the run FAILED). So the stop raises
+    tracking.StoppedEarly at once: the run ends FINISHED with sweep.stopped_early=true and nothing
+    else of it runs. The last epoch is reported only once the run has ended (`flush`), so a trial
+    that trained to the end is evaluated before Tune can end its worker.
     """
     import keras
-    import mlflow
     from ray import tune
 
     class ReportToTune(keras.callbacks.Callback):
-        stopped = False
         pending: dict | None = None
 
-        def report(self, logs: dict) -> bool:
+        def report(self, logs: dict) -> None:
             try:
                 tune.report(logs)
-                return True
             except SystemExit:  # how Tune ends a trial it stops (ASHA)
-                return False
-
-        def stop(self) -> None:
-            self.stopped = True
-            self.model.stop_training = True
-            mlflow.set_tag("sweep.stopped_early", "true")
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if self.stopped:  # a family's second fit phase (fine-tuning) does not start
-                self.model.stop_training = True
+                raise tracking.StoppedEarly() from None
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -132,17 +127,17 @@ def reporter(metric: str):
             logs["epoch"] = epoch + 1
             if self.pending is not None:  # the first phase's last epoch, when a second phase follows
                 held, self.pending = self.pending, None
-                if not self.report(held):
-                    return self.stop()
+                self.report(held)
             if epoch + 1 >= self.params.get("epochs", 0):
                 self.pending = logs
-            elif not self.report(logs):
-                self.stop()
+            else:
+                self.report(logs)
 
         def flush(self) -> None:
             if self.pending is not None:
                 held, self.pending = self.pending, None
-                self.report(held)
+                with contextlib.suppress(tracking.StoppedEarly):  # the run has ended: nothing to stop
+                    self.report(held)
 
     return ReportToTune()
 
@@ -166,16 +161,20 @@ def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, c
         verbose=0 if quiet else None,
         callbacks=(callback,),
     )
-    run(experiment, changes, options)
+    try:
+        run(experiment, changes, options)
+    except tracking.StoppedEarly:  # Tune stopped it: the run ended FINISHED; Tune ends the worker
+        return
     callback.flush()  # the last epoch, now that the run has ended
 
 
 def finish_trial_runs(
-    parent_run_id: str, experiment_id: str, errored: set[str], interrupted: bool = False
+    parent_run_id: str, experiment_id: str, ended: dict[str, bool] | None = None
 ) -> dict[str, int]:
-    """Trial runs still RUNNING (their worker ended with the trial) end FINISHED or FAILED.
-
-    `interrupted`: the sweep itself stopped (Ctrl-C, an error): they end KILLED.
+    """Every trial run's status follows what Tune decided (`ended`: trial id → whether Tune reports
+    it failed): FAILED for a failed trial, FINISHED for any other; a run not FINISHED yet was ended
+    by Tune with its worker: stopped early. A run Tune says nothing of (`ended` None: the sweep
+    itself was interrupted) that is still RUNNING ends KILLED.
     """
     import mlflow
 
@@ -185,20 +184,36 @@ def finish_trial_runs(
     )
     counts = {"trials": len(children), "trials_stopped_early": 0, "trials_failed": 0}
     for child in children:
-        status = child.info.status
-        stopped_early = child.data.tags.get("sweep.stopped_early") == "true"
-        if status == "RUNNING":
-            if interrupted:
-                status = "KILLED"
-            elif child.data.tags.get("sweep.trial_id") in errored:
-                status = "FAILED"
-            else:  # Tune stopped it (ASHA) while it was between epochs
-                status, stopped_early = "FINISHED", True
+        status, tags = child.info.status, child.data.tags
+        stopped_early = tags.get("sweep.stopped_early") == "true"
+        failed = (ended or {}).get(tags.get("sweep.trial_id", ""))
+        if failed is None:
+            decided = "KILLED" if status == "RUNNING" else status
+        elif failed:
+            decided = "FAILED"
+        else:
+            decided = "FINISHED"
+            if status != "FINISHED":  # Tune stopped it and ended its worker before the run closed
+                stopped_early = True
                 client.set_tag(child.info.run_id, "sweep.stopped_early", "true")
-            client.set_terminated(child.info.run_id, status)
+        if decided != status:
+            client.set_terminated(child.info.run_id, decided)
         counts["trials_stopped_early"] += stopped_early
-        counts["trials_failed"] += status != "FINISHED"
+        counts["trials_failed"] += decided != "FINISHED"
     return counts
+
+
+def tune_decisions(results) -> dict[str, bool]:
+    """Trial id → whether Tune reports the trial failed (its id from its last result, or its folder)."""
+    ended = {}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id is None:  # failed before its first report: the id is in its folder's name
+            found = re.search(r"_([0-9a-f]{5}_\d{5})_", Path(result.path).name)
+            trial_id = found.group(1) if found else None
+        if trial_id is not None:
+            ended[trial_id] = result.error is not None
+    return ended
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,10 +310,8 @@ def fit_trials(tuner, parent_id: str, experiment_id: str):
         results = tuner.fit()
     finally:
         if results is None:  # interrupted: no trial run stays RUNNING
-            finish_trial_runs(parent_id, experiment_id, set(), interrupted=True)
-    # a trial that raised ended its run FAILED itself; one whose worker died left it RUNNING
-    errors = {(r.metrics or {}).get("trial_id") for r in results if r.error is not None} - {None}
-    counts = finish_trial_runs(parent_id, experiment_id, errors)
+            finish_trial_runs(parent_id, experiment_id)
+    counts = finish_trial_runs(parent_id, experiment_id, tune_decisions(results))
     mlflow.log_metrics({k: float(v) for k, v in counts.items()})
     return results, counts
 
@@ -353,7 +366,7 @@ def run(
         f"sweep {experiment}: best {search.metric} {best_value:.4f} with "
         f"{', '.join(f'{k}={v}' for k, v in best.config.items())} · {counts['trials']} trials "
         f"({counts['trials_stopped_early']} stopped early, {counts['trials_failed']} failed) · "
-        f"{seconds:.1f} s · parent run {parent_id} in '{exp.task}' at {tracking.tracking_uri()}"
+        f"{seconds:.1f} s · parent run {parent_id} in '{exp.task}' at {tracking.shown_uri()}"
     )
     return finish(
         experiment, results, good, counts, SweepOutcome(parent_id, dict(best.config), best_value, 0, 0)

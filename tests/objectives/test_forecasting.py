@@ -9,7 +9,7 @@ import pytest
 from pipeline import cli, config, data
 from pipeline.config import SeedParams
 from pipeline.objectives import forecasting
-from pipeline.training import tracking
+from pipeline.training import loading, tracking
 from tests.conftest import REPO, edit_params, run_cli
 
 QUICK = ["--quiet", "--set", "train.epochs=1", "--set", "train.limit=64"]
@@ -132,7 +132,7 @@ def test_lstm_end_to_end_read_back_from_mlflow(project):
     assert 0 < metrics["test_rmse"] < 20 and metrics["epochs_trained"] == 1
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"forecast.png", "errors_by_horizon.csv", "training_curves.png"} <= names
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    model = loading.load(f"runs:/{run.info.run_id}/model")  # registered: served; its Keras model here
     window = data.load("co2").arrays["values_test"][:60].reshape(1, 60, 1).astype(np.float32)
     forecast = np.asarray(model.predict(window))
     assert forecast.shape == (1, 4) and np.all(

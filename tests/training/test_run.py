@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import cli, data
 from pipeline.errors import PipelineError
-from pipeline.training import keras_loop
+from pipeline.training import keras_loop, loading
 from tests.conftest import train
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
@@ -47,7 +47,8 @@ def test_experiment_end_to_end(project, experiment, family):
     table = mlflow.artifacts.load_text(f"runs:/{info.run_id}/layer_params.csv").splitlines()
     assert table[-1].startswith("total,") and int(table[-1].split(",")[3]) == run_data.metrics["model_params"]
     assert run_data.metrics["model_params"] > 64  # more than one weight per pixel, in every family
-    model = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/model")
+    model = loading.load(f"runs:/{info.run_id}/model")  # cnn-same's: its Keras model, unwrapped
+    assert model.form == {"svc": "sklearn", "cnn-same": "served"}.get(experiment, "keras")
     x_test = data.load("digits").arrays["x_test"][:7]
     proba = np.asarray(model.predict(x_test))
     assert proba.shape == (7, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)

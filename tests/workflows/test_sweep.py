@@ -8,6 +8,7 @@ import pytest
 
 from pipeline import cli, config
 from pipeline.errors import UserError
+from pipeline.training import tracking
 from pipeline.workflows import sweep
 from tests.conftest import REPO, edit_params
 
@@ -124,3 +125,89 @@ def test_make_sweep_without_an_experiment_stops_before_doing_anything():
     done = subprocess.run(["make", "-n", "sweep"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "name the experiment: make sweep EXP=<experiment>" in done.stderr
     assert done.stdout == ""  # not even the store is set up
+
+
+class FakeContext:
+    def get_trial_id(self):
+        return "abcde_00003"
+
+
+def test_a_trial_tune_stops_ends_finished_whatever_its_worker_does_next(project, monkeypatch):
+    """The race of `make sweep`, made deterministic. Tune stops a trial by raising SystemExit in
+    tune.report, then ends the trial's worker without waiting: code the run still runs after the
+    stop fails at random (here, always: evaluation raises as it does in a worker shutting down).
+    The run must end FINISHED with sweep.stopped_early=true, and the trial return normally."""
+    from ray import tune
+
+    from pipeline.training import run as run_module
+    from pipeline.workflows import scaleout
+
+    reports = []
+
+    def report(logs):
+        reports.append(logs)
+        if len(reports) == 2:  # ASHA stops the trial after its second epoch
+            raise SystemExit(0)
+
+    def worker_ending(*args, **kwargs):
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_context", FakeContext)
+    monkeypatch.setattr(run_module, "evaluate", worker_ending)
+    with tracking.start_run("digits-classification", "sweep-cnn-same", {}) as parent:
+        sweep.trial(
+            {"train.learning_rate": 0.01},
+            experiment="cnn-same",
+            overrides=[*TINY[1:], "train.epochs=5"],
+            metric="val_accuracy",
+            parent_run_id=parent.info.run_id,
+            env=scaleout.worker_env(),
+            cpus=None,
+            quiet=True,
+        )
+        (trial_run,) = mlflow.search_runs(
+            [parent.info.experiment_id],
+            filter_string="tags.`sweep.trial_id` = 'abcde_00003'",
+            output_format="list",
+        )
+    assert trial_run.info.status == "FINISHED" and trial_run.data.tags["sweep.stopped_early"] == "true"
+    assert len(reports) == 2 and "test_accuracy" not in trial_run.data.metrics  # not evaluated after the stop
+    history = mlflow.MlflowClient().get_metric_history(trial_run.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [0, 1]  # both epochs Tune saw, nothing after the stop
+
+
+def test_trial_runs_end_as_tune_decided(project):
+    """Whatever state a trial's run was left in, its status follows Tune's decision."""
+    client = mlflow.MlflowClient()
+    experiment_id = tracking.get_or_create_experiment("digits-classification")
+    parent = client.create_run(experiment_id, run_name="sweep-cnn-same").info.run_id
+    left = {
+        "a_00000": "RUNNING",
+        "a_00001": "FAILED",
+        "a_00002": "FINISHED",
+        "a_00003": "RUNNING",
+        "a_00004": "FINISHED",
+    }
+    ids = {}
+    for trial_id, status in left.items():
+        tags = {"mlflow.parentRunId": parent, "sweep.trial_id": trial_id, "sweep.stopped_early": "false"}
+        ids[trial_id] = client.create_run(experiment_id, tags=tags).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(ids[trial_id], status)
+    tune_says = {"a_00000": False, "a_00001": False, "a_00002": False, "a_00003": True, "a_00004": True}
+    counts = sweep.finish_trial_runs(parent, experiment_id, tune_says)
+    runs = {t: client.get_run(r) for t, r in ids.items()}
+    assert {t: r.info.status for t, r in runs.items()} == {
+        "a_00000": "FINISHED",  # its worker ended with the trial: Tune stopped it early
+        "a_00001": "FINISHED",  # FAILED while its worker was being ended: Tune says it did not fail
+        "a_00002": "FINISHED",
+        "a_00003": "FAILED",
+        "a_00004": "FAILED",
+    }
+    assert [runs[t].data.tags["sweep.stopped_early"] for t in ("a_00000", "a_00001", "a_00002")] == [
+        "true",
+        "true",
+        "false",
+    ]
+    assert counts == {"trials": 5, "trials_stopped_early": 2, "trials_failed": 2}

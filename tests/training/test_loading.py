@@ -1,0 +1,225 @@
+"""Safe loading (pipeline/training/loading.py): predict and the gate load only what the pipeline
+logs; a pickled model registered as champion never runs; tampered code is refused."""
+
+import os
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline import data
+from pipeline.errors import UserError
+from pipeline.models import pca
+from pipeline.specs import AnomalySpec
+from pipeline.training import artifacts, loading
+from tests.conftest import assert_one_line_error, edit_params, run_cli, train
+
+QUICK = ["train.limit=300", "train.epochs=2"]
+
+
+class Trap(mlflow.pyfunc.PythonModel):
+    """A model whose unpickling writes a file: what a hostile registered model could do instead."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "the pickle ran"))
+
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+        return model_input
+
+
+def register_trap(marker: Path) -> str:
+    """A cloudpickle pyfunc registered as digits-classifier@champion; returns its version."""
+    with mlflow.start_run():
+        # explicit requirements: inferring them would load (and so run) the model in a subprocess
+        signature = mlflow.models.infer_signature(np.zeros((1, 8, 8, 1), np.float32), np.zeros((1, 10)))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=Trap(str(marker)), signature=signature, pip_requirements=["mlflow"]
+        )
+    version = mlflow.register_model(info.model_uri, "digits-classifier").version
+    mlflow.MlflowClient().set_registered_model_alias("digits-classifier", "champion", version)
+    assert not marker.exists()
+    return str(version)
+
+
+def image_folder(root: Path) -> Path:
+    x, y = data.load("digits").xy("test")
+    for i in range(3):
+        (root / str(y[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x[i, ..., 0] * 255).astype(np.uint8)).save(root / str(y[i]) / f"{i}.png")
+    return root
+
+
+def test_a_pickled_champion_never_runs(project, tmp_path):
+    marker = tmp_path / "pwned"
+    version = register_trap(marker)
+    folder = image_folder(tmp_path / "images")
+    refused = run_cli(project, "predict", "--input", str(folder), "--output", str(tmp_path / "out.csv"))
+    assert_one_line_error(refused, "python_function with a pickled python_model (cloudpickle)", "is refused")
+    # the gate meets the same champion: refused in one line, champion untouched
+    trained = run_cli(project, "train", "cnn-same", "--quiet", *(f"--set={o}" for o in QUICK))
+    assert_one_line_error(trained, f"the gate cannot score champion v{version} of digits-classifier")
+    assert not marker.exists() and not (tmp_path / "out.csv").exists()
+    champion = mlflow.MlflowClient().get_model_version_by_alias("digits-classifier", "champion")
+    assert str(champion.version) == version
+
+
+@pytest.mark.parametrize(
+    "flag, env, missing", [(True, "0", "PIPELINE_ALLOW_UNSAFE_MODELS=1"), (False, "1", "--allow")]
+)
+def test_the_opt_in_needs_both_the_flag_and_the_variable(project, tmp_path, flag, env, missing):
+    marker = tmp_path / "pwned"
+    register_trap(marker)
+    folder = image_folder(tmp_path / "images")
+    args = ["predict", "--input", str(folder), *(["--allow-unsafe-model"] if flag else [])]
+    refused = run_cli(project, *args, env={"PIPELINE_ALLOW_UNSAFE_MODELS": env})
+    assert_one_line_error(refused, missing)
+    assert not marker.exists()
+
+
+def test_with_both_the_unsafe_model_is_really_loaded(project, tmp_path):
+    marker = tmp_path / "pwned"
+    register_trap(marker)
+    folder = image_folder(tmp_path / "images")
+    run_cli(
+        project,
+        "predict",
+        "--input",
+        str(folder),
+        "--allow-unsafe-model",
+        env={"PIPELINE_ALLOW_UNSAFE_MODELS": "1"},
+    )
+    assert marker.read_text() == "the pickle ran"  # what the user opted in to
+
+
+def logged_files(uri: str) -> set[str]:
+    folder = Path(mlflow.artifacts.download_artifacts(uri))
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "experiment, form",
+    [("naive", "code"), ("sarimax", "code"), ("svc", "sklearn"), ("mlp", "keras")],
+)
+def test_logged_models_load_back_and_score_as_their_run(project, experiment, form):
+    outcome = train(experiment, QUICK)
+    uri = f"runs:/{outcome.run_id}/model"
+    model = loading.load(uri)
+    assert model.form == form
+    assert not any(name.endswith((".pkl", ".pickle")) for name in logged_files(uri))  # nothing pickled
+    plan = outcome.plan
+    metrics, found = plan.objective.evaluate(model.arrays, outcome.splits, plan.objective_params)
+    headline = plan.objective.headline
+    assert metrics[headline] == outcome.metrics[headline]  # the same model, serialized without pickle
+    assert model.metadata["data_hash"] == data.read_manifest(plan.exp.dataset)["sha256"]
+
+
+def test_pca_answers_its_codes(project):
+    outcome = train("pca")
+    model = loading.load(f"runs:/{outcome.run_id}/model")
+    assert model.form == "code" and "artifacts/pca.skops" in logged_files(f"runs:/{outcome.run_id}/model")
+    x = outcome.splits.x_test[:4]
+    codes = model.pyfunc().predict(x)
+    assert codes.shape == (4, outcome.plan.objective_params.latent_dim)
+    spec = AnomalySpec(x.shape[1:], codes.shape[1], outcome.plan.train.seed)
+    refit = pca.build(outcome.plan.model, spec).fit(outcome.splits.x_train)  # the same fit again
+    assert np.allclose(codes, refit.transform(x), atol=1e-6)
+
+
+def local_copy(uri: str, to: Path) -> Path:
+    shutil.copytree(mlflow.artifacts.download_artifacts(uri), to)
+    return to
+
+
+def rewrite_mlmodel(folder: Path, change) -> None:
+    path = folder / "MLmodel"
+    conf = yaml.safe_load(path.read_text())
+    change(conf)
+    path.write_text(yaml.safe_dump(conf))
+
+
+def test_tampered_code_is_refused_before_it_runs(project, tmp_path):
+    outcome = train("naive", QUICK)
+    original = local_copy(f"runs:/{outcome.run_id}/model", tmp_path / "model")
+    assert np.asarray(loading.load(str(original)).pyfunc().predict(outcome.splits.x_test[:2])).shape == (2, 4)
+
+    edited = shutil.copytree(original, tmp_path / "edited")
+    code = edited / "forecast_baselines.py"
+    code.write_text(code.read_text() + "\nopen('pwned', 'w')\n")
+    with pytest.raises(UserError, match="is not the installed pipeline.models.forecast_baselines"):
+        loading.load(str(edited)).pyfunc()
+    # even with the metadata's hash rewritten to match: the installed module decides
+    record = {"module": "pipeline.models.forecast_baselines", "sha256": artifacts.sha256(code)}
+    rewrite_mlmodel(edited, lambda c: c["metadata"]["pipeline"]["code"].update({code.name: record}))
+    with pytest.raises(UserError, match="is not the installed"):
+        loading.load(str(edited)).pyfunc()
+
+    extra = shutil.copytree(original, tmp_path / "extra")
+    (extra / "helper.py").write_text("print('hello')\n")
+    with pytest.raises(UserError, match="code file helper.py has no sha256"):
+        loading.load(str(extra)).pyfunc()
+
+    linked = shutil.copytree(original, tmp_path / "linked")
+    (linked / "requirements.txt").unlink()
+    (linked / "requirements.txt").symlink_to("/etc/passwd")
+    with pytest.raises(UserError, match="symlink"):
+        loading.load(str(linked))
+
+    swapped = shutil.copytree(original, tmp_path / "swapped")
+    rewrite_mlmodel(swapped, lambda c: c["flavors"]["python_function"].update(loader_module="mlflow.sklearn"))
+    with pytest.raises(
+        UserError, match=r"python_function \(loader mlflow.sklearn\) is not one the pipeline logs"
+    ):
+        loading.load(str(swapped))
+    assert not Path("pwned").exists() and not (project / "pwned").exists()
+
+
+def test_keras_safe_mode_refuses_a_lambda_layer(project):
+    import keras
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))
+    with mlflow.start_run():
+        info = mlflow.keras.log_model(model, name="model", pip_requirements=["keras"])
+    loaded = loading.load(info.model_uri)
+    assert loaded.form == "keras"
+    with pytest.raises(UserError, match="safe mode"):
+        loaded.predict(np.zeros((1, 3), np.float32))
+
+
+def test_a_pickle_format_scikit_learn_model_is_refused(project):
+    from sklearn.linear_model import LogisticRegression
+
+    fitted = LogisticRegression().fit(np.eye(4), [0, 1, 0, 1])
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            fitted, name="model", serialization_format="cloudpickle", pip_requirements=["scikit-learn"]
+        )
+    with pytest.raises(
+        UserError, match=r"flavor sklearn \(cloudpickle format\) is not one the pipeline logs"
+    ):
+        loading.load(info.model_uri)
+
+
+@pytest.mark.parametrize(
+    "experiment, model_name, metric",
+    [("cnn-same", "digits-classifier", "test_accuracy"), ("lstm", "co2-forecaster", "test_rmse")],
+)
+def test_the_gate_scores_the_served_champion_exactly_as_its_run_did(project, experiment, model_name, metric):
+    edit_params(
+        project,
+        lambda p: p["retrain"]["gates"][model_name].update(
+            threshold=0.0 if metric == "test_accuracy" else 1e6
+        ),
+    )
+    first = train(experiment, QUICK)
+    assert first.decision["promoted"] and loading.load(f"models:/{model_name}/1").form == "served"
+    second = train(experiment, [*QUICK, "train.seed=7"])
+    assert second.decision["gate_champion"] == first.metrics[metric]  # the same holdout, the same model
+    assert os.environ.get("PIPELINE_ALLOW_UNSAFE_MODELS") is None
