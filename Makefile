@@ -41,7 +41,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak-sweep
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -99,8 +99,9 @@ ifeq ($(EXP),)
 $(error name the experiment: make sweep EXP=<experiment> (one with a search: block))
 endif
 endif
+sweep: export PIPELINE_SWEEP_EXP = $(value EXP)
 sweep: $(VENV_STAMP) $(STORE_STAMP) ## Ray Tune search over an experiment's search: block, e.g. make sweep EXP=cnn-same (SWEEP_FLAGS=...)
-	$(PY) -m pipeline sweep '$(EXP)' $(SWEEP_FLAGS)
+	$(PY) -m pipeline sweep "$$PIPELINE_SWEEP_EXP" $(SWEEP_FLAGS)
 
 transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer per labels/class (CURVE_FLAGS=...)
 	$(PY) -m pipeline transfer-curve $(CURVE_FLAGS)
@@ -125,6 +126,9 @@ bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experime
 	$(PY) -m pipeline bench
 
 SOAK_FLAGS ?=
+soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…; 7 min here)
+	$(PY) -m pipeline soak $(SOAK_FLAGS)
+
 soak-sweep: $(VENV_STAMP) ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)
 	$(PY) -m pipeline soak-sweep $(SOAK_FLAGS)
 
@@ -145,8 +149,13 @@ retrain: $(VENV_STAMP) $(STORE_STAMP) ## one retraining cycle: data/incoming/ ba
 INPUT ?= data/predict
 OUTPUT ?= predictions.csv
 MODEL ?= models:/digits-classifier@champion
+# the paths reach the command through the environment, so quotes, spaces and $ arrive as typed
+predict: export PIPELINE_PREDICT_MODEL = $(value MODEL)
+predict: export PIPELINE_PREDICT_INPUT = $(value INPUT)
+predict: export PIPELINE_PREDICT_OUTPUT = $(value OUTPUT)
 predict: $(VENV_STAMP) ## batch prediction: make predict INPUT=<image folder or CSV> [OUTPUT=…] [MODEL=…]
-	$(PY) -m pipeline predict --model '$(MODEL)' --input '$(INPUT)' --output '$(OUTPUT)'
+	$(PY) -m pipeline predict --model "$$PIPELINE_PREDICT_MODEL" --input "$$PIPELINE_PREDICT_INPUT" \
+		--output "$$PIPELINE_PREDICT_OUTPUT"
 
 SERVE_MODEL ?= digits-classifier
 ALIAS ?= champion

@@ -330,6 +330,21 @@ def add_makefile(sub) -> None:
 # --------------------------------------------------------------------------- production
 
 
+RETRAIN_EPILOG = """arrival: a batch folder counts at once when it holds an empty file named READY (write it
+  last), otherwise only when nothing in it has changed for retrain.settle_seconds (default 60);
+  until then it is left alone. Thumbs.db, desktop.ini, .DS_Store, __MACOSX/ and dot-files are
+  skipped.
+names: a batch id is its folder name, which must match [A-Za-z0-9][A-Za-z0-9._-]{0,99}; a
+  different batch under a name already used is ingested as <name>-<sha8>, the same files again are
+  quarantined (never trained twice).
+quarantine: a bad batch (bad name, a link or special file anywhere, a file its reader refuses,
+  an image over retrain.max_image_pixels) moves to data/quarantine/<dataset>/<folder>/batch/ with
+  a REASON.txt beside it; the other batches proceed.
+safety: one cycle at a time (a second exits 1 at once); a cycle killed at any step is completed
+  or rolled back by the next. See docs/retraining.md.
+"""
+
+
 def cmd_retrain(args) -> int:
     from pipeline.monitoring import alerts
 
@@ -350,6 +365,8 @@ def add_retrain(sub) -> None:
         "promote it to champion only if it passes the gate in params.yaml (retrain.gates). With "
         "RETRAIN_WEBHOOK=https://… set, a failed cycle and every promotion are posted there as JSON "
         "(docs/alerts.md).",
+        epilog=RETRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", help="registered model name (default: every experiment with register_as)")
     p.set_defaults(func=cmd_retrain)
@@ -508,6 +525,40 @@ def add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_soak(args) -> int:
+    from pipeline.tools import soak
+
+    return soak.main(args.cycles, args.kill_share, args.seed, args.keep)
+
+
+def share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number from 0 to 1")
+    return value
+
+
+def add_soak(sub) -> None:
+    p = sub.add_parser(
+        "soak",
+        help="retrain soak test: many cycles with hostile batches and kills, invariants checked",
+        description="Run retrain cycles in a scratch copy of the project (1-epoch challengers), each "
+        "with a random mix of good, corrupt, duplicate-named, re-sent, half-copied and hostile "
+        "batches, a kill -9 at a random step in a share of them; check after every cycle that every "
+        "batch is consumed once or quarantined intact, the holdout is unchanged, champion is on a "
+        "promoted version, no run is RUNNING and nothing outside the scratch project was written. "
+        "Writes reports/soak.json; exit 1 on any violation. Takes about half a minute per cycle.",
+    )
+    p.add_argument("--cycles", type=positive, default=50, help="retrain cycles (default: 50)")
+    p.add_argument("--kill-share", type=share, default=0.2, help="share of cycles killed (default: 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the batch mix and kills (default: 0)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch project (its path is printed)")
+    p.set_defaults(func=cmd_soak)
+
+
 def cmd_soak_sweep(args) -> int:
     from pipeline.tools import soak_sweep
 
@@ -627,6 +678,7 @@ COMMANDS = (
     add_serve,
     add_retrieve,
     add_bench,
+    add_soak,
     add_soak_sweep,
     add_report,
     add_server,

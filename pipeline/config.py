@@ -14,6 +14,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -96,6 +97,46 @@ class SearchParams:
     mode: Literal["max", "min"] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class RetrainParams:
+    """The `retrain:` section: where batches arrive and go, when they count, and the gates."""
+
+    incoming: str = "data/incoming"  # new batches: <incoming>/<dataset>/<batch-id>/
+    quarantine: str = "data/quarantine"  # refused batches, each with REASON.txt
+    consumed: str = "data/consumed"  # ingested batches, as they arrived
+    # a batch without an empty READY file counts once none of its files changed for this long
+    settle_seconds: float = 60.0
+    # refuse larger images (width x height, read from the header): pipeline/images.py's MAX_PIXELS
+    max_image_pixels: int = 4096 * 4096
+    gates: dict[str, Any] | None = None  # registered model → its promotion rule (training/plan.Gate)
+
+
+# names that become folders, files, make targets and MLflow run names: experiments, datasets,
+# registered models and batch ids
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters"
+
+
+def check_name(name: Any, what: str) -> str:
+    """`name` if it fits NAME_PATTERN, else a one-line error naming `what`."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise UserError(f"{what} {str(name)!r} is not a valid name ({NAME_RULE})")
+    return name
+
+
+def retrain_params(params: dict[str, Any]) -> RetrainParams:
+    """The checked `retrain:` section (every key optional; a misspelt one is an error)."""
+    section = params.get("retrain") or {}
+    if not isinstance(section, dict):
+        raise UserError(f"{PARAMS_FILE}: retrain must be a mapping")
+    found = parse_section(RetrainParams, section, "retrain")
+    if found.settle_seconds < 0 or found.max_image_pixels < 1:
+        raise UserError(
+            f"{PARAMS_FILE}: retrain.settle_seconds must be >= 0 and retrain.max_image_pixels >= 1"
+        )
+    return found
+
+
 # grid/choice take a list of values; uniform, loguniform and randint take [low, high]
 SAMPLERS = ("grid", "choice", "uniform", "loguniform", "randint")
 
@@ -128,6 +169,9 @@ def load_params(path: Path | None = None) -> dict[str, Any]:
     for section in ("data", "experiments"):
         if not isinstance(params.get(section), dict) or not params[section]:
             raise UserError(f"{path}: section '{section}' is missing or empty")
+        for name in params[section]:  # before any training: names become paths, targets, run names
+            check_name(name, f"{path}: {section[:-1] if section == 'experiments' else 'dataset'}")
+    retrain_params(params)
     return params
 
 

@@ -1,5 +1,5 @@
 """Where the pipeline keeps its generated files: one owner for every path make, fan-out and the
-tests agree on (build stamps, generated params, the retrain lock, training backups).
+tests agree on (build stamps, generated params, the retrain lock and journal, training backups).
 
 Templates are relative to the project root (the generated makefile uses them as they are); the
 functions give absolute paths under `config.project_root()`.
@@ -21,7 +21,8 @@ RUN_STAMP = BUILD + "/runs/{name}.done"  # the experiment was trained with its c
 RUN_SECONDS = BUILD + "/runs/{name}.seconds"  # how long its last training took (train-all: longest first)
 TRAIN_QUEUE = f"{BUILD}/train-queue"  # the experiments `make train-all` found out of date, one per line
 PARAMS_STAMP = BUILD + "/params/{section}/{name}.json"  # resolved params, rewritten only on change
-RETRAIN_LOCK = f"{BUILD}/retrain.lock"
+RETRAIN_LOCK = f"{BUILD}/retrain.lock"  # held by a retrain cycle, and by a training's gate
+RETRAIN_JOURNAL = BUILD + "/retrain/{model}.json"  # a retrain cycle's steps, until it is complete
 BACKUPS = f"{BUILD}/backup"  # Keras BackupAndRestore folders (a killed run resumes)
 RAY_RESULTS = f"{BUILD}/ray"  # Ray Tune's trial folders
 
@@ -52,6 +53,10 @@ def params_stamp(section: str, name: str) -> Path:
 
 def retrain_lock() -> Path:
     return _absolute(RETRAIN_LOCK)
+
+
+def retrain_journal(model: str) -> Path:
+    return _absolute(RETRAIN_JOURNAL.format(model=model))
 
 
 def backups() -> Path:

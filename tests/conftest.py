@@ -8,15 +8,20 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# subprocesses (`python -m pipeline` in a project folder) import the code under test, also from a
+# git worktree whose venv's editable install points at another checkout
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture
@@ -43,6 +48,75 @@ def train(name: str, overrides: list[str] | None = None, **options):
     return experiment.train(name, overrides, RunOptions(**{"verbose": 0, **options}))
 
 
+def write_batch(folder, x, labels, ready=True):
+    """A batch folder of PNGs, one sub-folder per label; `ready`: with its READY file (uploaded)."""
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(x, labels, strict=True)):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        pixels = (image[..., 0] * 255).round().astype("uint8")
+        Image.fromarray(pixels).save(folder / str(label) / f"{i}.png")
+    if ready:
+        (folder / "READY").touch()
+    return folder
+
+
+def incoming(project, batch, dataset="digits"):
+    return project / "data" / "incoming" / dataset / batch
+
+
+def consumed(project, batch, dataset="digits"):
+    return project / "data" / "consumed" / dataset / batch
+
+
+def quarantined(project, dataset="digits"):
+    return project / "data" / "quarantine" / dataset
+
+
+def digits_batch(project, name, start, n=20, ready=True):
+    """A batch of `n` digits from the validation split (never trained on by the champion)."""
+    from pipeline import data
+
+    x, y = data.load("digits").xy("val")
+    return write_batch(incoming(project, name), x[start : start + n], y[start : start + n], ready)
+
+
+def files_of(folder):
+    """{relative path: bytes} of the regular files under `folder` (links not followed)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def aliases(model="digits-classifier"):
+    import mlflow
+
+    found = mlflow.MlflowClient().get_registered_model(model)
+    return {alias: str(version) for alias, version in found.aliases.items()}
+
+
+@pytest.fixture
+def retrain_project(project):
+    """A project whose `make retrain` trains 1-epoch challengers on 200 original examples (merged
+    batches are always kept), with a gate threshold of 0 and a champion (v1) in place."""
+    quick = {"epochs": 1, "patience": 1, "limit": 200}
+    edit_params(project, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
+    edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
+    train("cnn-same")
+    return project
+
+
+def png_header_only(path, width, height):
+    """A tiny PNG whose header claims width x height (a decompression bomb's first bytes)."""
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path
+
+
 def weeks_after(dataset, n, start=1):
     """n weekly (date, value) rows continuing the series; `start` 2 skips a week."""
     last, value = dataset.arrays["dates_test"][-1], dataset.arrays["values_test"][-1]
@@ -53,6 +127,7 @@ def write_series_batch(project, batch, rows, name="weeks.csv"):
     folder = project / "data" / "incoming" / "co2" / batch
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text("date,value\n" + "".join(f"{d},{v}\n" for d, v in rows))
+    (folder / "READY").touch()  # uploaded: the batch counts at once
     return folder
 
 
@@ -188,6 +263,9 @@ if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "train-all" ]; then
   rm -f "$queue"; exit 0
 fi
 if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "transfer-curve" ]; then echo "CURVE"; exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "pipeline" ] && [ "$3" = "predict" ]; then
+  shift 3; for arg in "$@"; do echo "ARG $arg"; done; exit 0
+fi
 exec {python} "$@"
 """
 
@@ -205,6 +283,7 @@ def make(root: Path, *args: str) -> subprocess.CompletedProcess:
         timeout=120,
         env={
             "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": os.environ["PYTHONPATH"],
             "PIPELINE_ROOT": str(root),
             "HOME": str(root),
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",

@@ -65,3 +65,28 @@ def test_unreadable_params_file(project):
     (project / "params.yaml").write_text("experiments: [unclosed\n")
     with pytest.raises(UserError, match=r"params.yaml line \d+"):
         config.load_params()
+
+
+@pytest.mark.parametrize("name", ["it's", "a b", "-x", "x" * 101, "ümlaut"])
+def test_names_follow_the_documented_pattern(project, name):
+    from tests.conftest import assert_one_line_error, edit_params, run_cli
+
+    edit_params(project, lambda p: p["experiments"].__setitem__(name, dict(p["experiments"]["mlp"])))
+    result = run_cli(project, "train", "mlp", "--set", "train.epochs=1")
+    assert_one_line_error(result, "is not a valid name (letters, digits")
+    assert not (project / "mlruns" / "mlflow.db").exists()  # refused before any run or store
+
+
+def test_the_retrain_section_is_checked(project):
+    from tests.conftest import edit_params
+
+    edit_params(project, lambda p: p["retrain"].__setitem__("settle_second", 5))
+    with pytest.raises(
+        UserError, match=r"unknown key 'retrain.settle_second'.*did you mean 'settle_seconds'"
+    ):
+        config.load_params()
+    edit_params(
+        project, lambda p: (p["retrain"].pop("settle_second"), p["retrain"].update(settle_seconds=-1))
+    )
+    with pytest.raises(UserError, match=r"retrain.settle_seconds must be >= 0"):
+        config.load_params()

@@ -10,8 +10,8 @@ if [ -z "${RETRAIN_WEBHOOK:-}" ]; then
 fi
 host="$(hostname)"
 now="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
-body=$(printf '{"text": "%s failed on %s (see its journal and logs/retrain.log)", "event": "failed", "unit": "%s", "model": null, "versions": {}, "reason": "systemd unit failed", "host": "%s", "time": "%s"}' \
-    "$unit" "$host" "$unit" "$host" "$now")
+body=$(printf '{"text": "%s failed on %s (see journalctl -u %s)", "event": "failed", "unit": "%s", "model": null, "versions": {}, "reason": "systemd unit failed", "host": "%s", "time": "%s"}' \
+    "$unit" "$host" "$unit" "$unit" "$host" "$now")
 printf 'url = "%s"\n' "$RETRAIN_WEBHOOK" | curl --config - --silent --show-error --fail \
     --max-time 10 --proto =https,http --header 'Content-Type: application/json' \
     --data "$body" --output /dev/null || {

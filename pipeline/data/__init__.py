@@ -12,16 +12,28 @@ TensorFlow is not imported here: preparing data stays fast and `make` can decide
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.config import PARAMS_FILE, dataset_names, load_params, suggest
-from pipeline.data.readers import numeric_column, read_csv, read_image  # noqa: F401 - public readers
+from pipeline.config import PARAMS_FILE, dataset_names, load_params, retrain_params, suggest
+from pipeline.data.readers import (  # noqa: F401 - public readers
+    date_column,
+    numeric_column,
+    read_csv,
+    read_image,
+    regular_files,
+    resolve,
+    shown,
+)
 from pipeline.data.sources import SOURCES, Source, parse_source  # noqa: F401
 from pipeline.data.splits import SPLITS  # noqa: F401
 from pipeline.data.versions import (  # noqa: F401 - the dataset's public API
+    Batch,
     Dataset,
+    batch_entries,
+    batch_path,
     commit_version,
     content_hash,
     load_batch,
@@ -61,14 +73,56 @@ def prepare(
     ):
         return current, False
     arrays, info = source.build(name)  # validates everything before a byte is written
-    batches = (current or {}).get("batches", [])
-    if batches:  # batches accepted by `retrain` stay part of the dataset
-        arrays = merge_batches(arrays, [load_batch(name, b["id"]) for b in batches])
+    # batches accepted by `retrain` stay part of the dataset, even when its manifest was lost
+    batches = current["batches"] if current else ingested(name, params)
+    if batches:
+        arrays = merge_ingested(name, source, arrays, info, batches, params)
     manifest = make_manifest(
         name, source.source, detail, dataclasses.asdict(source), info, arrays, cache_key, batches
     )
     write(name, arrays, manifest)
     return manifest, True
+
+
+def consumed_dir(name: str, params: dict[str, Any]) -> Path:
+    """Where `retrain` keeps a dataset's ingested batches as they arrived."""
+    return resolve(retrain_params(params).consumed) / name
+
+
+def ingested(name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batches a dataset holds when its manifest is missing or unreadable: every batch in the
+    consumed folder (with its sidecar record when there is one), in the order they were ingested."""
+    folder = consumed_dir(name, params)
+    records = {e["id"]: e for e in batch_entries(name) if isinstance(e, dict) and "id" in e}
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    entries = [records.get(i, {"id": i, "name": i, "sha256": None}) for i in found]
+    return sorted(entries, key=lambda e: (e.get("seq", len(found)), e["id"]))
+
+
+def merge_ingested(name, source, arrays, info, entries, params) -> dict[str, np.ndarray]:
+    """The freshly built arrays with the ingested batches merged back in order: each from its
+    stored arrays when they still fit (same image shape), else re-read from the consumed folder at
+    the current settings (a changed image_size, say); neither possible: one line, nothing written."""
+    fill = info.get("fill", "time")
+    shape = arrays["x_train"].shape[1:] if "x_train" in arrays else None
+    accepted = []
+    for entry in entries:
+        stored = batch_path(name, entry["id"])
+        raw = consumed_dir(name, params) / entry["id"]
+        if stored.exists() and (shape is None or load_batch(name, entry["id"])[0].shape[1:] == shape):
+            accepted.append(load_batch(name, entry["id"]))
+        elif raw.is_dir():
+            base = Dataset(name, {**info, "batches": []}, arrays)
+            max_pixels = retrain_params(params).max_image_pixels
+            accepted.append(source.read_batch(raw, base, accepted, max_pixels))
+        else:
+            raise UserError(
+                f"dataset '{name}': ingested batch '{entry['id']}' cannot be rebuilt (no stored arrays "
+                f"of this shape, and {raw} is gone); restore that folder, or set the data params back"
+            )
+    for entry, (_, y) in zip(entries, accepted, strict=True):
+        entry.setdefault("examples", int(np.isfinite(y).sum()) if y.dtype.kind == "f" else len(y))
+    return merge_batches(arrays, accepted, fill)
 
 
 def load(name: str, params: dict[str, Any] | None = None) -> Dataset:

@@ -25,8 +25,8 @@ import numpy as np
 
 from pipeline.config import PARAMS_FILE, parse_section, suggest
 from pipeline.data import readers
-from pipeline.data.splits import SPLITS, chronological_split, stratified_split
-from pipeline.data.versions import PREP_VERSION, merge_batches, series_segments
+from pipeline.data.splits import SPLITS, chronological_split, hashed_split, stratified_split
+from pipeline.data.versions import PREP_VERSION, merge_batches, recent_gaps, series_segments
 from pipeline.errors import UserError
 
 Fill = Literal["time", "linear", "ffill"]
@@ -51,9 +51,12 @@ class Source:
         """(the split arrays, the manifest's facts about them), validated, nothing written."""
         raise NotImplementedError
 
-    def read_batch(self, folder: Path, dataset, accepted: list) -> tuple[np.ndarray, np.ndarray]:
-        """A retrain batch as (x, y) ready to merge; `accepted`: the batches taken earlier this cycle."""
-        raise UserError(f"{folder}: batches for a {self.KIND} dataset are not supported")
+    def read_batch(
+        self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A retrain batch as (x, y) ready to merge; `accepted`: the batches taken earlier this cycle;
+        `max_pixels`: the cap on an image's size (retrain.max_image_pixels)."""
+        raise UserError(f"{readers.shown(folder)}: batches for a {self.KIND} dataset are not supported")
 
     def fingerprint(self, name: str) -> tuple[str, str]:
         """(cache key, source description), computed without decoding anything expensive."""
@@ -122,7 +125,9 @@ class ImageSource(LabelledSource):
     KIND: ClassVar[str] = "images"
     BATCHES: ClassVar[bool] = True
 
-    def read_batch(self, folder: Path, dataset, accepted: list) -> tuple[np.ndarray, np.ndarray]:
+    def read_batch(
+        self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One sub-folder per class (names as in the dataset), images in any format Pillow reads."""
         x_train = dataset.arrays["x_train"]
         shape = x_train.shape[1:]  # batches are read exactly like the dataset they join
@@ -131,13 +136,14 @@ class ImageSource(LabelledSource):
         for entry, files in readers.class_folders(folder):
             if entry.name not in classes:
                 known = ", ".join(classes)
+                name = readers.shown(entry.name)
                 raise UserError(
-                    f"{entry}: unknown class '{entry.name}'{suggest(entry.name, classes)} (known: {known})"
+                    f"{readers.shown(entry)}: unknown class '{name}'{suggest(name, classes)} (known: {known})"
                 )
-            xs += [readers.read_image(f, shape) for f in files]
+            xs += [readers.read_image(f, shape, max_pixels) for f in files]
             ys += [classes[entry.name]] * len(files)
         if not xs:
-            raise UserError(f"{folder}: empty batch")
+            raise UserError(f"{readers.shown(folder)}: empty batch")
         return np.stack(xs).astype(x_train.dtype), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
 
 
@@ -161,6 +167,10 @@ class DigitsSource(ImageSource):
 
 @dataclasses.dataclass(frozen=True)
 class ImageFolderSource(ImageSource):
+    """Your images, one sub-folder per class. Each image's split is drawn from a hash of its bytes
+    (and the seed), so adding images never moves an existing one between train, val and test, and
+    identical copies always land in the same split."""
+
     source: Literal["image-folder"]
     path: str  # one sub-folder per class
     image_size: tuple[int, int]  # (height, width) every image is resized to
@@ -168,6 +178,7 @@ class ImageFolderSource(ImageSource):
     val_fraction: float
     test_fraction: float
     seed: int
+    max_image_pixels: int = readers.MAX_PIXELS  # refuse larger images (width x height, from the header)
 
     def scan(self, name: str) -> tuple[Path, list[tuple[Path, list[Path]]]]:
         root = readers.resolve(self.path)
@@ -187,14 +198,25 @@ class ImageFolderSource(ImageSource):
     def watched(self) -> None:
         return None  # make cannot list a folder's files ahead of time: a (cheap) hash check each run
 
-    def read(self, name):
+    def build(self, name: str):
         _, classes = self.scan(name)
         shape = (*self.image_size, 1 if self.color_mode == "grayscale" else 3)
-        xs, ys = [], []
+        xs, ys, keys = [], [], []
         for label, (_, files) in enumerate(classes):
-            xs += [readers.read_image(f, shape) for f in files]
-            ys += [label] * len(files)
-        return np.stack(xs), np.asarray(ys, dtype=np.int64), [folder.name for folder, _ in classes], {}
+            for f in files:
+                xs.append(readers.read_image(f, shape, self.max_image_pixels, follow_symlinks=True))
+                ys.append(label)
+                keys.append(readers.hash_files([f], f.parent))
+        y = np.asarray(ys, dtype=np.int64)
+        arrays = hashed_split(np.stack(xs), y, keys, self.val_fraction, self.test_fraction, self.seed, name)
+        info = {
+            "kind": self.KIND,
+            "class_names": [folder.name for folder, _ in classes],
+            "split": "content-hash",
+            "split_seed": self.seed,
+            "value_range": [0.0, 1.0],
+        }
+        return arrays, info
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +239,10 @@ class CsvTableSource(CsvFile, TableSource):
         if not features or len(frame) == 0:
             raise UserError(f"{path}: needs at least one feature column and one row")
         x = np.stack([readers.numeric_column(frame, c, path, allow_missing=False) for c in features], axis=1)
-        labels = frame[self.target].astype(str)
+        labels = frame[self.target].astype(str).str.strip()
+        if (labels == "").any():
+            line = readers.line_of(frame, int(np.flatnonzero((labels == "").to_numpy())[0]))
+            raise UserError(f"{path}: column '{self.target}' line {line} has an empty label")
         class_names = sorted(labels.unique())
         y = labels.map({c: i for i, c in enumerate(class_names)}).to_numpy(dtype=np.int64)
         return x.astype(np.float32), y, class_names, {"feature_names": features}
@@ -250,7 +275,7 @@ class SeriesSource(Source):
         }
         return arrays, info
 
-    def read_batch(self, folder: Path, dataset, accepted: list):
+    def read_batch(self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS):
         return read_series_batch(folder, dataset, accepted, self.fill)
 
 
@@ -283,16 +308,8 @@ class CsvSeriesSource(CsvFile, SeriesSource):
     fill: Fill
 
     def read(self, name):
-        import pandas as pd
-
         path, frame = self.frame(self.date_column, self.value_column)
-        dates = pd.to_datetime(frame[self.date_column], errors="coerce")
-        if dates.isna().any():
-            row = int(np.flatnonzero(dates.isna().to_numpy())[0])
-            raise UserError(
-                f"{path}: column '{self.date_column}' line {row + 2} is not a date: "
-                f"{frame[self.date_column].iloc[row]!r}"
-            )
+        dates = readers.date_column(frame, self.date_column, path)
         values = readers.numeric_column(frame, self.value_column, path, allow_missing=True)
         gaps = int(np.isnan(values).sum())
         where = f"{path}: column '{self.date_column}'"
@@ -313,55 +330,63 @@ def series_frequency(known: np.ndarray, name: str) -> str:
     return step.freqstr
 
 
-def check_on_step(path: Path, part, last, freq: str, dataset_name: str, after_batches: bool) -> None:
-    """Every date of a batch file comes after the series and falls on its step."""
+def check_on_step(path: Path, part, last, freq: str, open_dates: set, where: str) -> None:
+    """Every date of a batch file comes after the series and falls on its step, or fills one of the
+    `open_dates`: steps an earlier batch skipped (their values were filled, not observed)."""
     import pandas as pd
 
-    on_step = set(pd.date_range(last, part.index.max(), freq=freq))
-    for line, day in enumerate(part.index, start=2):
-        if day <= last:
+    on_step = set(pd.date_range(last, max(part.index.max(), last), freq=freq))
+    lines = part.attrs.get("lines") or range(2, len(part) + 2)
+    for line, day in zip(lines, part.index, strict=True):
+        if day <= last and day not in open_dates:
             raise UserError(
-                f"{path}: line {line}: date {day.date()} is already covered by dataset '{dataset_name}' "
-                f"(it ends {last.date()}{' with the batches before this one' if after_batches else ''}); "
-                "a batch adds only later dates"
+                f"{readers.shown(path)}: line {line}: date {day.date()} is already covered by {where} "
+                f"(it ends {last.date()}); a batch adds only later dates, or dates an earlier batch "
+                "skipped"
             )
-        if day not in on_step:
+        if day > last and day not in on_step:
             raise UserError(
-                f"{path}: line {line}: date {day.date()} is off the series' step "
+                f"{readers.shown(path)}: line {line}: date {day.date()} is off the series' step "
                 f"({freq}, last date {last.date()})"
             )
 
 
 def read_series_batch(folder: Path, dataset, accepted: list, fill: str) -> tuple[np.ndarray, np.ndarray]:
     """CSV files of date,value rows that continue the series after its last date (and after the
-    batches `accepted` earlier in this cycle), on the series' step; gaps filled as in data prep."""
+    batches `accepted` earlier in this cycle), on the series' step. Returns (dates, values) with NaN
+    on the steps the batch skips (merge_batches fills them as data prep does) and, first, any
+    values for steps an earlier batch skipped: a late or corrected re-send replaces filled values."""
     import pandas as pd
 
-    arrays = merge_batches(dataset.arrays, accepted)
+    arrays = merge_batches(dataset.arrays, accepted, fill)
     segments = series_segments(arrays)
     known = np.concatenate([arrays[f"dates_{s}"] for s in segments])
-    last, last_value = pd.Timestamp(known[-1]), float(arrays[f"values_{segments[-1]}"][-1])
+    last = pd.Timestamp(known[-1])
     freq = series_frequency(known, dataset.name)
+    open_dates = set(pd.DatetimeIndex(recent_gaps(arrays)))
     files = readers.visible(folder)
     if not files:
-        raise UserError(f"{folder}: empty batch (no CSV file of date,value rows)")
+        raise UserError(f"{readers.shown(folder)}: empty batch (no CSV file of date,value rows)")
+    where = f"dataset '{dataset.name}'" + (" with the batches before this one" if accepted else "")
     parts = []
     for path in files:
         part = readers.read_series_csv(path)
-        check_on_step(path, part, last, freq, dataset.name, bool(accepted))
+        check_on_step(path, part, last, freq, open_dates, where)
         parts.append(part)
     new = pd.concat(parts).sort_index()
     if new.index.has_duplicates:
-        raise UserError(f"{folder}: duplicate date {new.index[new.index.duplicated()][0].date()}")
-    # the batch's steps plus any skipped ones, anchored on the series' last value for interpolation
-    grid = pd.date_range(last, new.index.max(), freq=freq)
-    if len(grid) - 1 > 2 * len(new):
+        duplicate = new.index[new.index.duplicated()][0].date()
+        raise UserError(f"{readers.shown(folder)}: duplicate date {duplicate}")
+    late, later = new[new.index <= last], new[new.index > last]
+    # the batch's steps plus any skipped ones (NaN: filled on merge, open to a later re-send)
+    grid = pd.date_range(last, max(new.index.max(), last), freq=freq)[1:]
+    if len(grid) > 2 * len(later):
         raise UserError(
-            f"{folder}: {len(new)} row(s) would span {len(grid) - 1} steps after {last.date()}; "
-            "filling more than half of them would make data up (a mistyped date?)"
+            f"{readers.shown(folder)}: {len(later)} row(s) would span {len(grid)} steps after "
+            f"{last.date()}; filling more than half of them would make data up (a mistyped date?)"
         )
-    filled = readers.fill_gaps(pd.concat([pd.Series([last_value], index=grid[:1]), new]).reindex(grid), fill)
-    return filled.index[1:].to_numpy().astype("datetime64[D]"), filled.to_numpy(np.float64)[1:]
+    values = pd.concat([late, later.reindex(grid)])
+    return values.index.to_numpy().astype("datetime64[D]"), values.to_numpy(np.float64)
 
 
 # --------------------------------------------------------------------------- a generated function

@@ -46,6 +46,14 @@ class Dataset:
         return self.arrays[f"x_{split}"], self.arrays[f"y_{split}"]
 
     @property
+    def merged_rows(self) -> int:
+        """Rows at the end of the training split that retrain merged in from batches (`train.limit`
+        never drops them: a batch is trained on from the cycle that ingests it)."""
+        if self.kind == "series":
+            return 0  # a series' batches are their own segment, `recent`
+        return sum(int(b.get("examples", 0)) for b in self.manifest.get("batches", []))
+
+    @property
     def path(self) -> Path:
         return processed_dir(self.name) / self.manifest["arrays"]
 
@@ -96,6 +104,26 @@ def class_counts(arrays, class_names) -> dict[str, dict[str, int]]:
 # --------------------------------------------------------------------------- new-data batches
 
 
+@dataclasses.dataclass
+class Batch:
+    """A batch of new data read for merging: where it came from, its identity and its arrays."""
+
+    id: str  # its id in the dataset (the folder name, or <name>-<sha8> when the name was taken)
+    name: str  # the folder name it arrived under
+    sha256: str  # of its files (relative paths and bytes): its identity
+    x: np.ndarray  # images, or a series' dates
+    y: np.ndarray  # labels, or a series' values (NaN on the steps it skipped)
+
+    @property
+    def examples(self) -> int:
+        return int(np.isfinite(self.y).sum()) if self.y.dtype.kind == "f" else len(self.y)
+
+    def entry(self, seq: int, ingested: str) -> dict[str, Any]:
+        """What the manifest (and the batch's sidecar file) records of it."""
+        identity = {"id": self.id, "name": self.name, "sha256": self.sha256}
+        return {**identity, "examples": self.examples, "seq": seq, "ingested": ingested}
+
+
 def batch_path(name: str, batch_id: str) -> Path:
     return processed_dir(name) / "batches" / f"{batch_id}.npz"
 
@@ -105,23 +133,65 @@ def load_batch(name: str, batch_id: str) -> tuple[np.ndarray, np.ndarray]:
         return npz["x"], npz["y"]
 
 
+def batch_entries(name: str) -> list[dict[str, Any]]:
+    """The sidecar records of every batch ever committed to the dataset (a manifest's backup)."""
+    entries = []
+    for path in sorted((processed_dir(name) / "batches").glob("*.json")):
+        try:
+            entries.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return entries
+
+
 def series_segments(arrays: dict[str, np.ndarray]) -> list[str]:
     """A series' segments in time order: train, val, test, then `recent` once retrain added weeks."""
     return [s for s in ("train", "val", "test", "recent") if f"values_{s}" in arrays]
 
 
-def merge_batches(arrays: dict[str, np.ndarray], batches) -> dict[str, np.ndarray]:
+def recent_gaps(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The dates of the `recent` segment whose values were filled, not observed: a later batch may
+    give them (the holdout and the original series are never replaced)."""
+    if "observed_recent" not in arrays:
+        return np.zeros(0, "datetime64[D]")
+    return arrays["dates_recent"][~arrays["observed_recent"]]
+
+
+def merge_recent(arrays: dict[str, np.ndarray], batches, fill: str) -> dict[str, np.ndarray]:
+    """A series' new weeks after its test period: the `recent` segment. A batch's NaN (a step it
+    skipped) is filled like data prep fills gaps, anchored on the last value before it, and stays
+    open: a later batch's value for that date replaces the filled one."""
+    import pandas as pd
+
+    from pipeline.data.readers import fill_gaps
+
+    merged = dict(arrays)
+    dates = merged.get("dates_recent", np.zeros(0, "datetime64[D]"))
+    observed = merged.get("observed_recent", np.ones(len(dates), bool))
+    raw = pd.Series(np.where(observed, merged.get("values_recent", np.zeros(0)), np.nan), index=dates)
+    for batch_dates, values in batches:
+        batch = pd.Series(np.asarray(values, np.float64), index=np.asarray(batch_dates, "datetime64[D]"))
+        raw = batch.combine_first(raw) if len(raw) else batch  # the batch's values win
+    raw = raw.sort_index()
+    anchor = pd.Series([merged["values_test"][-1]], index=merged["dates_test"][-1:])
+    filled = fill_gaps(pd.concat([anchor, raw]), fill).to_numpy(np.float64)[1:]
+    merged["dates_recent"] = raw.index.to_numpy().astype("datetime64[D]")
+    merged["values_recent"] = filled
+    merged["observed_recent"] = raw.notna().to_numpy()
+    return merged
+
+
+def merge_batches(arrays: dict[str, np.ndarray], batches, fill: str = "time") -> dict[str, np.ndarray]:
     """New labelled examples join the training split only: val and test (the holdout) never change.
 
     A series' new weeks come after its test period, so they form a fourth segment, `recent`, that
     trains the window models (targets there, inputs may reach back into the test period).
+    `batches`: (x, y) pairs in the order they were ingested.
     """
+    batches = list(batches)
+    if "values_train" in arrays:
+        return merge_recent(arrays, batches, fill) if batches else dict(arrays)
     merged = dict(arrays)
-    if "values_train" in merged:
-        for dates, values in batches:
-            merged["dates_recent"] = np.concatenate([merged.get("dates_recent", dates[:0]), dates])
-            merged["values_recent"] = np.concatenate([merged.get("values_recent", values[:0]), values])
-        return merged
     for x, y in batches:
         merged["x_train"] = np.concatenate([merged["x_train"], x.astype(merged["x_train"].dtype)])
         merged["y_train"] = np.concatenate([merged["y_train"], y.astype(merged["y_train"].dtype)])
@@ -132,15 +202,13 @@ def merge_batches(arrays: dict[str, np.ndarray], batches) -> dict[str, np.ndarra
 KEPT = ("kind", "class_names", "split", "split_seed", "value_range", "feature_names", "fill", "filled_gaps")
 
 
-def new_version(dataset: Dataset, batches: dict[str, tuple[np.ndarray, np.ndarray]]):
-    """The dataset with `batches` ({id: (x, y)}) merged: (arrays, manifest), nothing written yet."""
-    arrays = merge_batches(dataset.arrays, batches.values())
+def new_version(dataset: Dataset, batches: list[Batch]):
+    """The dataset with `batches` merged: (arrays, manifest), nothing written yet."""
     m = dataset.manifest
+    arrays = merge_batches(dataset.arrays, [(b.x, b.y) for b in batches], m.get("fill", "time"))
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    recorded = [
-        *m.get("batches", []),
-        *({"id": k, "examples": len(v[1]), "ingested": now} for k, v in batches.items()),
-    ]
+    before = m.get("batches", [])
+    recorded = [*before, *(b.entry(len(before) + i, now) for i, b in enumerate(batches))]
     info = {k: m[k] for k in KEPT if k in m}
     manifest = make_manifest(
         dataset.name, m["source"], m["source_detail"], m["params"], info, arrays, m["cache_key"], recorded
@@ -148,13 +216,17 @@ def new_version(dataset: Dataset, batches: dict[str, tuple[np.ndarray, np.ndarra
     return arrays, manifest
 
 
-def commit_version(name: str, arrays, manifest, batches: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Write the batches, then the arrays, then the manifest (the single atomic commit point)."""
-    for batch_id, (x, y) in batches.items():
+def commit_version(name: str, arrays, manifest, batches: list[Batch]) -> None:
+    """Write the batches (arrays and a sidecar record each), then the arrays, then the manifest
+    (the single atomic commit point). A sidecar without a manifest entry is an uncommitted leftover."""
+    recorded = {entry["id"]: entry for entry in manifest["batches"]}
+    for batch in batches:
         buffer = io.BytesIO()
-        np.savez(buffer, x=x, y=y)
-        with atomic.atomic_open(batch_path(name, batch_id)) as handle:
+        np.savez(buffer, x=batch.x, y=batch.y)
+        with atomic.atomic_open(batch_path(name, batch.id)) as handle:
             handle.write(buffer.getvalue())
+        sidecar = batch_path(name, batch.id).with_suffix(".json")
+        atomic.write_text(sidecar, json.dumps(recorded[batch.id], indent=2) + "\n")
     write(name, arrays, manifest)
 
 

@@ -113,6 +113,19 @@ class Objective:
         return [*names, *(f"val_{n}" for n in names)]
 
 
+def limit_rows(n: int, limit: int | None, merged: int = 0):
+    """The training rows `train.limit` keeps: the first `limit` of the original rows, and always the
+    last `merged` (examples retrain merged in from new batches); a slice-able index array."""
+    import numpy as np
+
+    if limit is None:
+        return np.arange(n)
+    if limit < 1:
+        raise UserError(f"train.limit must be at least 1 (got {limit})")
+    base = n - merged
+    return np.concatenate([np.arange(min(limit, base)), np.arange(base, n)])
+
+
 def get(name: str, where: str = "") -> Objective:
     if name not in OBJECTIVES:
         raise UserError(

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.config import PARAMS_FILE
 from pipeline.errors import UserError
-from pipeline.objectives import Objective
+from pipeline.objectives import Objective, limit_rows
 from pipeline.specs import AnomalySpec
 
 
@@ -93,11 +93,10 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, AnomalySpec]:
         raise UserError(f"dataset '{dataset.name}' is a {dataset.kind}; the anomaly objective needs images")
     anomalies = check_params(params, dataset.class_names)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (dataset.xy(s) for s in ("train", "val", "test"))
-    x_train = x_train[~np.isin(y_train, anomalies)]
-    if train.limit is not None:
-        if train.limit < 1:
-            raise UserError(f"train.limit must be at least 1 (got {train.limit})")
-        x_train = x_train[: train.limit]  # the split is already shuffled
+    normal = ~np.isin(y_train, anomalies)
+    merged = int(normal[len(normal) - dataset.merged_rows :].sum())  # batches' normal examples
+    x_train = x_train[normal]
+    x_train = x_train[limit_rows(len(x_train), train.limit, merged)]  # the split is already shuffled
     val_is_anomaly = np.isin(y_val, anomalies)
     splits = Splits(
         x_train=x_train,

@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline import images
 from pipeline.errors import UserError
-from pipeline.objectives import Objective, Served
+from pipeline.objectives import Objective, Served, limit_rows
 from pipeline.objectives.served import image_classifier
 from pipeline.specs import ClassifierSpec
 
@@ -35,17 +35,16 @@ class Splits:
 
 
 def prepare(dataset, train, params=None) -> tuple[Splits, ClassifierSpec]:
-    """Arrays for the model; `train.limit` keeps only the first N training examples."""
+    """Arrays for the model; `train.limit` keeps only the first N training examples (and every
+    example retrain merged in from a batch)."""
     limit = train.limit
     if dataset.kind not in ("images", "table"):
         raise UserError(
             f"dataset '{dataset.name}' is a {dataset.kind}; classification needs images or a table"
         )
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (dataset.xy(s) for s in ("train", "val", "test"))
-    if limit is not None:
-        if limit < 1:
-            raise UserError(f"train.limit must be at least 1 (got {limit})")
-        x_train, y_train = x_train[:limit], y_train[:limit]  # the split is already shuffled
+    keep = limit_rows(len(y_train), limit, dataset.merged_rows)  # the split is already shuffled
+    x_train, y_train = x_train[keep], y_train[keep]
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, dataset.class_names)
     return splits, ClassifierSpec(tuple(x_train.shape[1:]), len(dataset.class_names), train.seed)
 

@@ -28,7 +28,7 @@ import numpy as np
 from pipeline import data
 from pipeline.data.sources import series_frequency
 from pipeline.errors import UserError
-from pipeline.objectives import Objective, Served
+from pipeline.objectives import Objective, Served, limit_rows
 from pipeline.objectives.served import forecaster
 from pipeline.specs import ForecastSpec
 
@@ -121,7 +121,8 @@ def seasonal_naive_scale(train_values: np.ndarray, season: int, where: str) -> f
 
 
 def prepare(dataset, train, params: Params) -> tuple[Splits, ForecastSpec]:
-    """Windows for the model; `train.limit` keeps only the newest N training windows."""
+    """Windows for the model; `train.limit` keeps only the newest N training windows of the original
+    series (the `recent` weeks' windows, from retrain batches, are always kept)."""
     if dataset.kind != "series":
         raise UserError(f"dataset '{dataset.name}' is {dataset.kind}; forecasting needs a series")
     check_params(params)
@@ -129,13 +130,12 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, ForecastSpec]:
     (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, dates_test) = (
         windows[s] for s in ("train", "val", "test")
     )
-    if "recent" in windows:  # appended last: the newest training windows (`train.limit` keeps them)
+    if train.limit is not None:  # the newest N windows of the original series
+        first = len(y_train) - len(limit_rows(len(y_train), train.limit))
+        x_train, y_train = x_train[first:], y_train[first:]
+    if "recent" in windows:  # the new weeks' windows, appended last: `train.limit` never drops them
         x_train = np.concatenate([x_train, windows["recent"][0]])
         y_train = np.concatenate([y_train, windows["recent"][1]])
-    if train.limit is not None:
-        if train.limit < 1:
-            raise UserError(f"train.limit must be at least 1 (got {train.limit})")
-        x_train, y_train = x_train[-train.limit :], y_train[-train.limit :]
     values_train = dataset.arrays["values_train"]
     diffs = np.diff(values_train)  # scaling statistics: the training split only
     scale = seasonal_naive_scale(values_train, params.season, f"dataset '{dataset.name}'")

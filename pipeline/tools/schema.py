@@ -94,6 +94,13 @@ def experiment_schema() -> dict:
     }
 
 
+def retrain_schema(gate: dict) -> dict:
+    """The `retrain:` section (config.RetrainParams); each gate follows training/plan.Gate."""
+    schema = dataclass_schema(config.RetrainParams, required=False)
+    schema["properties"]["gates"] = {"type": "object", "additionalProperties": gate}
+    return schema
+
+
 def params_schema() -> dict:
     from pipeline.training.plan import Gate
     from pipeline.workflows.transfer_curve import CurveParams
@@ -114,15 +121,7 @@ def params_schema() -> dict:
             },
             "experiments": {"type": "object", "additionalProperties": experiment_schema()},
             "transfer_curve": dataclass_schema(CurveParams),
-            "retrain": {
-                "type": "object",
-                "properties": {
-                    "incoming": {"type": "string"},
-                    "quarantine": {"type": "string"},
-                    "consumed": {"type": "string"},
-                    "gates": {"type": "object", "additionalProperties": dataclass_schema(Gate)},
-                },
-            },
+            "retrain": retrain_schema(dataclass_schema(Gate)),
         },
     }
 

@@ -4,6 +4,7 @@ before any data is read or any run started, and what its run logs as params and 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 from pipeline import config, models, objectives
@@ -55,8 +56,10 @@ def gate_for(params: dict[str, Any], model_name: str, objective: Objective) -> G
     if model_name not in gates:
         raise UserError(f"{PARAMS_FILE}: {where} is missing (the promotion rule)")
     gate = parse_section(Gate, gates[model_name], where)
+    if not (math.isfinite(gate.threshold) and math.isfinite(gate.margin)):
+        raise UserError(f"{PARAMS_FILE}: {where}: threshold and margin must be finite numbers")
     test_metrics = [f"test_{name}" for name in objective.directions]
-    if not gate.metric.startswith("test_") or not objective.reports(gate.metric):
+    if not gate.metric.startswith("test_") or not reported_exactly(objective, gate.metric):
         raise UserError(
             f"{PARAMS_FILE}: {where}.metric '{gate.metric}' is not a test metric the {objective.name} "
             f"objective reports{config.suggest(gate.metric, test_metrics)}; known: {', '.join(test_metrics)}"
@@ -75,6 +78,15 @@ def gate_for(params: dict[str, Any], model_name: str, objective: Objective) -> G
     return dataclasses.replace(gate, greater_is_better=higher)
 
 
+def reported_exactly(objective: Objective, metric: str) -> bool:
+    """`metric` is `test_<name>` for a name the objective scores, or `test_<name>_<k>` for one of
+    its per-k metrics (`precision_at`): a typo such as test_accuracy2 is refused before training."""
+    base = metric.removeprefix("test_")
+    stem, _, k = base.rpartition("_")
+    per_k = k.isdigit() and stem.endswith("_at") and stem in objective.directions
+    return base in objective.directions or per_k
+
+
 def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Plan:
     """Resolve one experiment and check every key before any data is read or run started."""
     exp = config.resolve_experiment(params, name, overrides)
@@ -91,8 +103,7 @@ def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Pl
         objective_params = parse_section(objective.params, extra.pop("objective", None), f"{where}.objective")
     register_as, gate = extra.pop("register_as", None), None
     if register_as is not None:
-        if not isinstance(register_as, str) or not register_as:
-            raise UserError(f"{PARAMS_FILE}: {where}.register_as must be a model name")
+        config.check_name(register_as, f"{PARAMS_FILE}: {where}.register_as")
         gate = gate_for(params, register_as, objective)
     if extra:
         key = sorted(extra)[0]

@@ -2,42 +2,112 @@
 
 The gate is TFX's "blessing" rule on MLflow aliases: a challenger becomes champion only if its
 gate metric on the fixed holdout passes an absolute threshold and beats the champion's (on the
-same holdout, re-evaluated now) by a margin. With no champion yet, the threshold alone decides.
-Which way the metric improves is the objective's to say (pipeline.objectives).
+same holdout, re-evaluated now) by a margin. With no champion yet, the threshold alone decides;
+a champion that cannot be read (a locked store, an unreachable server) is an error, never "no
+champion", and a metric that is not a finite number never passes. Which way the metric improves
+is the objective's to say (pipeline.objectives).
+
+Every process that may move `champion` holds one lock (`alias_lock`, the file layout.retrain_lock()):
+`make retrain` for its whole cycle, `make train-<exp>` / `train-all` around the gate.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import io
+import math
+import os
 from typing import Any
 
-from pipeline.errors import UserError
+from pipeline import layout
+from pipeline.errors import PipelineError, UserError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
+@contextlib.contextmanager
+def alias_lock(holder: str, wait: bool):
+    """The lock around moving `champion`. wait=False (a retrain cycle): exit at once when another
+    process holds it; wait=True (a training's gate): wait for it. Released when the process ends,
+    however it ends (flock)."""
+    path = layout.retrain_lock()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            held_by = handle.read().strip() or "unknown"
+            raise PipelineError(
+                f"another retrain is running ({held_by}; lock {path}); not starting a second one"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()} ({holder}) since {since}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock, also when the process is killed
+
+
 def register(model_uri: str, name: str, run_id: str) -> str:
-    """Register a new version and point `challenger` at it; returns the version number."""
-    import mlflow
-
-    # MLflow prints "Successfully registered model ..." and "Created version ..." to stderr; the
-    # pipeline's own line says which version the run got, and what the gate made of it
-    with contextlib.redirect_stderr(io.StringIO()):
-        version = mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version
-    mlflow.MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
-    return str(version)
-
-
-def champion(name: str):
-    """The champion ModelVersion, or None."""
+    """Register a new version and point `challenger` at it; returns the version number. A run that
+    already has a version (a cycle killed after registering it) gets that one back, not a second."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    client = mlflow.MlflowClient()
     try:
-        return mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        if found:
+            version = str(min(int(v.version) for v in found))
+        else:
+            # MLflow prints "Successfully registered model ..." and "Created version ..." to stderr;
+            # the pipeline's own line says which version the run got, and what the gate made of it
+            with contextlib.redirect_stderr(io.StringIO()):
+                version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    except MlflowException as exc:
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        raise PipelineError(
+            f"cannot register the challenger of '{name}' ({reason}); nothing promoted"
+        ) from None
+    return version
+
+
+def unreadable(name: str, exc: Exception) -> PipelineError:
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return PipelineError(
+        f"cannot read the champion of '{name}' from the registry ({reason}); nothing promoted"
+    )
+
+
+def champion(name: str):
+    """The champion ModelVersion, or None when the model or its `champion` alias does not exist
+    yet. Any other failure to read it is an error (PipelineError): never taken for "no champion"."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise unreadable(name, exc) from None
+    except Exception as exc:  # a network error the client did not wrap
+        raise unreadable(name, exc) from None
+    version = (model.aliases or {}).get(CHAMPION)
+    if version is None:
         return None
+    try:
+        return client.get_model_version(name, str(version))
+    except Exception as exc:
+        raise unreadable(name, exc) from None
 
 
 def evaluate_version(name: str, version: str, plan, splits) -> dict[str, float]:
@@ -57,10 +127,17 @@ def evaluate_version(name: str, version: str, plan, splits) -> dict[str, float]:
 
 def decide(gate, higher_is_better: bool, challenger: float, champion_value: float | None) -> tuple[bool, str]:
     sign = 1 if higher_is_better else -1
+    if not math.isfinite(challenger):
+        return False, f"{gate.metric} {challenger} is not a finite number"
     if sign * (challenger - gate.threshold) < 0:
         return False, f"{gate.metric} {challenger:.4f} fails the threshold {gate.threshold}"
     if champion_value is None:
         return True, f"no champion yet; {gate.metric} {challenger:.4f} passes the threshold {gate.threshold}"
+    if not math.isfinite(champion_value):
+        return True, (
+            f"the champion's {gate.metric} is {champion_value} (not a number); {gate.metric} "
+            f"{challenger:.4f} passes the threshold {gate.threshold}"
+        )
     gain = sign * (challenger - champion_value)
     if gain < gate.margin:
         return False, (
@@ -70,41 +147,74 @@ def decide(gate, higher_is_better: bool, challenger: float, champion_value: floa
     return True, f"{gate.metric} {challenger:.4f} beats champion {champion_value:.4f} by {gain:+.4f}"
 
 
-def apply_gate(outcome, extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """Compare a registered run's model with the champion on the same holdout, promote it when
-    blessed, and record the decision on the run and the model version."""
-    import mlflow
+def champion_value(name: str, current, version: str, plan, splits) -> float | None:
+    """The champion's gate metric re-evaluated on the challenger's holdout (None: no champion, or
+    the challenger is the champion already). A champion that cannot be scored is an error."""
+    if current is None or str(current.version) == str(version):
+        return None
+    try:
+        return float(evaluate_version(name, current.version, plan, splits)[plan.gate.metric])
+    except UserError as exc:  # e.g. a champion the pipeline did not log: refused, nothing promoted
+        raise UserError(f"the gate cannot score champion v{current.version} of {name}: {exc}") from None
+    except PipelineError:
+        raise
+    except Exception as exc:
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        raise PipelineError(
+            f"cannot evaluate the champion v{current.version} of '{name}' on the holdout "
+            f"({type(exc).__name__}: {reason}); nothing promoted"
+        ) from None
 
-    plan, version, run_id = outcome.plan, outcome.model_version, outcome.run_id
+
+def gate_decision(outcome, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """The gate's decision for a registered challenger (nothing moved or recorded yet): tags
+    `gate.*`, metrics `gate_challenger` / `gate_champion`, and `promoted`."""
+    plan, version = outcome.plan, outcome.model_version
     name, gate = plan.register_as, plan.gate
-    higher = plan.objective.direction(gate.metric) == "max"
+    if gate.metric not in outcome.metrics:
+        raise PipelineError(f"the challenger's run {outcome.run_id} has no {gate.metric}; nothing promoted")
     current = champion(name)
-    champion_value = None
-    if current is not None and str(current.version) != str(version):
-        try:
-            champion_value = evaluate_version(name, current.version, plan, outcome.splits)[gate.metric]
-        except UserError as exc:  # e.g. a champion the pipeline did not log: refused, nothing promoted
-            raise UserError(f"the gate cannot score champion v{current.version} of {name}: {exc}") from None
-    challenger_value = outcome.metrics[gate.metric]
-    promoted, reason = decide(gate, higher, challenger_value, champion_value)
-    client = mlflow.MlflowClient()
-    if promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
-    decision = {
+    value = champion_value(name, current, version, plan, outcome.splits)
+    challenger_value = float(outcome.metrics[gate.metric])
+    higher = plan.objective.direction(gate.metric) == "max"
+    promoted, reason = decide(gate, higher, challenger_value, value)
+    decision: dict[str, Any] = {
         "gate.decision": "promoted" if promoted else "not promoted",
         "gate.reason": reason,
         "gate.metric": gate.metric,
-        "gate.challenger_version": version,
-        "gate.champion_version": current.version if current else "none",
+        "gate.challenger_version": str(version),
+        "gate.champion_version": str(current.version) if current else "none",
         **(extra or {}),
+        "gate_challenger": challenger_value,
+        "promoted": promoted,
     }
-    values = {"gate_challenger": challenger_value}
-    if champion_value is not None:
-        values["gate_champion"] = champion_value
+    if value is not None:
+        decision["gate_champion"] = value
+    return decision
+
+
+def record_gate(name: str, version: str, run_id: str, decision: dict[str, Any]) -> None:
+    """Apply a decision: move `champion` when promoted, then record it as tags and metrics on the
+    run and tags on the model version (all idempotent: a killed cycle replays it)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if decision["promoted"]:
+        client.set_registered_model_alias(name, CHAMPION, version)
     for key, value in decision.items():
-        client.set_tag(run_id, key, value)
-        client.set_model_version_tag(name, version, key, value)
-    for key, value in values.items():
-        client.log_metric(run_id, key, value)
-        client.set_model_version_tag(name, version, key, f"{value:.6f}")
-    return {**decision, **values, "promoted": promoted}
+        if key == "promoted":
+            continue
+        if key.startswith("gate_"):
+            client.log_metric(run_id, key, value)
+            client.set_model_version_tag(name, version, key, f"{value:.6f}")
+        else:
+            client.set_tag(run_id, key, value)
+            client.set_model_version_tag(name, version, key, value)
+
+
+def apply_gate(outcome, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """Compare a registered run's model with the champion on the same holdout, promote it when
+    blessed, and record the decision on the run and the model version."""
+    decision = gate_decision(outcome, extra)
+    record_gate(outcome.plan.register_as, outcome.model_version, outcome.run_id, decision)
+    return decision

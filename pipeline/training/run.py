@@ -45,6 +45,9 @@ class RunOptions:
     # (plan, model, splits, dataset) → {artifact path: text}: files logged beside a registered model,
     # before it is registered (the workflows pass monitoring's drift profile: reference.for_run)
     extra_artifacts: Callable[[Plan, Any, Splits, Any], Mapping[str, str]] | None = None
+    # register the model (register_as) at the end of the run; False: the caller registers
+    # `Outcome.model_uri` later (retrain commits the data version first)
+    register: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Outcome:
     decision: dict[str, Any] | None = None  # the promotion gate's record, when a caller applied it
     problem: str = ""  # what the run solves (its `problem` tag): runs are compared within one
     best_epoch: int | None = None  # Keras runs: the epoch (1-based) whose weights were kept
+    model_uri: str | None = None  # the logged model (runs:/… or models:/…), when outputs were logged
 
 
 def backup_dir(plan: Plan, dataset) -> Path:
@@ -196,9 +200,12 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             plots.plt.close("all")
         run_id = active.info.run_id
         version = None
-        if plan.register_as and model_info:
+        if plan.register_as and model_info and options.register:
             version = registry.register(model_info.model_uri, plan.register_as, run_id)
-    return Outcome(plan, run_id, metrics, version, splits, None, tags["problem"], best_epoch(history))
+    uri = model_info.model_uri if model_info else None
+    return Outcome(
+        plan, run_id, metrics, version, splits, None, tags["problem"], best_epoch(history), model_uri=uri
+    )
 
 
 def best_epoch(history: dict[str, list[float]] | None) -> int | None:

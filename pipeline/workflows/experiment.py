@@ -1,5 +1,6 @@
 """One experiment of params.yaml as `make train-<experiment>` runs it: trained in one MLflow run,
-then, when it registers a model, put through the promotion gate (champion only if blessed)."""
+then, when it registers a model, put through the promotion gate (champion only if blessed). The
+gate holds the lock `make retrain` holds, so two processes never move `champion` at once."""
 
 from __future__ import annotations
 
@@ -19,4 +20,6 @@ def train(name: str, overrides: list[str] | None = None, options: RunOptions | N
     outcome = run(name, overrides, options)
     if outcome.model_version is None:
         return outcome
-    return dataclasses.replace(outcome, decision=registry.apply_gate(outcome))
+    with registry.alias_lock(f"gate of {name}", wait=True):
+        decision = registry.apply_gate(outcome)
+    return dataclasses.replace(outcome, decision=decision)

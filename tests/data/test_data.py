@@ -205,7 +205,6 @@ def test_csv_with_non_numeric_value(project):
     "body, message",
     [
         ("date,value\n2020-01-01,1\n2020-01-01,2\n2020-01-03,3\n", "duplicate date 2020-01-01"),
-        ("date,value\n2020-01-02,1\n2020-01-01,2\n2020-01-03,3\n", "not in increasing order"),
         ("date,value\n2020-01-01,1\nnot-a-date,2\n", "line 3 is not a date"),
         ("date,value\n2020-01-01,1\n2020-01-02,x\n", "column 'value' line 3 has non-numeric value 'x'"),
     ],
@@ -235,3 +234,130 @@ def test_unknown_source_and_dataset(project):
         data.prepare("x")
     with pytest.raises(UserError, match="unknown dataset 'digit'.*did you mean 'digits'"):
         data.prepare("digit")
+
+
+REFERENCE = {  # the bundled datasets' hashes: their metrics are the project's reference figures
+    "digits": "3614f8d459cd89023401be6fa8e47a900ccade7ad235436eeb2f9bb3776e59ab",
+    "co2": "98a51aba64b17ae028f83a1ba71479546bbfb638faf21b5a8a3eb163b91caed1",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_the_bundled_datasets_keep_their_splits(project, name):
+    assert data.prepare(name)[0]["sha256"] == REFERENCE[name]
+
+
+def splits_by_content(ds):
+    return {x.tobytes(): split for split in data.SPLITS for x in ds.xy(split)[0]}
+
+
+def test_adding_an_image_moves_no_example_between_splits(project):
+    folder = make_image_folder(project / "data/raw/imgs", per_class=20)
+    use_dataset(project, "imgs", IMAGES)
+    before = splits_by_content(data.load("imgs"))
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / "a" / f"new{i}.png")
+    after = splits_by_content(data.load("imgs"))
+    assert len(after) == len(before) + 3
+    assert {k: after[k] for k in before} == before
+    assert set(before.values()) == {"train", "val", "test"}
+
+
+def test_files_from_other_systems_are_skipped_in_image_folders(project):
+    folder = make_image_folder(project / "data/raw/imgs")
+    junk_files = ("a/Thumbs.db", "b/desktop.ini", ".DS_Store", "a/.DS_Store", "__MACOSX/a/._0.png", "b/._x")
+    for junk in junk_files:
+        (folder / junk).parent.mkdir(parents=True, exist_ok=True)
+        (folder / junk).write_bytes(b"\x00\x05junk")
+    use_dataset(project, "imgs", IMAGES)
+    ds = data.load("imgs")
+    assert ds.class_names == ["a", "b"] and sum(len(ds.xy(s)[1]) for s in data.SPLITS) == 12
+
+
+def use_series(project, body):
+    (project / "s.csv").write_text(body)
+    entry = {"source": "csv-series", "path": "s.csv", "date_column": "date", "value_column": "value"}
+    use_dataset(project, "s", {**entry, "val_fraction": 0.1, "test_fraction": 0.2, "fill": "time"})
+
+
+def test_a_series_with_compact_dates_out_of_order(project):
+    rows = [(f"202001{d:02d}", 300 + d) for d in range(1, 31)]
+    use_series(project, "date,value\n" + "".join(f"{d},{v}\n" for d, v in reversed(rows)))
+    ds = data.load("s")
+    assert str(ds.arrays["dates_train"][0]) == "2020-01-01"
+    assert str(ds.arrays["dates_test"][-1]) == "2020-01-30"
+    assert ds.arrays["values_train"][0] == 301.0  # sorted by date, values kept with their dates
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("date,value\n2020-01-01,1\n2020-01-02,inf\n2020-01-03,3\n", "line 3 is not a finite number: 'inf'"),
+        ("date,value\n2020-01-01,1\n2020-01-02,1,250\n2020-01-03,3\n", "line 3 has 3 fields but the header"),
+        ("date,value\n2020-01-01T00:00+01:00,1\n2020-01-02T00:00+02:00,2\n", "mixes time zones"),
+    ],
+)
+def test_series_values_read_as_a_person_reads_them(project, body, message):
+    use_series(project, body)
+    with pytest.raises(UserError, match=message):
+        data.prepare("s")
+
+
+def test_an_empty_label_names_its_line(project):
+    (project / "t.csv").write_text("f1,label\n1,a\n2,\n3,b\n")
+    entry = {"source": "csv-table", "path": "t.csv", "target": "label"}
+    use_dataset(project, "t", {**entry, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0})
+    with pytest.raises(UserError, match=r"t.csv: column 'label' line 3 has an empty label"):
+        data.prepare("t")
+
+
+def ingest_by_hand(project, dataset, name, x, y):
+    """What a retrain cycle leaves: the batch committed to the dataset, its files in consumed/."""
+    from tests.conftest import consumed, write_batch
+
+    current = data.load(dataset)
+    labels = [current.class_names[k] for k in y]
+    folder = write_batch(consumed(project, name, dataset), x, labels, ready=False)
+    files = data.regular_files(folder)
+    batch = data.Batch(name, name, data.readers.hash_files(files, folder), x, y)
+    arrays, manifest = data.new_version(current, [batch])
+    data.commit_version(dataset, arrays, manifest, [batch])
+    return data.load(dataset)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "corrupt"])
+def test_ingested_batches_survive_a_lost_manifest(project, damage):
+    x, y = data.load("digits").xy("val")
+    merged = ingest_by_hand(project, "digits", "b1", x[:30], y[:30])
+    manifest = data.processed_dir("digits") / "manifest.json"
+    if damage == "deleted":
+        manifest.unlink()
+    else:
+        manifest.write_text('{"dataset": "digits", "sha')
+    rebuilt = data.load("digits")
+    assert rebuilt.sha256 == merged.sha256
+    assert [b["id"] for b in rebuilt.manifest["batches"]] == ["b1"]
+    assert rebuilt.manifest["batches"][0]["sha256"] == merged.manifest["batches"][0]["sha256"]
+
+
+def test_changing_the_image_size_after_ingestion_re_reads_the_batches(project):
+    make_image_folder(project / "data/raw/imgs", per_class=10)
+    use_dataset(project, "imgs", IMAGES)
+    x = np.random.default_rng(1).random((4, 8, 8, 1)).astype(np.float32)
+    before = ingest_by_hand(project, "imgs", "b1", x, np.array([0, 1, 0, 1]))
+    edit_params(project, lambda p: p["data"]["imgs"].update(image_size=[6, 5]))
+    after = data.load("imgs")
+    assert after.arrays["x_train"].shape[1:] == (6, 5, 1)
+    assert len(after.arrays["x_train"]) == len(before.arrays["x_train"])  # the batch is still there
+    assert [b["id"] for b in after.manifest["batches"]] == ["b1"]
+    # neither stored arrays that fit nor the raw files: one line, nothing written
+    import shutil
+
+    from tests.conftest import consumed
+
+    shutil.rmtree(consumed(project, "b1", "imgs"))
+    edit_params(project, lambda p: p["data"]["imgs"].update(image_size=[4, 4]))
+    with pytest.raises(UserError, match=r"ingested batch 'b1' cannot be rebuilt"):
+        data.prepare("imgs")
+    assert data.read_manifest("imgs")["sha256"] == after.sha256

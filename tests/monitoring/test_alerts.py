@@ -166,7 +166,7 @@ def test_make_retrain_announces_a_real_promotion_and_a_real_failure(project, mon
     )
     train("cnn-same", ["train.epochs=1", "train.limit=200"])
     dataset = data.load("digits")
-    from tests.workflows.test_retrain import write_batch
+    from tests.conftest import write_batch
 
     x, y = dataset.xy("train")
     write_batch(project / "data" / "incoming" / "digits" / "b1", x[:30], y[:30])

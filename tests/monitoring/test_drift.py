@@ -170,7 +170,10 @@ def test_drift_logs_its_metrics_and_plot_to_the_run(digits, project):
     profile, x_test, proba = digits
     drift = check(profile, shifted(x_test[:50], 1), proba)
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    with mlflow.start_run() as run:
+    from pipeline.training import tracking
+
+    # an experiment of the project's store: the default one's artifacts would land in ./mlruns (the cwd)
+    with mlflow.start_run(experiment_id=tracking.get_or_create_experiment("drift")) as run:
         drift.log("drift/batch.png")
     logged = mlflow.get_run(run.info.run_id).data.metrics
     assert logged == pytest.approx(drift.metrics)

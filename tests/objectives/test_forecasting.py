@@ -194,7 +194,7 @@ def weekly(n, start="2020-01-05"):
     [
         (weekly(40), [], "series.csv.*train split has 28 points, too few for lookback 104"),
         (weekly(200)[:5] + weekly(200)[4:], [], "duplicate date 2020-02-02"),
-        (weekly(200)[1:2] + weekly(200)[:1] + weekly(200)[2:], [], "not in increasing order"),
+        (weekly(200)[:3] + ["2020-01-26,1,250"] + weekly(200)[4:], [], "line 5 has 3 fields but the header"),
         (
             weekly(200)[:10] + ["2020-03-15,abc"] + weekly(200)[11:],
             [],

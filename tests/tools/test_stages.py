@@ -163,3 +163,32 @@ def test_transfer_curve_target_trains_pretrain_first(built):
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith("TRAINED ") or line == "CURVE"]
     assert lines == ["TRAINED pretrain", "CURVE"]
+
+
+def test_any_csv_path_a_user_can_type_works_in_make(built):
+    name = "my data's $HOME #1: 50%.csv"
+    rows = ["f1,f2,label"] + [f"{i},{i * 2},{'yes' if i % 2 else 'no'}" for i in range(20)]
+    (built / "data" / "raw").mkdir(parents=True, exist_ok=True)
+    (built / "data" / "raw" / name).write_text("\n".join(rows) + "\n")
+    entry = {"source": "csv-table", "path": f"data/raw/{name}", "target": "label"}
+    entry |= {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+    edit_params(built, lambda p: p["data"].__setitem__("table", entry))
+    out = make(built, "data-table")
+    assert out.returncode == 0, out.stderr
+    assert (built / "data" / "processed" / "table" / "manifest.json").exists()
+    assert make(built, "-q", "data-table").returncode == 0  # up to date: make found the file
+    time.sleep(0.05)
+    (built / "data" / "raw" / name).write_text("\n".join([*rows, "99,1,no"]) + "\n")
+    assert make(built, "-q", "data-table").returncode == 1  # and sees it change
+
+
+def test_make_predict_passes_paths_with_quotes_intact(project):
+    for name in ("pyproject.toml", "requirements.lock", ".venv-ready"):  # an installed venv
+        (project / name).touch()
+        time.sleep(0.02)
+    folder = project / 'it\'s "here" $HOME'
+    folder.mkdir()
+    out = make(project, "predict", f"INPUT={folder}", "OUTPUT=out put's.csv", "MODEL=models:/m@champion")
+    assert out.returncode == 0, out.stderr
+    args = [line.removeprefix("ARG ") for line in out.stdout.splitlines() if line.startswith("ARG ")]
+    assert args == ["--model", "models:/m@champion", "--input", str(folder), "--output", "out put's.csv"]

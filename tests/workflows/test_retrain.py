@@ -1,19 +1,35 @@
 """Scheduled retraining, simulated: tiny trainings, real MLflow registry, real files."""
 
 import csv
+import os
 import subprocess
 import sys
+import time
 
 import mlflow
 import numpy as np
 import pytest
-from PIL import Image
 
 from pipeline import cli, data, layout
 from pipeline.training import registry
 from pipeline.training.plan import Gate
 from pipeline.workflows import retrain
-from tests.conftest import edit_params, train, weeks_after, write_series_batch
+from tests.conftest import (
+    aliases,
+    assert_one_line_error,
+    consumed,
+    digits_batch,
+    edit_params,
+    files_of,
+    incoming,
+    png_header_only,
+    quarantined,
+    run_cli,
+    train,
+    weeks_after,
+    write_batch,
+    write_series_batch,
+)
 
 QUICK = ["train.epochs=3", "train.patience=3"]
 
@@ -34,22 +50,6 @@ def expected_decision(tags, higher: bool, threshold: float, margin: float) -> st
     sign = 1 if higher else -1
     passes = sign * (challenger - threshold) >= 0 and sign * (challenger - champion) >= margin
     return "promoted" if passes else "not promoted"
-
-
-def write_batch(folder, x, labels):
-    for i, (image, label) in enumerate(zip(x, labels, strict=True)):
-        (folder / str(label)).mkdir(parents=True, exist_ok=True)
-        Image.fromarray((image[..., 0] * 255).round().astype(np.uint8)).save(folder / str(label) / f"{i}.png")
-    return folder
-
-
-def aliases():
-    model = mlflow.MlflowClient().get_registered_model("digits-classifier")
-    return {alias: str(version) for alias, version in model.aliases.items()}
-
-
-def incoming(project, batch):
-    return project / "data" / "incoming" / "digits" / batch
 
 
 def test_first_training_promotes_then_a_good_batch_is_ingested(project):
@@ -118,11 +118,15 @@ def test_bad_batches_are_quarantined_with_a_reason(project):
     assert "unknown class 'seven'" in (quarantine / "unknown-class" / "REASON.txt").read_text()
     assert not list((project / "data" / "incoming" / "digits").iterdir())
     assert data.read_manifest("digits")["batches"] == []
-    assert mlflow.search_runs(search_all_experiments=True).empty  # nothing was trained
+    runs = mlflow.search_runs(search_all_experiments=True)  # nothing was trained: the cycle's run only
+    assert runs["tags.mlflow.runName"].tolist() == ["retrain-digits-classifier"]
+    assert runs["status"].tolist() == ["FINISHED"]
+    assert runs["tags.retrain.quarantined"].tolist() == ["corrupt,unknown-class"]
+    assert (quarantine / "corrupt" / "batch" / str(y[0]) / "broken.png").read_bytes() == b"\x89PNG not really"
 
 
 def test_a_second_cycle_is_refused_while_one_runs(project, capsys):
-    with retrain.lock(layout.retrain_lock()):
+    with retrain.lock():
         assert cli.main(["retrain"]) == 1
     assert "another retrain is running (pid" in capsys.readouterr().err
 
@@ -200,3 +204,201 @@ def test_a_co2_cycle_appends_new_weeks_after_the_fixed_holdout(project, capsys):
     # a rebuild of the dataset (say, after a params change) keeps the ingested weeks
     data.prepare("co2", force=True)
     assert data.load("co2").sha256 == after.sha256
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+def test_a_batch_re_sent_under_a_used_name_is_neither_dropped_nor_overwritten(retrain_project):
+    first = files_of(digits_batch(retrain_project, "weekly", 0))
+    assert retrain.main(model="digits-classifier") == 0
+    second = files_of(digits_batch(retrain_project, "weekly", 20))  # other images, the same folder name
+    assert retrain.main(model="digits-classifier") == 0
+    batches = data.read_manifest("digits")["batches"]
+    sha = batches[1]["sha256"]
+    assert [b["id"] for b in batches] == ["weekly", f"weekly-{sha[:8]}"]
+    assert [b["name"] for b in batches] == ["weekly", "weekly"] and batches[0]["sha256"] != sha
+    assert files_of(consumed(retrain_project, "weekly")) == first  # the first one's files are intact
+    assert files_of(consumed(retrain_project, f"weekly-{sha[:8]}")) == second
+    digits_batch(retrain_project, "weekly", 0)  # the very first files once more: never trained twice
+    assert retrain.main(model="digits-classifier") == 0
+    assert len(data.read_manifest("digits")["batches"]) == 2
+    reason = (quarantined(retrain_project) / "weekly" / "REASON.txt").read_text()
+    assert "the same files as batch 'weekly'" in reason
+    assert files_of(quarantined(retrain_project) / "weekly" / "batch") == first
+    assert files_of(consumed(retrain_project, "weekly")) == first
+
+
+def test_a_batch_still_being_copied_is_not_read(retrain_project, capsys):
+    edit_params(retrain_project, lambda p: p["retrain"].update(settle_seconds=2))
+    folder = digits_batch(retrain_project, "copying", 0, ready=False)  # no READY, files written just now
+    assert retrain.main(model="digits-classifier") == 0
+    out = capsys.readouterr().out
+    assert "no new data" in out and "still arriving: copying" in out
+    assert folder.is_dir() and data.read_manifest("digits")["batches"] == []
+    time.sleep(2.2)  # nothing changed for settle_seconds: it counts
+    assert retrain.main(model="digits-classifier") == 0
+    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["copying"]
+
+
+def test_links_special_files_and_odd_names_are_quarantined_and_never_followed(retrain_project, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    hostile = digits_batch(retrain_project, "hostile", 0)
+    (hostile / "REASON.txt").symlink_to(outside)  # quarantine would once write its note through this
+    (hostile / "3" / "secret.png").symlink_to(outside)
+    fifo = digits_batch(retrain_project, "fifo", 20)
+    os.mkfifo(fifo / "3" / "pipe.png")
+    digits_batch(retrain_project, "a" * 240, 40)  # too long a name: refused before any training
+    broken = digits_batch(retrain_project, "latin1", 60)
+    (broken / "3" / os.fsdecode(b"caf\xe9.png")).write_bytes(b"not an image")
+    good = files_of(digits_batch(retrain_project, "good", 80))
+    assert cli.main(["retrain", "--model", "digits-classifier"]) == 0
+    assert outside.read_text() == "precious\n"
+    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["good"]
+    assert files_of(consumed(retrain_project, "good")) == good
+    q = quarantined(retrain_project)
+    assert "a symbolic link" in (q / "hostile" / "REASON.txt").read_text()
+    assert (q / "hostile" / "batch" / "REASON.txt").is_symlink()  # the batch kept as it arrived
+    assert "pipe.png: a named pipe" in (q / "fifo" / "REASON.txt").read_text()
+    (long_name,) = [f for f in q.iterdir() if f.name.startswith("batch-")]
+    assert "is not valid" in (long_name / "REASON.txt").read_text()
+    assert (long_name / "batch").name == "batch" and len(files_of(long_name / "batch")) == 21
+    note = (q / "latin1" / "REASON.txt").read_text()
+    assert "caf\\xe9.png: not an image" in note
+    assert (q / "latin1" / "batch" / "3" / os.fsdecode(b"caf\xe9.png")).read_bytes() == b"not an image"
+
+
+def test_a_decompression_bomb_is_quarantined_and_the_good_batch_beside_it_proceeds(retrain_project):
+    bomb = digits_batch(retrain_project, "bomb", 0, n=3)
+    png_header_only(bomb / "3" / "bomb.png", 100_000, 100_000)
+    digits_batch(retrain_project, "good", 20)
+    assert retrain.main(model="digits-classifier") == 0
+    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["good"]
+    reason = (quarantined(retrain_project) / "bomb" / "REASON.txt").read_text()
+    assert "bomb.png" in reason and len(reason.splitlines()) == 5
+
+
+def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(retrain_project):
+    b1 = digits_batch(retrain_project, "b1", 0)
+    for junk in ("Thumbs.db", ".DS_Store", "3/desktop.ini", "__MACOSX/3/._0.png"):  # copied from elsewhere
+        (b1 / junk).parent.mkdir(parents=True, exist_ok=True)
+        (b1 / junk).write_bytes(b"junk")
+    (incoming(retrain_project, "bad") / "x").mkdir(parents=True)
+    (incoming(retrain_project, "bad") / "READY").touch()
+    assert retrain.main(model="digits-classifier") == 0
+    runs = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.mlflow.runName = 'retrain-digits-classifier'"
+    )
+    (parent,) = runs.itertuples()
+    client = mlflow.MlflowClient()
+    tags = client.get_run(parent.run_id).data.tags
+    assert tags["retrain.batches"] == "b1" and tags["retrain.quarantined"] == "bad"
+    assert tags["gate.decision"] in ("promoted", "not promoted")
+    children = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}'"
+    )
+    assert children["tags.mlflow.runName"].tolist() == ["cnn-same"]
+    listing = mlflow.artifacts.load_dict(f"runs:/{parent.run_id}/retrain_batches.json")
+    sha = data.read_manifest("digits")["batches"][0]["sha256"]
+    assert listing["batches"] == [{"id": "b1", "name": "b1", "sha256": sha, "examples": 20}]
+    assert listing["quarantined"][0]["name"] == "bad"
+    assert mlflow.search_runs(
+        search_all_experiments=True, filter_string="attributes.status = 'RUNNING'"
+    ).empty
+
+
+def test_a_misspelt_gate_metric_stops_before_training(retrain_project):
+    edit_params(
+        retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(metric="test_accuracy2")
+    )
+    folder = digits_batch(retrain_project, "b1", 0)
+    before = files_of(folder)
+    result = run_cli(retrain_project, "retrain")
+    assert_one_line_error(result, "retrain.gates.digits-classifier.metric 'test_accuracy2'")
+    assert files_of(folder) == before and data.read_manifest("digits")["batches"] == []
+    assert len(mlflow.search_runs(search_all_experiments=True)) == 1  # the champion's run only
+
+
+def test_a_registry_that_cannot_be_read_promotes_nothing(retrain_project, monkeypatch, capsys):
+    from mlflow.exceptions import MlflowException
+
+    digits_batch(retrain_project, "b1", 0)
+    original = mlflow.MlflowClient.get_registered_model
+
+    def locked(self, name):
+        if os.environ.get("LOCK_STORE"):
+            raise MlflowException(
+                "(sqlite3.OperationalError) database is locked", error_code="TEMPORARILY_UNAVAILABLE"
+            )
+        return original(self, name)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_registered_model", locked)
+    monkeypatch.setenv("LOCK_STORE", "1")
+    assert cli.main(["retrain", "--model", "digits-classifier"]) == 1  # before training: nothing done
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: cannot read the champion of 'digits-classifier' from the registry "
+        "((sqlite3.OperationalError) database is locked); nothing promoted"
+    ]
+    assert data.read_manifest("digits")["batches"] == [] and incoming(retrain_project, "b1").is_dir()
+
+    # the store locks up after training, at the gate: nothing promoted, the next cycle completes it
+    real_register = registry.register
+
+    def register_then_lock(*args):
+        version = real_register(*args)
+        monkeypatch.setenv("LOCK_STORE", "1")
+        return version
+
+    monkeypatch.delenv("LOCK_STORE")
+    monkeypatch.setattr(registry, "register", register_then_lock)
+    assert cli.main(["retrain", "--model", "digits-classifier"]) == 1
+    assert "cannot read the champion" in capsys.readouterr().err
+    monkeypatch.delenv("LOCK_STORE")
+    assert aliases() == {"champion": "1", "challenger": "2"}  # registered, not promoted
+    assert mlflow.search_runs(
+        search_all_experiments=True, filter_string="attributes.status = 'RUNNING'"
+    ).empty
+    assert retrain.main(model="digits-classifier") == 0
+    version = mlflow.MlflowClient().get_model_version("digits-classifier", "2")
+    assert version.tags["gate.champion_version"] == "1" and "gate_champion" in version.tags
+    assert (
+        consumed(retrain_project, "b1").is_dir() and not layout.retrain_journal("digits-classifier").exists()
+    )
+
+
+def test_a_non_finite_metric_never_passes():
+    gate = Gate(metric="test_accuracy", threshold=0.0, margin=0.0)
+    assert not registry.decide(gate, True, float("nan"), None)[0]
+    assert not registry.decide(gate, True, float("nan"), 0.5)[0]
+    assert not registry.decide(
+        Gate(metric="test_rmse", threshold=1.0, margin=0.0), False, float("-inf"), 0.5
+    )[0]
+    assert registry.decide(gate, True, 0.9, float("nan"))[0]  # a champion that scores NaN is replaced
+
+
+def test_a_training_gate_waits_while_a_retrain_holds_the_lock(retrain_project):
+    client = mlflow.MlflowClient()
+    with retrain.lock():
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "train", "cnn-same", "--quiet"],
+            cwd=retrain_project,
+            env={**os.environ, "PIPELINE_ROOT": str(retrain_project)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 240
+        while time.time() < deadline and process.poll() is None:
+            if len(client.search_model_versions("name='digits-classifier'")) == 2:
+                break
+            time.sleep(1)
+        time.sleep(3)  # registered: now waiting at its gate
+        assert process.poll() is None, process.communicate()
+        assert "gate.decision" not in client.get_model_version("digits-classifier", "2").tags
+        assert aliases()["champion"] == "1"
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    assert "digits-classifier v2: " in out  # gated once the lock was free
+    assert "gate.decision" in client.get_model_version("digits-classifier", "2").tags
