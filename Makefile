@@ -41,7 +41,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep test-fast
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -168,8 +168,13 @@ serve: $(VENV_STAMP) $(STORE_STAMP) ## serve a registered model over HTTP (MLflo
 		$(if $(HOST),--host '$(HOST)') $(SERVE_FLAGS)
 
 # ---------------------------------------------------------------------------- quality
-test: $(VENV_STAMP) ## run the test suite (what .ci/run calls)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# pytest-xdist workers: one per core (tests that share nothing run side by side)
+TEST_JOBS ?= auto
+test: $(VENV_STAMP) ## run the test suite (what .ci/run calls; TEST_JOBS=1 for one process, PYTEST_ARGS=…)
+	$(PY) -m pytest -n $(TEST_JOBS) $(PYTEST_ARGS)
+
+test-fast: $(VENV_STAMP) ## the inner loop: every test but the end-to-end ones marked slow (under 90 s)
+	$(PY) -m pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check
 	$(PY) -m ruff check pipeline tests
