@@ -162,6 +162,7 @@ class Screen:
         import mlflow
 
         limit = "none" if self.limit is None else f"max {self.limit.max}, action {self.limit.action}"
+        bound = None if self.limit is None else {"max": self.limit.max, "action": self.limit.action}
         scores = [f"{j.batch}={j.drift.score:.2f}" for j in self.judged if j.drift is not None]
         mlflow.set_tags(
             {
@@ -177,7 +178,7 @@ class Screen:
         measured = [j.drift.score for j in self.judged if j.drift is not None]
         if measured:
             mlflow.log_metrics({"drift_score_max": max(measured), "retrain_drifted": len(self.beyond())})
-        listing = {"reference": self.reference, "limit": limit, "batches": [j.entry() for j in self.judged]}
+        listing = {"reference": self.reference, "limit": bound, "batches": [j.entry() for j in self.judged]}
         mlflow.log_dict(listing, ARTIFACT)
 
 

@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 
 from pipeline import data
+from pipeline.tools import report
 from pipeline.workflows import retrain
 from tests.conftest import (
     consumed,
@@ -76,6 +77,11 @@ def test_held_out_digits_pass_and_inverted_ones_are_quarantined_with_their_figur
     # the challenger (nested) carries a drift profile, so a promoted one is a reference in turn
     challenger = mlflow.MlflowClient().get_model_version("digits-classifier", "2").run_id
     assert "drift/profile.json" in {a.path for a in mlflow.MlflowClient().list_artifacts(challenger, "drift")}
+    # the report's drift table reads what the cycle logged
+    assert report.main(log=False) == 0
+    summary = (retrain_project / "reports" / "summary.md").read_text().splitlines()
+    rows = [row for row in summary if "b-inverted" in row]
+    assert len(rows) == 1 and "| b-inverted | 1.0 |" in rows[0] and rows[0].endswith("| quarantine | 0.3 |")
 
 
 def test_shifted_digits_are_trained_on_with_warn_and_recorded_without_a_limit(retrain_project, capsys):
