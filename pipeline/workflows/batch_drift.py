@@ -101,6 +101,8 @@ class Screen:
                 why = f"champion v{current.version}: {exc}"
         if screen.profile is not None:
             screen.reference = f"champion v{current.version} ({reference.ARTIFACT} of its run)"
+            if dataset.kind == "images" and screen.champion is None:
+                screen.reference += "; no confidence test: the champion cannot be loaded safely"
             return screen
         try:
             screen.profile = reference.fit_for(plan, screen.champion, dataset)
@@ -113,10 +115,11 @@ class Screen:
         if self.profile.KIND == "series":
             dates, values, new = series_points(self.dataset, accepted, batch)
             return self.profile.compare(self.profile.stats(dates, values, new=new))
-        proba = None
+        stats = self.profile.stats(batch.x)  # images of another shape are refused before the model sees them
         if self.champion is not None and self.profile.confidence is not None:
             proba = reference.probabilities(self.champion.predict(batch.x))
-        return self.profile.compare(self.profile.stats(batch.x, proba))
+            stats = self.profile.stats(batch.x, proba)
+        return self.profile.compare(stats)
 
     def judge(self, batch, accepted: list) -> str | None:
         """Measure `batch` (a data.Batch read this cycle; `accepted`: the good ones before it) and
