@@ -68,8 +68,10 @@ def test_unreadable_params_file(project):
 
 
 @pytest.mark.parametrize("name", ["it's", "a b", "-x", "x" * 101, "ümlaut"])
-def test_names_follow_the_documented_pattern(project, name):
+def test_names_follow_the_documented_pattern(bare_project, name):
     from tests.conftest import assert_one_line_error, edit_params, run_cli
+
+    project = bare_project
 
     edit_params(project, lambda p: p["experiments"].__setitem__(name, dict(p["experiments"]["mlp"])))
     result = run_cli(project, "train", "mlp", "--set", "train.epochs=1")

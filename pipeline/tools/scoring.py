@@ -157,11 +157,32 @@ def score(served: Served, body: bytes, limits: Limits) -> bytes:
     return out.getvalue().encode()
 
 
+def add_status_routes(app, follower: Follower) -> None:
+    """GET /ping, /health and /version: which model answers, without touching it."""
+    from fastapi.responses import JSONResponse
+
+    @app.get("/ping")
+    @app.get("/health")
+    async def ping():
+        return JSONResponse(
+            {"status": "ok", "model": follower.current.identity()}, headers=follower.current.headers()
+        )
+
+    @app.get("/version")
+    async def version():
+        import mlflow
+
+        served = follower.current
+        body = {**served.identity(), "data_hash": served.data_hash, "alias": follower.settings.alias}
+        body |= {"serving_since": served.loaded_at, "mlflow": mlflow.__version__}
+        return JSONResponse(body, headers=served.headers())
+
+
 def create_app(follower: Follower, limits: Limits):
     from fastapi import FastAPI
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import Response
     from starlette.exceptions import HTTPException
 
     @contextlib.asynccontextmanager
@@ -183,21 +204,7 @@ def create_app(follower: Follower, limits: Limits):
     async def invalid(request, exc):
         return error(400, "the request is malformed", follower.current)
 
-    @app.get("/ping")
-    @app.get("/health")
-    async def ping():
-        return JSONResponse(
-            {"status": "ok", "model": follower.current.identity()}, headers=follower.current.headers()
-        )
-
-    @app.get("/version")
-    async def version():
-        import mlflow
-
-        served = follower.current
-        body = {**served.identity(), "data_hash": served.data_hash, "alias": follower.settings.alias}
-        body |= {"serving_since": served.loaded_at, "mlflow": mlflow.__version__}
-        return JSONResponse(body, headers=served.headers())
+    add_status_routes(app, follower)
 
     @app.post("/invocations")
     async def invocations(request: Request):

@@ -13,7 +13,8 @@ def test_summary_and_render():
     assert "| overhead: throughput_ratio | 0.950 | 0.900 | 1.000 | 2 |" in bench.render(results)
 
 
-def test_overhead_data_prep_inference_and_serving_run_in_a_scratch_project(project):
+def test_overhead_data_prep_inference_and_serving_run_in_a_scratch_project(bare_project):
+    project = bare_project
     store = project / "mlruns" / "mlflow.db"
     with bench.scratch_project() as folder:
         assert folder != project

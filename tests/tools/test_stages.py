@@ -22,15 +22,29 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 TRANSFER = ["pretrain", "transfer-feature", "transfer-finetune", "transfer-scratch"]
 
 
-@pytest.fixture
-def built(project):
-    """A project whose data is prepared and whose experiments are marked trained (stamps)."""
-    shutil.copytree(REPO / "pipeline", project / "pipeline")
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, empty_store):
+    """The code, the generated rules and `make data`'s output, made once: each test copies them."""
+    root = tmp_path_factory.mktemp("prepared")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "requirements.lock"):
-        shutil.copy(REPO / name, project / name)
+        shutil.copy(REPO / name, root / name)
+    (root / "mlruns").mkdir()
+    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIPELINE_ROOT", str(root))
+        patch.delenv("PIPELINE_PARAMS", raising=False)
+        stages.write_makefile(".build/pipeline.mk")
+    assert make(root, "data").returncode == 0
+    return root
+
+
+@pytest.fixture
+def built(project, prepared):
+    """A project whose data is prepared and whose experiments are marked trained (stamps)."""
+    shutil.copytree(prepared, project, dirs_exist_ok=True)  # copy2: the files keep their times
     (project / ".venv-ready").touch()  # stands in for the installed .venv
-    stages.write_makefile(".build/pipeline.mk")
-    assert make(project, "data").returncode == 0
     (project / "mlruns" / ".initialized").touch()
     # backdate everything, stamps a little less: later edits are newer even on a coarse clock
     now = time.time()
