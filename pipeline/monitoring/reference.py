@@ -30,10 +30,12 @@ def probabilities(output) -> np.ndarray | None:
 
 def fit_for(plan, model, dataset) -> Profile:
     """The profile of `dataset`'s training split. Images: with the model's class probabilities on
-    the validation split (the confidence test's reference); a series: with the objective's season."""
+    the validation split (the confidence test's reference; no model: no confidence test); a series:
+    with the objective's season."""
     if dataset.kind == "images":
         x_val = dataset.xy("val")[0]
-        proba = probabilities(plan.objective.predict(model, x_val)) if len(x_val) else None
+        ready = model is not None and len(x_val)
+        proba = probabilities(plan.objective.predict(model, x_val)) if ready else None
         return profiles.fit(dataset, proba)
     return profiles.fit(dataset, season=getattr(plan.objective_params, "season", None))
 

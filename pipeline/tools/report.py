@@ -23,6 +23,9 @@ NOT_TASKS = {"Default", "reports", "benchmarks", "predictions", "lecture", "retr
 # a run's own figures shown in the report, when it has them
 RUN_FIGURES = {"forecast.png": "forecast"}
 SIZE_AND_SPEED = ["metrics.model_params", "metrics.epochs_to_converge"]
+# a retrain cycle's run (`retrain-<model>`): not an experiment to rank, the source of the drift table
+CYCLE_PREFIX = "retrain-"
+DRIFT_ROWS = 30  # the newest batches shown per registered model
 # readme block markers: `report --readme` replaces what is between them
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -175,6 +178,70 @@ def fitted_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
     return drawn
 
 
+def drift_history(experiment_id: str) -> pd.DataFrame:
+    """Every batch the task's retrain cycles measured (their drift/batches.json), oldest first:
+    model, cycle (its start), batch, drift_score, worst statistic, action, and the limit's max."""
+    import mlflow
+
+    cycles = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'FINISHED' and tags.mlflow.runName LIKE '{CYCLE_PREFIX}%'",
+        order_by=["attributes.start_time ASC"],
+    )
+    rows = []
+    client = mlflow.MlflowClient()
+    for _, cycle in cycles.iterrows():
+        if "drift/batches.json" not in {a.path for a in client.list_artifacts(cycle["run_id"], "drift")}:
+            continue  # a cycle logged before drift was measured
+        listing = mlflow.artifacts.load_dict(f"runs:/{cycle['run_id']}/drift/batches.json")
+        limit = listing.get("limit") or {}
+        for entry in listing["batches"]:
+            rows.append(
+                {
+                    "model": cycle["tags.mlflow.runName"].removeprefix(CYCLE_PREFIX),
+                    "cycle": cycle["start_time"].strftime("%Y-%m-%d %H:%M"),
+                    "batch": entry["batch"],
+                    "drift_score": round(entry["drift_score"], 3) if "drift_score" in entry else None,
+                    "worst": entry.get("worst") or "",
+                    "action": entry["action"],
+                    "max": limit.get("max"),
+                }
+            )
+    table = pd.DataFrame(rows, columns=["model", "cycle", "batch", "drift_score", "worst", "action", "max"])
+    return table.groupby("model", sort=False).tail(DRIFT_ROWS).reset_index(drop=True)
+
+
+def drift_chart(history: pd.DataFrame, title: str, path: Path) -> None:
+    """drift_score of every batch in ingestion order, one line per model; beyond the limit in red."""
+    from pipeline import plots
+
+    fig, ax = plots.plt.subplots(figsize=(7, 3.4))
+    for model, batches in history.groupby("model", sort=False):
+        order = range(1, len(batches) + 1)
+        ax.plot(order, batches["drift_score"], marker="o", ms=4, lw=1, label=model)
+        beyond = batches["action"].isin(["warn", "quarantine"]).to_numpy()
+        ax.scatter(
+            [o for o, b in zip(order, beyond, strict=True) if b],
+            batches["drift_score"][beyond],
+            color="#d62728",
+            s=40,
+            zorder=3,
+        )
+        if batches["max"].notna().any():
+            ax.axhline(batches["max"].dropna().iloc[-1], color="gray", ls="--", lw=0.8)
+    ax.xaxis.set_major_locator(plots.plt.MaxNLocator(integer=True))
+    if history["model"].nunique() == 1 and len(history) <= 20:  # few enough to name
+        ax.set_xticks(range(1, len(history) + 1), history["batch"], rotation=30, ha="right", fontsize=8)
+    ax.set(title=f"{title}: drift of each retrained batch (red: beyond the limit)", ylabel="drift_score")
+    ax.set(xlabel="batch (ingestion order)")
+    ax.set(ylim=(-0.03, 1.03))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plots.plt.close(fig)
+
+
 def copy_artifact(run_id: str, name: str, target: Path) -> bool:
     """Copy a run's artifact (e.g. the forecast plot) next to the report, if it has one."""
     import mlflow
@@ -216,6 +283,12 @@ def image_caption(image: str) -> str:
     return image.removesuffix(".png").replace("-", " ")
 
 
+DRIFT_NOTE = (
+    "Each batch a `make retrain` cycle read, compared with the champion's training data "
+    "(docs/drift.md): worst = the statistic behind drift_score; action none, warn (trained on), "
+    "quarantine (set aside) or not measured; max = the gate's drift limit."
+)
+
 PAGE_HEAD = [
     "<!doctype html><html><head><meta charset='utf-8'><title>Pipeline report</title><style>",
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}",
@@ -235,6 +308,10 @@ def render(sections: list[dict], uri: str, stamp: str) -> tuple[str, str]:
         md.append(f"## {s['task']}\n\n{best_line(s, as_markdown)}\n\n{markdown_table(s['table'])}\n")
         page.append(f"<h2>{html.escape(s['task'])}</h2><p>{best_line(s, as_html)}</p>")
         page.append(s["table"].to_html(index=False, na_rep="", escape=True))
+        if not s["drift"].empty:
+            md.append(f"### Drift of the retrained batches\n\n{DRIFT_NOTE}\n\n{markdown_table(s['drift'])}\n")
+            page.append(f"<h3>Drift of the retrained batches</h3><p>{html.escape(DRIFT_NOTE)}</p>")
+            page.append(s["drift"].to_html(index=False, na_rep="", escape=True))
         for image, caption in s["images"]:
             md.append(f"![{caption}]({image})\n\n_{caption}_\n")
             page.append(
@@ -273,6 +350,8 @@ def update_readme(path: Path, block: str) -> None:
 def task_section(experiment, out: Path) -> dict | None:
     """The task's table, best runs and figures (written to `out`), or None when it has no runs."""
     runs = latest_runs(experiment.experiment_id)
+    if not runs.empty:
+        runs = runs[~runs["tags.mlflow.runName"].str.startswith(CYCLE_PREFIX)].reset_index(drop=True)
     if runs.empty:
         return None
     table, metric, best = task_table(runs)
@@ -291,6 +370,10 @@ def task_section(experiment, out: Path) -> dict | None:
             name = f"{slug}-{run['tags.mlflow.runName']}-{artifact}"
             if copy_artifact(run["run_id"], artifact, out / name):
                 images.append((name, f"{what} of run {run['tags.mlflow.runName']} ({experiment.name})"))
+    drift = drift_history(experiment.experiment_id)
+    if not drift.empty and drift["drift_score"].notna().any():
+        drift_chart(drift, experiment.name, out / f"{slug}-drift.png")
+        images.append((f"{slug}-drift.png", f"{experiment.name}: drift_score of each batch retrain read"))
     higher = metric is not None and task_objective(runs).direction(metric) == "max"
     return {
         "task": experiment.name,
@@ -298,6 +381,7 @@ def task_section(experiment, out: Path) -> dict | None:
         "higher": higher,
         "best": best,
         "table": table,
+        "drift": drift,
         "images": images,
     }
 

@@ -9,7 +9,9 @@ takes too (registry.alias_lock), so two processes never move `champion` at once:
      neither TensorFlow nor MLflow;
   2. before any training: the experiment, its gate and gate metric, and that the champion can be
      read. Then, in an MLflow run `retrain-<model>` (in the model's task), read each batch: a bad
-     one is quarantined with its reason and the others proceed;
+     one is quarantined with its reason and the others proceed; each one read is compared with
+     the champion's training data (workflows/batch_drift.py: `drift_*` per batch, the gate's
+     `drift:` limit, beyond which `action: quarantine` sets it aside too);
   3. train a challenger (nested run) on the data with the good batches merged (nothing written);
   4. commit the new data version (the manifest's atomic replace);
   5. register the challenger (alias `challenger`);
@@ -30,7 +32,7 @@ from pipeline import atomic, data, layout
 from pipeline.config import PARAMS_FILE, load_params, resolve_experiment, retrain_params, suggest
 from pipeline.errors import UserError
 from pipeline.training import registry
-from pipeline.workflows import batches
+from pipeline.workflows import batch_drift, batches
 from pipeline.workflows.batches import fault
 
 
@@ -125,8 +127,10 @@ def ingest(model: str, experiment: str, params, inbox, arrived: list) -> str:
             clear(model)
 
 
-def validate(arrived: list, dataset, source, inbox, max_pixels: int) -> tuple[list, list]:
-    """(the good batches as data.Batch, [(arrival, quarantine folder, reason)] of the refused)."""
+def validate(arrived: list, dataset, source, inbox, max_pixels: int, screen=None) -> tuple[list, list]:
+    """(the good batches as data.Batch, [(arrival, quarantine folder, reason)] of the refused).
+    `screen` (batch_drift.Screen): each batch read is measured for drift, and quarantined when
+    beyond the gate's limit with `action: quarantine`, before the next one is read."""
     good, refused = [], []
     for arrival in arrived:  # in name order: a series batch must continue the ones before it
         reason = arrival.problem
@@ -139,30 +143,42 @@ def validate(arrived: list, dataset, source, inbox, max_pixels: int) -> tuple[li
                 first = (str(exc).splitlines() or [""])[0][:200]
                 reason = f"could not be read ({type(exc).__name__}: {first})"
             else:
-                good.append(data.Batch(arrival.id, arrival.name, arrival.sha256, x, y))
-                continue
+                batch = data.Batch(arrival.id, arrival.name, arrival.sha256, x, y)
+                reason = screen.judge(batch, good) if screen else None
+                if reason is None:
+                    good.append(batch)
+                    continue
         refused.append((arrival, inbox.refuse(arrival, reason), reason))
     return good, refused
 
 
 def challenge(plan, params, inbox, arrived: list, state: dict) -> str:
     """Read the batches, train a challenger on them, commit, register, gate, move (steps 2-7)."""
+    from pipeline.monitoring import reference
     from pipeline.training.run import RunOptions, run
 
     dataset = data.load(plan.exp.dataset, params)
     source = data.source_of(plan.exp.dataset, params)
-    good, refused = validate(arrived, dataset, source, inbox, retrain_params(params).max_image_pixels)
+    screen = batch_drift.Screen.of(plan, dataset, registry.champion(plan.register_as))
+    cap = retrain_params(params).max_image_pixels
+    good, refused = validate(arrived, dataset, source, inbox, cap, screen)
     record_arrivals(good, refused)
-    log_drift(dataset, good)
+    screen.log()
     names = ", ".join(a.shown for a, _, _ in refused)
     note = f"; quarantined {names} (see {inbox.quarantine})" if refused else ""
+    drift = f"\n  {screen.summary()}" if screen.judged else ""
     if not good:
-        return f"no valid new data{note}"
+        return f"no valid new data{note}{drift}"
     save(state, batches=[{"id": b.id, "name": b.name, "sha256": b.sha256} for b in good])
     arrays, manifest = data.new_version(dataset, good)
     ids = ",".join(b.id for b in good)
     candidate = data.Dataset(dataset.name, manifest, arrays)
-    options = RunOptions(dataset=candidate, tags={"retrain.batches": ids}, register=False)
+    options = RunOptions(
+        dataset=candidate,
+        tags={"retrain.batches": ids},
+        register=False,
+        extra_artifacts=reference.for_run,  # a promoted challenger carries its drift profile
+    )
     outcome = run(plan.exp.name, options=options)
     fault("train")
     save(state, step="trained", run_id=outcome.run_id, model_uri=outcome.model_uri)
@@ -178,7 +194,7 @@ def challenge(plan, params, inbox, arrived: list, state: dict) -> str:
         versus = f" vs champion v{champion} {decision['gate_champion']:.4f}"
     return (
         f"batches {ids} (+{examples} examples){note} · challenger v{state['version']} "
-        f"{plan.gate.metric} {decision['gate_challenger']:.4f}{versus} · {decision['gate.decision']}"
+        f"{plan.gate.metric} {decision['gate_challenger']:.4f}{versus} · {decision['gate.decision']}{drift}"
     )
 
 
@@ -314,12 +330,6 @@ def record_arrivals(good: list, refused: list) -> None:
         ],
     }
     mlflow.log_dict(listing, "retrain_batches.json")
-
-
-def log_drift(dataset, good: list) -> None:
-    """Where per-batch drift metrics (`drift_*`) and a drift plot will be logged on the
-    `retrain-<model>` run, comparing each batch with the training data. Not measured yet: a no-op
-    on purpose (another change adds it)."""
 
 
 def record_decision(decision: dict) -> None:

@@ -95,3 +95,44 @@ def test_readme_block_is_filled_between_its_markers(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(UserError, match="results:start"):
         report.update_readme(readme, "x")
+
+
+def cycle_run(batches, limit, experiment="digits-classification", model="digits-classifier"):
+    """A `retrain-<model>` run with its drift/batches.json, as a retrain cycle logs it."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"retrain-{model}"):
+        mlflow.log_dict(
+            {"reference": "champion v1", "limit": limit, "batches": batches}, "drift/batches.json"
+        )
+
+
+def test_the_report_shows_the_drift_of_the_batches_retrain_read(project):
+    assert cli.main(["train", "svc", "--quiet", "--set", "train.limit=200"]) == 0
+    cycle_run([{"index": 0, "batch": "b1", "drift_score": 0.0, "worst": "", "action": "none"}], None)
+    cycle_run(
+        [
+            {"index": 0, "batch": "b2", "drift_score": 0.05, "worst": "", "action": "none"},
+            {
+                "index": 1,
+                "batch": "inverted",
+                "drift_score": 1.0,
+                "worst": "brightness",
+                "action": "quarantine",
+            },
+            {"index": 2, "batch": "odd", "action": "not measured", "note": "no new points"},
+        ],
+        {"max": 0.3, "action": "quarantine"},
+    )
+    assert report.main(log=False) == 0
+    summary = (project / "reports" / "summary.md").read_text()
+    assert "### Drift of the retrained batches" in summary
+    rows = [line for line in summary.splitlines() if line.startswith("| digits-classifier |")]
+    assert [row.split(" | ")[2:6] for row in rows] == [
+        ["b1", "0.0", "", "none"],
+        ["b2", "0.05", "", "none"],
+        ["inverted", "1.0", "brightness", "quarantine"],
+        ["odd", "", "", "not measured"],
+    ]
+    assert "| retrain-digits-classifier |" not in summary  # a cycle is not an experiment to rank
+    assert (project / "reports" / "digits-classification-drift.png").stat().st_size > 1000
+    assert "Drift of the retrained batches" in (project / "reports" / "index.html").read_text()
