@@ -171,10 +171,10 @@ serve: $(VENV_STAMP) $(STORE_STAMP) ## serve a registered model over HTTP (MLflo
 # pytest-xdist workers: one per core (tests that share nothing run side by side)
 TEST_JOBS ?= auto
 test: $(VENV_STAMP) ## run the test suite (what .ci/run calls; TEST_JOBS=1 for one process, PYTEST_ARGS=…)
-	$(PY) -m pytest -n $(TEST_JOBS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: $(VENV_STAMP) ## the inner loop: every test but the end-to-end ones marked slow (under 90 s)
-	$(PY) -m pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check
 	$(PY) -m ruff check pipeline tests

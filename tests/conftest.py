@@ -48,11 +48,16 @@ def bare_project(tmp_path, monkeypatch):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.setenv("PIPELINE_ROOT", str(tmp_path))
     monkeypatch.delenv("PIPELINE_PARAMS", raising=False)
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):  # mlflow.set_experiment sets the id
+        monkeypatch.delenv(name, raising=False)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     (tmp_path / "mlruns").mkdir()
     if "mlflow" in sys.modules:  # a URI set by an earlier test's run would win over the env
         sys.modules["mlflow"].set_tracking_uri(uri)
+        # and so would the experiment an earlier test made active (an id of another store): which
+        # test ran before depends on how pytest-xdist shares them out. MLflow has no public unset.
+        monkeypatch.setattr(sys.modules["mlflow"].tracking.fluent, "_active_experiment_id", None)
     return tmp_path
 
 

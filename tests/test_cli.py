@@ -30,10 +30,12 @@ def test_help(command, capsys):
     assert len(out.splitlines()) > 3  # a description and its options, not just a usage line
 
 
+@pytest.mark.slow
 def test_unknown_experiment(project):
     assert_one_line_error(run_cli(project, "train", "cnn-sane"), "unknown experiment 'cnn-sane'", "cnn-same")
 
 
+@pytest.mark.slow
 def test_misspelt_param_and_bad_padding_leave_no_running_run(project):
     assert_one_line_error(
         run_cli(project, "train", "mlp", "--set", "train.epochz=3"),
@@ -71,6 +73,7 @@ def test_missing_image_folder_writes_nothing(project):
     assert not (project / "data" / "processed").exists()
 
 
+@pytest.mark.slow
 def test_list_and_data_commands(project):
     listed = run_cli(project, "list")
     assert (

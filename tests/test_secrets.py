@@ -55,6 +55,7 @@ def assert_hidden(password: str, *texts: str) -> None:
         assert password not in text
 
 
+@pytest.mark.slow
 def test_mlflow_exceptions_are_redacted_at_the_cli(project):
     # MLflow refuses this URI with a message (and traceback) that repeats it, password included
     env = {"MLFLOW_TRACKING_URI": "oracle://u:hunter2pw@h/db"}
@@ -101,6 +102,7 @@ def command_lines(port: int) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_a_store_password_never_shows(project, postgres_uri):
     """Against a real PostgreSQL store with a password: init-store, training, the report, the UI."""
     uri = postgres_uri.replace("postgresql://", "postgresql+psycopg2://")

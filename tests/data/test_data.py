@@ -34,6 +34,7 @@ IMAGES = {
 }
 
 
+@pytest.mark.slow
 def test_digits_split_is_deterministic_stratified_and_hashed(project, tmp_path_factory, monkeypatch):
     manifest, written = data.prepare("digits")
     assert written

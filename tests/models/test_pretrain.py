@@ -5,6 +5,7 @@ import json
 import keras
 import mlflow
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
 
@@ -12,6 +13,7 @@ from pipeline import data
 from pipeline.models import pretrain
 
 
+@pytest.mark.slow
 def test_published_module_is_the_trained_trunk(published_module, monkeypatch):
     root, module_dir = published_module["root"], published_module["module"]
     monkeypatch.setenv("PIPELINE_ROOT", str(root))

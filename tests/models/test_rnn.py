@@ -37,6 +37,7 @@ def test_checks(family):
         family.check(family.Params(units=(4,), dropout=0.0, **extra), Spec(1, 3, 4, 0.0, 1.0, 0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", [lstm, rnn])
 def test_recurrent_families_log_their_recurrent_kernels_gradient_norm_each_epoch(family):
     model = family.build(family.Params(units=(6, 4), dropout=0.0), SPEC)

@@ -44,6 +44,7 @@ def hub_module_name(variable) -> str:
     return _variable_name(variable)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, epochs", [("feature", 2), ("finetune", 3), ("scratch", 2)])
 def test_experiment_end_to_end(transfer_project, mode, epochs):
     assert cli.main(["train", f"transfer-{mode}", *QUICK]) == 0
@@ -73,6 +74,7 @@ def test_experiment_end_to_end(transfer_project, mode, epochs):
         assert tuned == (set() if mode == "feature" else {n for n in weights if "moving" not in n})
 
 
+@pytest.mark.slow
 def test_logged_model_predicts_without_the_hub_directory(transfer_project):
     assert cli.main(["train", "transfer-finetune", *QUICK]) == 0
     (run,) = runs_of()
@@ -83,6 +85,7 @@ def test_logged_model_predicts_without_the_hub_directory(transfer_project):
     assert proba.shape == (4, 5) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_inputs_are_resized_and_converted_to_what_the_module_expects(transfer_project):
     save_raw_module(transfer_project / "rgb-module", input_shape=(16, 16, 3))
     changes = ["model.hub_handle=rgb-module", "model.image_size=[16, 16]", "model.channels=3"]
@@ -95,6 +98,7 @@ def test_inputs_are_resized_and_converted_to_what_the_module_expects(transfer_pr
     assert run.data.tags["hub_handle"] == "rgb-module"
 
 
+@pytest.mark.slow
 def test_missing_module_is_one_line_and_names_make_train_pretrain(project):
     result = run_cli(project, "train", "transfer-feature", "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr

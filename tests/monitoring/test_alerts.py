@@ -160,6 +160,7 @@ def test_an_unreadable_registry_still_lets_a_failure_through(monkeypatch, capsys
     assert "cannot read the registry" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_make_retrain_announces_a_real_promotion_and_a_real_failure(project, monkeypatch, capsys):
     edit_params(
         project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0, margin=-1.0)

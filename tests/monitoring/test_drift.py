@@ -42,6 +42,7 @@ def shifted(images, pixels):
     return moved
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [360, 100, 30])
 def test_held_out_digits_are_not_flagged(digits, size):
     profile, x_test, proba = digits
@@ -122,6 +123,7 @@ def test_series_input_errors_are_one_line(co2):
         monitoring.SeriesProfile.fit(dates[:100], values[:100], season=52)
 
 
+@pytest.mark.slow
 def test_profiles_round_trip_through_small_json(digits, co2, tmp_path):
     image_profile, x_test, proba = digits
     series_profile, dates, values, train_weeks = co2

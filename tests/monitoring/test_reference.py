@@ -18,6 +18,7 @@ def profile_size(run_id: str) -> int:
     return info.file_size
 
 
+@pytest.mark.slow
 def test_registered_models_carry_a_small_profile_and_other_runs_none(project):
     def gates(p):
         p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0)

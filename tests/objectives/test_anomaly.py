@@ -75,6 +75,7 @@ def runs_of(task: str):
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "experiment, extra",
     [
@@ -117,6 +118,7 @@ def test_anomaly_experiment_end_to_end(project, experiment, extra):
         assert np.asarray(model.predict(x_test)).shape == (3, 8, 8, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "setting, fragments",
     [

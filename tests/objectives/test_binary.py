@@ -71,6 +71,7 @@ def binary_runs():
     return client.search_runs([client.get_experiment_by_name("digits-binary").experiment_id])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "experiment, family",
     [("mlp-binary", "mlp-binary"), ("cnn-binary", "cnn-binary"), ("logreg-binary", "logreg")],
@@ -93,6 +94,7 @@ def test_digits_binary_end_to_end(project, experiment, family):
         assert {"roc_auc", "val_roc_auc", "accuracy"} <= set(metrics)  # per-epoch, from Keras
 
 
+@pytest.mark.slow
 def test_a_class_that_does_not_exist_stops_before_any_run(project):
     result = run_cli(project, "train", "logreg-binary", "--set", "objective.positive=[42]")
     assert_one_line_error(result, "objective.positive: class '42' does not exist")

@@ -120,6 +120,7 @@ def test_prepare_rejects_bad_lookback_and_horizon(lookback, horizon, message):
         forecasting.prepare(ds, SeedParams(seed=0, limit=None), forecasting.Params(lookback, horizon, 5))
 
 
+@pytest.mark.slow
 def test_lstm_end_to_end_read_back_from_mlflow(project):
     assert cli.main(["train", "lstm", *QUICK, "--set", "objective.lookback=60"]) == 0
     (run,) = co2_runs()
@@ -140,6 +141,7 @@ def test_lstm_end_to_end_read_back_from_mlflow(project):
     )  # ppm, near the level
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["rnn", "dense-window"])
 def test_rnn_and_dense_window_end_to_end_beside_the_lstm(project, experiment):
     assert cli.main(["train", experiment, *QUICK, "--set", "train.epochs=2"]) == 0
@@ -212,6 +214,7 @@ def test_bad_series_input_exits_2_with_one_line_and_no_run(project, capsys, line
     assert not co2_runs()  # validated before a run starts
 
 
+@pytest.mark.slow
 def test_bad_series_input_from_the_command_line(project):
     write_series_csv(project, weekly(40))
     result = run_cli(project, "train", "lstm", "--set", "dataset=my-series")

@@ -42,6 +42,7 @@ def test_mlp_regressor_ends_in_one_linear_unit():
         mlp_regressor.check(mlp.Params(hidden_units=(16, 0), activation="relu", dropout=0.0), spec)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["mlp-wide", "mlp-deep"])
 def test_function_approximation_end_to_end(project, experiment):
     assert cli.main(["train", experiment, *QUICK]) == 0

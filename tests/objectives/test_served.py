@@ -60,6 +60,7 @@ def classifier(project):
     return "models:/digits-classifier@champion"
 
 
+@pytest.mark.slow
 def test_the_classifier_answers_outside_the_pipeline_as_inside(project, tmp_path, classifier):
     x = data.load("digits").arrays["x_test"][:6]
     files = []
@@ -90,6 +91,7 @@ def big_png() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "record, message",
     [
@@ -126,6 +128,7 @@ def history(n: int, end: int = -1) -> pd.DataFrame:
     return pd.DataFrame({"date": [str(d) for d in dates[end - n : end]], "value": values[end - n : end]})
 
 
+@pytest.mark.slow
 def test_the_forecaster_answers_dated_forecasts_outside_as_inside(project, tmp_path, forecaster):
     recent = history(150)
     shuffled = recent.sample(frac=1, random_state=0)  # any order: sorted by date
@@ -136,6 +139,7 @@ def test_the_forecaster_answers_dated_forecasts_outside_as_inside(project, tmp_p
     assert np.allclose([a["value"] for a in answers], expected, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_a_gap_in_the_history_is_filled_as_the_training_data_was(forecaster):
     model = loading.load(forecaster).pyfunc()
     recent = history(104)
@@ -162,6 +166,7 @@ def test_a_gap_in_the_history_is_filled_as_the_training_data_was(forecaster):
         (lambda h: h.drop(columns="date"), "every record needs 'date' and 'value' (missing 'date')"),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_history_is_one_line(forecaster, change, message):
     model = loading.load(forecaster).pyfunc()
     with pytest.raises(MlflowException) as error:

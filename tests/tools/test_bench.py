@@ -1,5 +1,7 @@
 """The benchmark code runs (tiny sizes); its figures are reported, never asserted."""
 
+import pytest
+
 from pipeline.tools import bench
 
 
@@ -13,6 +15,7 @@ def test_summary_and_render():
     assert "| overhead: throughput_ratio | 0.950 | 0.900 | 1.000 | 2 |" in bench.render(results)
 
 
+@pytest.mark.slow
 def test_overhead_data_prep_inference_and_serving_run_in_a_scratch_project(bare_project):
     project = bare_project
     store = project / "mlruns" / "mlflow.db"

@@ -36,6 +36,7 @@ def cron_command(root) -> str:
     return command.replace("/opt/dl-pipeline", str(root))  # the one edit the file asks for
 
 
+@pytest.mark.slow
 def test_the_cron_line_runs_on_a_fresh_checkout_under_crons_environment(tmp_path):
     root = fresh_checkout(tmp_path / "checkout")
     command = cron_command(root)

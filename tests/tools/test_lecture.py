@@ -120,6 +120,7 @@ def test_console_output_is_small_matrices(project, capsys):
     assert "output 2x2" in out and "0 8" in out and "6 8" in out and "(rows, cols) = (height, width)" in out
 
 
+@pytest.mark.slow
 def test_every_example_has_an_output_and_an_unknown_one_is_refused(project):
     assert list(ex.EXAMPLES) == [
         "perceptron", "losses", "gradient-step", "conv-valid", "conv-padding",
@@ -130,6 +131,7 @@ def test_every_example_has_an_output_and_an_unknown_one_is_refused(project):
     )
 
 
+@pytest.mark.slow
 def test_all_examples_in_one_call(project, capsys):
     assert lecture.main([], as_json=True) == 0
     printed = json.loads(capsys.readouterr().out)

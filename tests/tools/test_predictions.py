@@ -4,6 +4,7 @@ model's training data (its drift profile: `drift_*` metrics and drift.png)."""
 
 import mlflow
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipeline import cli, data
@@ -24,6 +25,7 @@ def predictions():
     return mlflow.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
 
+@pytest.mark.slow
 def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(project, tmp_path, capsys):
     edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
     outcome = train("cnn-same", QUICK)

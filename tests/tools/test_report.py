@@ -15,6 +15,7 @@ def test_empty_store_gives_a_clear_message(project):
     assert cli.main(["report"]) == 2
 
 
+@pytest.mark.slow
 def test_report_compares_the_latest_runs(project, monkeypatch):
     for name in ("cnn-same", "cnn-valid", "svc"):
         assert cli.main(["train", name, *QUICK]) == 0
@@ -73,6 +74,7 @@ def test_runs_are_ranked_only_against_runs_that_solve_the_same_problem():
     )
 
 
+@pytest.mark.slow
 def test_function_approximation_overlays_every_runs_fitted_curve(project):
     for name in ("mlp-wide", "mlp-deep"):
         assert cli.main(["train", name, *QUICK]) == 0

@@ -17,6 +17,7 @@ def write_png(path, image):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, overrides", [("pca", []), ("autoencoder", ["--set", "train.epochs=1"])])
 def test_retrieve_finds_a_training_image_itself_first(project, capsys, model, overrides):
     assert cli.main(["train", model, "--quiet", "--set", "train.limit=300", *overrides]) == 0
@@ -38,6 +39,7 @@ def test_retrieve_finds_a_training_image_itself_first(project, capsys, model, ov
     assert len(rows) == 8 and [r["train_index"] for r in rows if r["rank"] == "1"] == ["3", "10"]
 
 
+@pytest.mark.slow
 def test_bad_queries_and_models_are_one_line_errors(project):
     assert_one_line_error(
         run_cli(project, "retrieve", "x.png"), "no finished run of 'autoencoder'", "train-autoencoder"

@@ -54,6 +54,7 @@ def named(answer, version: str, run_id: str) -> None:
         assert answer.json()["model"] == {"name": "digits-classifier", "version": version, "run_id": run_id}
 
 
+@pytest.mark.slow
 def test_the_server_answers_as_the_model_does_in_process(project, classifier):
     from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 
@@ -95,6 +96,7 @@ def slow_body(head: bytes, tail: bytes, release: threading.Event):
     yield tail
 
 
+@pytest.mark.slow
 def test_a_promoted_version_answers_within_the_bound_and_requests_finish_on_theirs(project, classifier):
     edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(margin=1.0))
     second = train("cnn-same", [*QUICK, "train.seed=7"])  # v2, challenger only: promoted below
@@ -178,6 +180,7 @@ def bad_requests(x: np.ndarray) -> list:
     ]
 
 
+@pytest.mark.slow
 def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(project, classifier):
     x = digits(2)
     with serving(project, "serve", "digits-classifier") as port:
@@ -199,6 +202,7 @@ def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(project, cla
     assert "Traceback" not in (project / "serve.log").read_text()
 
 
+@pytest.mark.slow
 def test_what_cannot_be_served_is_one_line_before_serving(project):
     assert_one_line_error(
         run_cli(project, "serve", "digits-classifier", "--port", str(free_port())),
@@ -235,6 +239,7 @@ def drift_runs(name: str) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_requests_are_compared_with_the_training_data_once_per_window(project, classifier):
     inverted = [{"pixels": (1 - image).ravel().tolist()} for image in digits(30)]
     with serving(project, "serve", "digits-classifier", "--drift-seconds", "3") as port:
@@ -255,6 +260,7 @@ def test_requests_are_compared_with_the_training_data_once_per_window(project, c
     assert "drift.png" in {a.path for a in client.list_artifacts(run_id)}
 
 
+@pytest.mark.slow
 def test_the_forecaster_is_served_with_its_dates(project):
     edit_params(project, lambda p: p["retrain"]["gates"]["co2-forecaster"].update(threshold=1e6))
     assert train("lstm", QUICK).decision["promoted"]

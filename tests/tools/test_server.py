@@ -17,6 +17,7 @@ def server(project, monkeypatch):
         yield url
 
 
+@pytest.mark.slow
 def test_training_logs_over_http(server, project, monkeypatch):
     assert cli.main(["train", "mlp", "--quiet", "--set", "train.epochs=1", "--set", "train.limit=100"]) == 0
     api = f"{server}/api/2.0/mlflow"

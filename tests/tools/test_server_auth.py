@@ -33,6 +33,7 @@ def command_lines() -> str:
     return "\n".join(found)
 
 
+@pytest.mark.slow
 def test_anonymous_is_refused_and_an_authenticated_client_logs_a_run(project, auth_env, monkeypatch):
     with serving(project, "server", "--auth") as port:
         url = f"http://127.0.0.1:{port}"
@@ -65,6 +66,7 @@ def test_anonymous_is_refused_and_an_authenticated_client_logs_a_run(project, au
         assert secret not in log and secret not in (server / "basic_auth.ini").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "unset, value, message",
     [

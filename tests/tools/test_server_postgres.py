@@ -24,6 +24,7 @@ def train_and_sweep(root, tracking_uri: str) -> None:
     assert swept.returncode == 0, swept.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_runs_go_to_postgres_and_artifacts_to_the_server(project, postgres_uri, tmp_path):
     artifacts = tmp_path / "server-artifacts"
     # the URI holds a password: it goes in the environment (a --db with a password is refused)

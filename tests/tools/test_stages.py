@@ -65,6 +65,7 @@ def trainings(root: Path) -> list[str]:
     return [line.split()[1] for line in out.stdout.splitlines() if line.startswith("TRAINED ")]
 
 
+@pytest.mark.slow
 def test_generated_rules_cover_every_experiment(project):
     text = stages.write_makefile(".build/pipeline.mk").read_text()
     for name in ("mlp", "cnn-same", "cnn-valid", "svc"):
@@ -73,11 +74,13 @@ def test_generated_rules_cover_every_experiment(project):
     assert "data/processed/digits/manifest.json" in text
 
 
+@pytest.mark.slow
 def test_nothing_changed_means_nothing_to_train(built):
     assert trainings(built) == []
     assert trainings(built) == []
 
 
+@pytest.mark.slow
 def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
     (built / "pipeline" / "models" / "svc.py").touch()
     assert trainings(built) == ["svc"]
@@ -118,6 +121,7 @@ def test_the_recurrent_front_end_retrains_the_network_forecasters_only(built):
         "cli.py",
     ],
 )
+@pytest.mark.slow
 def test_tools_that_read_the_store_retrain_nothing(built, module):
     (built / "pipeline" / module).touch()
     out = make(built, "-n", "train-all")
@@ -139,11 +143,13 @@ def test_one_experiments_params_retrain_that_experiment_only(built):
     assert trainings(built) == []  # and once trained, it is up to date
 
 
+@pytest.mark.slow
 def test_dataset_params_retrain_its_experiments(built):
     edit_params(built, lambda p: p["data"]["digits"].__setitem__("seed", 5))
     assert sorted(trainings(built)) == ON_DIGITS
 
 
+@pytest.mark.slow
 def test_unchanged_data_rerun_keeps_experiments_fresh(built):
     (built / "pipeline" / "data" / "versions.py").touch()  # data code touched, output identical
     assert trainings(built) == []
@@ -179,6 +185,7 @@ def test_transfer_curve_target_trains_pretrain_first(built):
     assert lines == ["TRAINED pretrain", "CURVE"]
 
 
+@pytest.mark.slow
 def test_any_csv_path_a_user_can_type_works_in_make(built):
     name = "my data's $HOME #1: 50%.csv"
     rows = ["f1,f2,label"] + [f"{i},{i * 2},{'yes' if i % 2 else 'no'}" for i in range(20)]

@@ -55,6 +55,7 @@ def shown(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")  # the UI rounds metrics to 3 decimals
 
 
+@pytest.mark.slow
 def test_compare_two_runs_in_the_ui(ui, browser, project):
     links = run_cli(project, "ui", "--links-only", "--port", str(ui)).stdout
     link = next(line.split()[-1] for line in links.splitlines() if "digits-classification" in line)

@@ -39,6 +39,7 @@ def last_epoch(client) -> int:
     return max(steps, default=-1)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_fit_resumes_from_the_last_epoch(project, monkeypatch):
     monkeypatch.setenv("PIPELINE_BACKUP_SECONDS", "0")
     client = mlflow.MlflowClient()
@@ -63,6 +64,7 @@ def test_sigkill_mid_fit_resumes_from_the_last_epoch(project, monkeypatch):
     assert not any((project / ".build" / "backup").glob("*/*"))  # the backup is gone once finished
 
 
+@pytest.mark.slow
 def test_parallel_make_records_each_experiment_once(bare_project):
     import shutil
 

@@ -19,6 +19,7 @@ MIRRORED = ["--quiet", "--set", "train.strategy=mirrored", "--set", "train.limit
 EPOCHS = ["--set", "train.epochs=2", "--set", "train.patience=5"]
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_logs_once_per_epoch(project):
     # two models in one process (as train-all, retrain and Ray workers do): one strategy serves both
     env = {"PIPELINE_LOGICAL_CPUS": "2"}

@@ -107,6 +107,7 @@ def logged_files(uri: str) -> set[str]:
 SMALL_SARIMAX = ["model.seasonal_order=[0, 1, 0, 52]"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "experiment, form, overrides",
     [("naive", "code", []), ("sarimax", "code", SMALL_SARIMAX), ("svc", "sklearn", []), ("mlp", "keras", [])],
@@ -211,6 +212,7 @@ def test_a_pickle_format_scikit_learn_model_is_refused(project):
         loading.load(info.model_uri)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "experiment, model_name, metric",
     [("cnn-same", "digits-classifier", "test_accuracy"), ("lstm", "co2-forecaster", "test_rmse")],

@@ -22,6 +22,7 @@ def artifact_names(run_id: str) -> set[str]:
     return {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "experiment, family", [("mlp", "mlp"), ("cnn-same", "cnn"), ("cnn-valid", "cnn"), ("svc", "svc")]
 )
@@ -63,6 +64,7 @@ def test_experiment_end_to_end(project, experiment, family):
         assert {"loss", "accuracy", "val_accuracy"} <= set(run_data.metrics)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_metrics(project):
     for _ in range(2):
         assert cli.main(["train", "mlp", *QUICK]) == 0

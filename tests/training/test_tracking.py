@@ -41,6 +41,7 @@ def test_log_dataset_raises_a_persistent_error(project, monkeypatch):
             tracking.log_dataset(dataset, np.zeros((2, 8, 8, 1)))
 
 
+@pytest.mark.slow
 def test_a_short_training_run_records_system_metrics_quietly(project):
     result = run_cli(
         project, "train", "mlp", "--quiet", "--set", "train.epochs=3", "--set", "train.limit=200"

@@ -29,6 +29,7 @@ def cheap(params):
     params["defaults"]["train"].update(epochs=1, limit=100)
 
 
+@pytest.mark.slow
 def test_ray_fanout_equals_a_sequential_run(project):
     assert cli.main(["train-all", "--executor", "ray", "mlp", "svc", *QUICK]) == 0
     assert cli.main(["train-all", "--executor", "sequential", "mlp", "svc", *QUICK]) == 0
@@ -43,6 +44,7 @@ def test_ray_fanout_equals_a_sequential_run(project):
     assert not (project / ".build" / "runs").exists()  # --set runs are not the params.yaml runs
 
 
+@pytest.mark.slow
 def test_needs_run_first_and_make_finds_them_up_to_date(project):
     edit_params(project, cheap)
     edit_params(project, lambda p: p["experiments"]["svc"].update(needs=["mlp"]))
@@ -62,6 +64,7 @@ def test_needs_run_first_and_make_finds_them_up_to_date(project):
     assert "TRAINED svc" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_failing_experiment_is_named_and_its_dependents_skipped(project, capsys):
     edit_params(project, cheap)
 
@@ -85,6 +88,7 @@ def test_unknown_experiment_is_a_user_error(project, capsys):
     assert runs() == []
 
 
+@pytest.mark.slow
 def test_worker_processes_score_like_a_sequential_run_and_write_stamps(project, capsys):
     edit_params(project, cheap)
     assert cli.main(["train-all", "--executor", "processes", "--jobs", "2", "mlp", "svc", "cnn-valid"]) == 0
@@ -115,6 +119,7 @@ def test_the_queue_trains_exactly_what_make_found_out_of_date(project):
     assert len(runs()) == 1
 
 
+@pytest.mark.slow
 def test_processes_name_a_failure_and_skip_what_needs_it(project, capsys):
     edit_params(project, cheap)
 

@@ -52,6 +52,7 @@ def expected_decision(tags, higher: bool, threshold: float, margin: float) -> st
     return "promoted" if passes else "not promoted"
 
 
+@pytest.mark.slow
 def test_first_training_promotes_then_a_good_batch_is_ingested(project):
     first = train("cnn-same")
     assert first.model_version == "1" and first.decision["promoted"]
@@ -83,6 +84,7 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
     assert len(mlflow.MlflowClient().search_model_versions("name='digits-classifier'")) == 2
 
 
+@pytest.mark.slow
 def test_a_batch_with_wrong_labels_keeps_the_champion(project):
     train("cnn-same")
     x, y = data.load("digits").xy("train")
@@ -95,6 +97,7 @@ def test_a_batch_with_wrong_labels_keeps_the_champion(project):
     assert aliases()["champion"] == "1"
 
 
+@pytest.mark.slow
 def test_no_new_data_is_a_quick_no_op_without_tensorflow(project):
     code = (
         "import sys; from pipeline import cli; rc = cli.main(['retrain']); "
@@ -131,6 +134,7 @@ def test_a_second_cycle_is_refused_while_one_runs(project, capsys):
     assert "another retrain is running (pid" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_failure_after_training_leaves_champion_data_and_batches(project, monkeypatch):
     train("cnn-same")
     x, y = data.load("digits").xy("train")
@@ -152,6 +156,7 @@ def test_a_failure_after_training_leaves_champion_data_and_batches(project, monk
     assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["b1"]
 
 
+@pytest.mark.slow
 def test_predict_with_the_champion(project, tmp_path):
     train("cnn-same")
     x, y = data.load("digits").xy("test")
@@ -177,6 +182,7 @@ def test_gate_rule():
     assert not registry.decide(lower, False, 1.2, None)[0]
 
 
+@pytest.mark.slow
 def test_a_co2_cycle_appends_new_weeks_after_the_fixed_holdout(project, capsys):
     edit_params(project, lambda p: p["retrain"]["gates"]["co2-forecaster"].update(threshold=100.0))
     quick = {"epochs": 2, "patience": 2, "limit": 256}
@@ -209,6 +215,7 @@ def test_a_co2_cycle_appends_new_weeks_after_the_fixed_holdout(project, capsys):
 # --------------------------------------------------------------------------- issue 14
 
 
+@pytest.mark.slow
 def test_a_batch_re_sent_under_a_used_name_is_neither_dropped_nor_overwritten(retrain_project):
     first = files_of(digits_batch(retrain_project, "weekly", 0))
     assert retrain.main(model="digits-classifier") == 0
@@ -229,6 +236,7 @@ def test_a_batch_re_sent_under_a_used_name_is_neither_dropped_nor_overwritten(re
     assert files_of(consumed(retrain_project, "weekly")) == first
 
 
+@pytest.mark.slow
 def test_a_batch_still_being_copied_is_not_read(retrain_project, capsys):
     edit_params(retrain_project, lambda p: p["retrain"].update(settle_seconds=2))
     folder = digits_batch(retrain_project, "copying", 0, ready=False)  # no READY, files written just now
@@ -241,6 +249,7 @@ def test_a_batch_still_being_copied_is_not_read(retrain_project, capsys):
     assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["copying"]
 
 
+@pytest.mark.slow
 def test_links_special_files_and_odd_names_are_quarantined_and_never_followed(retrain_project, tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("precious\n")
@@ -269,6 +278,7 @@ def test_links_special_files_and_odd_names_are_quarantined_and_never_followed(re
     assert (q / "latin1" / "batch" / "3" / os.fsdecode(b"caf\xe9.png")).read_bytes() == b"not an image"
 
 
+@pytest.mark.slow
 def test_a_decompression_bomb_is_quarantined_and_the_good_batch_beside_it_proceeds(retrain_project):
     bomb = digits_batch(retrain_project, "bomb", 0, n=3)
     png_header_only(bomb / "3" / "bomb.png", 100_000, 100_000)
@@ -279,6 +289,7 @@ def test_a_decompression_bomb_is_quarantined_and_the_good_batch_beside_it_procee
     assert "bomb.png" in reason and len(reason.splitlines()) == 5
 
 
+@pytest.mark.slow
 def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(retrain_project):
     b1 = digits_batch(retrain_project, "b1", 0)
     for junk in ("Thumbs.db", ".DS_Store", "3/desktop.ini", "__MACOSX/3/._0.png"):  # copied from elsewhere
@@ -308,6 +319,7 @@ def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(retrain_project)
     ).empty
 
 
+@pytest.mark.slow
 def test_a_misspelt_gate_metric_stops_before_training(retrain_project):
     edit_params(
         retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(metric="test_accuracy2")
@@ -320,6 +332,7 @@ def test_a_misspelt_gate_metric_stops_before_training(retrain_project):
     assert len(mlflow.search_runs(search_all_experiments=True)) == 1  # the champion's run only
 
 
+@pytest.mark.slow
 def test_a_registry_that_cannot_be_read_promotes_nothing(retrain_project, monkeypatch, capsys):
     from mlflow.exceptions import MlflowException
 
@@ -378,6 +391,7 @@ def test_a_non_finite_metric_never_passes():
     assert registry.decide(gate, True, 0.9, float("nan"))[0]  # a champion that scores NaN is replaced
 
 
+@pytest.mark.slow
 def test_a_training_gate_waits_while_a_retrain_holds_the_lock(retrain_project):
     client = mlflow.MlflowClient()
     with retrain.lock():

@@ -4,6 +4,7 @@ aside with the figures in REASON.txt). Tiny trainings, real MLflow store, real f
 
 import mlflow
 import numpy as np
+import pytest
 
 from pipeline import data
 from pipeline.tools import report
@@ -44,6 +45,7 @@ def last_cycle(model):
     return run, {entry["batch"]: entry for entry in listing["batches"]}
 
 
+@pytest.mark.slow
 def test_held_out_digits_pass_and_inverted_ones_are_quarantined_with_their_figures(retrain_project, capsys):
     drift_limit(retrain_project, "digits-classifier", {"max": 0.3, "action": "quarantine"})
     x, y = data.load("digits").xy("test")  # held out: never trained on, like new data should be
@@ -84,6 +86,7 @@ def test_held_out_digits_pass_and_inverted_ones_are_quarantined_with_their_figur
     assert len(rows) == 1 and "| b-inverted | 1.0 |" in rows[0] and rows[0].endswith("| quarantine | 0.3 |")
 
 
+@pytest.mark.slow
 def test_shifted_digits_are_trained_on_with_warn_and_recorded_without_a_limit(retrain_project, capsys):
     drift_limit(retrain_project, "digits-classifier", {"max": 0.3, "action": "warn"})
     x, y = data.load("digits").xy("test")
@@ -120,6 +123,7 @@ def continuation(dataset, n, shift=0.0, start=1):
     return rows
 
 
+@pytest.mark.slow
 def test_a_co2_level_shift_is_quarantined_and_a_normal_continuation_is_not(project, capsys):
     edit_params(project, lambda p: p["retrain"]["gates"]["co2-forecaster"].update(threshold=100.0))
     quick = {"epochs": 1, "patience": 1, "limit": 128}

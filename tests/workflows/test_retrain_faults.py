@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import mlflow
+import pytest
 
 from pipeline import data, layout
 from pipeline.workflows import retrain
@@ -51,6 +52,7 @@ def check_invariants(root, sent: dict) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_kill_at_any_step_is_completed_or_rolled_back_by_the_next_cycle(retrain_project):
     holdout = holdout_hash()
     sent = {}

@@ -23,6 +23,7 @@ def set_search(root, name="cnn-same", **changes):
     edit_params(root, change)
 
 
+@pytest.mark.slow
 def test_four_trials_nest_under_one_parent(project, ray_session):
     set_search(
         project,
@@ -132,6 +133,7 @@ class FakeContext:
         return "abcde_00003"
 
 
+@pytest.mark.slow
 def test_a_trial_tune_stops_ends_finished_whatever_its_worker_does_next(project, monkeypatch):
     """The race of `make sweep`, made deterministic. Tune stops a trial by raising SystemExit in
     tune.report, then ends the trial's worker without waiting: code the run still runs after the

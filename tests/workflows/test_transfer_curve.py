@@ -30,6 +30,7 @@ def all_runs():
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
+@pytest.mark.slow
 def test_curve_logs_nested_runs_and_a_summary(transfer_project):
     experiments = ["transfer-scratch", "transfer-finetune"]
     edit_params(transfer_project, lambda p: p["transfer_curve"].__setitem__("experiments", experiments))
