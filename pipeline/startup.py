@@ -67,5 +67,8 @@ def quiet_logs() -> None:
     lines (schema creation, signature validation) and TensorFlow's retracing notes. Warnings stay."""
     if os.environ.get("VERBOSE") or os.environ.get("PIPELINE_VERBOSE"):
         return
+    # MLflow sets its loggers' level from MLFLOW_LOGGING_LEVEL when it is imported, which may be
+    # after this (imports are lazy), and worker processes inherit the variable; a user's value wins
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").addFilter(_Retracing())
