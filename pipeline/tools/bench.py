@@ -27,7 +27,7 @@ import numpy as np
 from pipeline import atomic
 from pipeline.config import project_root
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout: its Makefile and pipeline/ are copied
 
 
 def summary(values: list[float]) -> dict[str, float]:

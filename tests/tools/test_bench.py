@@ -46,3 +46,7 @@ def test_store_sizes_name_each_run_and_sum_their_durations(project):
         }
     )
     assert "| svc |" in rendered
+
+
+def test_the_stage_benchmarks_copy_this_checkout():
+    assert (bench.REPO / "Makefile").is_file() and (bench.REPO / "pipeline" / "cli.py").is_file()
