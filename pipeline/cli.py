@@ -703,11 +703,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# commands that import TensorFlow whatever their input: imported first, without its start-up lines
+# (train checks its params before the import; train-all's workers, serve and retrain do it themselves)
+TENSORFLOW_FIRST = {
+    "sweep",
+    "transfer-curve",
+    "lecture",
+    "predict",
+    "retrieve",
+    "bench",
+    "soak",
+    "soak-sweep",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipeline import startup
 
     args = build_parser().parse_args(argv)
     startup.quiet_logs()
+    if args.command in TENSORFLOW_FIRST:
+        startup.quiet_tensorflow()
     secrets.redact_logs()  # MLflow's and SQLAlchemy's messages embed the store URI, password included
     try:
         return args.func(args)

@@ -156,10 +156,11 @@ def mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.exists() else 0.0
 
 
-def store_sizes(folder: Path) -> tuple[float, dict[str, float], float]:
+def store_sizes(folder: Path | str) -> tuple[float, dict[str, float], float]:
     """(the whole store in MiB, each run's artifacts in MiB by run name, the runs' summed train_seconds)."""
     import mlflow
 
+    folder = Path(folder)
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
     sizes, seconds = {}, 0.0
     for experiment in client.search_experiments():
@@ -168,6 +169,21 @@ def store_sizes(folder: Path) -> tuple[float, dict[str, float], float]:
             sizes[run.info.run_name] = round(mib(local), 3)
             seconds += run.data.metrics.get("train_seconds", 0.0)
     return mib(folder / "mlruns"), sizes, seconds
+
+
+def store_sizes_apart(folder: Path) -> tuple[float, dict[str, float], float]:
+    """store_sizes read in a child process: an engine this process kept on the SQLite file would
+    write into the deleted file after the next `make clean` ("attempt to write a readonly
+    database")."""
+    code = (
+        "import json, sys; from pipeline.tools import bench; "
+        "print(json.dumps(bench.store_sizes(sys.argv[1])))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
+    ).stdout
+    store, sizes, seconds = json.loads(out.strip().splitlines()[-1])
+    return store, sizes, seconds
 
 
 def train_all(repeats: int) -> dict:
@@ -179,7 +195,7 @@ def train_all(repeats: int) -> dict:
     for _ in range(repeats):
         make_cmd(folder, "clean")
         walls.append(make_cmd(folder, "train-all"))
-        store, sizes, seconds = store_sizes(folder)
+        store, sizes, seconds = store_sizes_apart(folder)
         summed.append(seconds)
         stores.append(store)
     return {

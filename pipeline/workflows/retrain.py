@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline import atomic, data, layout
+from pipeline import atomic, data, layout, startup
 from pipeline.config import PARAMS_FILE, load_params, resolve_experiment, retrain_params, suggest
 from pipeline.errors import UserError
 from pipeline.training import registry
@@ -106,6 +106,7 @@ def cycle(model: str, experiment: str, params) -> str:
 
 def ingest(model: str, experiment: str, params, inbox, arrived: list) -> str:
     """Steps 2-7 for the batches that arrived (TensorFlow and MLflow imported only now)."""
+    startup.quiet_tensorflow()
     from pipeline.training import tracking
     from pipeline.training.plan import make_plan
 

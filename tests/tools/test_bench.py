@@ -38,6 +38,7 @@ def test_store_sizes_name_each_run_and_sum_their_durations(project):
     total, by_run, seconds = bench.store_sizes(project)
     assert set(by_run) == {"svc"} and 0 < by_run["svc"] <= total
     assert seconds > 0
+    assert bench.store_sizes_apart(project) == (total, by_run, seconds)  # the same, read in a child
     rendered = bench.render(
         {
             "measured": "now",
