@@ -131,7 +131,6 @@ def make_cmd(folder: Path, *goals: str) -> float:
     if not python.exists():
         python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
         python.chmod(0o755)
-        (folder / ".venv-ready").touch()
     started = time.perf_counter()
     subprocess.run(
         ["make", "-f", str(REPO / "Makefile"), f"PY={python}", "VENV_STAMP=.venv-ready", *goals],
@@ -149,6 +148,9 @@ def scratch_code() -> Path:
     shutil.copytree(REPO / "pipeline", folder / "pipeline", dirs_exist_ok=True)
     for name in ("pyproject.toml", "requirements.lock"):
         shutil.copy(REPO / name, folder / name)
+    # stands in for the installed .venv, newer than the files just copied: else make's venv rule
+    # would `pip install -e` this throw-away folder into the running venv
+    (folder / ".venv-ready").touch()
     return folder
 
 

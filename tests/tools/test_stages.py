@@ -32,6 +32,7 @@ def prepared(tmp_path_factory, empty_store):
         shutil.copy(REPO / name, root / name)
     (root / "mlruns").mkdir()
     shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+    (root / ".venv-ready").touch()  # stands in for the installed .venv (else make would pip install -e)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PIPELINE_ROOT", str(root))
         patch.delenv("PIPELINE_PARAMS", raising=False)
