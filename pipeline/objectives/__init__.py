@@ -126,6 +126,18 @@ def limit_rows(n: int, limit: int | None, merged: int = 0):
     return np.concatenate([np.arange(min(limit, base)), np.arange(base, n)])
 
 
+def known_classes(values, class_names: list[str], key: str) -> list[str]:
+    """`values` (class names from params.yaml) as strings, each one of the dataset's classes; else one
+    line naming the first unknown one at `key` (e.g. `objective.positive`)."""
+    names = [str(c) for c in values]
+    unknown = [n for n in names if n not in class_names]
+    if unknown:
+        raise UserError(
+            f"{PARAMS_FILE}: {key}: class '{unknown[0]}' does not exist (classes: {', '.join(class_names)})"
+        )
+    return names
+
+
 def get(name: str, where: str = "") -> Objective:
     if name not in OBJECTIVES:
         raise UserError(

@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.config import PARAMS_FILE
 from pipeline.errors import UserError
-from pipeline.objectives import Objective, limit_rows
+from pipeline.objectives import Objective, known_classes, limit_rows
 from pipeline.specs import AnomalySpec
 
 
@@ -64,13 +64,7 @@ class Splits:
 
 def check_params(params: Params, class_names: list[str], where: str = "objective") -> list[int]:
     """Validate the section against the dataset; returns the anomaly class indices."""
-    names = [str(c) for c in params.anomaly_classes]
-    unknown = [n for n in names if n not in class_names]
-    if unknown:
-        raise UserError(
-            f"{PARAMS_FILE}: {where}.anomaly_classes: class '{unknown[0]}' does not exist "
-            f"(classes: {', '.join(class_names)})"
-        )
+    names = known_classes(params.anomaly_classes, class_names, f"{where}.anomaly_classes")
     if not names:
         raise UserError(f"{PARAMS_FILE}: {where}.anomaly_classes is empty: name at least one class")
     if len(set(names)) == len(class_names):

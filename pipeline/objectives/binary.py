@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline.config import PARAMS_FILE
 from pipeline.errors import UserError
-from pipeline.objectives import Objective, classification
+from pipeline.objectives import Objective, classification, known_classes
 from pipeline.objectives.classification import Splits
 from pipeline.specs import ClassifierSpec
 
@@ -38,15 +38,10 @@ class Params:
 
 def check_params(params: Params, class_names: list[str], where: str = "objective") -> tuple[list, list]:
     """Validate the section against the dataset; returns (positive, negative) class indices."""
-    positive = [str(c) for c in params.positive]
-    negative = None if params.negative is None else [str(c) for c in params.negative]
-    for key, names in (("positive", positive), ("negative", negative or [])):
-        unknown = [n for n in names if n not in class_names]
-        if unknown:
-            raise UserError(
-                f"{PARAMS_FILE}: {where}.{key}: class '{unknown[0]}' does not exist "
-                f"(classes: {', '.join(class_names)})"
-            )
+    positive = known_classes(params.positive, class_names, f"{where}.positive")
+    negative = None
+    if params.negative is not None:
+        negative = known_classes(params.negative, class_names, f"{where}.negative")
     if not positive:
         raise UserError(f"{PARAMS_FILE}: {where}.positive is empty: name at least one class")
     if negative is None:
