@@ -25,8 +25,6 @@ from pipeline import atomic
 from pipeline.config import project_root
 from pipeline.tools import bench
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the `pipeline` this tool runs (so the sweeps do)
-
 
 def prepare(root: Path, experiment: str) -> list[str]:
     """The throw-away project: ASHA's grace period 1, make's venv stamp in place; returns make's command."""
@@ -36,7 +34,7 @@ def prepare(root: Path, experiment: str) -> list[str]:
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     for name in ("pyproject.toml", "requirements.lock", ".venv-ready"):  # the venv counts as installed
         (root / name).touch()
-    makefile = PACKAGE_PARENT / "Makefile"
+    makefile = bench.REPO / "Makefile"
     return ["make", "-f", str(makefile), f"PY={sys.executable}", "VENV_STAMP=.venv-ready"]
 
 
@@ -66,7 +64,7 @@ def latest_sweep(experiment: str) -> dict:
 
 
 def one_sweep(root: Path, make: list[str], experiment: str, flags: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
+    env = {**os.environ, "PYTHONPATH": str(bench.REPO)}  # the `pipeline` this tool runs, so the sweeps do
     started = time.perf_counter()
     done = subprocess.run(
         [*make, "sweep", f"EXP={experiment}", f"SWEEP_FLAGS={flags}"],
