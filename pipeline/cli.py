@@ -704,13 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # commands that import TensorFlow whatever their input: imported first, without its start-up lines
-# (train checks its params before the import; train-all's workers, serve and retrain do it themselves)
+# (train checks its params before the import; predict and retrieve check their input and model first;
+# train-all's workers, serve and retrain do it themselves)
 TENSORFLOW_FIRST = {
     "sweep",
     "transfer-curve",
     "lecture",
-    "predict",
-    "retrieve",
     "bench",
     "soak",
     "soak-sweep",

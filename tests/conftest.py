@@ -367,3 +367,37 @@ def save_raw_module(path, input_shape=(8, 8, 1), features=4, rank=2):
         module.__call__.get_concrete_function(spec, training=training)
     tf.saved_model.save(module, str(path))
     return path
+
+
+# tests-cli
+def point_at(patch: pytest.MonkeyPatch, root: Path) -> None:
+    """Make `root` this process's project and store, as bare_project does (for fixtures that build a
+    project once per module and the tests that then read it)."""
+    patch.setenv("PIPELINE_ROOT", str(root))
+    patch.delenv("PIPELINE_PARAMS", raising=False)
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        patch.delenv(name, raising=False)
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(uri)
+        patch.setattr(sys.modules["mlflow"].tracking.fluent, "_active_experiment_id", None)
+
+
+def cli_in_process(
+    root: Path, capsys, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m pipeline ...` run by `pipeline.cli.main` in this process, in `root` (`env` adds
+    variables): the exit code and output run_cli gives, without a fresh process paying TensorFlow's
+    import again. Where an error can only come after that import, a bad-input test uses this; one
+    real-process test per guarantee (run_cli) keeps checking the process itself."""
+    from pipeline import cli
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "pipeline", *args], code, out, err)

@@ -8,7 +8,8 @@ on); the k nearest (Euclidean distance in code space) are printed, drawn as a pi
 experiment `retrieval` (the grid, neighbours.csv, the model run it used).
 
 Query images are untrusted input: symlinks are refused, and so are files over 20 MB or
-16 megapixels, before anything is decoded.
+16 megapixels, before anything is decoded. These and a model without a finished run are refused
+before TensorFlow is imported: the one-line error comes in about a second.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import atomic, config, data, plots
+from pipeline import atomic, config, data, plots, startup
 from pipeline.errors import UserError
 from pipeline.objectives import anomaly
 from pipeline.training import tracking
@@ -56,20 +57,19 @@ def read_queries(images: list[str], shape: tuple[int, ...]) -> np.ndarray:
 
 
 def code_model(name: str):
-    """(the experiment's plan, its latest finished run) for a model with a code space."""
+    """(the experiment as params.yaml resolves it, its latest finished run) for a model with a code
+    space. The experiment is not planned (that imports its family, and so TensorFlow): its run is
+    already trained, and what it logged is what is loaded."""
     import mlflow
 
-    from pipeline.training.plan import make_plan
-
-    params = config.load_params()
-    plan = make_plan(params, name)
-    if plan.exp.family not in CODE_FAMILIES:
+    exp = config.resolve_experiment(config.load_params(), name)
+    if exp.family not in CODE_FAMILIES:
         raise UserError(
-            f"--model {name}: family '{plan.exp.family}' has no code space to search; "
+            f"--model {name}: family '{exp.family}' has no code space to search; "
             f"use an experiment of family {' or '.join(CODE_FAMILIES)}"
         )
     tracking.configure()
-    experiment = mlflow.MlflowClient().get_experiment_by_name(plan.exp.task)
+    experiment = mlflow.MlflowClient().get_experiment_by_name(exp.task)
     runs = (
         mlflow.MlflowClient().search_runs(
             [experiment.experiment_id],
@@ -84,10 +84,10 @@ def code_model(name: str):
         raise UserError(
             f"no finished run of '{name}' in {tracking.shown_uri()}: train it first (make train-{name})"
         )
-    return plan, runs[0]
+    return exp, runs[0]
 
 
-def load(plan, run):
+def load(run):
     """The run's logged model itself (the autoencoder's Keras model, PCA's fitted pipeline), loaded
     only in a form the pipeline logs (pipeline/training/loading.py): nothing in it runs."""
     from pipeline.training import loading
@@ -145,11 +145,12 @@ def report(images, distances, indices, labels, class_names) -> None:
 def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
     import mlflow
 
-    plan, run = code_model(model_name)
-    dataset = data.load(plan.exp.dataset)
+    exp, run = code_model(model_name)
+    dataset = data.load(exp.dataset)
     pool, labels = dataset.xy("train")
     queries = read_queries(images, tuple(pool.shape[1:]))
-    model = load(plan, run)
+    startup.quiet_tensorflow()  # only now: every error above answers without its ~5 s import
+    model = load(run)
     distances, indices = neighbours(model, queries, pool, k)
     report(images, distances, indices, labels, dataset.class_names)
     if run.data.tags.get("data_hash") not in (None, dataset.sha256):
@@ -159,7 +160,7 @@ def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
     out = Path(output) if output else config.project_root() / "reports" / "retrieval" / f"{model_name}.png"
     with atomic.atomic_open(out) as handle:
         figure.savefig(handle, format="png", dpi=110)
-    tags = {"model_run_id": run.info.run_id, "model_family": plan.exp.family, "dataset": dataset.name}
+    tags = {"model_run_id": run.info.run_id, "model_family": exp.family, "dataset": dataset.name}
     with tracking.start_run(TASK, RUN_NAME, {**tags, "data_hash": dataset.sha256}) as logged:
         tracking.log_params(
             {"model": model_name, "k": indices.shape[1], "images": [Path(i).name for i in images]}

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import secrets
+from pipeline import secrets, startup
 from pipeline.errors import UserError
-from pipeline.training import artifacts, tracking
+from pipeline.training import tracking
 
 UNSAFE_ENV = "PIPELINE_ALLOW_UNSAFE_MODELS"
 UNSAFE_FLAG = "--allow-unsafe-model"
@@ -120,6 +120,8 @@ class Loaded:
             if self.form in ("code", "served", "unsafe"):
                 import mlflow
 
+                startup.quiet_tensorflow()  # what the model's code imports, without its start-up lines
+
                 self.cache["pyfunc"] = mlflow.pyfunc.load_model(str(self.folder))
             else:
                 self.cache["pyfunc"] = self.arrays
@@ -128,9 +130,8 @@ class Loaded:
     def keras(self):
         """The Keras model in safe mode (a Lambda layer or an unknown class is refused by Keras)."""
         if "keras" not in self.cache:
-            import keras
-
             families()  # their custom layers (HubLayer, MinPooling2D) register with Keras on import
+            import keras
             path = keras_file(self)
             try:
                 self.cache["keras"] = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -316,8 +317,11 @@ def sklearn_predictor(loaded: Loaded) -> Predictor:
 
 
 def families() -> list:
-    """Every model family (importing them registers their custom Keras layers)."""
+    """Every model family (importing them registers their custom Keras layers). They import
+    TensorFlow: not before a model is accepted, so a refusal answers without that import."""
     from pipeline import models
+
+    startup.quiet_tensorflow()
 
     return [models.get(name) for name in models.FAMILIES]
 
@@ -326,6 +330,7 @@ def trusted_types() -> list[str]:
     """What skops may load: numpy/scikit-learn types the families' models use, and the PCA code
     model's own list (pca_codes.TRUSTED_TYPES)."""
     from pipeline.models import pca_codes
+    from pipeline.training import artifacts
 
     extra = {t for f in families() for t in f.logged.trusted_types}
     return sorted({*artifacts.SKOPS_TRUSTED, *pca_codes.TRUSTED_TYPES, *extra})
@@ -346,6 +351,8 @@ def trusted_code() -> dict[str, Path]:
 def check_code(loaded: Loaded) -> None:
     """Every Python file in the model is a recorded project module's file, byte for byte (sha256),
     and the same as the installed module: refused otherwise, before any of it runs."""
+    from pipeline.training import artifacts
+
     conf = loaded.mlmodel.flavors["python_function"]
     records = (loaded.metadata.get(artifacts.PIPELINE_KEY) or {}).get("code") or {}
     code_file = Path(conf["model_code_path"]).name

@@ -9,7 +9,7 @@ import tensorflow_hub as hub
 
 from pipeline import cli, data
 from pipeline.training import tracking
-from tests.conftest import run_cli, save_raw_module
+from tests.conftest import cli_in_process, save_raw_module
 
 QUICK = [
     "--quiet",
@@ -98,9 +98,10 @@ def test_inputs_are_resized_and_converted_to_what_the_module_expects(transfer_pr
     assert run.data.tags["hub_handle"] == "rgb-module"
 
 
-@pytest.mark.slow
-def test_missing_module_is_one_line_and_names_make_train_pretrain(project):
-    result = run_cli(project, "train", "transfer-feature", "--quiet")
+def test_missing_module_is_one_line_and_names_make_train_pretrain(project, capsys):
+    # in this process: the check needs the family, and so TensorFlow (tests/test_cli.py runs one
+    # such error in a real process)
+    result = cli_in_process(project, capsys, "train", "transfer-feature", "--quiet")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: hub_handle 'models/hub/digits-0-4': no such directory")

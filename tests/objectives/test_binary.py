@@ -10,7 +10,7 @@ from pipeline import cli, config, data
 from pipeline.errors import UserError
 from pipeline.objectives import binary
 from pipeline.training import tracking
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, cli_in_process
 
 QUICK = ["--quiet", "--set", "train.limit=300", "--set", "train.epochs=2"]
 ONE_VS_REST = binary.Params(positive=(8,), negative=None)
@@ -94,7 +94,8 @@ def test_digits_binary_end_to_end(project, experiment, family):
         assert {"roc_auc", "val_roc_auc", "accuracy"} <= set(metrics)  # per-epoch, from Keras
 
 
-@pytest.mark.slow
-def test_a_class_that_does_not_exist_stops_before_any_run(project):
-    result = run_cli(project, "train", "logreg-binary", "--set", "objective.positive=[42]")
+def test_a_class_that_does_not_exist_stops_before_any_run(project, capsys):
+    # in this process: the check needs the family, and so TensorFlow (tests/test_cli.py runs one
+    # such error in a real process)
+    result = cli_in_process(project, capsys, "train", "logreg-binary", "--set", "objective.positive=[42]")
     assert_one_line_error(result, "objective.positive: class '42' does not exist")

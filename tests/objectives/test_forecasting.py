@@ -10,7 +10,7 @@ from pipeline import cli, config, data
 from pipeline.config import SeedParams
 from pipeline.objectives import forecasting
 from pipeline.training import loading, tracking
-from tests.conftest import REPO, edit_params, run_cli
+from tests.conftest import REPO, cli_in_process, edit_params
 
 QUICK = ["--quiet", "--set", "train.epochs=1", "--set", "train.limit=64"]
 
@@ -214,10 +214,11 @@ def test_bad_series_input_exits_2_with_one_line_and_no_run(project, capsys, line
     assert not co2_runs()  # validated before a run starts
 
 
-@pytest.mark.slow
-def test_bad_series_input_from_the_command_line(project):
+def test_bad_series_input_from_the_command_line(project, capsys):
+    # a Keras family's run, as the command line starts it, in this process: the check needs the
+    # family, and so TensorFlow (tests/test_cli.py runs one such error in a real process)
     write_series_csv(project, weekly(40))
-    result = run_cli(project, "train", "lstm", "--set", "dataset=my-series")
+    result = cli_in_process(project, capsys, "train", "lstm", "--set", "dataset=my-series")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert re.search(r"^error: .*series.csv.*train split has 28 points", result.stderr.splitlines()[-1])
     assert not co2_runs()

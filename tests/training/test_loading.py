@@ -16,7 +16,7 @@ from pipeline.errors import UserError
 from pipeline.models import pca
 from pipeline.specs import AnomalySpec
 from pipeline.training import artifacts, loading
-from tests.conftest import assert_one_line_error, edit_params, run_cli, train
+from tests.conftest import assert_one_line_error, cli_in_process, edit_params, run_cli, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 
@@ -56,14 +56,16 @@ def image_folder(root: Path) -> Path:
     return root
 
 
-def test_a_pickled_champion_never_runs(project, tmp_path):
+def test_a_pickled_champion_never_runs(project, tmp_path, capsys):
+    """predict in a real process (refused before TensorFlow is imported); the gate's training in
+    this one, which already has TensorFlow."""
     marker = tmp_path / "pwned"
     version = register_trap(marker)
     folder = image_folder(tmp_path / "images")
     refused = run_cli(project, "predict", "--input", str(folder), "--output", str(tmp_path / "out.csv"))
     assert_one_line_error(refused, "python_function with a pickled python_model (cloudpickle)", "is refused")
     # the gate meets the same champion: refused in one line, champion untouched
-    trained = run_cli(project, "train", "cnn-same", "--quiet", *(f"--set={o}" for o in QUICK))
+    trained = cli_in_process(project, capsys, "train", "cnn-same", "--quiet", *(f"--set={o}" for o in QUICK))
     assert_one_line_error(trained, f"the gate cannot score champion v{version} of digits-classifier")
     assert not marker.exists() and not (tmp_path / "out.csv").exists()
     champion = mlflow.MlflowClient().get_model_version_by_alias("digits-classifier", "champion")
@@ -73,22 +75,23 @@ def test_a_pickled_champion_never_runs(project, tmp_path):
 @pytest.mark.parametrize(
     "flag, env, missing", [(True, "0", "PIPELINE_ALLOW_UNSAFE_MODELS=1"), (False, "1", "--allow")]
 )
-def test_the_opt_in_needs_both_the_flag_and_the_variable(project, tmp_path, flag, env, missing):
+def test_the_opt_in_needs_both_the_flag_and_the_variable(project, tmp_path, capsys, flag, env, missing):
     marker = tmp_path / "pwned"
     register_trap(marker)
     folder = image_folder(tmp_path / "images")
     args = ["predict", "--input", str(folder), *(["--allow-unsafe-model"] if flag else [])]
-    refused = run_cli(project, *args, env={"PIPELINE_ALLOW_UNSAFE_MODELS": env})
+    refused = cli_in_process(project, capsys, *args, env={"PIPELINE_ALLOW_UNSAFE_MODELS": env})
     assert_one_line_error(refused, missing)
     assert not marker.exists()
 
 
-def test_with_both_the_unsafe_model_is_really_loaded(project, tmp_path):
+def test_with_both_the_unsafe_model_is_really_loaded(project, tmp_path, capsys):
     marker = tmp_path / "pwned"
     register_trap(marker)
     folder = image_folder(tmp_path / "images")
-    run_cli(
+    cli_in_process(  # in this process: the pickle runs here, as it would in the user's
         project,
+        capsys,
         "predict",
         "--input",
         str(folder),
