@@ -401,3 +401,26 @@ def cli_in_process(
         code = cli.main(list(args))
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["python", "-m", "pipeline", *args], code, out, err)
+
+
+@pytest.fixture(scope="session")
+def champions(tmp_path_factory, empty_store) -> Path:
+    """A project root in which cnn-same (digits-classifier) and lstm (co2-forecaster) are trained
+    once per test process (300 examples, 2 epochs) and promoted to champion, gates open. Tests
+    only read it: its registered models, their runs and drift profiles. Use point_at to make it
+    the current project."""
+    root = tmp_path_factory.mktemp("champions")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "mlruns").mkdir()
+    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+
+    def open_gates(params):
+        params["retrain"]["gates"]["digits-classifier"].update(threshold=0.0)
+        params["retrain"]["gates"]["co2-forecaster"].update(threshold=1e6)
+
+    with pytest.MonkeyPatch.context() as patch:
+        point_at(patch, root)
+        edit_params(root, open_gates)
+        for name in ("cnn-same", "lstm"):
+            assert train(name, ["train.limit=300", "train.epochs=2"]).decision["promoted"], name
+    return root

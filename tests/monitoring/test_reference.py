@@ -7,7 +7,7 @@ import pytest
 from pipeline import monitoring
 from pipeline.errors import UserError
 from pipeline.monitoring import reference
-from tests.conftest import edit_params, train
+from tests.conftest import point_at, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 
@@ -19,19 +19,20 @@ def profile_size(run_id: str) -> int:
 
 
 @pytest.mark.slow
-def test_registered_models_carry_a_small_profile_and_other_runs_none(project):
-    def gates(p):
-        p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0)
-        p["retrain"]["gates"]["co2-forecaster"].update(threshold=1e6)
-
-    edit_params(project, gates)
-    images, series = train("cnn-same", QUICK), train("lstm", QUICK)
-    assert profile_size(images.run_id) < 64_000 and profile_size(series.run_id) < 8_000
-    profile = reference.of_run(images.run_id)
+def test_registered_models_carry_a_small_profile_and_other_runs_none(project, champions, monkeypatch):
+    point_at(monkeypatch, champions)  # cnn-same and lstm, trained and registered once per process
+    client = mlflow.MlflowClient()
+    images, series = (
+        client.get_model_version_by_alias(name, "champion").run_id
+        for name in ("digits-classifier", "co2-forecaster")
+    )
+    assert profile_size(images) < 64_000 and profile_size(series) < 8_000
+    profile = reference.of_run(images)
     assert isinstance(profile, monitoring.ImageProfile) and profile.shape == (8, 8, 1)
     assert profile.confidence is not None  # the model's confidence on the validation split
     assert profile.brightness.examples == 1167  # the whole training split, not train.limit's 300
-    assert isinstance(reference.of_run(series.run_id), monitoring.SeriesProfile)
+    assert isinstance(reference.of_run(series), monitoring.SeriesProfile)
+    point_at(monkeypatch, project)
     assert reference.of_run(train("mlp", QUICK).run_id) is None  # not registered
 
 

@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -17,9 +16,7 @@ from PIL import Image
 
 from pipeline import data
 from pipeline.training import loading
-from tests.conftest import REPO, edit_params, point_at, train
-
-QUICK = ["train.limit=300", "train.epochs=2"]
+from tests.conftest import point_at
 
 # what a user outside the project runs: MLflow only (the pipeline cannot be imported)
 OUTSIDE = """
@@ -54,30 +51,10 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def champions(tmp_path_factory, empty_store):
-    """One project per test module in which the classifier (cnn-same) and the forecaster (lstm) are
-    trained once and promoted to champion; the tests only load and query them."""
-    root = tmp_path_factory.mktemp("served")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "mlruns").mkdir()
-    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
-    with pytest.MonkeyPatch.context() as patch:
-        point_at(patch, root)
-
-        def open_gates(p):
-            p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0)
-            p["retrain"]["gates"]["co2-forecaster"].update(threshold=1e6)
-
-        edit_params(root, open_gates)
-        assert train("cnn-same", QUICK).decision["promoted"]
-        assert train("lstm", QUICK).decision["promoted"]
-    return root
-
-
 @pytest.fixture
 def project(champions, monkeypatch):
-    """This module's shared project (not conftest's fresh one): the champions' store."""
+    """Not conftest's fresh project: the `champions` one, trained once per test process; the tests
+    here only load and query its models."""
     point_at(monkeypatch, champions)
     return champions
 
