@@ -37,6 +37,9 @@ def test_unknown_experiment(project):
 
 @pytest.mark.slow
 def test_misspelt_param_and_bad_padding_leave_no_running_run(project):
+    """A misspelt key is refused before TensorFlow's import, a bad padding (the family's schema) after
+    it: both in a real process. The other errors of the second kind are tested in-process
+    (`cli_in_process`); this one keeps the process itself checked."""
     assert_one_line_error(
         run_cli(project, "train", "mlp", "--set", "train.epochz=3"),
         "unknown key 'experiments.mlp.train.epochz'",

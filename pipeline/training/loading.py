@@ -132,6 +132,7 @@ class Loaded:
         if "keras" not in self.cache:
             families()  # their custom layers (HubLayer, MinPooling2D) register with Keras on import
             import keras
+
             path = keras_file(self)
             try:
                 self.cache["keras"] = keras.saving.load_model(path, compile=False, safe_mode=True)

@@ -9,7 +9,7 @@ import pytest
 from pipeline import cli
 from pipeline.tools import lecture
 from pipeline.tools import lecture_examples as ex
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, cli_in_process
 
 
 def test_conv_valid_is_cross_correlation():
@@ -120,14 +120,13 @@ def test_console_output_is_small_matrices(project, capsys):
     assert "output 2x2" in out and "0 8" in out and "6 8" in out and "(rows, cols) = (height, width)" in out
 
 
-@pytest.mark.slow
-def test_every_example_has_an_output_and_an_unknown_one_is_refused(project):
+def test_every_example_has_an_output_and_an_unknown_one_is_refused(project, capsys):
     assert list(ex.EXAMPLES) == [
         "perceptron", "losses", "gradient-step", "conv-valid", "conv-padding",
         "conv-stride", "conv-same", "conv-rgb", "pooling", "params",
     ]  # fmt: skip
     assert_one_line_error(
-        run_cli(project, "lecture", "conv-vaild"), "unknown example 'conv-vaild'", "conv-valid"
+        cli_in_process(project, capsys, "lecture", "conv-vaild"), "unknown example 'conv-vaild'", "conv-valid"
     )
 
 
