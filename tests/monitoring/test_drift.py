@@ -3,6 +3,7 @@ shifted digits and a CO2 series with a level shift are. Profiles round-trip thro
 
 import json
 import os
+import shutil
 
 import mlflow
 import numpy as np
@@ -11,18 +12,25 @@ import pytest
 from pipeline import data, monitoring
 from pipeline.errors import UserError
 from pipeline.training.plan import DriftLimit
+from tests.conftest import REPO
 
 LIMIT = DriftLimit(max=0.3, action="warn")  # the digits-classifier's limit in docs/drift.md
 SERIES_LIMIT = DriftLimit(max=0.5, action="warn")  # the co2-forecaster's
 
 
-@pytest.fixture
-def digits(project):
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
     """The digits splits and a classifier fitted on the training split (a stand-in for the served
-    model: the profile needs only its class probabilities)."""
+    model: the profile needs only its class probabilities). Fitted once per module in a project of
+    its own: the tests only read the profile, the test images and the classifier."""
     from sklearn.linear_model import LogisticRegression
 
-    dataset = data.load("digits")
+    root = tmp_path_factory.mktemp("drift")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIPELINE_ROOT", str(root))
+        patch.delenv("PIPELINE_PARAMS", raising=False)
+        dataset = data.load("digits")
     (x_train, y_train), (x_val, _), (x_test, _) = (dataset.xy(s) for s in ("train", "val", "test"))
     flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
     model = LogisticRegression(max_iter=2000).fit(flat(x_train), y_train)
