@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 def training_curves(history: dict[str, list[float]], title: str):
     """Loss and every other metric per epoch, train vs validation, one panel each."""
     names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False, layout="tight")
     for ax, name in zip(axes[0], names, strict=True):
         epochs = np.arange(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], label="train")
@@ -23,13 +23,12 @@ def training_curves(history: dict[str, list[float]], title: str):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float):
     size = max(4.0, 0.45 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = plt.subplots(figsize=(size, size), layout="tight")
     image = ax.imshow(matrix, cmap="Blues")
     ax.set(
         xticks=range(len(class_names)),
@@ -52,7 +51,6 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float
             color="white" if count > threshold else "black",
         )
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
     return fig
 
 
@@ -60,20 +58,19 @@ def score_histogram(
     scores: np.ndarray, is_anomaly: np.ndarray, threshold: float, score_name: str, title: str
 ):
     """Anomaly scores of normal vs anomalous test images, and the threshold chosen on validation data."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="tight")
     bins = np.histogram_bin_edges(scores, bins=40)
     ax.hist(scores[~is_anomaly], bins=bins, alpha=0.6, label=f"normal ({(~is_anomaly).sum()})")
     ax.hist(scores[is_anomaly], bins=bins, alpha=0.6, label=f"anomaly ({is_anomaly.sum()})")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     ax.set(xlabel=score_name, ylabel="test images", title=title)
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
 def reconstructions(images: np.ndarray, reconstructed: np.ndarray, scores: np.ndarray):
     """Top row: test images; bottom row: their reconstructions, each titled with its score."""
-    fig, axes = plt.subplots(2, len(images), figsize=(1.3 * len(images), 3), squeeze=False)
+    fig, axes = plt.subplots(2, len(images), figsize=(1.3 * len(images), 3), squeeze=False, layout="tight")
     for i, (image, rebuilt, score) in enumerate(zip(images, reconstructed, scores, strict=True)):
         axes[0, i].imshow(image.squeeze(), cmap="gray_r", vmin=0, vmax=1)
         axes[0, i].set_title(f"{score:.3g}", fontsize=8)
@@ -81,13 +78,12 @@ def reconstructions(images: np.ndarray, reconstructed: np.ndarray, scores: np.nd
     for ax in axes.ravel():
         ax.axis("off")
     fig.suptitle("most normal ... most anomalous test images (top) and reconstructions (bottom)", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
 def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str], is_anomaly: np.ndarray):
     """2-D codes of the test images, coloured by class; anomalies (unseen in training) as crosses."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=(6, 5), layout="tight")
     cmap = plt.get_cmap("tab10", len(class_names))
     style = dict(c=None, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5)
     for mask, marker, label in ((~is_anomaly, "o", "normal"), (is_anomaly, "x", "anomaly")):
@@ -98,7 +94,6 @@ def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str]
     bar.ax.set_yticklabels(class_names)
     ax.set(xlabel="code 1", ylabel="code 2", title="test images in the 2-D code space")
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
@@ -106,7 +101,7 @@ def forecast(dates: np.ndarray, actual: np.ndarray, predicted: np.ndarray, rmse:
     """Test period: the actual series against the 1-step and the `horizon`-step-ahead forecasts,
     each drawn at the date it forecasts; the right panel zooms into the last two years."""
     horizon = actual.shape[1]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [2, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [2, 1]}, layout="tight")
     for ax, last in zip(axes, (len(dates), min(len(dates), 104)), strict=True):
         window = slice(len(dates) - last, None)
         ax.plot(dates[window, 0], actual[window, 0], color="black", lw=1.2, label="actual")
@@ -118,7 +113,6 @@ def forecast(dates: np.ndarray, actual: np.ndarray, predicted: np.ndarray, rmse:
     axes[0].set(title=f"test period · RMSE {rmse:.3f} over all {horizon} steps", ylabel="value")
     axes[1].set(title="last 104 steps")
     axes[0].legend()
-    fig.tight_layout()
     return fig
 
 
@@ -132,7 +126,9 @@ def matrices(panels: list[dict], title: str, columns: int = 4):
 
     columns = min(columns, len(panels))
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 2.7 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.7 * columns, 2.7 * rows), squeeze=False, layout="tight"
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for ax, panel in zip(axes.ravel(), panels, strict=False):
@@ -158,7 +154,6 @@ def matrices(panels: list[dict], title: str, columns: int = 4):
                 Rectangle((c - 0.5, r - 0.5), w, h, fill=False, edgecolor="red", linewidth=2.5, clip_on=False)
             )
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -167,7 +162,9 @@ def image_drift(train_mean, batch_mean, histograms, worst, title: str):
     cumulative distribution of the statistic that moved most (training vs new)."""
     edges, train_counts, batch_counts = histograms
     name, reference, values = worst
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.6, 1.6]})
+    fig, axes = plt.subplots(
+        1, 4, figsize=(13, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.6, 1.6]}, layout="tight"
+    )
     shown = [np.squeeze(m) if np.squeeze(m).ndim == 2 else np.clip(m, 0, 1) for m in (train_mean, batch_mean)]
     for ax, image, label in zip(axes[:2], shown, ("training mean image", "new mean image"), strict=True):
         ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None, vmin=edges[0], vmax=edges[-1])
@@ -184,13 +181,12 @@ def image_drift(train_mean, batch_mean, histograms, worst, title: str):
     axes[3].set(title=f"{name} (cumulative)", xlabel=name, ylabel="share below")
     axes[3].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
 def series_drift(dates, residuals, low, high, title: str):
     """New points' residuals (value - seasonal pattern - local trend) within the training band."""
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(7, 3.4), layout="tight")
     ax.fill_between(dates, low, high, step="mid", alpha=0.25, label="training period's 99 % band")
     outside = (residuals < low) | (residuals > high)
     ax.plot(dates, residuals, marker="o", ms=3, lw=1, label="new points")
@@ -199,5 +195,4 @@ def series_drift(dates, residuals, low, high, title: str):
     ax.set(title=title, ylabel="residual")
     ax.tick_params(axis="x", labelrotation=30)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig

@@ -55,7 +55,8 @@ Spec = ClassifierSpec | ForecastSpec | AnomalySpec | RegressionSpec
 
 
 class Splits(Protocol):
-    """What the training core reads of an objective's splits (each objective adds its own fields)."""
+    """What the training core reads of an objective's splits (each objective adds its own fields;
+    each objective's Splits is a dataclass: the gate fingerprints all its fields)."""
 
     x_train: Any
     y_train: Any

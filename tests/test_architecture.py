@@ -13,7 +13,18 @@ from pipeline.tools import stages
 from tests.conftest import REPO
 
 PACKAGE = REPO / "pipeline"
-SHARED = {"config", "errors", "atomic", "plots", "layout", "specs", "startup", "images", "secrets"}
+SHARED = {
+    "config",
+    "errors",
+    "atomic",
+    "plots",
+    "layout",
+    "specs",
+    "startup",
+    "images",
+    "secrets",
+    "inference",
+}
 ENTRY = {"cli", "__main__"}  # `python -m pipeline`
 # layer → the layers it must never import (a layer may import any layer below it)
 ORDER = ["shared", "data", "objectives", "models", "training", "monitoring", "workflows", "tools", "cli"]

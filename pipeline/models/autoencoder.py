@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from pipeline import inference
 from pipeline.errors import UserError
 from pipeline.models import Family, Logged
 from pipeline.specs import AnomalySpec
@@ -109,7 +110,7 @@ def build(params: Params, spec: AnomalySpec) -> keras.Model:
 
 def reconstructions(model, x: np.ndarray) -> np.ndarray:
     """What the logged model's signature shows: images to their reconstructions (not anomaly scores)."""
-    return np.asarray(model.predict(x, verbose=0))
+    return inference.predict(model, x)
 
 
 FAMILY = Family(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from pipeline import inference
 from pipeline.models import Family, Logged, cnn
 from pipeline.specs import ClassifierSpec
 
@@ -20,7 +21,7 @@ def build(params: cnn.Params, spec: ClassifierSpec) -> keras.Model:
 
 def probability(model, x):
     """What the logged model returns: P(positive), shaped (n, 1)."""
-    return model.predict(x, verbose=0)
+    return inference.predict(model, x)
 
 
 FAMILY = Family(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from pipeline import inference
 from pipeline.models import Family, Logged, mlp
 from pipeline.specs import ClassifierSpec
 
@@ -21,7 +22,7 @@ def build(params: mlp.Params, spec: ClassifierSpec) -> keras.Model:
 
 def probability(model, x):
     """What the logged model returns: P(positive), shaped (n, 1)."""
-    return model.predict(x, verbose=0)
+    return inference.predict(model, x)
 
 
 FAMILY = Family(

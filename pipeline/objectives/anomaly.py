@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline import inference
 from pipeline.config import PARAMS_FILE
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, known_classes, limit_rows
@@ -121,7 +122,7 @@ def reconstructs(model) -> bool:
 def reconstruct(model, x: np.ndarray) -> np.ndarray:
     if hasattr(model, "inverse_transform"):  # PCA
         return model.inverse_transform(model.transform(x)).reshape(x.shape)
-    return np.asarray(model.predict(x, verbose=0)).reshape(x.shape)
+    return inference.predict(model, x).reshape(x.shape)
 
 
 def encode(model, x: np.ndarray) -> np.ndarray:
@@ -129,7 +130,7 @@ def encode(model, x: np.ndarray) -> np.ndarray:
     if hasattr(model, "inverse_transform"):
         return model.transform(x)
     if hasattr(model, "get_layer"):
-        return np.asarray(model.get_layer("encoder").predict(x, verbose=0))
+        return inference.predict(model.get_layer("encoder"), x)
     return flat(x)
 
 

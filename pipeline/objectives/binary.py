@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 
+from pipeline import inference
 from pipeline.config import PARAMS_FILE
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, classification, known_classes
@@ -90,7 +91,7 @@ def predict(model, x: np.ndarray) -> np.ndarray:
     """P(positive) per example, (n,): a sigmoid network's output or an estimator's predict_proba[:, 1]."""
     if hasattr(model, "predict_proba"):
         return np.asarray(model.predict_proba(x), dtype=np.float64)[:, 1]
-    return np.asarray(model.predict(x, verbose=0), dtype=np.float64).reshape(len(x))
+    return np.asarray(inference.predict(model, x), dtype=np.float64).reshape(len(x))
 
 
 def roc_figure(y: np.ndarray, p: np.ndarray, auc: float):
@@ -99,7 +100,7 @@ def roc_figure(y: np.ndarray, p: np.ndarray, auc: float):
     from pipeline import plots
 
     fpr, tpr, thresholds = roc_curve(y, p)
-    fig, ax = plots.plt.subplots(figsize=(4.8, 4.5))
+    fig, ax = plots.plt.subplots(figsize=(4.8, 4.5), layout="tight")
     ax.plot(fpr, tpr, lw=1.5, label=f"ROC-AUC {auc:.4f}")
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
     at_half = np.argmin(np.abs(thresholds - 0.5))
@@ -107,7 +108,6 @@ def roc_figure(y: np.ndarray, p: np.ndarray, auc: float):
     ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC curve (test)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
     return fig
 
 

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from pipeline import images
+from pipeline import images, inference
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, Served, limit_rows
 from pipeline.objectives.served import image_classifier
@@ -51,7 +51,7 @@ def prepare(dataset, train, params=None) -> tuple[Splits, ClassifierSpec]:
 
 def predict(model, x: np.ndarray) -> np.ndarray:
     """Class probabilities from a Keras model or a scikit-learn estimator, rows summing to 1."""
-    proba = model.predict_proba(x) if hasattr(model, "predict_proba") else model.predict(x, verbose=0)
+    proba = model.predict_proba(x) if hasattr(model, "predict_proba") else inference.predict(model, x)
     proba = np.asarray(proba, dtype=np.float64)
     return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 ± 1e-7
 

@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from pipeline import data
+from pipeline import data, inference
 from pipeline.data.sources import series_frequency
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, Served, limit_rows
@@ -156,7 +156,7 @@ def predict(model, x: np.ndarray) -> np.ndarray:
     import keras
 
     if isinstance(model, keras.Model):
-        return np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+        return np.asarray(inference.predict(model, x), dtype=np.float64)
     return np.asarray(model.predict(x), dtype=np.float64)
 
 

@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from pipeline import inference
 from pipeline.errors import UserError
 from pipeline.objectives import Objective
 from pipeline.specs import RegressionSpec
@@ -59,7 +60,7 @@ def predict(model, x: np.ndarray) -> np.ndarray:
     """One number per row, (n,), from a Keras model or an estimator with .predict(x)."""
     import keras
 
-    out = model.predict(x, verbose=0) if isinstance(model, keras.Model) else model.predict(x)
+    out = inference.predict(model, x) if isinstance(model, keras.Model) else model.predict(x)
     return np.asarray(out, dtype=np.float64).reshape(len(x))
 
 
@@ -70,14 +71,13 @@ def rmse(error: np.ndarray) -> float:
 def fitted_curve(splits: Splits, predicted: np.ndarray, test_rmse: float):
     from pipeline import plots
 
-    fig, ax = plots.plt.subplots(figsize=(7, 4))
+    fig, ax = plots.plt.subplots(figsize=(7, 4), layout="tight")
     ax.scatter(splits.x_train[:, 0], splits.y_train, s=4, color="lightgrey", label="training samples")
     ax.plot(splits.curve_x, splits.curve_y, color="black", lw=1.2, label="true function")
     ax.plot(splits.curve_x, predicted, color="tab:red", lw=1.5, label=f"model (test RMSE {test_rmse:.4f})")
     ax.set(xlabel="x", ylabel="y", title="fitted curve")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 

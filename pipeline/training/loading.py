@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import secrets
+from pipeline import inference, secrets
 from pipeline.errors import UserError
 from pipeline.training import artifacts, tracking
 
@@ -102,7 +102,7 @@ class Loaded:
         if "arrays" not in self.cache:
             if self.form in ("keras", "served"):
                 model = self.keras()
-                self.cache["arrays"] = Predictor(lambda x: model.predict(x, verbose=0))
+                self.cache["arrays"] = Predictor(lambda x: inference.predict(model, x))
             elif self.form == "sklearn":
                 self.cache["arrays"] = sklearn_predictor(self)
             else:

@@ -2,7 +2,10 @@
 
 The gate is TFX's "blessing" rule on MLflow aliases: a challenger becomes champion only if its
 gate metric on the fixed holdout passes an absolute threshold and beats the champion's (on the
-same holdout, re-evaluated now) by a margin. With no champion yet, the threshold alone decides;
+same holdout) by a margin. The champion is re-evaluated now, unless its own run was scored on
+the same data the same way (its `scored_on_sha256` tag equals the challenger's, see `scored_on`):
+then its run's metric is that score, bit for bit (tests/training/test_loading.py), and loading
+the champion again would only cost time. With no champion yet, the threshold alone decides;
 a champion that cannot be read (a locked store, an unreachable server) is an error, never "no
 champion", and a metric that is not a finite number never passes. Which way the metric improves
 is the objective's to say (pipeline.objectives).
@@ -14,12 +17,19 @@ Every process that may move `champion` holds one lock (`alias_lock`, the file la
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
+import hashlib
 import io
+import json
 import math
 import os
+import sys
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pipeline import layout
 from pipeline.errors import PipelineError, UserError
@@ -147,11 +157,64 @@ def decide(gate, higher_is_better: bool, challenger: float, champion_value: floa
     return True, f"{gate.metric} {challenger:.4f} beats champion {champion_value:.4f} by {gain:+.4f}"
 
 
-def champion_value(name: str, current, version: str, plan, splits) -> float | None:
-    """The champion's gate metric re-evaluated on the challenger's holdout (None: no champion, or
-    the challenger is the champion already). A champion that cannot be scored is an error."""
-    if current is None or str(current.version) == str(version):
+SCORED_ON_TAG = "scored_on_sha256"
+
+
+def scored_on(plan, splits) -> str:
+    """Everything a model's test metrics depend on besides the model: every field of the objective's
+    splits (the holdout, and what a metric takes from the training split, e.g. MASE's scale), the
+    objective (name, params) and the code that scores (its module, pipeline.inference). Two runs
+    with the same value scored their models on the same data the same way."""
+    from pipeline import inference
+
+    digest = hashlib.sha256()
+    for field in dataclasses.fields(splits):
+        value = getattr(splits, field.name)
+        digest.update(field.name.encode())
+        if isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value)
+            digest.update(f"{value.dtype}{value.shape}".encode())
+            digest.update(value.tobytes())
+        else:
+            digest.update(json.dumps(value, default=str).encode())
+    params = dataclasses.asdict(plan.objective_params) if plan.objective_params is not None else None
+    digest.update(json.dumps([plan.objective.name, params], sort_keys=True, default=str).encode())
+    for module in (sys.modules[plan.objective.evaluate.__module__], inference):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def recorded_value(current, metric: str, key: str) -> float | None:
+    """The champion's gate metric as its own run recorded it, when that run was scored on what
+    `scored_on` calls `key`; None otherwise (an older run, other data, a model the pipeline did not
+    train), and the gate re-evaluates."""
+    import mlflow
+
+    if not current.run_id:
         return None
+    try:
+        run = mlflow.MlflowClient().get_run(current.run_id)
+    except Exception:  # a deleted run: re-evaluating says what is wrong, if anything is
+        return None
+    if run.data.tags.get(SCORED_ON_TAG) != key or metric not in run.data.metrics:
+        return None
+    return float(run.data.metrics[metric])
+
+
+def champion_value(name: str, current, version: str, plan, splits) -> tuple[float | None, str]:
+    """The champion's gate metric on the challenger's holdout and how it was had ("recorded" by its
+    run, or "re-evaluated"); (None, "none"): no champion, or the challenger is the champion
+    already. A champion that cannot be scored is an error."""
+    if current is None or str(current.version) == str(version):
+        return None, "none"
+    recorded = recorded_value(current, plan.gate.metric, scored_on(plan, splits))
+    if recorded is not None:
+        return recorded, "recorded"
+    return rescore(name, current, plan, splits), "re-evaluated"
+
+
+def rescore(name: str, current, plan, splits) -> float:
+    """The champion's gate metric, loaded (safely) and evaluated on `splits` now."""
     try:
         return float(evaluate_version(name, current.version, plan, splits)[plan.gate.metric])
     except UserError as exc:  # e.g. a champion the pipeline did not log: refused, nothing promoted
@@ -174,7 +237,7 @@ def gate_decision(outcome, extra: dict[str, str] | None = None) -> dict[str, Any
     if gate.metric not in outcome.metrics:
         raise PipelineError(f"the challenger's run {outcome.run_id} has no {gate.metric}; nothing promoted")
     current = champion(name)
-    value = champion_value(name, current, version, plan, outcome.splits)
+    value, scored = champion_value(name, current, version, plan, outcome.splits)
     challenger_value = float(outcome.metrics[gate.metric])
     higher = plan.objective.direction(gate.metric) == "max"
     promoted, reason = decide(gate, higher, challenger_value, value)
@@ -184,6 +247,7 @@ def gate_decision(outcome, extra: dict[str, str] | None = None) -> dict[str, Any
         "gate.metric": gate.metric,
         "gate.challenger_version": str(version),
         "gate.champion_version": str(current.version) if current else "none",
+        "gate.champion_score": scored,  # recorded by its run on this holdout, or re-evaluated now
         **(extra or {}),
         "gate_challenger": challenger_value,
         "promoted": promoted,

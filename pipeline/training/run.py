@@ -175,6 +175,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
     started = time.perf_counter()
     run_name = options.run_name or name
     tags = {**run_tags(plan, dataset, tracking.git_commit()), **options.tags}
+    tags[registry.SCORED_ON_TAG] = registry.scored_on(plan, splits)  # a later gate may trust its score
     strategy = strategy_of(plan)
     logged = params_to_log(plan, dataset, len(splits.x_train))
     if plan.family.kind == "keras":
