@@ -547,8 +547,9 @@ def add_soak(sub) -> None:
         help="retrain soak test: many cycles with hostile batches and kills, invariants checked",
         description="Run retrain cycles in a scratch copy of the project (1-epoch challengers), each "
         "with a random mix of good, corrupt, duplicate-named, re-sent, half-copied and hostile "
-        "batches, a kill -9 at a random step in a share of them; check after every cycle that every "
-        "batch is consumed once or quarantined intact, the holdout is unchanged, champion is on a "
+        "batches, a kill -9 in a share of them at each retrain step in turn; check after every "
+        "cycle that every batch is consumed once or quarantined intact, the holdout is unchanged, "
+        "champion is on a "
         "promoted version, no run is RUNNING and nothing outside the scratch project was written. "
         "Writes reports/soak.json; exit 1 on any violation. Takes about half a minute per cycle.",
     )

@@ -123,14 +123,64 @@ def aliases(model="digits-classifier"):
     return {alias: str(version) for alias, version in found.aliases.items()}
 
 
-@pytest.fixture
-def retrain_project(project):
-    """A project whose `make retrain` trains 1-epoch challengers on 200 original examples (merged
-    batches are always kept), with a gate threshold of 0 and a champion (v1) in place."""
+def relocate_project(template: Path, root: Path) -> None:
+    """Copy a project folder (params, data, store, artifacts) made in `template` into `root` as if
+    it had been made there: the store records absolute paths (artifact locations, a dataset's
+    source, a logged model's MLmodel), so every mention of `template` becomes `root`."""
+    import sqlite3
+
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    old, new = str(template), str(root)
+    with contextlib.closing(sqlite3.connect(root / "mlruns" / "mlflow.db")) as db, db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        columns = [(t, c[1]) for t in tables for c in db.execute(f'PRAGMA table_info("{t}")')]
+        for table, column in columns:
+            where = f'WHERE instr(CAST("{column}" AS TEXT), ?) > 0'
+            if db.execute(f'SELECT 1 FROM "{table}" {where}', (old,)).fetchone():
+                db.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) {where}', (old, new, old)
+                )
+            assert not db.execute(f'SELECT 1 FROM "{table}" {where}', (old,)).fetchone(), (table, column)
+    for path in root.rglob("*"):  # the text files (MLmodel, manifests, params) that name the template
+        if path.is_file() and not path.is_symlink() and path.suffix in ("", ".yaml", ".json", ".txt"):
+            text = path.read_bytes()
+            if old.encode() in text:
+                path.write_bytes(text.replace(old.encode(), new.encode()))
+
+
+@pytest.fixture(scope="session")
+def retrain_template(tmp_path_factory, empty_store):
+    """The folder retrain_project copies: params for 1-epoch challengers and a champion (v1),
+    trained once per test process instead of once per test."""
+    root = tmp_path_factory.mktemp("retrain-template")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "mlruns").mkdir()
+    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
     quick = {"epochs": 1, "patience": 1, "limit": 200}
-    edit_params(project, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
-    edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
-    train("cnn-same")
+    edit_params(root, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
+    edit_params(root, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIPELINE_ROOT", str(root))
+        patch.delenv("PIPELINE_PARAMS", raising=False)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+            patch.delenv(name, raising=False)
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        patch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+        train("cnn-same")
+    (root / ".build" / "retrain.lock").unlink(missing_ok=True)  # each copy takes its own lock
+    return root
+
+
+@pytest.fixture
+def retrain_project(project, retrain_template):
+    """A project whose `make retrain` trains 1-epoch challengers on 200 original examples (merged
+    batches are always kept), with a gate threshold of 0 and a champion (v1) in place: a copy of
+    retrain_template (the champion trained once per test process), relocated to this project."""
+    relocate_project(retrain_template, project)
     return project
 
 

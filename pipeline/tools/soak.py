@@ -5,7 +5,9 @@ In a scratch copy of the project (outside it; your data and store are never touc
 under a used name), re-sent (the same files again), half-copied (no READY, still being written)
 and hostile batches (links out of the batch, a planted REASON.txt link, a FIFO, names with a
 newline, bytes that are not UTF-8 or 240 characters, a decompression bomb); a fifth of the cycles
-are killed (kill -9, through the fault hook PIPELINE_FAULT) at a random step. After every cycle:
+(evenly spaced) are killed (kill -9, through the fault hook PIPELINE_FAULT) at each step in turn
+(STEPS), so 50 cycles kill at every step at least once; a killed cycle always gets a good batch (and
+a corrupt one for `quarantine`), so the step it is killed at is reached. After every cycle:
 
   - every batch is where its kind says, exactly once, with its files as they were sent:
     consumed (and in the dataset's manifest once) or quarantined (with its REASON.txt), or still
@@ -13,7 +15,12 @@ are killed (kill -9, through the fault hook PIPELINE_FAULT) at a random step. Af
   - the holdout (the test split) is unchanged;
   - `champion` is on a version the gate promoted;
   - no MLflow run is left RUNNING (checked once the next cycle has recovered a killed one);
-  - nothing outside the scratch project was written (a sentinel folder the links point into).
+  - nothing outside the scratch project was written (a sentinel folder the links point into);
+  - right after a kill: the cycle's good batches are in the manifest exactly when the kill came
+    after the data commit (COMMITTED: the next cycle completes it; before: rolls it back);
+  - once the next cycle has recovered a kill: no retrain journal is left, no quarantine folder
+    holds only its REASON.txt, no run is registered as two versions, and every challenger killed
+    after training but before the commit is tagged retrain.rolled_back (one per `train` kill).
 
 The counts go to stdout and reports/soak.json; the exit code is 1 if any invariant was violated.
 """
@@ -42,6 +49,7 @@ from pipeline.config import project_root
 
 PACKAGE = Path(__file__).resolve().parents[1]
 STEPS = ("quarantine", "train", "commit", "register", "decide", "gate", "move")
+COMMITTED = ("commit", "register", "decide", "gate", "move")  # killed after the data commit
 HOSTILE = ("link", "reason-link", "fifo", "newline-name", "bytes-name", "long-name", "bomb")
 MODEL = "digits-classifier"
 
@@ -99,7 +107,9 @@ class Scratch:
         params = yaml.safe_load((project_root() / "params.yaml").read_text())
         params["experiments"]["cnn-same"].setdefault("train", {}).update(epochs=1, patience=1, limit=200)
         params["retrain"]["gates"][MODEL].update(threshold=0.1)  # weak champions: some get beaten
-        params["retrain"]["settle_seconds"] = 30
+        # a half-copied batch must not settle before the next cycle completes it, even on a loaded
+        # machine (a cycle took over 30 s to look at incoming/ with a load of 17 on 2 cores)
+        params["retrain"]["settle_seconds"] = 600
         (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         home = base / "home"
         home.mkdir()
@@ -173,9 +183,9 @@ class Sender:
     def folder(self, name: str) -> Path:
         return self.scratch.incoming / name
 
-    def send(self, cycle: int) -> None:
+    def send(self, cycle: int, fault: str | None = None) -> None:
         """This cycle's random mix: 0-2 good, and maybe a corrupt, duplicate-named, re-sent,
-        half-copied and hostile batch."""
+        half-copied and hostile batch; a cycle to be killed (`fault`) gets what reaches its step."""
         kinds = ["good"] * self.rng.randint(0, 2)
         for kind, share in (
             ("corrupt", 0.4),
@@ -185,6 +195,10 @@ class Sender:
         ):
             if self.rng.random() < share:
                 kinds.append(kind)
+        if fault and "good" not in kinds:
+            kinds.insert(0, "good")
+        if fault == "quarantine" and "corrupt" not in kinds:
+            kinds.append("corrupt")
         if self.rng.random() < 0.6:  # the hostile kinds in turn, so each one is tried
             kinds.append(HOSTILE[sum(s.kind in HOSTILE for s in self.sent) % len(HOSTILE)])
         for k, kind in enumerate(kinds):
@@ -354,6 +368,46 @@ def check_store(scratch: Scratch, killed: bool) -> list[str]:
     return problems
 
 
+def check_commit(scratch: Scratch, sent: list[Sent], fault: str) -> list[str]:
+    """Right after a kill at `fault`: the cycle's good batches (`sent`) are in the manifest exactly
+    when the kill came after the data commit."""
+    manifest = json.loads((scratch.root / "data/processed/digits/manifest.json").read_text())
+    names = {e["name"] for e in manifest["batches"]}
+    committed = fault in COMMITTED
+    return [
+        f"killed at {fault}: batch {s.name!r} is {'not ' if committed else ''}in the manifest"
+        for s in sent
+        if (s.name in names) != committed
+    ]
+
+
+def check_recovered(scratch: Scratch, train_kills: int) -> list[str]:
+    """Once a cycle ran to its end: no journal, no half-made quarantine folder, no run registered
+    twice, and one rolled-back challenger per kill after training and before the commit."""
+    import mlflow
+
+    from pipeline import layout
+    from pipeline.workflows.batches import QUARANTINED, REASON
+
+    problems = []
+    if (scratch.root / layout.RETRAIN_JOURNAL.format(model=MODEL)).exists():
+        problems.append("a retrain journal was left after a complete cycle")
+    for folder in (scratch.root / "data/quarantine/digits").glob("*"):
+        if not (folder / QUARANTINED).exists() or not (folder / REASON).is_file():
+            problems.append(f"quarantine folder {folder.name!r} is half made")
+    client = mlflow.MlflowClient(tracking_uri=scratch.env["MLFLOW_TRACKING_URI"])
+    runs = [v.run_id for v in client.search_model_versions(f"name='{MODEL}'")]
+    if len(set(runs)) != len(runs):
+        problems.append("a run is registered as two model versions")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    rolled_back = client.search_runs(ids, filter_string="tags.`retrain.rolled_back` = 'true'")
+    if len(rolled_back) != train_kills:
+        problems.append(
+            f"{len(rolled_back)} challengers tagged rolled back after {train_kills} kills at train"
+        )
+    return problems
+
+
 def outside_state(scratch: Scratch) -> dict:
     """What must not change: the sentinel folder the links point into, and the real project's data."""
     real = project_root()
@@ -366,10 +420,18 @@ def outside_state(scratch: Scratch) -> dict:
 # --------------------------------------------------------------------------- the cycles
 
 
-def one_cycle(scratch: Scratch, sender: Sender, cycle: int, kill_share: float) -> dict:
+def fault_of(cycle: int, kill_share: float, kills: int) -> str | None:
+    """The step this cycle is killed at, or None: a `kill_share` of the cycles, evenly spaced,
+    each at the next step in STEPS (`kills`: the cycles killed so far)."""
+    if int((cycle + 1) * kill_share) > int(cycle * kill_share):
+        return STEPS[kills % len(STEPS)]
+    return None
+
+
+def one_cycle(scratch: Scratch, sender: Sender, cycle: int, fault: str | None) -> dict:
     sender.complete_half_copied()
-    sender.send(cycle)
-    fault = scratch.rng.choice(STEPS) if scratch.rng.random() < kill_share else None
+    before = len(sender.sent)
+    sender.send(cycle, fault)
     started = time.perf_counter()
     result = scratch.pipeline("retrain", "--model", MODEL, fault=fault)
     killed = result.returncode == -9
@@ -377,6 +439,11 @@ def one_cycle(scratch: Scratch, sender: Sender, cycle: int, kill_share: float) -
     if result.returncode not in (0, -9) or (killed and not fault):
         last = (result.stderr.strip().splitlines() or ["?"])[-1]
         problems.append(f"cycle {cycle} exited {result.returncode}: {last}")
+    elif fault and not killed:
+        problems.append(f"cycle {cycle} was to be killed at {fault} and never reached it")
+    if killed:
+        good = [s for s in sender.sent[before:] if s.kind == "good"]
+        problems += check_commit(scratch, good, fault)
     return {"fault": fault, "killed": killed, "seconds": time.perf_counter() - started, "problems": problems}
 
 
@@ -387,12 +454,17 @@ def soak(scratch: Scratch, cycles: int, kill_share: float) -> dict:
     reference, outside = holdout(scratch), outside_state(scratch)
     sender = Sender(scratch)
     counts = {"cycles": 0, "kills": 0, "kills_requested": 0, "violations": 0, "seconds": []}
+    kills_by_step = dict.fromkeys(STEPS, 0)
     violations = []
     for cycle in range(cycles):
-        done = one_cycle(scratch, sender, cycle, kill_share)
+        done = one_cycle(scratch, sender, cycle, fault_of(cycle, kill_share, counts["kills_requested"]))
         problems = done["problems"]
         problems += check_batches(scratch, sender.sent, done["killed"])
         problems += check_store(scratch, done["killed"])
+        if done["killed"]:
+            kills_by_step[done["fault"]] += 1
+        else:
+            problems += check_recovered(scratch, kills_by_step["train"])
         if holdout(scratch) != reference:
             problems.append("the holdout changed")
         if (
@@ -412,6 +484,7 @@ def soak(scratch: Scratch, cycles: int, kill_share: float) -> dict:
             flush=True,
         )
     counts["violations"] = len(violations)
+    counts["kills_by_step"] = kills_by_step
     return {**counts, **gate_counts(scratch), "violation_list": violations[:50], **fates(sender.sent)}
 
 
@@ -457,7 +530,8 @@ def main(cycles: int = 50, kill_share: float = 0.2, seed: int = 0, keep: bool = 
     atomic.write_text(out, json.dumps(result, indent=2) + "\n")
     print(
         f"soak: {result['cycles']} cycles · {result['batches']} batches {result['batches_by_fate']} · "
-        f"kills {result['kills']} · invariant violations {result['violations']} → {out}"
+        f"kills {result['kills']} {result['kills_by_step']} · "
+        f"invariant violations {result['violations']} → {out}"
     )
     for line in result["violation_list"]:
         print(f"  {line}")

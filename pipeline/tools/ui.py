@@ -15,6 +15,24 @@ from pipeline import atomic, secrets
 from pipeline.errors import UserError
 from pipeline.training import tracking
 
+# MLflow's server starts a job runner beside its web workers (eight more Python processes, about
+# 5 CPU-seconds at start-up and polling afterwards) for GenAI jobs (LLM judges, trace roll-ups) that
+# no run of this pipeline creates; off unless the user turns it on.
+JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def server_env(uri: str, **extra: str) -> dict[str, str]:
+    """The environment of `mlflow ui`/`mlflow server`: the store URI (never an argument: a password
+    in it would show in the process list, which every user of the machine can read), `extra`, and
+    MLflow's job runner off unless the user's environment says otherwise."""
+    return {
+        JOB_EXECUTION: "false",
+        **os.environ,
+        **extra,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_BACKEND_STORE_URI": uri,
+    }
+
 
 def run_links(base_url: str) -> list[tuple[str, str]]:
     import mlflow
@@ -42,9 +60,9 @@ def main(host: str, port: int, links_only: bool = False) -> int:
     if tracking.uses_default_store():
         command += ["--default-artifact-root", (tracking.project_root() / "mlruns" / "artifacts").as_uri()]
     print("serving (Ctrl-C to stop):", " ".join(command), flush=True)
-    # the store URI goes through the environment (mlflow reads it there): a password in it stays
-    # out of the process list, which every user of the machine can read
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_BACKEND_STORE_URI": uri}
+    # one person's browser: one web worker (MLflow's default, 4, is for a team's server);
+    # MLFLOW_WORKERS overrides it
+    env = server_env(uri, MLFLOW_WORKERS=os.environ.get("MLFLOW_WORKERS", "1"))
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
@@ -146,12 +164,7 @@ def server(host: str, port: int, db: str | None, artifacts: str | None, auth: bo
         print("  clients: export MLFLOW_TRACKING_USERNAME=… MLFLOW_TRACKING_PASSWORD=…")
     print(f"  clients: export MLFLOW_TRACKING_URI=http://{host}:{port}", flush=True)
     # the backend URI and the auth secrets go through the environment, never the process list
-    env = {
-        **os.environ,
-        **extra,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_BACKEND_STORE_URI": url.render_as_string(hide_password=False),
-    }
+    env = server_env(url.render_as_string(hide_password=False), **extra)
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

@@ -260,20 +260,23 @@ def gate_decision(outcome, extra: dict[str, str] | None = None) -> dict[str, Any
 def record_gate(name: str, version: str, run_id: str, decision: dict[str, Any]) -> None:
     """Apply a decision: move `champion` when promoted, then record it as tags and metrics on the
     run and tags on the model version (all idempotent: a killed cycle replays it)."""
+    import time
+
     import mlflow
+    from mlflow.entities import Metric, RunTag
 
     client = mlflow.MlflowClient()
     if decision["promoted"]:
         client.set_registered_model_alias(name, CHAMPION, version)
-    for key, value in decision.items():
-        if key == "promoted":
-            continue
-        if key.startswith("gate_"):
-            client.log_metric(run_id, key, value)
-            client.set_model_version_tag(name, version, key, f"{value:.6f}")
-        else:
-            client.set_tag(run_id, key, value)
-            client.set_model_version_tag(name, version, key, value)
+    recorded = {k: v for k, v in decision.items() if k != "promoted"}
+    now = int(time.time() * 1000)
+    client.log_batch(  # the run's part in one write
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in recorded.items() if k.startswith("gate_")],
+        tags=[RunTag(k, v) for k, v in recorded.items() if not k.startswith("gate_")],
+    )
+    for key, value in recorded.items():  # the registry has no batch call for version tags
+        client.set_model_version_tag(name, version, key, f"{value:.6f}" if key.startswith("gate_") else value)
 
 
 def apply_gate(outcome, extra: dict[str, str] | None = None) -> dict[str, Any]:

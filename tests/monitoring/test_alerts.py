@@ -171,7 +171,9 @@ def test_make_retrain_announces_a_real_promotion_and_a_real_failure(project, mon
 
     x, y = dataset.xy("train")
     write_batch(project / "data" / "incoming" / "digits" / "b1", x[:30], y[:30])
-    edit_params(project, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(epochs=1))
+    # a 1-epoch challenger on 200 original examples (the batch is always merged): any one is promoted
+    quick = {"epochs": 1, "limit": 200}
+    edit_params(project, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
     with receiver() as (url, received):
         monkeypatch.setenv(alerts.VARIABLE, url)
         assert cli.main(["retrain", "--model", "digits-classifier"]) == 0

@@ -8,6 +8,7 @@ import json
 import shutil
 import threading
 import time
+import types
 
 import mlflow
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import requests
 from PIL import Image
 
-from pipeline import data
+from pipeline import cli, data
 from pipeline.training import loading
 from tests.conftest import REPO, assert_one_line_error, edit_params, free_port, make, run_cli, serving, train
 
@@ -32,13 +33,50 @@ def png(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-@pytest.fixture
-def classifier(project):
+def champion(root):
     """digits-classifier v1, champion (a gate threshold of 0: any model passes)."""
-    edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
+    edit_params(root, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
     outcome = train("cnn-same", QUICK)
     assert outcome.decision["promoted"]
     return outcome
+
+
+@pytest.fixture
+def classifier(project):
+    return champion(project)
+
+
+def use_project(monkeypatch, root) -> str:
+    """Point this process (PIPELINE_ROOT, MLflow) at `root`'s project and store, as `project` does."""
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("PIPELINE_ROOT", str(root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, empty_store):
+    """One project with digits-classifier v1 as champion and one `serve` of it, shared by the tests
+    that only send it requests: a server start imports TensorFlow and loads the model, and training
+    the champion costs as much again. (Tests that move the alias or count drift runs keep their own.)"""
+    root = tmp_path_factory.mktemp("served")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "mlruns").mkdir()
+    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+    with pytest.MonkeyPatch.context() as patch:
+        uri = use_project(patch, root)
+        outcome = champion(root)
+    with serving(root, "serve", "digits-classifier", env={"MLFLOW_TRACKING_URI": uri}) as port:
+        yield types.SimpleNamespace(root=root, port=port, classifier=outcome)
+
+
+@pytest.fixture
+def shared(served, monkeypatch):
+    """`served`, with this process pointed at its store (for the in-process comparisons)."""
+    use_project(monkeypatch, served.root)
+    return served
 
 
 def digits(n: int) -> np.ndarray:
@@ -55,7 +93,7 @@ def named(answer, version: str, run_id: str) -> None:
 
 
 @pytest.mark.slow
-def test_the_server_answers_as_the_model_does_in_process(project, classifier):
+def test_the_server_answers_as_the_model_does_in_process(shared):
     from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 
     x = digits(6)
@@ -64,30 +102,30 @@ def test_the_server_answers_as_the_model_does_in_process(project, classifier):
     ]
     expected = loading.load("models:/digits-classifier/1").pyfunc().predict(records)
     pixels = pd.DataFrame({"pixels": [image.ravel().tolist() for image in x[3:]]})
-    with serving(project, "serve", "digits-classifier") as port:
-        url = f"http://127.0.0.1:{port}"
-        version = requests.get(f"{url}/version", timeout=10).json()
-        assert version["name"] == "digits-classifier" and version["version"] == "1"
-        assert version["run_id"] == classifier.run_id and version["alias"] == "champion"
-        assert version["data_hash"] == data.read_manifest("digits")["sha256"]
-        for path in ("/ping", "/health"):
-            named(requests.get(f"{url}{path}", timeout=10), "1", classifier.run_id)
-        for body in ({"dataframe_records": records}, {"inputs": records}):
-            answer = requests.post(f"{url}/invocations", json=body, timeout=60)
-            assert answer.status_code == 200, answer.text
-            named(answer, "1", classifier.run_id)
-            got = answer.json()["predictions"]
-            assert [a["class"] for a in got] == [a["class"] for a in expected]
-            for mine, theirs in zip(got, expected, strict=True):
-                assert mine["probabilities"] == pytest.approx(theirs["probabilities"], abs=1e-6)
-        split = {"dataframe_split": pixels.to_dict(orient="split")}
-        answer = requests.post(f"{url}/invocations", json=split, timeout=60)
-        assert [a["class"] for a in answer.json()["predictions"]] == [a["class"] for a in expected[3:]]
-        # MLflow's own client speaks to it as to `mlflow models serve`
-        response = ScoringServerClient("127.0.0.1", port).invoke(pixels)
-        assert [a["class"] for a in response["predictions"]] == [a["class"] for a in expected[3:]]
-        listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port}
-        assert listening == {"127.0.0.1"}  # loopback unless --host says otherwise
+    port, classifier = shared.port, shared.classifier
+    url = f"http://127.0.0.1:{port}"
+    version = requests.get(f"{url}/version", timeout=10).json()
+    assert version["name"] == "digits-classifier" and version["version"] == "1"
+    assert version["run_id"] == classifier.run_id and version["alias"] == "champion"
+    assert version["data_hash"] == data.read_manifest("digits")["sha256"]
+    for path in ("/ping", "/health"):
+        named(requests.get(f"{url}{path}", timeout=10), "1", classifier.run_id)
+    for body in ({"dataframe_records": records}, {"inputs": records}):
+        answer = requests.post(f"{url}/invocations", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        named(answer, "1", classifier.run_id)
+        got = answer.json()["predictions"]
+        assert [a["class"] for a in got] == [a["class"] for a in expected]
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine["probabilities"] == pytest.approx(theirs["probabilities"], abs=1e-6)
+    split = {"dataframe_split": pixels.to_dict(orient="split")}
+    answer = requests.post(f"{url}/invocations", json=split, timeout=60)
+    assert [a["class"] for a in answer.json()["predictions"]] == [a["class"] for a in expected[3:]]
+    # MLflow's own client speaks to it as to `mlflow models serve`
+    response = ScoringServerClient("127.0.0.1", port).invoke(pixels)
+    assert [a["class"] for a in response["predictions"]] == [a["class"] for a in expected[3:]]
+    listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port}
+    assert listening == {"127.0.0.1"}  # loopback unless --host says otherwise
 
 
 def slow_body(head: bytes, tail: bytes, release: threading.Event):
@@ -181,34 +219,39 @@ def bad_requests(x: np.ndarray) -> list:
 
 
 @pytest.mark.slow
-def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(project, classifier):
+def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(shared):
     x = digits(2)
-    with serving(project, "serve", "digits-classifier") as port:
-        url = f"http://127.0.0.1:{port}"
-        for what, arguments, status, fragment in bad_requests(x):
-            answer = requests.post(f"{url}/invocations", timeout=60, **arguments)
-            assert answer.status_code == status, (what, answer.text)
-            assert set(answer.json()) == {"error_code", "message"}, what
-            assert fragment in answer.json()["message"], (what, answer.text)
-            assert "\n" not in answer.json()["message"] and "Traceback" not in answer.text
-            named(answer, "1", classifier.run_id)
-        for method, path, status in (("get", "/nowhere", 404), ("get", "/invocations", 405)):
-            answer = getattr(requests, method)(f"{url}{path}", timeout=10)
-            assert answer.status_code == status and set(answer.json()) == {"error_code", "message"}
-        good = requests.post(
-            f"{url}/invocations", json={"inputs": [{"pixels": x[1].ravel().tolist()}]}, timeout=60
-        )
-        assert good.status_code == 200  # still serving
-    assert "Traceback" not in (project / "serve.log").read_text()
+    port, classifier = shared.port, shared.classifier
+    url = f"http://127.0.0.1:{port}"
+    for what, arguments, status, fragment in bad_requests(x):
+        answer = requests.post(f"{url}/invocations", timeout=60, **arguments)
+        assert answer.status_code == status, (what, answer.text)
+        assert set(answer.json()) == {"error_code", "message"}, what
+        assert fragment in answer.json()["message"], (what, answer.text)
+        assert "\n" not in answer.json()["message"] and "Traceback" not in answer.text
+        named(answer, "1", classifier.run_id)
+    for method, path, status in (("get", "/nowhere", 404), ("get", "/invocations", 405)):
+        answer = getattr(requests, method)(f"{url}{path}", timeout=10)
+        assert answer.status_code == status and set(answer.json()) == {"error_code", "message"}
+    good = requests.post(
+        f"{url}/invocations", json={"inputs": [{"pixels": x[1].ravel().tolist()}]}, timeout=60
+    )
+    assert good.status_code == 200  # still serving
+    assert "Traceback" not in (shared.root / "serve.log").read_text()
 
 
 @pytest.mark.slow
-def test_what_cannot_be_served_is_one_line_before_serving(project):
-    assert_one_line_error(
-        run_cli(project, "serve", "digits-classifier", "--port", str(free_port())),
-        "registered model 'digits-classifier' has no version with alias 'champion'",
-    )
-    assert_one_line_error(run_cli(project, "serve", "no such/model"), "MODEL 'no such/model' is not")
+def test_what_cannot_be_served_is_one_line_before_serving(project, capsys):
+    # the first two in this process (the CLI's own handler); the last as a real process: exit code 2
+    # and no traceback at the process level
+    no_alias = "registered model 'digits-classifier' has no version with alias 'champion'"
+    for args, fragment in (
+        (["digits-classifier", "--port", str(free_port())], no_alias),
+        (["no such/model"], "MODEL 'no such/model' is not"),
+    ):
+        assert cli.main(["serve", *args]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert err[-1].startswith("error: ") and fragment in err[-1] and "Traceback" not in "\n".join(err)
     import socket
 
     with socket.socket() as taken:

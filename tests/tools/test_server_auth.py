@@ -13,6 +13,8 @@ from tests.conftest import assert_one_line_error, free_port, run_cli, serving
 
 PASSWORD = "correct-horse-battery-staple"
 SECRET_KEY = "flask-secret-0123456789abcdef"
+# one web worker: MLflow's default (4) is for a team's load and would only cost start-up CPU here
+ONE_WORKER = {"MLFLOW_WORKERS": "1"}
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def command_lines() -> str:
 
 @pytest.mark.slow
 def test_anonymous_is_refused_and_an_authenticated_client_logs_a_run(project, auth_env, monkeypatch):
-    with serving(project, "server", "--auth") as port:
+    with serving(project, "server", "--auth", env=ONE_WORKER) as port:
         url = f"http://127.0.0.1:{port}"
         api = f"{url}/api/2.0/mlflow/experiments/search"
         assert "mlflow server" in command_lines() and PASSWORD not in command_lines()
@@ -66,7 +68,6 @@ def test_anonymous_is_refused_and_an_authenticated_client_logs_a_run(project, au
         assert secret not in log and secret not in (server / "basic_auth.ini").read_text()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "unset, value, message",
     [
@@ -75,9 +76,23 @@ def test_anonymous_is_refused_and_an_authenticated_client_logs_a_run(project, au
         ("MLFLOW_AUTH_ADMIN_PASSWORD", "tiny-pw", "MLFLOW_AUTH_ADMIN_PASSWORD is shorter than 12 characters"),
     ],
 )
-def test_a_missing_secret_is_one_line(project, auth_env, monkeypatch, unset, value, message):
+def test_a_missing_secret_is_one_line(project, auth_env, monkeypatch, capsys, unset, value, message):
+    """In this process (the check runs before MLflow starts); the process-level exit code and the
+    absence of a traceback are checked once, in test_a_missing_secret_stops_the_process."""
     monkeypatch.delenv(unset)
-    env = {unset: value} if value else {}
+    if value:
+        monkeypatch.setenv(unset, value)
+    assert cli.main(["server", "--auth", "--port", str(free_port())]) == 2
+    out = capsys.readouterr()
+    lines = [line for line in out.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert value is None or value not in out.out + out.err  # the secret is never echoed
+
+
+@pytest.mark.slow
+def test_a_missing_secret_stops_the_process(project, auth_env, monkeypatch):
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
+    env = {"MLFLOW_AUTH_ADMIN_PASSWORD": "tiny-pw"}
     result = run_cli(project, "server", "--auth", "--port", str(free_port()), env=env, timeout=60)
-    assert_one_line_error(result, message)
-    assert value is None or value not in result.stdout + result.stderr  # the secret is never echoed
+    assert_one_line_error(result, "MLFLOW_AUTH_ADMIN_PASSWORD is shorter than 12 characters")
+    assert "tiny-pw" not in result.stdout + result.stderr

@@ -8,30 +8,35 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import cli
-from tests.conftest import edit_params, free_port, run_cli, serving
+from tests.conftest import edit_params, free_port, serving
 
+# one web worker: MLflow's default (4) is for a team's load and would only cost start-up CPU here
+ONE_WORKER = {"MLFLOW_WORKERS": "1"}
 QUICK = ["--quiet", "--set", "train.epochs=2", "--set", "train.patience=5", "--set", "train.limit=100"]
 
 
-def train_and_sweep(root, tracking_uri: str) -> None:
-    """What a client does against the server: one training, then a 2-trial sweep (Ray Tune)."""
-    env = {"MLFLOW_TRACKING_URI": tracking_uri}
-    done = run_cli(root, "train", "mlp", *QUICK, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+def train_and_sweep(root, tracking_uri: str, monkeypatch) -> None:
+    """What a client does against the server: one training, then a 2-trial sweep (Ray Tune). In this
+    process (the commands' own exit codes; Ray's trial workers get the URI from the sweep): a
+    subprocess per command would only import TensorFlow twice more."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    assert cli.main(["train", "mlp", *QUICK]) == 0
     space = {"train.learning_rate": {"grid": [0.001, 0.01]}}
     edit_params(root, lambda p: p["experiments"]["mlp"]["search"].update(scheduler="fifo", space=space))
-    swept = run_cli(root, "sweep", "mlp", "--num-samples", "1", "--max-concurrent", "2", *QUICK, env=env)
-    assert swept.returncode == 0, swept.stderr[-3000:]
+    assert cli.main(["sweep", "mlp", "--num-samples", "1", "--max-concurrent", "2", *QUICK]) == 0
 
 
 @pytest.mark.slow
-def test_runs_go_to_postgres_and_artifacts_to_the_server(project, postgres_uri, tmp_path):
+def test_runs_go_to_postgres_and_artifacts_to_the_server(project, postgres_uri, tmp_path, monkeypatch):
     artifacts = tmp_path / "server-artifacts"
     # the URI holds a password: it goes in the environment (a --db with a password is refused)
-    env = {"MLFLOW_BACKEND_STORE_URI": postgres_uri}
+    env = {"MLFLOW_BACKEND_STORE_URI": postgres_uri, **ONE_WORKER}
     with serving(project, "server", "--artifacts", str(artifacts), timeout=240, env=env) as port:
         url = f"http://127.0.0.1:{port}"
-        train_and_sweep(project, url)
+        train_and_sweep(project, url, monkeypatch)
         client = MlflowClient(url)
         experiment = client.get_experiment_by_name("digits-classification")
         runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}

@@ -24,7 +24,6 @@ from tests.conftest import (
     incoming,
     png_header_only,
     quarantined,
-    run_cli,
     train,
     weeks_after,
     write_batch,
@@ -135,8 +134,8 @@ def test_a_second_cycle_is_refused_while_one_runs(project, capsys):
 
 
 @pytest.mark.slow
-def test_a_failure_after_training_leaves_champion_data_and_batches(project, monkeypatch):
-    train("cnn-same")
+def test_a_failure_after_training_leaves_champion_data_and_batches(retrain_project, monkeypatch):
+    project = retrain_project  # a 1-epoch champion and challengers: what is checked is where things are
     x, y = data.load("digits").xy("train")
     write_batch(incoming(project, "b1"), x[:40], y[:40])
     manifest = data.read_manifest("digits")
@@ -185,7 +184,7 @@ def test_gate_rule():
 @pytest.mark.slow
 def test_a_co2_cycle_appends_new_weeks_after_the_fixed_holdout(project, capsys):
     edit_params(project, lambda p: p["retrain"]["gates"]["co2-forecaster"].update(threshold=100.0))
-    quick = {"epochs": 2, "patience": 2, "limit": 256}
+    quick = {"epochs": 1, "patience": 1, "limit": 256}  # what is checked is where the weeks go
     edit_params(project, lambda p: p["experiments"]["lstm"].setdefault("train", {}).update(quick))
     assert train("lstm").model_version == "1"
     co2 = data.load("co2")
@@ -320,13 +319,14 @@ def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(retrain_project)
 
 
 @pytest.mark.slow
-def test_a_misspelt_gate_metric_stops_before_training(retrain_project):
+def test_a_misspelt_gate_metric_stops_before_training(retrain_project, capsys):
     edit_params(
         retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(metric="test_accuracy2")
     )
     folder = digits_batch(retrain_project, "b1", 0)
     before = files_of(folder)
-    result = run_cli(retrain_project, "retrain")
+    code = cli.main(["retrain"])  # in this process: the exit code and stderr are what `main` returns
+    result = subprocess.CompletedProcess(["retrain"], code, *capsys.readouterr())
     assert_one_line_error(result, "retrain.gates.digits-classifier.metric 'test_accuracy2'")
     assert files_of(folder) == before and data.read_manifest("digits")["batches"] == []
     assert len(mlflow.search_runs(search_all_experiments=True)) == 1  # the champion's run only

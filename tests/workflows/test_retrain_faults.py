@@ -1,6 +1,12 @@
-"""A retrain cycle killed (kill -9, by the fault hook PIPELINE_FAULT) at each of its steps: the next
-cycle completes it (after the data commit) or rolls it back (before), and no batch is lost, trained
-twice or left half-quarantined; no run stays RUNNING; `champion` follows the gate's decisions."""
+"""A retrain cycle killed (kill -9, by the fault hook PIPELINE_FAULT) at its steps: the next cycle
+completes it (after the data commit) or rolls it back (before), and no batch is lost, trained twice
+or left half-quarantined; no run stays RUNNING; `champion` follows the gate's decisions.
+
+Each kill costs a fresh process (TensorFlow's import and a training), so this test kills at a
+representative subset of the steps (KILLED_AT): both before the data commit (the half-made
+quarantine folder, the trained challenger rolled back) and two after it: after the registration and
+after the champion's move (the two that must not happen twice). `make soak` (pipeline/tools/soak.py)
+kills at every step in STEPS in turn and checks the same invariants after each kill."""
 
 import hashlib
 import os
@@ -12,11 +18,11 @@ import mlflow
 import pytest
 
 from pipeline import data, layout
+from pipeline.tools.soak import COMMITTED, STEPS  # every step; those killed after the data commit
 from pipeline.workflows import retrain
 from tests.conftest import aliases, consumed, digits_batch, files_of, incoming, quarantined
 
-STEPS = ["quarantine", "train", "commit", "register", "decide", "gate", "move"]
-COMMITTED = {"commit", "register", "decide", "gate", "move"}  # killed after the data commit
+KILLED_AT = ["quarantine", "train", "register", "gate"]  # all of STEPS: `make soak`
 
 
 def holdout_hash() -> str:
@@ -54,9 +60,10 @@ def check_invariants(root, sent: dict) -> None:
 
 @pytest.mark.slow
 def test_a_kill_at_any_step_is_completed_or_rolled_back_by_the_next_cycle(retrain_project):
+    assert set(KILLED_AT) < set(STEPS) and set(COMMITTED) < set(STEPS)
     holdout = holdout_hash()
     sent = {}
-    for i, step in enumerate(STEPS):
+    for i, step in enumerate(KILLED_AT):
         name = f"b{i}"
         sent[name] = files_of(digits_batch(retrain_project, name, 20 * i))
         if step == "quarantine":
@@ -73,7 +80,7 @@ def test_a_kill_at_any_step_is_completed_or_rolled_back_by_the_next_cycle(retrai
     (only,) = quarantined(retrain_project).iterdir()  # the half-made quarantine folder was dropped
     assert files_of(only / "batch") == bad_files and "broken.png" in (only / "REASON.txt").read_text()
     versions = mlflow.MlflowClient().search_model_versions("name='digits-classifier'")
-    assert len(versions) == 1 + len(STEPS)  # one challenger registered per batch, none twice
+    assert len(versions) == 1 + len(KILLED_AT)  # one challenger registered per batch, none twice
     rolled_back = mlflow.search_runs(
         search_all_experiments=True, filter_string="tags.`retrain.rolled_back` = 'true'"
     )
