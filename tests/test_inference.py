@@ -1,4 +1,4 @@
-"""pipeline/inference.py: an eager forward pass gives Keras' `predict` numbers bit for bit."""
+"""pipeline/inference.py: an eager forward pass gives Keras' `predict` numbers (a small CNN: bit for bit)."""
 
 import keras
 import numpy as np
