@@ -6,6 +6,7 @@ Nothing here talks to MLflow: the run passes its epoch logger in as a callback.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -134,6 +135,30 @@ class ThrottledBackup(keras.callbacks.BackupAndRestore):
         if time.monotonic() - self.last >= self.every:
             super().on_epoch_end(epoch, logs)
             self.last = time.monotonic()
+
+    def on_train_begin(self, logs=None):
+        # Keras falls back to the previous checkpoint when a kill tore the weights file (OSError),
+        # not when it tore the epoch file written right after them: that one fails to parse as
+        # JSON. Same fallback here; with no whole previous checkpoint, start over.
+        latest = Path(self._training_metadata_path)
+        if latest.exists() and backed_up_epoch(latest) is None:
+            previous = Path(self._prev_training_metadata_path)
+            weights = Path(self._prev_weights_path)
+            if backed_up_epoch(previous) is not None and weights.exists():
+                shutil.copyfile(weights, self._weights_path)
+                shutil.copyfile(previous, latest)
+            else:
+                shutil.rmtree(self.backup_dir)
+        super().on_train_begin(logs)
+
+
+def backed_up_epoch(path: Path) -> int | None:
+    """The epoch a backup's metadata file names; None when it is missing or torn."""
+    try:
+        epoch = json.loads(path.read_text())["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
 
 
 def fit_resumable(fit_once, backup: Path | None) -> dict[str, list[float]]:
