@@ -41,23 +41,37 @@ def empty_store(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def bare_project(tmp_path, monkeypatch):
-    """A copy of params.yaml in a temp folder, used as the project root; its store (mlruns/) is
-    empty: the first MLflow call creates it, as on a user's first run."""
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    monkeypatch.setenv("PIPELINE_ROOT", str(tmp_path))
-    monkeypatch.delenv("PIPELINE_PARAMS", raising=False)
+def point_at(patch: pytest.MonkeyPatch, root: Path) -> None:
+    """Make `root` this process's project and store (`patch` undoes it): the env the pipeline reads,
+    and MLflow's own state that would otherwise win over it."""
+    patch.setenv("PIPELINE_ROOT", str(root))
+    patch.delenv("PIPELINE_PARAMS", raising=False)
     for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):  # mlflow.set_experiment sets the id
-        monkeypatch.delenv(name, raising=False)
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    (tmp_path / "mlruns").mkdir()
+        patch.delenv(name, raising=False)
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
     if "mlflow" in sys.modules:  # a URI set by an earlier test's run would win over the env
         sys.modules["mlflow"].set_tracking_uri(uri)
         # and so would the experiment an earlier test made active (an id of another store): which
         # test ran before depends on how pytest-xdist shares them out. MLflow has no public unset.
-        monkeypatch.setattr(sys.modules["mlflow"].tracking.fluent, "_active_experiment_id", None)
+        patch.setattr(sys.modules["mlflow"].tracking.fluent, "_active_experiment_id", None)
+
+
+def new_project(root: Path, empty_store: Path | None = None) -> Path:
+    """params.yaml copied into `root` and an mlruns/ folder: empty (the first MLflow call creates
+    the store, as on a user's first run), or with `empty_store`'s schema in place."""
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "mlruns").mkdir()
+    if empty_store is not None:
+        shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+    return root
+
+
+@pytest.fixture
+def bare_project(tmp_path, monkeypatch):
+    """A copy of params.yaml in a temp folder, used as the project root; its store (mlruns/) is
+    empty: the first MLflow call creates it, as on a user's first run."""
+    point_at(monkeypatch, new_project(tmp_path))
     return tmp_path
 
 
@@ -152,24 +166,12 @@ def relocate_project(template: Path, root: Path) -> None:
 def retrain_template(tmp_path_factory, empty_store):
     """The folder retrain_project copies: params for 1-epoch challengers and a champion (v1),
     trained once per test process instead of once per test."""
-    root = tmp_path_factory.mktemp("retrain-template")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "mlruns").mkdir()
-    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+    root = new_project(tmp_path_factory.mktemp("retrain-template"), empty_store)
     quick = {"epochs": 1, "patience": 1, "limit": 200}
     edit_params(root, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
     edit_params(root, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIPELINE_ROOT", str(root))
-        patch.delenv("PIPELINE_PARAMS", raising=False)
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-            patch.delenv(name, raising=False)
-        import mlflow
-
-        mlflow.set_tracking_uri(uri)
-        patch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+        point_at(patch, root)
         train("cnn-same")
     (root / ".build" / "retrain.lock").unlink(missing_ok=True)  # each copy takes its own lock
     return root
@@ -243,13 +245,9 @@ def run_cli(
 @pytest.fixture(scope="session")
 def published_module(tmp_path_factory):
     """`pretrain` trained once (small and short) in its own project; its hub module is reused."""
-    root = tmp_path_factory.mktemp("pretrained")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "mlruns").mkdir()
+    root = new_project(tmp_path_factory.mktemp("pretrained"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PIPELINE_ROOT", str(root))
-        patch.delenv("PIPELINE_PARAMS", raising=False)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+        point_at(patch, root)
         run_id = train("pretrain", ["train.limit=300", "train.epochs=2"]).run_id
     return {"root": root, "module": root / "models" / "hub" / "digits-0-4", "run_id": run_id}
 
@@ -420,20 +418,6 @@ def save_raw_module(path, input_shape=(8, 8, 1), features=4, rank=2):
 
 
 # tests-cli
-def point_at(patch: pytest.MonkeyPatch, root: Path) -> None:
-    """Make `root` this process's project and store, as bare_project does (for fixtures that build a
-    project once per module and the tests that then read it)."""
-    patch.setenv("PIPELINE_ROOT", str(root))
-    patch.delenv("PIPELINE_PARAMS", raising=False)
-    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        patch.delenv(name, raising=False)
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    patch.setenv("MLFLOW_TRACKING_URI", uri)
-    if "mlflow" in sys.modules:
-        sys.modules["mlflow"].set_tracking_uri(uri)
-        patch.setattr(sys.modules["mlflow"].tracking.fluent, "_active_experiment_id", None)
-
-
 def cli_in_process(
     root: Path, capsys, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -459,10 +443,7 @@ def champions(tmp_path_factory, empty_store) -> Path:
     once per test process (300 examples, 2 epochs) and promoted to champion, gates open. Tests
     only read it: its registered models, their runs and drift profiles. Use point_at to make it
     the current project."""
-    root = tmp_path_factory.mktemp("champions")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "mlruns").mkdir()
-    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+    root = new_project(tmp_path_factory.mktemp("champions"), empty_store)
 
     def open_gates(params):
         params["retrain"]["gates"]["digits-classifier"].update(threshold=0.0)

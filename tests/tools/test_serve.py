@@ -20,7 +20,18 @@ from PIL import Image
 
 from pipeline import cli, data
 from pipeline.training import loading
-from tests.conftest import REPO, assert_one_line_error, edit_params, free_port, make, run_cli, serving, train
+from tests.conftest import (
+    REPO,
+    assert_one_line_error,
+    edit_params,
+    free_port,
+    make,
+    new_project,
+    point_at,
+    run_cli,
+    serving,
+    train,
+)
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 POLL = 1  # --poll of the tests: seconds between two reads of the alias
@@ -46,28 +57,16 @@ def classifier(project):
     return champion(project)
 
 
-def use_project(monkeypatch, root) -> str:
-    """Point this process (PIPELINE_ROOT, MLflow) at `root`'s project and store, as `project` does."""
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    monkeypatch.setenv("PIPELINE_ROOT", str(root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
-    return uri
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, empty_store):
     """One project with digits-classifier v1 as champion and one `serve` of it, shared by the tests
     that only send it requests: a server start imports TensorFlow and loads the model, and training
     the champion costs as much again. (Tests that move the alias or count drift runs keep their own.)"""
-    root = tmp_path_factory.mktemp("served")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "mlruns").mkdir()
-    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
+    root = new_project(tmp_path_factory.mktemp("served"), empty_store)
     with pytest.MonkeyPatch.context() as patch:
-        uri = use_project(patch, root)
+        point_at(patch, root)
         outcome = champion(root)
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     with serving(root, "serve", "digits-classifier", env={"MLFLOW_TRACKING_URI": uri}) as port:
         yield types.SimpleNamespace(root=root, port=port, classifier=outcome)
 
@@ -75,7 +74,7 @@ def served(tmp_path_factory, empty_store):
 @pytest.fixture
 def shared(served, monkeypatch):
     """`served`, with this process pointed at its store (for the in-process comparisons)."""
-    use_project(monkeypatch, served.root)
+    point_at(monkeypatch, served.root)
     return served
 
 
