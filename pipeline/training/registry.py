@@ -187,10 +187,10 @@ def scored_on(plan, splits) -> str:
 def recorded_value(current, metric: str, key: str) -> float | None:
     """The champion's gate metric as its own run recorded it, when that run was scored on what
     `scored_on` calls `key`; None otherwise (an older run, other data, a model the pipeline did not
-    train), and the gate re-evaluates."""
+    train, a challenger whose key is unknown: ''), and the gate re-evaluates."""
     import mlflow
 
-    if not current.run_id:
+    if not current.run_id or not key:
         return None
     try:
         run = mlflow.MlflowClient().get_run(current.run_id)
@@ -201,13 +201,14 @@ def recorded_value(current, metric: str, key: str) -> float | None:
     return float(run.data.metrics[metric])
 
 
-def champion_value(name: str, current, version: str, plan, splits) -> tuple[float | None, str]:
-    """The champion's gate metric on the challenger's holdout and how it was had ("recorded" by its
-    run, or "re-evaluated"); (None, "none"): no champion, or the challenger is the champion
-    already. A champion that cannot be scored is an error."""
-    if current is None or str(current.version) == str(version):
+def champion_value(name: str, current, outcome) -> tuple[float | None, str]:
+    """The champion's gate metric on the challenger's (`outcome`'s) holdout and how it was had
+    ("recorded" by its run, or "re-evaluated"); (None, "none"): no champion, or the challenger is
+    the champion already. A champion that cannot be scored is an error."""
+    plan, splits = outcome.plan, outcome.splits
+    if current is None or str(current.version) == str(outcome.model_version):
         return None, "none"
-    recorded = recorded_value(current, plan.gate.metric, scored_on(plan, splits))
+    recorded = recorded_value(current, plan.gate.metric, outcome.scored_on)
     if recorded is not None:
         return recorded, "recorded"
     return rescore(name, current, plan, splits), "re-evaluated"
@@ -237,7 +238,7 @@ def gate_decision(outcome, extra: dict[str, str] | None = None) -> dict[str, Any
     if gate.metric not in outcome.metrics:
         raise PipelineError(f"the challenger's run {outcome.run_id} has no {gate.metric}; nothing promoted")
     current = champion(name)
-    value, scored = champion_value(name, current, version, plan, outcome.splits)
+    value, scored = champion_value(name, current, outcome)
     challenger_value = float(outcome.metrics[gate.metric])
     higher = plan.objective.direction(gate.metric) == "max"
     promoted, reason = decide(gate, higher, challenger_value, value)

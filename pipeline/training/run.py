@@ -61,6 +61,9 @@ class Outcome:
     problem: str = ""  # what the run solves (its `problem` tag): runs are compared within one
     best_epoch: int | None = None  # Keras runs: the epoch (1-based) whose weights were kept
     model_uri: str | None = None  # the logged model (runs:/… or models:/…), when outputs were logged
+    # what its test metrics were scored on (registry.scored_on, its run's tag); '' when unknown:
+    # the gate then re-evaluates the champion rather than trust a recorded score
+    scored_on: str = ""
 
 
 def backup_dir(plan: Plan, dataset) -> Path:
@@ -205,7 +208,16 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             version = registry.register(model_info.model_uri, plan.register_as, run_id)
     uri = model_info.model_uri if model_info else None
     return Outcome(
-        plan, run_id, metrics, version, splits, None, tags["problem"], best_epoch(history), model_uri=uri
+        plan,
+        run_id,
+        metrics,
+        version,
+        splits,
+        None,
+        tags["problem"],
+        best_epoch(history),
+        model_uri=uri,
+        scored_on=tags[registry.SCORED_ON_TAG],
     )
 
 

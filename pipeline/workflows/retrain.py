@@ -264,8 +264,16 @@ def rebuilt_outcome(state: dict, params):
     plan = make_plan(params, state["experiment"])
     dataset = data.load(state["dataset"], params)
     splits, _ = plan.objective.prepare(dataset, plan.train, plan.objective_params)
-    metrics = mlflow.MlflowClient().get_run(state["run_id"]).data.metrics
-    return Outcome(plan, state["run_id"], metrics, state["version"], splits, model_uri=state["model_uri"])
+    run = mlflow.MlflowClient().get_run(state["run_id"]).data
+    return Outcome(
+        plan,
+        state["run_id"],
+        run.metrics,
+        state["version"],
+        splits,
+        model_uri=state["model_uri"],
+        scored_on=run.tags.get(registry.SCORED_ON_TAG, ""),
+    )
 
 
 def recover(state: dict, params, inbox) -> str:
