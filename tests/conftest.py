@@ -274,6 +274,11 @@ def postgres_uri():
         yield uri
 
 
+# `serving(..., env=ONE_WORKER)`: one web worker; MLflow's default (4) is for a team's load and
+# would only cost start-up CPU here
+ONE_WORKER = {"MLFLOW_WORKERS": "1"}
+
+
 @contextlib.contextmanager
 def serving(root: Path, command: str, *args: str, timeout: float = 120, env: dict[str, str] | None = None):
     """Run `python -m pipeline <command> --port P [args]` (ui or server) until the block ends; yields

@@ -7,10 +7,7 @@ import requests
 
 from pipeline import cli
 from pipeline.tools import ui
-from tests.conftest import serving
-
-# one web worker: MLflow's default (4) is for a team's load and would only cost start-up CPU here
-ONE_WORKER = {"MLFLOW_WORKERS": "1"}
+from tests.conftest import ONE_WORKER, serving
 
 
 @pytest.fixture

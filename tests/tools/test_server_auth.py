@@ -9,12 +9,10 @@ import pytest
 import requests
 
 from pipeline import cli
-from tests.conftest import assert_one_line_error, free_port, run_cli, serving
+from tests.conftest import ONE_WORKER, assert_one_line_error, free_port, run_cli, serving
 
 PASSWORD = "correct-horse-battery-staple"
 SECRET_KEY = "flask-secret-0123456789abcdef"
-# one web worker: MLflow's default (4) is for a team's load and would only cost start-up CPU here
-ONE_WORKER = {"MLFLOW_WORKERS": "1"}
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import cli
-from tests.conftest import edit_params, free_port, serving
+from tests.conftest import ONE_WORKER, edit_params, free_port, serving
 
-# one web worker: MLflow's default (4) is for a team's load and would only cost start-up CPU here
-ONE_WORKER = {"MLFLOW_WORKERS": "1"}
 QUICK = ["--quiet", "--set", "train.epochs=2", "--set", "train.patience=5", "--set", "train.limit=100"]
 
 
