@@ -43,6 +43,8 @@ def check_image(path: Path) -> None:
     try:
         with Image.open(path) as img:  # reads the header only
             width, height = img.size
+    except Image.DecompressionBombError:  # Pillow's own limit, from the header too, far above ours
+        raise UserError(f"{path}: more than {MAX_PIXELS // 1_000_000} megapixels") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"{path}: not an image ({str(exc).splitlines()[0][:120]})") from None
     if width * height > MAX_PIXELS:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline import cli, data
-from tests.conftest import assert_one_line_error, cli_in_process, run_cli
+from tests.conftest import assert_one_line_error, cli_in_process, png_header_only, run_cli
 
 
 def write_png(path, image):
@@ -63,5 +63,9 @@ def test_bad_queries_and_models_are_one_line_errors(project, capsys):
     Image.new("L", (5000, 4000)).save(huge)
     assert_one_line_error(
         cli_in_process(project, capsys, "retrieve", str(huge), "--model", "pca"), "more than 16 megapixels"
+    )
+    bomb = png_header_only(project / "bomb.png", 60000, 60000)  # past Pillow's own limit: it raises
+    assert_one_line_error(
+        cli_in_process(project, capsys, "retrieve", str(bomb), "--model", "pca"), "more than 16 megapixels"
     )
     assert mlflow.get_experiment_by_name("retrieval") is None  # no run was started
