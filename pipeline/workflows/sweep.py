@@ -11,7 +11,6 @@ leave the champion alone; a trial ASHA stopped ends FINISHED with tag `sweep.sto
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -106,7 +105,8 @@ def reporter(metric: str):
     end, and lost at random (an interrupted evaluation ended the run FAILED). So the stop raises
     tracking.StoppedEarly at once: the run ends FINISHED with sweep.stopped_early=true and nothing
     else of it runs. The last epoch is reported only once the run has ended (`flush`), so a trial
-    that trained to the end is evaluated before Tune can end its worker.
+    that trained to the end is evaluated before Tune can end its worker; a stop at that report has
+    nothing left to stop and ends the trial as Tune does (SystemExit).
     """
     import keras
     from ray import tune
@@ -136,14 +136,16 @@ def reporter(metric: str):
         def flush(self) -> None:
             if self.pending is not None:
                 held, self.pending = self.pending, None
-                with contextlib.suppress(tracking.StoppedEarly):  # the run has ended: nothing to stop
-                    self.report(held)
+                tune.report(held)  # the run has ended: a stop here only ends the trial (SystemExit)
 
     return ReportToTune()
 
 
 def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, cpus, quiet) -> None:
-    """One trial in a Ray worker: a normal run of the experiment with the sampled overrides."""
+    """One trial in a Ray worker: a normal run of the experiment with the sampled overrides.
+
+    Ends with SystemExit(0) when Tune stops it (as `tune.report` does); a worker runs trial after
+    trial (reuse_actors), each in a thread of its own, so no MLflow run is shared between them."""
     scaleout.enter_worker(env, cpus)
     from ray import tune
 
@@ -163,8 +165,11 @@ def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, c
     )
     try:
         run(experiment, changes, options)
-    except tracking.StoppedEarly:  # Tune stopped it: the run ended FINISHED; Tune ends the worker
-        return
+    except tracking.StoppedEarly:  # Tune stopped it: the run ended FINISHED
+        # passed on as Tune's own stop: its thread runner ends the trial quietly on SystemExit(0).
+        # Returning instead makes Tune's wrapper report once more and wait for a go-ahead that never
+        # comes, so a reused worker (reuse_actors) could never take the next trial.
+        raise SystemExit(0) from None
     callback.flush()  # the last epoch, now that the run has ended
 
 
@@ -254,6 +259,13 @@ def log_search(search: SearchParams, mode: str, experiment: str, overrides: list
     )
 
 
+def trial_env() -> dict[str, str]:
+    """The worker's environment for a trial. Before a worker takes the next trial, Tune waits
+    TUNE_FUNCTION_THREAD_TIMEOUT_S (2 s by default) for the last trial's thread to end, and fails
+    the next trial if it has not: a run stopped early still ends (MLflow writes), so more time."""
+    return {**scaleout.worker_env(), "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
+
+
 def make_tuner(
     search: SearchParams, mode: str, max_epochs: int, trainable, name: str, cpus: int, quiet: bool
 ):
@@ -273,6 +285,9 @@ def make_tuner(
             num_samples=search.num_samples,
             max_concurrent_trials=search.max_concurrent,
             scheduler=scheduler,
+            # a finished trial's worker (TensorFlow already imported) runs the next trial: a worker
+            # per trial costs a process start and a TensorFlow import (~6 CPU-s) each
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -348,7 +363,7 @@ def run(
             overrides=overrides,
             metric=search.metric,
             parent_run_id=parent_id,
-            env=scaleout.worker_env(),
+            env=trial_env(),
             cpus=cpus_per_trial,
             quiet=quiet,
         )

@@ -43,6 +43,8 @@ def test_four_trials_nest_under_one_parent(project, ray_session):
     assert parent.info.run_id == outcome.parent_run_id
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert len({c.data.tags["sweep.trial_id"] for c in children}) == 4  # none lost or doubled
+    # Tune reuses a worker (and its imported TensorFlow) for the next trial
+    assert len({c.data.tags["pid"] for c in children}) < 4
     rates = sorted(c.data.params["train.learning_rate"] for c in children)
     assert rates == ["0.001", "0.001", "0.01", "0.01"]
     for child in children:
@@ -138,7 +140,9 @@ def test_a_trial_tune_stops_ends_finished_whatever_its_worker_does_next(project,
     """The race of `make sweep`, made deterministic. Tune stops a trial by raising SystemExit in
     tune.report, then ends the trial's worker without waiting: code the run still runs after the
     stop fails at random (here, always: evaluation raises as it does in a worker shutting down).
-    The run must end FINISHED with sweep.stopped_early=true, and the trial return normally."""
+    The run must end FINISHED with sweep.stopped_early=true, and the trial end as Tune's stop does
+    (SystemExit(0), which Tune's thread runner takes as a quiet end: a worker that runs the next
+    trial needs this trial's thread to end)."""
     from ray import tune
 
     from pipeline.training import run as run_module
@@ -158,16 +162,18 @@ def test_a_trial_tune_stops_ends_finished_whatever_its_worker_does_next(project,
     monkeypatch.setattr(tune, "get_context", FakeContext)
     monkeypatch.setattr(run_module, "evaluate", worker_ending)
     with tracking.start_run("digits-classification", "sweep-cnn-same", {}) as parent:
-        sweep.trial(
-            {"train.learning_rate": 0.01},
-            experiment="cnn-same",
-            overrides=[*TINY[1:], "train.epochs=5"],
-            metric="val_accuracy",
-            parent_run_id=parent.info.run_id,
-            env=scaleout.worker_env(),
-            cpus=None,
-            quiet=True,
-        )
+        with pytest.raises(SystemExit) as stopped:
+            sweep.trial(
+                {"train.learning_rate": 0.01},
+                experiment="cnn-same",
+                overrides=[*TINY[1:], "train.epochs=5"],
+                metric="val_accuracy",
+                parent_run_id=parent.info.run_id,
+                env=scaleout.worker_env(),
+                cpus=None,
+                quiet=True,
+            )
+        assert stopped.value.code == 0
         (trial_run,) = mlflow.search_runs(
             [parent.info.experiment_id],
             filter_string="tags.`sweep.trial_id` = 'abcde_00003'",
