@@ -1,4 +1,4 @@
-"""train-all: experiments fanned out as Ray tasks (local Ray, 2 CPUs) log like a sequential run."""
+"""train-all: experiments in worker processes or as Ray tasks (local Ray, 2 CPUs) log as a sequential run."""
 
 import shutil
 
@@ -9,9 +9,6 @@ from pipeline import cli
 from tests.conftest import REPO, edit_params, make
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
-
-
-pytestmark = pytest.mark.usefixtures("ray_session")  # one local Ray for the module (conftest)
 
 
 def runs(task: str = "digits-classification"):
@@ -30,7 +27,7 @@ def cheap(params):
 
 
 @pytest.mark.slow
-def test_ray_fanout_equals_a_sequential_run(project):
+def test_ray_fanout_equals_a_sequential_run(project, ray_session):
     assert cli.main(["train-all", "--executor", "ray", "mlp", "svc", *QUICK]) == 0
     assert cli.main(["train-all", "--executor", "sequential", "mlp", "svc", *QUICK]) == 0
     found = runs()
@@ -45,7 +42,7 @@ def test_ray_fanout_equals_a_sequential_run(project):
 
 
 @pytest.mark.slow
-def test_needs_run_first_and_make_finds_them_up_to_date(project):
+def test_needs_run_first_and_make_finds_them_up_to_date(project, ray_session):
     edit_params(project, cheap)
     edit_params(project, lambda p: p["experiments"]["svc"].update(needs=["mlp"]))
     # what make's rules depend on (as in test_stages), older than the stamps the run writes
@@ -65,7 +62,7 @@ def test_needs_run_first_and_make_finds_them_up_to_date(project):
 
 
 @pytest.mark.slow
-def test_a_failing_experiment_is_named_and_its_dependents_skipped(project, capsys):
+def test_a_failing_experiment_is_named_and_its_dependents_skipped(project, ray_session, capsys):
     edit_params(project, cheap)
 
     def diverge(params):
@@ -88,23 +85,41 @@ def test_unknown_experiment_is_a_user_error(project, capsys):
     assert runs() == []
 
 
+def diverging_and_its_dependent(params):
+    """Two experiments more: one whose training diverges, and one that needs it."""
+    experiments = params["experiments"]
+    mlp = {k: v for k, v in experiments["mlp"].items() if k != "search"}
+    experiments["mlp-diverges"] = {**mlp, "train": {"optimizer": "sgd", "learning_rate": 1e12, "epochs": 3}}
+    experiments["cnn-after"] = {**experiments["cnn-valid"], "needs": ["mlp-diverges"]}
+
+
 @pytest.mark.slow
-def test_worker_processes_score_like_a_sequential_run_and_write_stamps(project, capsys):
+def test_worker_processes_score_like_a_sequential_run_name_a_failure_and_skip_what_needs_it(project, capsys):
+    """One train-all in worker processes (the default executor) for both guarantees: each worker
+    process imports TensorFlow, so one call instead of two saves two of those imports."""
     edit_params(project, cheap)
-    assert cli.main(["train-all", "--executor", "processes", "--jobs", "2", "mlp", "svc", "cnn-valid"]) == 0
-    out = capsys.readouterr().out
+    edit_params(project, diverging_and_its_dependent)
+    names = ["mlp", "svc", "cnn-valid", "mlp-diverges", "cnn-after"]
+    assert cli.main(["train-all", "--jobs", "2", *names]) == 1
+    out, err = capsys.readouterr()
+    assert "train-all (processes): 5 experiment(s)" in out  # the default executor
     assert out.count("digits-classification (test_accuracy, higher is better)") == 1  # the end table
     assert sum(line.startswith(("mlp: ", "svc: ", "cnn-valid: ")) for line in out.splitlines()) == 3
+    assert "mlp-diverges failed: training diverged" in err
+    assert "cnn-after skipped: it needs mlp-diverges" in err
+    found = {r.info.run_name: r.info.status for r in runs()}  # no run left RUNNING, cnn-after never started
+    assert found == {"mlp": "FINISHED", "svc": "FINISHED", "cnn-valid": "FINISHED", "mlp-diverges": "FAILED"}
     assert stamps(project) == {"mlp.done", "svc.done", "cnn-valid.done"}
     assert (project / ".build" / "runs" / "mlp.seconds").read_text().strip()  # longest first next time
     assert cli.main(["train-all", "--executor", "sequential", "--quiet", "mlp", "svc", "cnn-valid"]) == 0
     by = {}
     for run in runs():
         by.setdefault(run.info.run_name, []).append(run.data.metrics)
-    assert all(len(v) == 2 for v in by.values()) and sorted(by) == ["cnn-valid", "mlp", "svc"]
+    assert sorted(by) == ["cnn-valid", "mlp", "mlp-diverges", "svc"] and len(by.pop("mlp-diverges")) == 1
+    assert all(len(v) == 2 for v in by.values())
     for name, (first, second) in by.items():
         assert first["test_loss"] == second["test_loss"], name
-    assert all(r.info.status == "FINISHED" for r in runs())
+    assert all(r.info.status == "FINISHED" for r in runs() if r.info.run_name != "mlp-diverges")
 
 
 def test_the_queue_trains_exactly_what_make_found_out_of_date(project):
@@ -117,18 +132,3 @@ def test_the_queue_trains_exactly_what_make_found_out_of_date(project):
     assert [r.info.run_name for r in runs()] == ["svc"] and not queue.exists()
     assert cli.main(["train-all", "--queue", str(queue)]) == 0  # an empty queue: nothing to do
     assert len(runs()) == 1
-
-
-@pytest.mark.slow
-def test_processes_name_a_failure_and_skip_what_needs_it(project, capsys):
-    edit_params(project, cheap)
-
-    def diverge(params):
-        params["experiments"]["mlp"]["train"] = {"optimizer": "sgd", "learning_rate": 1e12, "epochs": 3}
-        params["experiments"]["cnn-valid"]["needs"] = ["mlp"]
-
-    edit_params(project, diverge)
-    assert cli.main(["train-all", "--jobs", "2", "--quiet", "mlp", "svc", "cnn-valid"]) == 1
-    err = capsys.readouterr().err
-    assert "mlp failed: training diverged" in err and "cnn-valid skipped: it needs mlp" in err
-    assert {r.info.run_name: r.info.status for r in runs()} == {"mlp": "FAILED", "svc": "FINISHED"}
