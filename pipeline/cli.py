@@ -54,9 +54,10 @@ def label_count(text: str) -> str:
 
 def cmd_train(args) -> int:
     from pipeline import config, startup
+    from pipeline.training import plan
 
-    # name, dataset and family errors answer at once, before TensorFlow's ~6 s import
-    config.resolve_experiment(config.load_params(), args.experiment, args.set)
+    # name, dataset, family and train-section errors answer at once, before TensorFlow's ~6 s import
+    plan.check_unimported(config.load_params(), args.experiment, args.set)
     startup.quiet_tensorflow()
     from pipeline.training.run import RunOptions
     from pipeline.workflows import console, experiment

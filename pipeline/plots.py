@@ -49,6 +49,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float
             va="center",
             fontsize=8,
             color="white" if count > threshold else "black",
+            in_layout=False,  # inside the axes: measuring 100 labels for the tight layout cost ~20 ms
         )
     fig.colorbar(image, ax=ax, fraction=0.046)
     return fig
@@ -142,7 +143,9 @@ def matrices(panels: list[dict], title: str, columns: int = 4):
         )
         for (i, j), value in np.ndenumerate(matrix):
             text = f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=10 if matrix.size <= 25 else 8)
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=10 if matrix.size <= 25 else 8, in_layout=False
+            )
         for row in range(matrix.shape[0] + 1):  # the grid's lines, above the shading
             ax.axhline(row - 0.5, color="black", linewidth=0.8, clip_on=False)
         for column in range(matrix.shape[1] + 1):

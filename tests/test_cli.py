@@ -37,7 +37,7 @@ def test_unknown_experiment(project):
 
 @pytest.mark.slow
 def test_misspelt_param_and_bad_padding_leave_no_running_run(project):
-    """A misspelt key is refused before TensorFlow's import, a bad padding (the family's schema) after
+    """A misspelt train key is refused before TensorFlow's import, a bad padding (the family's schema) after
     it: both in a real process. The other errors of the second kind are tested in-process
     (`cli_in_process`); this one keeps the process itself checked."""
     assert_one_line_error(

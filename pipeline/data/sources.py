@@ -66,10 +66,11 @@ class Source:
 
 
 def package_key(package: str, distribution: str, what: str) -> tuple[str, str]:
-    """A bundled dataset: it changes only with the package's version."""
-    import importlib
+    """A bundled dataset: it changes only with the package's version (read from its installed
+    metadata: importing scikit-learn for its __version__ took 0.7 s of every data stage)."""
+    from importlib.metadata import version as installed
 
-    version = importlib.import_module(package).__version__
+    version = installed(distribution)
     return f"{package}-{version}", f"{what} ({distribution} {version})"
 
 

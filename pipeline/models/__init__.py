@@ -168,10 +168,23 @@ def declared(family: str) -> dict[str, Any]:
     read the objective and the kind this way."""
     import ast
 
+    keywords = declaration(family)
+    return {k.arg: k.value.value for k in keywords if isinstance(k.value, ast.Constant)}
+
+
+def declares(family: str, keyword: str) -> bool:
+    """Whether a family's `FAMILY = Family(...)` sets `keyword` at all (literal or not), unimported."""
+    return any(k.arg == keyword for k in declaration(family))
+
+
+def declaration(family: str) -> list:
+    """The keywords (ast.keyword) of a family's `FAMILY = Family(...)`, parsed from its source."""
+    import ast
+
     path = Path(__file__).resolve().parents[1].parent / source_file(family)
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Family":
-            return {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+            return node.keywords
     raise ValueError(f"{path}: no `FAMILY = Family(...)` declaration")
 
 

@@ -87,6 +87,30 @@ def reported_exactly(objective: Objective, metric: str) -> bool:
     return base in objective.directions or per_k
 
 
+def train_schema(family: Family | str) -> type:
+    """The shape of an experiment's `train:` section for a family (or a family's name)."""
+    if isinstance(family, str):  # unimported: its declaration, read from the source
+        kind = models.declared(family).get("kind", "keras")
+        return TrainParams if kind == "keras" else SeedParams
+    return family.train_params or (TrainParams if family.kind == "keras" else SeedParams)
+
+
+# train keys a family without them ignores (shared defaults such as train.epochs for a baseline)
+SHARED_TRAIN_KEYS = frozenset(f.name for f in dataclasses.fields(TrainParams))
+
+
+def check_unimported(params: dict, name: str, overrides: list[str] | None = None) -> None:
+    """What can be checked without importing the experiment's family (which imports TensorFlow,
+    ~6 s): its name, dataset, family name and, unless the family declares its own schema, its
+    `train:` section, so the commonest typos answer at once. make_plan checks everything again."""
+    exp = config.resolve_experiment(params, name, overrides)
+    where = f"experiments.{name}"
+    if exp.family not in models.FAMILIES:
+        models.get(exp.family, f"{where}.")  # raises: the unknown family, named
+    if not models.declares(exp.family, "train_params"):
+        parse_section(train_schema(exp.family), exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
+
+
 def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Plan:
     """Resolve one experiment and check every key before any data is read or run started."""
     exp = config.resolve_experiment(params, name, overrides)
@@ -94,9 +118,7 @@ def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Pl
     family = models.get(exp.family, f"{where}.")
     objective = objectives.get(family.objective)
     model_params = parse_section(family.params, exp.model, f"{where}.model")
-    default_schema = TrainParams if family.kind == "keras" else SeedParams
-    drop = frozenset(f.name for f in dataclasses.fields(TrainParams))
-    train_params = parse_section(family.train_params or default_schema, exp.train, f"{where}.train", drop)
+    train_params = parse_section(train_schema(family), exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
     extra = dict(exp.extra)
     objective_params = None
     if objective.params is not None:  # the `objective:` section, e.g. forecasting's horizon

@@ -1,5 +1,8 @@
 """The benchmark code runs (tiny sizes); its figures are reported, never asserted."""
 
+import os
+
+import mlflow
 import pytest
 
 from pipeline.tools import bench
@@ -23,6 +26,10 @@ def test_overhead_data_prep_inference_and_serving_run_in_a_scratch_project(bare_
         assert folder != project
         over = bench.overhead(repeats=1, epochs=1)
         assert over["throughput_ratio"]["n"] == 1 and over["bare_samples_per_s"]["median"] > 0
+        assert over["warmup_rounds"] == 1  # trained, not counted
+        client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])  # the scratch store
+        task = client.get_experiment_by_name("digits-classification")
+        assert len(client.search_runs([task.experiment_id])) == 2
         prep = bench.data_prep(repeats=1, count=100)
         assert prep["images"] == 100 and prep["peak_memory_mib"]["median"] > 10
         assert bench.inference(repeats=1)["images"] == 100

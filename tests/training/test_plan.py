@@ -1,10 +1,14 @@
-"""A gate's optional `drift:` sub-section: parsed into a typed DriftLimit, checked key by key."""
+"""Plans: a gate's optional `drift:` sub-section parsed into a typed DriftLimit, checked key by key;
+what `train` checks before importing a family."""
+
+import subprocess
+import sys
 
 import pytest
 
 from pipeline import config
 from pipeline.errors import UserError
-from pipeline.training.plan import DriftLimit, make_plan
+from pipeline.training.plan import DriftLimit, check_unimported, make_plan
 from tests.conftest import edit_params
 
 
@@ -37,3 +41,37 @@ def test_drift_limit_is_parsed_typed(project):
 def test_a_bad_drift_limit_is_named(project, drift, message):
     with pytest.raises(UserError, match=message):
         gate_with(project, drift)
+
+
+def test_train_section_typos_are_found_without_importing_a_family(project):
+    """check_unimported (what `train` runs before importing TensorFlow) reads the family's
+    declaration from its source: a child process proves nothing heavy was imported."""
+    code = (
+        "import sys; from pipeline import config; from pipeline.training import plan\n"
+        "params = config.load_params()\n"
+        "plan.check_unimported(params, 'naive', ['train.epochs=3'])  # a baseline ignores Keras keys\n"
+        "try:\n"
+        "    plan.check_unimported(params, 'mlp', ['train.epochz=3'])\n"
+        "except Exception as e:\n"
+        "    print(e)\n"
+        "heavy = ('tensorflow', 'keras', 'mlflow', 'pipeline.models.mlp')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=project, check=True
+    )
+    error, imported = out.stdout.strip().splitlines()
+    assert "unknown key 'experiments.mlp.train.epochz'" in error and "'epochs'" in error
+    assert imported == "[]"
+
+
+@pytest.mark.parametrize("name", ["mlp", "naive", "transfer-feature"])
+def test_what_passes_unimported_is_what_make_plan_accepts(project, name):
+    params = config.load_params()
+    check_unimported(params, name, [])
+    assert make_plan(params, name).train is not None
+    with pytest.raises(UserError, match=rf"unknown key 'experiments.{name}.train.pace'"):
+        make_plan(params, name, ["train.pace=1"])
+    if name != "transfer-feature":  # declares its own train schema: left to make_plan
+        with pytest.raises(UserError, match=rf"unknown key 'experiments.{name}.train.pace'"):
+            check_unimported(params, name, ["train.pace=1"])
