@@ -11,6 +11,8 @@ line that is not one of those known start-up lines (a real import error still sh
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import os
 import re
@@ -72,3 +74,13 @@ def quiet_logs() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").addFilter(_Retracing())
+
+
+@functools.cache  # once per process
+def freeze_imports() -> None:
+    """Hide what is alive now (the modules of TensorFlow, Keras and MLflow: ~470,000 objects) from
+    Python's full garbage collections, which otherwise walk all of them each time: measured, a full
+    collection during a 4.5 s cnn-same run took ~0.5 s and came in about one run of three; with the
+    imports frozen, ~0.2 s. Called by the first run of a process, before it builds anything: objects
+    frozen are still freed when nothing refers to them, only never searched for reference cycles."""
+    gc.freeze()

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import mlflow
 
-from pipeline import config, data, layout, plots
+from pipeline import config, data, layout, plots, startup
 from pipeline.models import fit_with_loop
 from pipeline.specs import Splits
 from pipeline.training import artifacts, keras_loop, registry, tracking
@@ -167,6 +167,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
     Inside an active run (the transfer learning curve, a sweep) the run is nested under it.
     """
     options = options or RunOptions()
+    startup.freeze_imports()
     keras_loop.split_cpu()  # before TensorFlow's first op
     params = config.load_params()
     plan = make_plan(params, name, overrides)
