@@ -26,8 +26,8 @@ from tests.conftest import (
     edit_params,
     free_port,
     make,
-    new_project,
     point_at,
+    relocate_project,
     run_cli,
     serving,
     train,
@@ -44,31 +44,33 @@ def png(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def champion(root):
-    """digits-classifier v1, champion (a gate threshold of 0: any model passes)."""
-    edit_params(root, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
-    outcome = train("cnn-same", QUICK)
-    assert outcome.decision["promoted"]
-    return outcome
+def champion():
+    """digits-classifier's champion (v1) in the current project: a copy of `champions`."""
+    return mlflow.MlflowClient().get_model_version_by_alias("digits-classifier", "champion")
 
 
 @pytest.fixture
-def classifier(project):
-    return champion(project)
+def classifier(project, champions):
+    """This test's own copy of the champions (digits-classifier and co2-forecaster v1, trained
+    once per test process with QUICK's settings, gates open): the test moves aliases, adds
+    versions or counts drift runs in it."""
+    relocate_project(champions, project)
+    return champion()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, empty_store):
-    """One project with digits-classifier v1 as champion and one `serve` of it, shared by the tests
-    that only send it requests: a server start imports TensorFlow and loads the model, and training
-    the champion costs as much again. (Tests that move the alias or count drift runs keep their own.)"""
-    root = new_project(tmp_path_factory.mktemp("served"), empty_store)
+def served(tmp_path_factory, champions):
+    """One copy of the champions and one `serve` of digits-classifier, shared by the tests that only
+    send it requests: a server start imports TensorFlow and loads the model. (Tests that move the
+    alias or count drift runs keep their own copy: `classifier`.)"""
+    root = tmp_path_factory.mktemp("served")
+    relocate_project(champions, root)
     with pytest.MonkeyPatch.context() as patch:
         point_at(patch, root)
-        outcome = champion(root)
+        version = champion()
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     with serving(root, "serve", "digits-classifier", env={"MLFLOW_TRACKING_URI": uri}) as port:
-        yield types.SimpleNamespace(root=root, port=port, classifier=outcome)
+        yield types.SimpleNamespace(root=root, port=port, classifier=version)
 
 
 @pytest.fixture
@@ -303,9 +305,7 @@ def test_requests_are_compared_with_the_training_data_once_per_window(project, c
 
 
 @pytest.mark.slow
-def test_the_forecaster_is_served_with_its_dates(project):
-    edit_params(project, lambda p: p["retrain"]["gates"]["co2-forecaster"].update(threshold=1e6))
-    assert train("lstm", QUICK).decision["promoted"]
+def test_the_forecaster_is_served_with_its_dates(project, classifier):  # co2-forecaster v1 too
     ds = data.load("co2")
     dates = np.concatenate([ds.arrays[f"dates_{s}"] for s in ("train", "val", "test")])[-150:]
     values = np.concatenate([ds.arrays[f"values_{s}"] for s in ("train", "val", "test")])[-150:]
