@@ -99,11 +99,7 @@ def overhead(repeats: int, epochs: int) -> dict:
     splits, spec = plan.objective.prepare(dataset, plan.train, None)
     samples = len(splits.x_train) * epochs
     bare, pipeline = [], []
-    # round 0 is a warm-up, not counted: its pipeline run creates the store's schema and its bare
-    # fit starts TensorFlow's thread pools; one-time costs, not the per-run overhead measured here
-    for round_ in range(WARMUP_ROUNDS + repeats):
-        if round_ == WARMUP_ROUNDS:
-            bare, pipeline = [], []
+    for _ in range(WARMUP_ROUNDS + repeats):
         keras_loop.seed_everything(plan.train.seed)
         model = plan.family.build(plan.model, spec)
         model.compile(
@@ -126,6 +122,9 @@ def overhead(repeats: int, epochs: int) -> dict:
         started = time.perf_counter()
         experiment.train("cnn-same", overrides, RunOptions(verbose=0))
         pipeline.append(samples / (time.perf_counter() - started))
+    # the warm-up rounds are not counted: the first pipeline run creates the store's schema and
+    # the first fit starts TensorFlow's thread pools, one-time costs, not the per-run overhead
+    bare, pipeline = bare[WARMUP_ROUNDS:], pipeline[WARMUP_ROUNDS:]
     ratios = [p / b for p, b in zip(pipeline, bare, strict=True)]
     return {
         "epochs": epochs,

@@ -87,12 +87,10 @@ def reported_exactly(objective: Objective, metric: str) -> bool:
     return base in objective.directions or per_k
 
 
-def train_schema(family: Family | str) -> type:
-    """The shape of an experiment's `train:` section for a family (or a family's name)."""
-    if isinstance(family, str):  # unimported: its declaration, read from the source
-        kind = models.declared(family).get("kind", "keras")
-        return TrainParams if kind == "keras" else SeedParams
-    return family.train_params or (TrainParams if family.kind == "keras" else SeedParams)
+def train_schema(kind: str, own: type | None = None) -> type:
+    """The shape of an experiment's `train:` section: the family's own schema (Family.train_params)
+    when it declares one, else the default for its kind."""
+    return own or (TrainParams if kind == "keras" else SeedParams)
 
 
 # train keys a family without them ignores (shared defaults such as train.epochs for a baseline)
@@ -107,8 +105,9 @@ def check_unimported(params: dict, name: str, overrides: list[str] | None = None
     where = f"experiments.{name}"
     if exp.family not in models.FAMILIES:
         models.get(exp.family, f"{where}.")  # raises: the unknown family, named
-    if not models.declares(exp.family, "train_params"):
-        parse_section(train_schema(exp.family), exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
+    if not models.declares(exp.family, "train_params"):  # else its own schema: left to make_plan
+        kind = models.declared(exp.family).get("kind", "keras")
+        parse_section(train_schema(kind), exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
 
 
 def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Plan:
@@ -118,7 +117,8 @@ def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Pl
     family = models.get(exp.family, f"{where}.")
     objective = objectives.get(family.objective)
     model_params = parse_section(family.params, exp.model, f"{where}.model")
-    train_params = parse_section(train_schema(family), exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
+    schema = train_schema(family.kind, family.train_params)
+    train_params = parse_section(schema, exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
     extra = dict(exp.extra)
     objective_params = None
     if objective.params is not None:  # the `objective:` section, e.g. forecasting's horizon
