@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
+import json
 import math
 import os
 import shutil
@@ -27,6 +29,24 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.g
 # full collections (29 CPU-s of a suite run in 75 collections, measured with gc.callbacks) may come a
 # tenth as often (22 CPU-s in 23 after). Nothing here depends on when garbage is collected.
 gc.set_threshold(*gc.get_threshold()[:2], 100)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `name`, made by `build(folder)` once per test run: pytest-xdist's workers share
+    one (the first to ask builds it while the others wait on a lock), so an expensive template (a
+    trained champion) is not trained once per worker. Whoever uses it copies it or only reads it."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder = base / name
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -170,23 +190,26 @@ def relocate_project(template: Path, root: Path) -> None:
 @pytest.fixture(scope="session")
 def retrain_template(tmp_path_factory, empty_store):
     """The folder retrain_project copies: params for 1-epoch challengers and a champion (v1),
-    trained once per test process instead of once per test."""
-    root = new_project(tmp_path_factory.mktemp("retrain-template"), empty_store)
-    quick = {"epochs": 1, "patience": 1, "limit": 200}
-    edit_params(root, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
-    edit_params(root, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
-    with pytest.MonkeyPatch.context() as patch:
-        point_at(patch, root)
-        train("cnn-same")
-    (root / ".build" / "retrain.lock").unlink(missing_ok=True)  # each copy takes its own lock
-    return root
+    trained once per test run (built_once) instead of once per test."""
+
+    def build(root):
+        new_project(root, empty_store)
+        quick = {"epochs": 1, "patience": 1, "limit": 200}
+        edit_params(root, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
+        edit_params(root, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0))
+        with pytest.MonkeyPatch.context() as patch:
+            point_at(patch, root)
+            train("cnn-same")
+        (root / ".build" / "retrain.lock").unlink(missing_ok=True)  # each copy takes its own lock
+
+    return built_once(tmp_path_factory, "retrain-template", build)
 
 
 @pytest.fixture
 def retrain_project(project, retrain_template):
     """A project whose `make retrain` trains 1-epoch challengers on 200 original examples (merged
     batches are always kept), with a gate threshold of 0 and a champion (v1) in place: a copy of
-    retrain_template (the champion trained once per test process), relocated to this project."""
+    retrain_template (the champion trained once per test run), relocated to this project."""
     relocate_project(retrain_template, project)
     return project
 
@@ -249,11 +272,18 @@ def run_cli(
 
 @pytest.fixture(scope="session")
 def published_module(tmp_path_factory):
-    """`pretrain` trained once (small and short) in its own project; its hub module is reused."""
-    root = new_project(tmp_path_factory.mktemp("pretrained"))
-    with pytest.MonkeyPatch.context() as patch:
-        point_at(patch, root)
-        run_id = train("pretrain", ["train.limit=300", "train.epochs=2"]).run_id
+    """`pretrain` trained once per test run (small and short, built_once) in its own project; its
+    hub module is reused."""
+
+    def build(root):
+        new_project(root)
+        with pytest.MonkeyPatch.context() as patch:
+            point_at(patch, root)
+            run_id = train("pretrain", ["train.limit=300", "train.epochs=2"]).run_id
+        (root / "run_id.json").write_text(json.dumps(run_id))
+
+    root = built_once(tmp_path_factory, "pretrained", build)
+    run_id = json.loads((root / "run_id.json").read_text())
     return {"root": root, "module": root / "models" / "hub" / "digits-0-4", "run_id": run_id}
 
 
@@ -450,18 +480,20 @@ def cli_in_process(
 @pytest.fixture(scope="session")
 def champions(tmp_path_factory, empty_store) -> Path:
     """A project root in which cnn-same (digits-classifier) and lstm (co2-forecaster) are trained
-    once per test process (300 examples, 2 epochs) and promoted to champion, gates open. Tests
-    only read it: its registered models, their runs and drift profiles. Use point_at to make it
-    the current project."""
-    root = new_project(tmp_path_factory.mktemp("champions"), empty_store)
+    once per test run (300 examples, 2 epochs, built_once) and promoted to champion, gates open.
+    Tests only read it (its registered models, their runs and drift profiles) or copy it
+    (relocate_project). Use point_at to make it the current project."""
 
     def open_gates(params):
         params["retrain"]["gates"]["digits-classifier"].update(threshold=0.0)
         params["retrain"]["gates"]["co2-forecaster"].update(threshold=1e6)
 
-    with pytest.MonkeyPatch.context() as patch:
-        point_at(patch, root)
-        edit_params(root, open_gates)
-        for name in ("cnn-same", "lstm"):
-            assert train(name, ["train.limit=300", "train.epochs=2"]).decision["promoted"], name
-    return root
+    def build(root):
+        new_project(root, empty_store)
+        with pytest.MonkeyPatch.context() as patch:
+            point_at(patch, root)
+            edit_params(root, open_gates)
+            for name in ("cnn-same", "lstm"):
+                assert train(name, ["train.limit=300", "train.epochs=2"]).decision["promoted"], name
+
+    return built_once(tmp_path_factory, "champions", build)

@@ -47,13 +47,17 @@ def alias_lock(holder: str, wait: bool):
     handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             held_by = handle.read().strip() or "unknown"
-            raise PipelineError(
-                f"another retrain is running ({held_by}; lock {path}); not starting a second one"
-            ) from None
+            if not wait:
+                raise PipelineError(
+                    f"another retrain is running ({held_by}; lock {path}); not starting a second one"
+                ) from None
+            # said once, so that a training that seems to hang says what it waits for
+            print(f"{holder}: waiting for {held_by} to release {path}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()
         since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

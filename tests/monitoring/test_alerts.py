@@ -14,7 +14,7 @@ import pytest
 from pipeline import cli, data
 from pipeline.errors import UserError
 from pipeline.monitoring import alerts
-from tests.conftest import edit_params, free_port, train
+from tests.conftest import edit_params, free_port
 
 SECRET = "T000-B000-s3cr3tT0k3n"
 
@@ -161,19 +161,14 @@ def test_an_unreadable_registry_still_lets_a_failure_through(monkeypatch, capsys
 
 
 @pytest.mark.slow
-def test_make_retrain_announces_a_real_promotion_and_a_real_failure(project, monkeypatch, capsys):
-    edit_params(
-        project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(threshold=0.0, margin=-1.0)
-    )
-    train("cnn-same", ["train.epochs=1", "train.limit=200"])
-    dataset = data.load("digits")
+def test_make_retrain_announces_a_real_promotion_and_a_real_failure(retrain_project, monkeypatch, capsys):
+    # a 1-epoch challenger on 200 original examples (the batch is always merged) against a champion
+    # trained so too (retrain_project): with this margin any one is promoted
+    edit_params(retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(margin=-1.0))
     from tests.conftest import write_batch
 
-    x, y = dataset.xy("train")
-    write_batch(project / "data" / "incoming" / "digits" / "b1", x[:30], y[:30])
-    # a 1-epoch challenger on 200 original examples (the batch is always merged): any one is promoted
-    quick = {"epochs": 1, "limit": 200}
-    edit_params(project, lambda p: p["experiments"]["cnn-same"].setdefault("train", {}).update(quick))
+    x, y = data.load("digits").xy("train")
+    write_batch(retrain_project / "data" / "incoming" / "digits" / "b1", x[:30], y[:30])
     with receiver() as (url, received):
         monkeypatch.setenv(alerts.VARIABLE, url)
         assert cli.main(["retrain", "--model", "digits-classifier"]) == 0

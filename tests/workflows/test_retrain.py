@@ -2,6 +2,7 @@
 
 import csv
 import os
+import select
 import subprocess
 import sys
 import time
@@ -84,11 +85,10 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
 
 
 @pytest.mark.slow
-def test_a_batch_with_wrong_labels_keeps_the_champion(project):
-    train("cnn-same")
+def test_a_batch_with_wrong_labels_keeps_the_champion(retrain_project):
     x, y = data.load("digits").xy("train")
-    wrong = (y + 1) % 10  # every label wrong, as many as the clean training set
-    write_batch(incoming(project, "poisoned"), np.concatenate([x, x]), np.concatenate([wrong, wrong]))
+    wrong = (y + 1) % 10  # every label wrong, twice as many as the clean training set
+    write_batch(incoming(retrain_project, "poisoned"), np.concatenate([x, x]), np.concatenate([wrong, wrong]))
     assert retrain.main() == 0
     version = mlflow.MlflowClient().get_model_version("digits-classifier", "2")
     assert version.tags["gate.decision"] == "not promoted"
@@ -403,13 +403,12 @@ def test_a_training_gate_waits_while_a_retrain_holds_the_lock(retrain_project):
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.time() + 240
-        while time.time() < deadline and process.poll() is None:
-            if len(client.search_model_versions("name='digits-classifier'")) == 2:
-                break
-            time.sleep(1)
-        time.sleep(3)  # registered: now waiting at its gate
+        # its one line on stderr says it waits at its gate (read with a deadline: never a hang)
+        ready, _, _ = select.select([process.stderr], [], [], 240)
+        waiting = process.stderr.readline() if ready else ""
+        assert waiting.startswith("gate of cnn-same: waiting for pid ") and "(retrain)" in waiting, waiting
         assert process.poll() is None, process.communicate()
+        assert len(client.search_model_versions("name='digits-classifier'")) == 2  # registered
         assert "gate.decision" not in client.get_model_version("digits-classifier", "2").tags
         assert aliases()["champion"] == "1"
     out, err = process.communicate(timeout=240)
