@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import gc
@@ -29,6 +30,15 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.g
 # full collections (29 CPU-s of a suite run in 75 collections, measured with gc.callbacks) may come a
 # tenth as often (22 CPU-s in 23 after). Nothing here depends on when garbage is collected.
 gc.set_threshold(*gc.get_threshold()[:2], 100)
+
+
+def pytest_collection_modifyitems(items):
+    """The modules with the most slow tests run first, each module's tests together (its fixtures
+    are made once): pytest-xdist's workers then end on quick tests, instead of one worker running
+    a long end-to-end test at the end while the other waits. Simulated on one run's durations:
+    the last worker ends ~5 s earlier than in file order."""
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: file order among equals
 
 
 def built_once(tmp_path_factory, name: str, build) -> Path:
