@@ -84,6 +84,8 @@ def post(webhook: Webhook, payload: dict[str, Any], timeout: float = TIMEOUT_SEC
         try:
             answer = requests.post(webhook.url, json=payload, timeout=timeout, allow_redirects=False)
             outcome["status"] = str(answer.status_code)
+        except requests.Timeout:  # requests' own timeout can come before the join's: the same answer
+            pass
         except requests.RequestException as exc:
             outcome["error"] = type(exc).__name__
 
