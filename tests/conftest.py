@@ -495,6 +495,9 @@ def cli_in_process(
     return subprocess.CompletedProcess(["python", "-m", "pipeline", *args], code, out, err)
 
 
+CHAMPION_SETTINGS = ["train.limit=300", "train.epochs=2"]  # what `champions` trains with
+
+
 @pytest.fixture(scope="session")
 def champions(tmp_path_factory, empty_store) -> Path:
     """A project root in which cnn-same (digits-classifier) and lstm (co2-forecaster) are trained
@@ -512,6 +515,6 @@ def champions(tmp_path_factory, empty_store) -> Path:
             point_at(patch, root)
             edit_params(root, open_gates)
             for name in ("cnn-same", "lstm"):
-                assert train(name, ["train.limit=300", "train.epochs=2"]).decision["promoted"], name
+                assert train(name, CHAMPION_SETTINGS).decision["promoted"], name
 
     return built_once(tmp_path_factory, "champions", build)

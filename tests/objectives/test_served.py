@@ -53,7 +53,7 @@ def png(pixels: np.ndarray) -> bytes:
 
 @pytest.fixture
 def project(champions, monkeypatch):
-    """Not conftest's fresh project: the `champions` one, trained once per test process; the tests
+    """Not conftest's fresh project: the `champions` one, trained once per test run; the tests
     here only load and query its models."""
     point_at(monkeypatch, champions)
     return champions

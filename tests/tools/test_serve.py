@@ -21,6 +21,7 @@ from PIL import Image
 from pipeline import cli, data
 from pipeline.training import loading
 from tests.conftest import (
+    CHAMPION_SETTINGS,
     REPO,
     assert_one_line_error,
     edit_params,
@@ -33,7 +34,7 @@ from tests.conftest import (
     train,
 )
 
-QUICK = ["train.limit=300", "train.epochs=2"]
+QUICK = CHAMPION_SETTINGS  # a version trained as conftest's `champions` were
 POLL = 1  # --poll of the tests: seconds between two reads of the alias
 LOADING = 10  # what loading a new version may take on two busy cores (0.2-1 s when idle)
 
@@ -52,7 +53,7 @@ def champion():
 @pytest.fixture
 def classifier(project, champions):
     """This test's own copy of the champions (digits-classifier and co2-forecaster v1, trained
-    once per test process with QUICK's settings, gates open): the test moves aliases, adds
+    once per test run with QUICK's settings, gates open): the test moves aliases, adds
     versions or counts drift runs in it."""
     relocate_project(champions, project)
     return champion()

@@ -17,6 +17,7 @@ from pipeline.models import pca
 from pipeline.specs import AnomalySpec
 from pipeline.training import artifacts, loading, registry
 from tests.conftest import (
+    CHAMPION_SETTINGS,
     aliases,
     assert_one_line_error,
     cli_in_process,
@@ -25,7 +26,7 @@ from tests.conftest import (
     train,
 )
 
-QUICK = ["train.limit=300", "train.epochs=2"]  # the settings of conftest's `champions`
+QUICK = CHAMPION_SETTINGS  # a version trained as conftest's `champions` were
 
 
 class Trap(mlflow.pyfunc.PythonModel):
