@@ -1,6 +1,17 @@
-"""Figures logged with runs. Headless (Agg): no display is needed."""
+"""Figures logged with runs. Headless (Agg): no display is needed.
+
+A run's figures travel as `Plot`s: one of this module's functions and its data, drawn when they
+are saved. Drawing (matplotlib's text layout, rasterising) is most of a figure's cost, so a run
+has them drawn by pipeline/rendering.py's helper process while it logs its model. This module
+imports only matplotlib and numpy: the helper imports it, never TensorFlow.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -8,6 +19,49 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """A figure not drawn yet: `draw(*args, **kwargs)`, a function of this module."""
+
+    draw: Callable[..., Any]
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        # the renderer process imports this module only (no TensorFlow, no objective)
+        if getattr(self.draw, "__module__", None) != __name__:
+            raise TypeError(f"a Plot draws with a function of {__name__}, not {self.draw!r}")
+
+    def figure(self):
+        return self.draw(*self.args, **self.kwargs)
+
+
+def plot(draw: Callable[..., Any], *args, **kwargs) -> Plot:
+    """`draw(*args, **kwargs)`, drawn when it is saved."""
+    return Plot(draw, args, kwargs)
+
+
+def title(figure, label: str) -> None:
+    """Title a figure with the run it belongs to (a report shows figures of many runs)."""
+    existing = figure.get_suptitle()
+    figure.suptitle(f"{label} · {existing}" if existing else label, fontsize=10)
+    # laid out once, when it is saved (the pipeline's figures are made with layout="tight"):
+    # tight_layout() here and at creation measured every text twice, ~0.1 s a figure
+    if figure.get_layout_engine() is None:
+        figure.set_layout_engine("tight")
+
+
+def save(item: Plot, label: str, path: Path) -> None:
+    """Draw `item`, titled with `label`, as the PNG `path` (its folders made), and free it."""
+    figure = item.figure()
+    try:
+        title(figure, label)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
 
 
 def training_curves(history: dict[str, list[float]], title: str):
@@ -52,6 +106,30 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float
             in_layout=False,  # inside the axes: measuring 100 labels for the tight layout cost ~20 ms
         )
     fig.colorbar(image, ax=ax, fraction=0.046)
+    return fig
+
+
+def roc_curve(fpr: np.ndarray, tpr: np.ndarray, at_half: tuple[float, float], auc: float):
+    """The test ROC curve, chance, and the point of the 0.5 threshold."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.5), layout="tight")
+    ax.plot(fpr, tpr, lw=1.5, label=f"ROC-AUC {auc:.4f}")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
+    ax.plot(*at_half, "o", color="black", label="threshold 0.5")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC curve (test)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def fitted_curve(samples: tuple, truth: tuple, curve_x: np.ndarray, predicted: np.ndarray, test_rmse: float):
+    """A 1-D regression: training samples, the true function, the model's curve."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="tight")
+    ax.scatter(*samples, s=4, color="lightgrey", label="training samples")
+    ax.plot(*truth, color="black", lw=1.2, label="true function")
+    ax.plot(curve_x, predicted, color="tab:red", lw=1.5, label=f"model (test RMSE {test_rmse:.4f})")
+    ax.set(xlabel="x", ylabel="y", title="fitted curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
 
 

@@ -18,6 +18,7 @@ SHARED = {
     "errors",
     "atomic",
     "plots",
+    "rendering",
     "layout",
     "specs",
     "startup",

@@ -94,21 +94,15 @@ def predict(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(inference.predict(model, x), dtype=np.float64).reshape(len(x))
 
 
-def roc_figure(y: np.ndarray, p: np.ndarray, auc: float):
+def roc_plot(y: np.ndarray, p: np.ndarray, auc: float):
+    """The test ROC curve as a Plot (its points computed here: the renderer imports no sklearn)."""
     from sklearn.metrics import roc_curve
 
     from pipeline import plots
 
     fpr, tpr, thresholds = roc_curve(y, p)
-    fig, ax = plots.plt.subplots(figsize=(4.8, 4.5), layout="tight")
-    ax.plot(fpr, tpr, lw=1.5, label=f"ROC-AUC {auc:.4f}")
-    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
-    at_half = np.argmin(np.abs(thresholds - 0.5))
-    ax.plot(fpr[at_half], tpr[at_half], "o", color="black", label="threshold 0.5")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC curve (test)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return fig
+    at_half = int(np.argmin(np.abs(thresholds - 0.5)))
+    return plots.plot(plots.roc_curve, fpr, tpr, (fpr[at_half], tpr[at_half]), auc)
 
 
 def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[str, float], dict]:
@@ -126,8 +120,10 @@ def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[
     }
     matrix = confusion_matrix(y, predicted, labels=[0, 1])
     artifacts = {
-        "roc_curve.png": roc_figure(y, p, metrics["test_roc_auc"]),
-        "confusion_matrix.png": plots.confusion_matrix(matrix, splits.class_names, metrics["test_accuracy"]),
+        "roc_curve.png": roc_plot(y, p, metrics["test_roc_auc"]),
+        "confusion_matrix.png": plots.plot(
+            plots.confusion_matrix, matrix, list(splits.class_names), metrics["test_accuracy"]
+        ),
         "classification_report.txt": classification_report(
             y, predicted, labels=[0, 1], target_names=splits.class_names, digits=4, zero_division=0
         ),

@@ -68,20 +68,9 @@ def rmse(error: np.ndarray) -> float:
     return float(np.sqrt(np.mean(error**2)))
 
 
-def fitted_curve(splits: Splits, predicted: np.ndarray, test_rmse: float):
+def evaluate(model, splits: Splits, params=None) -> tuple[dict[str, float], dict]:
     from pipeline import plots
 
-    fig, ax = plots.plt.subplots(figsize=(7, 4), layout="tight")
-    ax.scatter(splits.x_train[:, 0], splits.y_train, s=4, color="lightgrey", label="training samples")
-    ax.plot(splits.curve_x, splits.curve_y, color="black", lw=1.2, label="true function")
-    ax.plot(splits.curve_x, predicted, color="tab:red", lw=1.5, label=f"model (test RMSE {test_rmse:.4f})")
-    ax.set(xlabel="x", ylabel="y", title="fitted curve")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def evaluate(model, splits: Splits, params=None) -> tuple[dict[str, float], dict]:
     error = predict(model, splits.x_test) - splits.y_test
     metrics = {"test_rmse": rmse(error), "test_mae": float(np.mean(np.abs(error)))}
     if len(splits.x_val):
@@ -89,7 +78,14 @@ def evaluate(model, splits: Splits, params=None) -> tuple[dict[str, float], dict
     artifacts: dict = {}
     if splits.curve_x is not None and splits.x_test.shape[1:] == (1,):
         grid = predict(model, splits.curve_x.reshape(-1, 1))
-        artifacts["fitted_curve.png"] = fitted_curve(splits, grid, metrics["test_rmse"])
+        artifacts["fitted_curve.png"] = plots.plot(
+            plots.fitted_curve,
+            (splits.x_train[:, 0], splits.y_train),
+            (splits.curve_x, splits.curve_y),
+            splits.curve_x,
+            grid,
+            metrics["test_rmse"],
+        )
         rows = [
             f"{x:.6g},{t:.6g},{p:.6g}" for x, t, p in zip(splits.curve_x, splits.curve_y, grid, strict=True)
         ]

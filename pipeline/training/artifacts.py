@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -155,22 +156,20 @@ def log_served(served: Served, model, splits, dataset, metadata: dict):
         )
 
 
-def label_figure(figure, label: str) -> None:
-    """Title a figure with the run it belongs to (a report shows figures of many runs)."""
-    existing = figure.get_suptitle()
-    figure.suptitle(f"{label} · {existing}" if existing else label, fontsize=10)
-    # laid out once, when it is saved (the pipeline's figures are made with layout="tight"):
-    # tight_layout() here and at creation measured every text twice, ~0.1 s a figure
-    if figure.get_layout_engine() is None:
-        figure.set_layout_engine("tight")
+def log_texts(texts: Mapping[str, str]) -> None:
+    """Tables and reports, each as the text file its name says."""
+    for name, text in texts.items():
+        mlflow.log_text(text, name)
 
 
-def log_artifacts(artifacts: dict, label: str) -> None:
-    """Texts as text files, figures as PNGs titled with `label` (the run), then closed."""
-    for name, item in artifacts.items():
+def split_outputs(found: Mapping[str, str | plots.Plot]) -> tuple[dict[str, str], dict[str, plots.Plot]]:
+    """A run's outputs ({artifact path: text or Plot}) as (texts, plots)."""
+    texts, figures = {}, {}
+    for name, item in found.items():
         if isinstance(item, str):
-            mlflow.log_text(item, name)
-        else:  # a matplotlib figure
-            label_figure(item, label)
-            mlflow.log_figure(item, name)
-            plots.plt.close(item)
+            texts[name] = item
+        elif isinstance(item, plots.Plot):
+            figures[name] = item
+        else:
+            raise TypeError(f"output {name} is a {type(item).__name__}: a run logs texts and plots.Plot")
+    return texts, figures

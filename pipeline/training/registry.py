@@ -127,15 +127,10 @@ def champion(name: str):
 def evaluate_version(name: str, version: str, plan, splits) -> dict[str, float]:
     """The objective's metrics of a registered version on `splits`, as loading.py loads it safely
     (a served model: its Keras model, on the same arrays as the challenger)."""
-    import matplotlib.pyplot as plt
-
     from pipeline.training import loading
 
     model = loading.load(f"models:/{name}/{version}")
-    metrics, artifacts = plan.objective.evaluate(model.arrays, splits, plan.objective_params)
-    for item in artifacts.values():
-        if not isinstance(item, str):
-            plt.close(item)
+    metrics, _ = plan.objective.evaluate(model.arrays, splits, plan.objective_params)  # plots: never drawn
     return metrics
 
 

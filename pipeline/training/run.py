@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import keras
 import mlflow
 
-from pipeline import config, data, layout, plots, startup
+from pipeline import config, data, layout, plots, rendering, startup
 from pipeline.models import fit_with_loop
 from pipeline.specs import Splits
 from pipeline.training import artifacts, keras_loop, registry, tracking
@@ -120,7 +121,7 @@ def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
         found["layer_params.csv"] = artifacts.layer_table(model, size)
     metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
     if history:
-        found["training_curves.png"] = plots.training_curves(history, "training curves")
+        found["training_curves.png"] = plots.plot(plots.training_curves, history, "training curves")
         metrics["epochs_trained"] = len(history["loss"])
         metrics["epochs_to_converge"] = keras_loop.epochs_to_converge(history)
     if size is not None:
@@ -152,12 +153,19 @@ def log_model(plan: Plan, model, splits: Splits, dataset):
 
 
 def log_outputs(plan: Plan, model, splits: Splits, dataset, found: dict, label: str):
-    """Figures and tables, the MLflow model, and what the family publishes; returns ModelInfo."""
-    artifacts.log_artifacts(found, label)
-    info = log_model(plan, model, splits, dataset)
-    published = plan.family.publish(model, plan.model)  # e.g. pretrain's hub module
-    if published is not None:
-        mlflow.log_artifacts(str(published.folder), published.artifact_path)
+    """Figures and tables, the MLflow model, and what the family publishes; returns ModelInfo.
+
+    The figures are drawn (pipeline/rendering.py's helper) while the model is logged."""
+    texts, figures = artifacts.split_outputs(found)
+    with tempfile.TemporaryDirectory(prefix="pipeline-figures-") as folder:
+        drawing = rendering.draw(figures, label, Path(folder))
+        artifacts.log_texts(texts)
+        info = log_model(plan, model, splits, dataset)
+        published = plan.family.publish(model, plan.model)  # e.g. pretrain's hub module
+        if published is not None:
+            mlflow.log_artifacts(str(published.folder), published.artifact_path)
+        drawing.wait()
+        mlflow.log_artifacts(folder)
     return info
 
 
@@ -168,6 +176,8 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
     """
     options = options or RunOptions()
     startup.freeze_imports()
+    if options.log_outputs:
+        rendering.start()  # the figures' helper gets ready while this run prepares and trains
     keras_loop.split_cpu()  # before TensorFlow's first op
     params = config.load_params()
     plan = make_plan(params, name, overrides)
@@ -201,8 +211,6 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             if plan.register_as and options.extra_artifacts:
                 found.update(options.extra_artifacts(plan, model, splits, dataset))
             model_info = log_outputs(plan, model, splits, dataset, found, label)
-        else:
-            plots.plt.close("all")
         run_id = active.info.run_id
         version = None
         if plan.register_as and model_info and options.register:

@@ -1,0 +1,151 @@
+"""A run's figures drawn in a helper process while the run logs its model.
+
+Drawing the figures (matplotlib's text layout and rasterising) was ~0.2 s of the ~0.6 s a cnn-same
+run spends around its fit, on one core while the other idled; a thread does not help (the GIL).
+So each Python process that trains starts one helper, `python -m pipeline.rendering`, at its
+first run: it imports matplotlib while the model trains, then draws each run's plots
+(`plots.Plot`: a function of pipeline/plots.py and its data) into PNG files while the run logs its
+model.
+
+The helper is an optimisation, never a dependency: when it is not ready yet, has died or fails a
+plot, the run draws the plots itself (a broken plot then fails the run as it would without it).
+It is a plain child process, not multiprocessing's: that would re-run the caller's own script in
+the child. It imports pipeline/plots.py only (no TensorFlow), talks over its own stdin/stdout
+(pickled plots in, one line out per job: the only writer is its parent), holds none of its
+parent's output streams, ignores Ctrl-C and exits when its parent's end of the pipe closes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipeline import plots
+
+# a run's figures take well under a second; a helper this late is stuck, and the run draws them
+DRAW_TIMEOUT_SECONDS = 120
+READY = b"ready\n"
+DONE = b"done\n"
+FRAME = struct.Struct("!Q")  # a job's length, then its pickle
+
+_helper: subprocess.Popen | None = None
+_ready = False
+
+
+def start() -> None:
+    """Start this process's helper, unless it runs already (cheap to call before every run)."""
+    global _helper, _ready
+    if _helper is not None and _helper.poll() is None:
+        return
+    package_root = str(Path(plots.__file__).resolve().parents[1])  # this very `pipeline`, not another
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    try:
+        _helper = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.rendering"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+    except OSError:
+        _helper = None
+    _ready = False
+
+
+def _usable() -> bool:
+    """Whether the helper has said it is ready (never waits for it)."""
+    global _ready
+    if _helper is None or _helper.poll() is not None:
+        return False
+    if not _ready and select.select([_helper.stdout], [], [], 0)[0]:
+        _ready = _helper.stdout.readline() == READY
+        if not _ready:
+            _stop()
+    return _ready
+
+
+def _stop() -> None:
+    """End the helper (the next run starts another)."""
+    global _helper, _ready
+    helper, _helper, _ready = _helper, None, False
+    if helper is not None:
+        helper.kill()
+        helper.wait()
+        for stream in (helper.stdin, helper.stdout):
+            stream.close()
+
+
+@atexit.register
+def _close() -> None:
+    """At exit: the helper reads the end of its input and exits."""
+    if _helper is not None:
+        try:
+            _helper.stdin.close()
+            _helper.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            _helper.kill()
+
+
+class Drawing:
+    """Plots being drawn into `folder`; `wait()` returns once every PNG is there."""
+
+    def __init__(self, items: Mapping[str, plots.Plot], label: str, folder: Path):
+        self.items, self.label, self.folder = dict(items), label, folder
+        self.sent = False
+        if self.items and _usable():
+            job = pickle.dumps((self.items, label, str(folder)), protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                _helper.stdin.write(FRAME.pack(len(job)) + job)
+                _helper.stdin.flush()
+                self.sent = True
+            except OSError:  # it died since
+                _stop()
+
+    def wait(self) -> None:
+        if self.sent and self._answered():
+            return
+        draw_all(self.items, self.label, str(self.folder))
+
+    def _answered(self) -> bool:
+        """The helper drew every plot (else it is ended, and the caller draws them)."""
+        readable = select.select([_helper.stdout], [], [], DRAW_TIMEOUT_SECONDS)[0]
+        if readable and _helper.stdout.readline() == DONE:
+            return True
+        _stop()
+        return False
+
+
+def draw(items: Mapping[str, plots.Plot], label: str, folder: Path) -> Drawing:
+    """Have `items` ({artifact path: Plot}) drawn as PNGs under `folder`, titled with `label`."""
+    return Drawing(items, label, folder)
+
+
+def draw_all(items: Mapping[str, plots.Plot], label: str, folder: str) -> None:
+    """Draw every plot (in the helper, or in the run's process when it cannot)."""
+    for name, item in items.items():
+        plots.save(item, label, Path(folder) / name)
+
+
+def serve(jobs, answers) -> None:
+    """The helper's loop: a job in, its PNGs drawn, `done` out; ends at the end of its input.
+    A job that fails gets no answer: the helper exits and its parent draws that job itself."""
+    answers.write(READY)
+    answers.flush()
+    while header := jobs.read(FRAME.size):
+        (size,) = FRAME.unpack(header)
+        draw_all(*pickle.loads(jobs.read(size)))  # from its parent, through a pipe only it holds
+        answers.write(DONE)
+        answers.flush()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which ends the helper
+    serve(sys.stdin.buffer, sys.stdout.buffer)
