@@ -21,10 +21,12 @@ import atexit
 import os
 import pickle
 import select
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,6 +56,7 @@ def start() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": path},
+            bufsize=0,  # unbuffered: `select` on the answers' pipe sees every line not read yet
         )
     except OSError:
         _helper = None
@@ -94,38 +97,60 @@ def _close() -> None:
             _helper.kill()
 
 
-class Drawing:
-    """Plots being drawn into `folder`; `wait()` returns once every PNG is there."""
+class Drawings:
+    """One run's PNGs, drawn into a temporary folder (removed on exit): by the helper when it is
+    ready, else here. `draw` as soon as plots are known (the helper draws while the run goes on),
+    `wait` for all of them before logging the folder."""
 
-    def __init__(self, items: Mapping[str, plots.Plot], label: str, folder: Path):
-        self.items, self.label, self.folder = dict(items), label, folder
-        self.sent = False
-        if self.items and _usable():
-            job = pickle.dumps((self.items, label, str(folder)), protocol=pickle.HIGHEST_PROTOCOL)
+    def __init__(self, label: str):
+        self.label = label
+        self.folder = Path(tempfile.mkdtemp(prefix="pipeline-figures-"))
+        self.jobs: list[tuple[dict[str, plots.Plot], subprocess.Popen | None]] = []
+
+    def __enter__(self) -> Drawings:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if any(helper is not None for _, helper in self.jobs):
+            _stop()  # the run failed before it waited: the helper's answers would go to the next run
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def draw(self, items: Mapping[str, plots.Plot]) -> None:
+        """Start drawing `items` ({artifact path under the folder: Plot})."""
+        items, helper = dict(items), None
+        if items and _usable():
+            job = pickle.dumps((items, self.label, str(self.folder)), protocol=pickle.HIGHEST_PROTOCOL)
             try:
-                _helper.stdin.write(FRAME.pack(len(job)) + job)
-                _helper.stdin.flush()
-                self.sent = True
+                _send(_helper.stdin, FRAME.pack(len(job)) + job)
+                helper = _helper
             except OSError:  # it died since
                 _stop()
+        self.jobs.append((items, helper))
 
-    def wait(self) -> None:
-        if self.sent and self._answered():
-            return
-        draw_all(self.items, self.label, str(self.folder))
+    def wait(self) -> Path:
+        """The folder, once every plot is drawn in it (the helper's answers come in job order)."""
+        for items, helper in self.jobs:
+            if helper is None or not _answered(helper):
+                draw_all(items, self.label, str(self.folder))
+        self.jobs.clear()
+        return self.folder
 
-    def _answered(self) -> bool:
-        """The helper drew every plot (else it is ended, and the caller draws them)."""
-        readable = select.select([_helper.stdout], [], [], DRAW_TIMEOUT_SECONDS)[0]
-        if readable and _helper.stdout.readline() == DONE:
-            return True
-        _stop()
+
+def _send(stream, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # an unbuffered pipe may take part of it
+        view = view[stream.write(view) :]
+
+
+def _answered(helper: subprocess.Popen) -> bool:
+    """The helper drew the next job it was sent (else it is ended, and the caller draws it)."""
+    if helper is not _helper:  # ended while this job waited
         return False
-
-
-def draw(items: Mapping[str, plots.Plot], label: str, folder: Path) -> Drawing:
-    """Have `items` ({artifact path: Plot}) drawn as PNGs under `folder`, titled with `label`."""
-    return Drawing(items, label, folder)
+    readable = select.select([helper.stdout], [], [], DRAW_TIMEOUT_SECONDS)[0]
+    if readable and helper.stdout.readline() == DONE:
+        return True
+    _stop()
+    return False
 
 
 def draw_all(items: Mapping[str, plots.Plot], label: str, folder: str) -> None:

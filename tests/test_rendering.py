@@ -49,37 +49,60 @@ def test_a_plot_draws_with_a_function_of_plots_only():
         plots.plot(print, "not a figure")
 
 
-def test_the_helper_draws_a_runs_plots(helper, tmp_path):
-    drawing = rendering.draw(some_plots(), "cnn-same (digits-classification)", tmp_path)
-    assert drawing.sent  # handed to the helper, not drawn here
-    drawing.wait()
-    assert_drawn(tmp_path, some_plots())
-    assert helper.poll() is None  # it stays for the next run
+def test_the_helper_draws_a_runs_plots_in_the_order_they_come(helper):
+    curves, matrix = some_plots().items()
+    with rendering.Drawings("cnn-same (digits-classification)") as figures:
+        figures.draw(dict([curves]))  # as a run does: the curves first, while it evaluates
+        figures.draw(dict([matrix]))
+        assert [sent for _, sent in figures.jobs] == [helper, helper]  # not drawn here
+        deadline = time.monotonic() + 60
+        while not (figures.folder / matrix[0]).exists():  # both answered before the run asks:
+            assert time.monotonic() < deadline  # each answer is still read as its job's
+            time.sleep(0.05)
+        time.sleep(0.3)
+        started = time.monotonic()
+        folder = figures.wait()
+        assert time.monotonic() - started < 5
+        assert_drawn(folder, some_plots())
+    assert not folder.exists()  # a run's folder lasts as long as the run
+    assert helper.poll() is None  # the helper stays for the next run
 
 
-def test_plots_are_drawn_here_when_the_helper_is_not_ready(tmp_path):
+def test_plots_are_drawn_here_when_the_helper_is_not_ready():
     rendering._stop()
-    drawing = rendering.draw(some_plots(), "run", tmp_path)
-    assert not drawing.sent
-    drawing.wait()
-    assert_drawn(tmp_path, some_plots())
+    with rendering.Drawings("run") as figures:
+        figures.draw(some_plots())
+        assert figures.jobs[0][1] is None
+        assert_drawn(figures.wait(), some_plots())
 
 
-def test_plots_are_drawn_here_when_the_helper_dies(helper, tmp_path):
-    drawing = rendering.draw(some_plots(), "run", tmp_path)
-    helper.kill()
-    drawing.wait()
-    assert_drawn(tmp_path, some_plots())
+def test_plots_are_drawn_here_when_the_helper_dies(helper):
+    with rendering.Drawings("run") as figures:
+        figures.draw(some_plots())
+        helper.kill()
+        assert_drawn(figures.wait(), some_plots())
     assert rendering._helper is None  # the next run starts another
 
 
-def test_a_broken_plot_fails_as_it_would_without_the_helper(helper, tmp_path):
-    broken = {"broken.png": plots.plot(plots.training_curves, {}, "no metric to draw")}
-    drawing = rendering.draw(broken, "run", tmp_path)
-    assert drawing.sent
-    with pytest.raises(ValueError):  # raised again here, where the run can report it
-        drawing.wait()
+def test_a_broken_plot_fails_as_it_would_without_the_helper(helper):
+    with rendering.Drawings("run") as figures:
+        figures.draw({"broken.png": plots.plot(plots.training_curves, {}, "no metric to draw")})
+        assert figures.jobs[0][1] is helper
+        with pytest.raises(ValueError):  # raised again here, where the run reports it
+            figures.wait()
     assert helper.poll() is not None  # that helper is gone
+
+
+def test_a_run_that_fails_before_its_figures_are_drawn_leaves_no_answer_for_the_next(helper):
+    with pytest.raises(RuntimeError):
+        with rendering.Drawings("failing run") as figures:
+            figures.draw(some_plots())
+            raise RuntimeError("evaluation failed")
+    assert rendering._helper is None  # its answer would have gone to the next run's first job
+    rendering.start()
+    with rendering.Drawings("next run") as figures:
+        figures.draw(some_plots())
+        assert_drawn(figures.wait(), some_plots())
 
 
 def test_the_helper_ends_with_its_parent_and_holds_none_of_its_streams():

@@ -9,6 +9,7 @@ model's metadata records under `pipeline`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import tempfile
@@ -75,7 +76,12 @@ def code_record(module: ModuleType) -> dict[str, str]:
 
 def requirements(*packages: str) -> list[str]:
     """Pinned pip requirements: the versions installed here."""
-    return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
+    return [f"{name}=={installed(name)}" for name in packages]
+
+
+@functools.cache  # a lookup scans site-packages (~1 ms); a process does not change its packages
+def installed(package: str) -> str:
+    return importlib.metadata.version(package)
 
 
 def log_model(family: Family, model, x_example: np.ndarray, output: np.ndarray, metadata: dict):

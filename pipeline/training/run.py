@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -114,20 +113,29 @@ def uses_default_fit(plan: Plan) -> bool:
 
 
 def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
-    """Test metrics, the model's size and training length, and the artifacts that explain them."""
+    """Test metrics, the model's size and training length, and the artifacts that explain them
+    (but the training curves: `curves`)."""
     found: dict = {"model_summary.txt": artifacts.model_summary(model)}
     size = plan.family.count_params(model)
     if isinstance(model, keras.Model) or size is not None:
         found["layer_params.csv"] = artifacts.layer_table(model, size)
     metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
     if history:
-        found["training_curves.png"] = plots.plot(plots.training_curves, history, "training curves")
         metrics["epochs_trained"] = len(history["loss"])
         metrics["epochs_to_converge"] = keras_loop.epochs_to_converge(history)
     if size is not None:
         metrics["model_params"] = size
     found.update(evaluation)
     return metrics, found
+
+
+def curves(history) -> dict[str, plots.Plot]:
+    """A Keras run's loss and metrics per epoch, train against validation."""
+    return (
+        {"training_curves.png": plots.plot(plots.training_curves, history, "training curves")}
+        if history
+        else {}
+    )
 
 
 def model_metadata(plan: Plan, splits: Splits, dataset) -> dict:
@@ -152,20 +160,18 @@ def log_model(plan: Plan, model, splits: Splits, dataset):
     return artifacts.log_model(plan.family, model, example, output, metadata)
 
 
-def log_outputs(plan: Plan, model, splits: Splits, dataset, found: dict, label: str):
-    """Figures and tables, the MLflow model, and what the family publishes; returns ModelInfo.
+def log_outputs(plan: Plan, model, splits: Splits, dataset, found: dict, figures: rendering.Drawings):
+    """Tables, figures, the MLflow model, and what the family publishes; returns ModelInfo.
 
     The figures are drawn (pipeline/rendering.py's helper) while the model is logged."""
-    texts, figures = artifacts.split_outputs(found)
-    with tempfile.TemporaryDirectory(prefix="pipeline-figures-") as folder:
-        drawing = rendering.draw(figures, label, Path(folder))
-        artifacts.log_texts(texts)
-        info = log_model(plan, model, splits, dataset)
-        published = plan.family.publish(model, plan.model)  # e.g. pretrain's hub module
-        if published is not None:
-            mlflow.log_artifacts(str(published.folder), published.artifact_path)
-        drawing.wait()
-        mlflow.log_artifacts(folder)
+    texts, plotted = artifacts.split_outputs(found)
+    figures.draw(plotted)
+    artifacts.log_texts(texts)
+    info = log_model(plan, model, splits, dataset)
+    published = plan.family.publish(model, plan.model)  # e.g. pretrain's hub module
+    if published is not None:
+        mlflow.log_artifacts(str(published.folder), published.artifact_path)
+    mlflow.log_artifacts(str(figures.wait()))
     return info
 
 
@@ -202,20 +208,21 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             model = plan.family.build(plan.model, spec)
             backup = backup_dir(plan, dataset) if options.resume else None
             history = train_model(plan, model, splits, options, backup)
-        label = f"{run_name} ({exp.task})"
-        metrics, found = evaluate(plan, model, splits, history)
-        metrics["train_seconds"] = time.perf_counter() - started
-        mlflow.log_metrics(metrics)
-        model_info = None
-        if options.log_outputs:
-            if plan.register_as and options.extra_artifacts:
-                found.update(options.extra_artifacts(plan, model, splits, dataset))
-            model_info = log_outputs(plan, model, splits, dataset, found, label)
+        with rendering.Drawings(f"{run_name} ({exp.task})") as figures:
+            if options.log_outputs:
+                figures.draw(curves(history))  # drawn while the model is evaluated
+            metrics, found = evaluate(plan, model, splits, history)
+            metrics["train_seconds"] = time.perf_counter() - started
+            mlflow.log_metrics(metrics)
+            model_info = None
+            if options.log_outputs:
+                if plan.register_as and options.extra_artifacts:
+                    found.update(options.extra_artifacts(plan, model, splits, dataset))
+                model_info = log_outputs(plan, model, splits, dataset, found, figures)
         run_id = active.info.run_id
         version = None
         if plan.register_as and model_info and options.register:
             version = registry.register(model_info.model_uri, plan.register_as, run_id)
-    uri = model_info.model_uri if model_info else None
     return Outcome(
         plan,
         run_id,
@@ -225,7 +232,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         None,
         tags["problem"],
         best_epoch(history),
-        model_uri=uri,
+        model_uri=model_info.model_uri if model_info else None,
         scored_on=tags[registry.SCORED_ON_TAG],
     )
 
