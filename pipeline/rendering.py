@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -88,13 +89,12 @@ def _stop() -> None:
 
 @atexit.register
 def _close() -> None:
-    """At exit: the helper reads the end of its input and exits."""
+    """At exit: the helper reads the end of its input and exits on its own (~0.1 s: not waited for)."""
     if _helper is not None:
         try:
             _helper.stdin.close()
-            _helper.wait(timeout=2)
-        except (OSError, subprocess.TimeoutExpired):
-            _helper.kill()
+        except OSError:
+            pass
 
 
 class Drawings:
@@ -118,11 +118,17 @@ class Drawings:
     def draw(self, items: Mapping[str, plots.Plot]) -> None:
         """Start drawing `items` ({artifact path under the folder: Plot})."""
         items, helper = dict(items), None
-        if items and _usable():
-            job = pickle.dumps((items, self.label, str(self.folder)), protocol=pickle.HIGHEST_PROTOCOL)
+        # one thread talks to the helper (its answers are read in the order jobs were sent); runs
+        # in other threads (a sweep's trials, which log no figures anyway) draw their own
+        if items and threading.current_thread() is threading.main_thread() and _usable():
             try:
-                _send(_helper.stdin, FRAME.pack(len(job)) + job)
-                helper = _helper
+                job = pickle.dumps((items, self.label, str(self.folder)), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # a plot's data that does not pickle: drawn here, as it is
+                job = None
+            try:
+                if job is not None:
+                    _send(_helper.stdin, FRAME.pack(len(job)) + job)
+                    helper = _helper
             except OSError:  # it died since
                 _stop()
         self.jobs.append((items, helper))

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -74,6 +75,22 @@ def test_plots_are_drawn_here_when_the_helper_is_not_ready():
         figures.draw(some_plots())
         assert figures.jobs[0][1] is None
         assert_drawn(figures.wait(), some_plots())
+
+
+def test_plots_of_other_threads_or_that_do_not_pickle_are_drawn_here(helper):
+    class History(dict):  # a class local to a function does not pickle
+        pass
+
+    local = {"local.png": plots.plot(plots.training_curves, History(loss=[1.0, 0.5]), "t")}
+    with rendering.Drawings("run") as figures:
+        thread = threading.Thread(target=figures.draw, args=(some_plots(),))
+        thread.start()
+        thread.join()
+        figures.draw({"curves.png": plots.plot(plots.training_curves, {"loss": [1.0, 0.5]}, "t")})
+        figures.draw(local)
+        assert [sent for _, sent in figures.jobs] == [None, helper, None]
+        assert_drawn(figures.wait(), [*some_plots(), "curves.png", "local.png"])
+    assert helper.poll() is None  # the helper still serves the next run
 
 
 def test_plots_are_drawn_here_when_the_helper_dies(helper):
