@@ -2,7 +2,7 @@
 
 A run's figures travel as `Plot`s: one of this module's functions and its data, drawn when they
 are saved. Drawing (matplotlib's text layout, rasterising) is most of a figure's cost, so a run
-has them drawn by pipeline/rendering.py's helper process while it logs its model. This module
+has them drawn by pipeline/training/rendering.py's helper process while it logs its model. This module
 imports only matplotlib and numpy: the helper imports it, never TensorFlow.
 """
 

@@ -378,6 +378,16 @@ def ray_session():
         scaleout.shutdown()
 
 
+def assert_plots_draw(artifacts: dict, folder: Path) -> None:
+    """Every plot among an objective's artifacts draws as a PNG (as the run has it drawn)."""
+    from pipeline import plots
+
+    for name, item in artifacts.items():
+        if isinstance(item, plots.Plot):
+            plots.save(item, "a run", folder / name)
+            assert (folder / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
+
+
 def assert_one_line_error(result, *fragments):
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -18,7 +18,6 @@ SHARED = {
     "errors",
     "atomic",
     "plots",
-    "rendering",
     "layout",
     "specs",
     "startup",

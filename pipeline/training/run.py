@@ -19,10 +19,10 @@ from typing import Any
 import keras
 import mlflow
 
-from pipeline import config, data, layout, plots, rendering, startup
+from pipeline import config, data, layout, plots, startup
 from pipeline.models import fit_with_loop
 from pipeline.specs import Splits
-from pipeline.training import artifacts, keras_loop, registry, tracking
+from pipeline.training import artifacts, keras_loop, registry, rendering, tracking
 from pipeline.training.plan import Plan, make_plan, params_to_log, run_tags
 
 
@@ -114,7 +114,7 @@ def uses_default_fit(plan: Plan) -> bool:
 
 def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
     """Test metrics, the model's size and training length, and the artifacts that explain them
-    (but the training curves: `curves`)."""
+    (the training curves aside: `curves`, drawn while this runs)."""
     found: dict = {"model_summary.txt": artifacts.model_summary(model)}
     size = plan.family.count_params(model)
     if isinstance(model, keras.Model) or size is not None:
@@ -163,7 +163,7 @@ def log_model(plan: Plan, model, splits: Splits, dataset):
 def log_outputs(plan: Plan, model, splits: Splits, dataset, found: dict, figures: rendering.Drawings):
     """Tables, figures, the MLflow model, and what the family publishes; returns ModelInfo.
 
-    The figures are drawn (pipeline/rendering.py's helper) while the model is logged."""
+    The figures are drawn (rendering's helper process) while the model is logged."""
     texts, plotted = artifacts.split_outputs(found)
     figures.draw(plotted)
     artifacts.log_texts(texts)

@@ -10,7 +10,7 @@ from pipeline import cli, config, data
 from pipeline.errors import UserError
 from pipeline.objectives import binary
 from pipeline.training import tracking
-from tests.conftest import assert_one_line_error, cli_in_process
+from tests.conftest import assert_one_line_error, assert_plots_draw, cli_in_process
 
 QUICK = ["--quiet", "--set", "train.limit=300", "--set", "train.epochs=2"]
 ONE_VS_REST = binary.Params(positive=(8,), negative=None)
@@ -53,7 +53,7 @@ class Scores:
         return np.stack([1 - self.p, self.p], axis=1)
 
 
-def test_metrics_come_from_the_probability_of_the_positive_class():
+def test_metrics_come_from_the_probability_of_the_positive_class(tmp_path):
     y = np.array([0, 0, 0, 1, 1])
     splits = binary.Splits(None, None, None, None, np.zeros((5, 1)), y, ["not 8", "8"])
     metrics, artifacts = binary.evaluate(Scores([0.1, 0.2, 0.7, 0.6, 0.9]), splits)
@@ -62,6 +62,7 @@ def test_metrics_come_from_the_probability_of_the_positive_class():
     expected_loss = -np.mean(np.log([0.9, 0.8, 0.3, 0.6, 0.9]))
     assert metrics["test_loss"] == pytest.approx(expected_loss)
     assert {"roc_curve.png", "confusion_matrix.png", "classification_report.txt"} <= set(artifacts)
+    assert_plots_draw(artifacts, tmp_path)
     assert binary.OBJECTIVE.direction("test_roc_auc") == "max" and binary.OBJECTIVE.headline == "test_roc_auc"
 
 

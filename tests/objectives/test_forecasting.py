@@ -10,7 +10,7 @@ from pipeline import cli, config, data
 from pipeline.config import SeedParams
 from pipeline.objectives import forecasting
 from pipeline.training import loading, tracking
-from tests.conftest import REPO, cli_in_process, edit_params
+from tests.conftest import REPO, assert_plots_draw, cli_in_process, edit_params
 
 QUICK = ["--quiet", "--set", "train.epochs=1", "--set", "train.limit=64"]
 
@@ -87,7 +87,7 @@ def test_limit_keeps_the_newest_training_windows():
     assert len(splits.x_train) == 7 and splits.y_train[-1, -1] == 99
 
 
-def test_metrics_and_per_horizon_table_in_the_series_unit():
+def test_metrics_and_per_horizon_table_in_the_series_unit(tmp_path):
     class OffByHorizon:  # forecast = truth + k at step k
         def predict(self, x):
             return x[:, -1, :1] + 1 + 2 * np.arange(3)  # a series rising by 1: truth + k
@@ -101,6 +101,7 @@ def test_metrics_and_per_horizon_table_in_the_series_unit():
     assert rows[0] == "horizon,rmse,mae,mase" and rows[1].startswith("1,0.0000,0.0000")
     assert rows[3] == "3,2.0000,2.0000,0.4000" and rows[-1].startswith("all,")
     assert "forecast.png" in artifacts
+    assert_plots_draw(artifacts, tmp_path)
 
 
 @pytest.mark.parametrize(

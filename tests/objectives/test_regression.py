@@ -9,6 +9,7 @@ from pipeline.models import mlp, mlp_regressor
 from pipeline.objectives import regression
 from pipeline.specs import RegressionSpec
 from pipeline.training import tracking
+from tests.conftest import assert_plots_draw
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 
@@ -18,7 +19,7 @@ class Line:
         return 2 * x[:, 0]
 
 
-def test_errors_are_against_the_noisy_targets_and_the_curve_is_drawn_on_the_grid():
+def test_errors_are_against_the_noisy_targets_and_the_curve_is_drawn_on_the_grid(tmp_path):
     x = np.array([[0.0], [0.5], [1.0]])
     grid = np.linspace(-1, 1, 5)
     splits = regression.Splits(x, 2 * x[:, 0], x[:0], x[:0, 0], x, np.array([0.0, 1.0, 3.0]), grid, grid**2)
@@ -29,6 +30,7 @@ def test_errors_are_against_the_noisy_targets_and_the_curve_is_drawn_on_the_grid
     rows = artifacts["fitted_curve.csv"].splitlines()
     assert rows[0] == "x,true,predicted" and rows[1] == "-1,1,-2" and len(rows) == 6
     assert "fitted_curve.png" in artifacts and "validation_rmse" not in metrics  # no validation split
+    assert_plots_draw(artifacts, tmp_path)
     assert regression.OBJECTIVE.direction("test_rmse") == "min"
 
 
