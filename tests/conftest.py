@@ -31,6 +31,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.g
 # tenth as often (22 CPU-s in 23 after). Nothing here depends on when garbage is collected.
 gc.set_threshold(*gc.get_threshold()[:2], 100)
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 def pytest_collection_modifyitems(items):
     """The modules with the most slow tests run first, each module's tests together (its fixtures
@@ -241,7 +243,7 @@ def png_header_only(path, width, height):
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     chunks = chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    path.write_bytes(PNG_SIGNATURE + chunks)
     return path
 
 
@@ -378,14 +380,19 @@ def ray_session():
         scaleout.shutdown()
 
 
+def assert_pngs(folder: Path, names) -> None:
+    for name in names:
+        assert (folder / name).read_bytes().startswith(PNG_SIGNATURE), name
+
+
 def assert_plots_draw(artifacts: dict, folder: Path) -> None:
     """Every plot among an objective's artifacts draws as a PNG (as the run has it drawn)."""
     from pipeline import plots
 
-    for name, item in artifacts.items():
-        if isinstance(item, plots.Plot):
-            plots.save(item, "a run", folder / name)
-            assert (folder / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
+    drawn = [name for name, item in artifacts.items() if isinstance(item, plots.Plot)]
+    for name in drawn:
+        plots.save(artifacts[name], "a run", folder / name)
+    assert_pngs(folder, drawn)
 
 
 def assert_one_line_error(result, *fragments):

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline import plots
 from pipeline.training import rendering
-
-PNG = b"\x89PNG\r\n\x1a\n"
+from tests.conftest import assert_pngs
 
 
 def some_plots() -> dict[str, plots.Plot]:
@@ -49,11 +48,6 @@ def sent(figures) -> list:
     return [helper for _, helper, _ in figures.jobs]
 
 
-def assert_drawn(folder, names) -> None:
-    for name in names:
-        assert (folder / name).read_bytes().startswith(PNG), name
-
-
 def test_a_plot_draws_with_a_function_of_plots_only():
     with pytest.raises(TypeError, match="pipeline.plots"):
         plots.plot(print, "not a figure")
@@ -73,7 +67,7 @@ def test_the_helper_draws_a_runs_plots_in_the_order_they_come(helper):
         started = time.monotonic()
         folder = figures.wait()
         assert time.monotonic() - started < 5
-        assert_drawn(folder, some_plots())
+        assert_pngs(folder, some_plots())
     assert not folder.exists()  # a run's folder lasts as long as the run
     assert helper.poll() is None  # the helper stays for the next run
 
@@ -83,7 +77,7 @@ def test_plots_are_drawn_here_when_the_helper_is_not_ready():
     with rendering.Drawings("run") as figures:
         figures.draw(some_plots())
         assert sent(figures) == [None]
-        assert_drawn(figures.wait(), some_plots())
+        assert_pngs(figures.wait(), some_plots())
 
 
 def test_plots_of_other_threads_or_that_do_not_pickle_are_drawn_here(helper):
@@ -98,7 +92,7 @@ def test_plots_of_other_threads_or_that_do_not_pickle_are_drawn_here(helper):
         figures.draw({"curves.png": plots.plot(plots.training_curves, {"loss": [1.0, 0.5]}, "t")})
         figures.draw(local)
         assert sent(figures) == [None, helper, None]
-        assert_drawn(figures.wait(), [*some_plots(), "curves.png", "local.png"])
+        assert_pngs(figures.wait(), [*some_plots(), "curves.png", "local.png"])
     assert helper.poll() is None  # the helper still serves the next run
 
 
@@ -107,7 +101,7 @@ def test_plots_are_drawn_here_when_the_helper_dies(helper):
         helper.send_signal(signal.SIGSTOP)  # it cannot answer before it is killed
         figures.draw(some_plots())
         helper.kill()
-        assert_drawn(figures.wait(), some_plots())
+        assert_pngs(figures.wait(), some_plots())
     assert rendering._helper is None  # the next run starts another
 
 
@@ -122,7 +116,7 @@ def test_a_stuck_helper_neither_blocks_nor_loses_a_run(helper, monkeypatch):
         started = time.monotonic()
         figures.draw(big)
         assert time.monotonic() - started < 30
-        assert_drawn(figures.wait(), big)  # drawn here once the helper did not answer
+        assert_pngs(figures.wait(), big)  # drawn here once the helper did not answer
     assert helper.poll() is not None  # the stuck helper is ended
 
 
@@ -131,8 +125,8 @@ def test_an_answer_for_another_job_is_not_taken_for_this_one(helper):
         outer.draw(some_plots())
         with rendering.Drawings("inner run") as inner:  # a run inside another run's figures
             inner.draw(some_plots())
-            assert_drawn(inner.wait(), some_plots())  # the first answer is the outer job's
-        assert_drawn(outer.wait(), some_plots())
+            assert_pngs(inner.wait(), some_plots())  # the first answer is the outer job's
+        assert_pngs(outer.wait(), some_plots())
 
 
 def test_a_broken_plot_fails_as_it_would_without_the_helper(helper):
@@ -154,7 +148,7 @@ def test_a_run_that_fails_before_its_figures_are_drawn_leaves_no_answer_for_the_
     with rendering.Drawings("next run") as figures:
         figures.draw(some_plots())
         assert sent(figures) == [next_helper]
-        assert_drawn(figures.wait(), some_plots())
+        assert_pngs(figures.wait(), some_plots())
     assert next_helper.poll() is None
 
 
@@ -180,11 +174,9 @@ def test_the_helper_ends_with_its_parent_and_holds_none_of_its_streams():
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has exited; its parent just has not reaped it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (OSError, IndexError):  # gone, even between two looks
         return False
-    status = (
-        open(f"/proc/{pid}/stat").read().split(") ")[-1].split()[0] if os.path.exists(f"/proc/{pid}") else ""
-    )
-    return status not in ("Z", "")  # a zombie has exited
+    return state != "Z"
