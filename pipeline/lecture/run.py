@@ -1,6 +1,6 @@
 """`python -m pipeline lecture [EXAMPLE ...] [--json]` (`make lecture`): the lecture's worked examples.
 
-Each example (pipeline/tools/lecture_examples.py) is computed by the product's own builders and
+Each example (pipeline/lecture/examples.py) is computed by the product's own builders and
 Keras layers, printed as small matrices, and logged as one run of the MLflow experiment `lecture`
 (run name = the example's name) with a picture (`<example>.png`: input grid, kernel, output;
 padding cells shaded, the window of one output cell in red) and its numbers (`<example>.json`).
@@ -18,7 +18,7 @@ import numpy as np
 from pipeline import plots
 from pipeline.config import suggest
 from pipeline.errors import UserError
-from pipeline.tools.lecture_examples import EXAMPLES, Example
+from pipeline.lecture.examples import EXAMPLES, Example
 from pipeline.training import tracking
 
 TASK = "lecture"
