@@ -42,26 +42,23 @@ def stratified_split(x, y, val_fraction: float, test_fraction: float, seed: int,
     }
 
 
-def hashed_split(x, y, keys: list[str], val_fraction: float, test_fraction: float, seed: int, name: str):
-    """Train/val/test drawn per example from a hash of its key (its content) and the seed: an
-    example's split never depends on the others, so adding examples moves none of the old ones.
-    Each split is ordered by that hash (a shuffle that is stable too)."""
+def hashed_split(y, keys: list[str], val_fraction: float, test_fraction: float, seed: int, name: str):
+    """{split: the examples' indices} drawn per example from a hash of its key (its content) and the
+    seed: an example's split never depends on the others, so adding examples moves none of the old
+    ones. Each split is ordered by that hash (a shuffle that is stable too)."""
     draws = np.array(
         [int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2**64 for key in keys]
     )
     order = np.argsort(draws, kind="stable")
     which = np.where(draws < test_fraction, 2, np.where(draws < test_fraction + val_fraction, 1, 0))
-    arrays = {}
-    for index, split in enumerate(SPLITS):
-        chosen = order[which[order] == index]
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = x[chosen], y[chosen]
+    parts = {split: order[which[order] == index] for index, split in enumerate(SPLITS)}
     for split in ("train", "test"):
-        if not len(arrays[f"y_{split}"]):
+        if not len(parts[split]):
             raise UserError(
                 f"dataset '{name}': {len(y)} images leave the {split} split empty; add images or change "
                 "val_fraction/test_fraction"
             )
-    return arrays
+    return parts
 
 
 def chronological_split(series, val_fraction: float, test_fraction: float, name: str):
