@@ -283,6 +283,145 @@ def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int,
     return splits, reuse
 
 
+# the classes of keras' datasets, by label (mnist's are its digits)
+KERAS_CLASSES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion_mnist": [
+        "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+    ],
+    "cifar10": [
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    ],
+}  # fmt: skip
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainTestImages(ImageSource):
+    """uint8 images that come split in train and test (keras' layout): the test split is the
+    file's own, validation is drawn from the training part (stratified, by `seed`). The arrays
+    are read whole (uint8: MNIST is 55 MB, CIFAR-10 184 MB)."""
+
+    def parts(self, name: str) -> tuple[dict[str, np.ndarray], str]:
+        """({x_train, y_train, x_test, y_test}, where they come from)."""
+        raise NotImplementedError
+
+    def class_names(self, labels: np.ndarray) -> list[str]:
+        return [str(label) for label in labels]
+
+    def build(self, name: str, staging: Path | None = None):
+        parts, where = self.parts(name)
+        x_train, y_train = checked_images(parts, "train", where)
+        x_test, y_test = checked_images(parts, "test", where)
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise UserError(
+                f"{where}: x_train images are {x_train.shape[1:]} but x_test's {x_test.shape[1:]}"
+            )
+        labels = np.unique(np.concatenate([y_train, y_test]))
+        y_train, y_test = np.searchsorted(labels, y_train), np.searchsorted(labels, y_test)
+        split = stratified_split(x_train, y_train, self.val_fraction, 0.0, self.seed, name, holdout=False)
+        arrays = {**split, "x_test": x_test, "y_test": y_test.astype(np.int64)}
+        info = {
+            "kind": self.KIND,
+            "class_names": self.class_names(labels),
+            "split": "the file's test split; validation drawn from its training split",
+            "split_seed": self.seed,
+            "value_range": [0.0, 1.0],
+            "divisor": 255,
+        }
+        return arrays, info
+
+
+def checked_images(parts: dict[str, np.ndarray], split: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x as uint8 (N, H, W, C), y as int64 (N,)) of one split, or one line saying what is wrong."""
+    x, y = parts[f"x_{split}"], parts[f"y_{split}"]
+    if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+        raise UserError(
+            f"{where}: x_{split} is {x.dtype} shaped {x.shape}; "
+            "expected uint8 images (N, H, W) or (N, H, W, 1 or 3)"
+        )
+    if y.dtype.kind not in "iu" or not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)) or len(y) != len(x):
+        raise UserError(
+            f"{where}: y_{split} is {y.dtype} shaped {y.shape}; "
+            f"expected {len(x)} integer labels, (N,) or (N, 1)"
+        )
+    return (x[..., np.newaxis] if x.ndim == 3 else x), y.reshape(-1).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class NpzSource(TrainTestImages):
+    """A .npz file in the layout of keras' mnist.npz: x_train, y_train, x_test, y_test."""
+
+    source: Literal["npz"]
+    path: str
+    val_fraction: float
+    seed: int
+
+    def raw_key(self, name):
+        file = readers.resolve(self.path)
+        if not file.is_file():
+            raise UserError(f"data.{name}.path: npz file '{self.path}' does not exist ({file})")
+        with readers.open_regular(file, follow_symlinks=True) as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest(), str(file)
+
+    def watched(self) -> list[str]:
+        return [self.path]
+
+    def parts(self, name):
+        file = readers.resolve(self.path)
+        where = readers.shown(file)
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                missing = [k for k in NPZ_KEYS if k not in npz.files]
+                if missing:
+                    raise UserError(f"{where}: missing {', '.join(missing)} (has: {', '.join(npz.files)})")
+                return {k: npz[k] for k in NPZ_KEYS}, where
+        except UserError:
+            raise
+        except Exception as exc:  # not a zip, a pickled object array, a truncated member, ...
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            raise UserError(
+                f"{where}: not a readable .npz of arrays ({type(exc).__name__}: {reason})"
+            ) from None
+
+
+def keras_load(dataset: str):
+    """keras.datasets.<dataset>.load_data(): downloaded once into ~/.keras/datasets."""
+    import keras
+
+    return getattr(keras.datasets, dataset).load_data()
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasDatasetSource(TrainTestImages):
+    """MNIST, Fashion-MNIST or CIFAR-10 through keras.datasets (a download on first use)."""
+
+    source: Literal["keras-dataset"]
+    name: Literal["mnist", "fashion_mnist", "cifar10"]
+    val_fraction: float
+    seed: int
+
+    def raw_key(self, name):
+        key, detail = package_key("keras", "keras", f"keras.datasets.{self.name}")
+        return f"{key}-{self.name}", detail
+
+    def parts(self, name):
+        where = f"keras.datasets.{self.name}"
+        try:
+            (x_train, y_train), (x_test, y_test) = keras_load(self.name)
+        except Exception as exc:  # offline, a broken download, ...
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            raise UserError(
+                f"{where}: cannot load ({type(exc).__name__}: {reason}); offline, put the file in "
+                "~/.keras/datasets or use `source: npz` with its path"
+            ) from None
+        return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, where
+
+    def class_names(self, labels):
+        names = KERAS_CLASSES[self.name]
+        return [names[label] if 0 <= label < len(names) else str(label) for label in labels]
+
+
 @dataclasses.dataclass(frozen=True)
 class TableSource(LabelledSource):
     KIND: ClassVar[str] = "table"
@@ -521,6 +660,8 @@ SOURCES: dict[str, type[Source]] = {
     "statsmodels-co2": Co2Source,
     "csv-series": CsvSeriesSource,
     "function": FunctionSource,
+    "npz": NpzSource,
+    "keras-dataset": KerasDatasetSource,
 }
 
 
@@ -536,11 +677,8 @@ def parse_source(name: str, entry: Any) -> Source:
             f"{suggest(entry['source'], SOURCES)}; use one of {', '.join(SOURCES)}"
         )
     spec = parse_section(schema, entry, where)
-    if not (
-        0 <= spec.val_fraction < 1
-        and 0 < spec.test_fraction < 1
-        and spec.val_fraction + spec.test_fraction < 1
-    ):
+    test = getattr(spec, "test_fraction", None)  # None: the source brings its own test split
+    if not (0 <= spec.val_fraction < 1 and (test is None or (0 < test < 1 and spec.val_fraction + test < 1))):
         raise UserError(
             f"{PARAMS_FILE}: {where}: val_fraction and test_fraction must be in [0, 1) and sum below 1"
         )

@@ -12,14 +12,18 @@ from pipeline.errors import UserError
 SPLITS = ("train", "val", "test")
 
 
-def stratified_split(x, y, val_fraction: float, test_fraction: float, seed: int, name: str):
-    """Train/val/test with the class proportions of y kept in each split, fixed by `seed`."""
+def stratified_split(x, y, val_fraction: float, test_fraction: float, seed: int, name: str, holdout=True):
+    """Train/val/test with the class proportions of y kept in each split, fixed by `seed`.
+    `holdout=False`: train and val only (the test split comes from elsewhere)."""
     from sklearn.model_selection import train_test_split
 
     try:
-        x_rest, x_test, y_rest, y_test = train_test_split(
-            x, y, test_size=test_fraction, stratify=y, random_state=seed
-        )
+        if holdout:
+            x_rest, x_test, y_rest, y_test = train_test_split(
+                x, y, test_size=test_fraction, stratify=y, random_state=seed
+            )
+        else:
+            x_rest, y_rest = x, y
         if val_fraction > 0:
             x_train, x_val, y_train, y_val = train_test_split(
                 x_rest,
@@ -32,14 +36,8 @@ def stratified_split(x, y, val_fraction: float, test_fraction: float, seed: int,
             x_train, y_train, x_val, y_val = x_rest, y_rest, x_rest[:0], y_rest[:0]
     except ValueError as exc:
         raise UserError(f"dataset '{name}': cannot split stratified ({exc})") from None
-    return {
-        "x_train": x_train,
-        "y_train": y_train,
-        "x_val": x_val,
-        "y_val": y_val,
-        "x_test": x_test,
-        "y_test": y_test,
-    }
+    arrays = {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}
+    return arrays | ({"x_test": x_test, "y_test": y_test} if holdout else {})
 
 
 def hashed_split(y, keys: list[str], val_fraction: float, test_fraction: float, seed: int, name: str):
