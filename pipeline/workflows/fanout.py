@@ -132,7 +132,7 @@ def epoch_budget(exp) -> float:
     """A Keras experiment's epoch budget (train.epochs, plus fine-tuning's); 0 for estimators."""
     from pipeline import models
 
-    if exp.family not in models.FAMILIES or models.declared(exp.family).get("kind", "keras") != "keras":
+    if exp.family not in models.FAMILIES or models.FAMILIES[exp.family].kind != "keras":
         return 0.0
     epochs = exp.train.get("epochs", 0) + exp.train.get("fine_tune_epochs", 0)
     return float(epochs) if isinstance(epochs, int | float) else 0.0
