@@ -13,6 +13,10 @@ a corrupt one for `quarantine`), so the step it is killed at is reached. After e
     consumed (and in the dataset's manifest once) or quarantined (with its REASON.txt), or still
     in incoming/ while it is being copied or after a killed cycle;
   - the holdout (the test split) is unchanged;
+  - the dataset is a whole version, before or after a merge, never between: its files match its
+    manifest's sha256, and its training split is the first version's rows followed by exactly the
+    rows of the batches the manifest records, in order (a kill inside the append is covered: the
+    steps `append`, `stage` and `files`);
   - `champion` is on a version the gate promoted;
   - no MLflow run is left RUNNING (checked once the next cycle has recovered a killed one);
   - nothing outside the scratch project was written (a sentinel folder the links point into);
@@ -46,9 +50,10 @@ import yaml
 
 from pipeline import atomic
 from pipeline.config import project_root
+from pipeline.data import versions
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
-STEPS = ("quarantine", "train", "commit", "register", "decide", "gate", "move")
+STEPS = ("quarantine", "append", "stage", "train", "files", "commit", "register", "decide", "gate", "move")
 COMMITTED = ("commit", "register", "decide", "gate", "move")  # killed after the data commit
 HOSTILE = ("link", "reason-link", "fifo", "newline-name", "bytes-name", "long-name", "bomb")
 MODEL = "digits-classifier"
@@ -140,11 +145,19 @@ class Scratch:
     def incoming(self) -> Path:
         return self.root / "data" / "incoming" / "digits"
 
+    def dataset(self) -> versions.Dataset:
+        """The scratch project's digits as its committed manifest names them (images memory-mapped)."""
+        manifest = json.loads((self.root / "data/processed/digits/manifest.json").read_text())
+        saved = os.environ.get("PIPELINE_ROOT")
+        os.environ["PIPELINE_ROOT"] = str(self.root)  # the Dataset API reads the project's data/
+        try:
+            return versions.Dataset("digits", manifest, versions.read_arrays("digits", manifest))
+        finally:
+            os.environ.pop("PIPELINE_ROOT") if saved is None else os.environ.update(PIPELINE_ROOT=saved)
+
     def images(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n digits of the validation split with a little noise (so every batch's files differ)."""
-        manifest = json.loads((self.root / "data/processed/digits/manifest.json").read_text())
-        with np.load(self.root / "data/processed/digits" / manifest["arrays"]) as npz:
-            x, y = npz["x_val"], npz["y_val"]
+        x, y = self.dataset().xy("val")
         pick = [self.rng.randrange(len(y)) for _ in range(n)]
         noise = np.array([[self.rng.random() * 0.05 for _ in range(64)] for _ in pick]).reshape(n, 8, 8, 1)
         return np.clip(x[pick] + noise, 0, 1), y[pick]
@@ -345,10 +358,27 @@ def check_batches(scratch: Scratch, sent: list[Sent], killed: bool) -> list[str]
 
 
 def holdout(scratch: Scratch) -> str:
-    folder = scratch.root / "data/processed/digits"
-    manifest = json.loads((folder / "manifest.json").read_text())
-    with np.load(folder / manifest["arrays"]) as npz:
-        return hashlib.sha256(npz["x_test"].tobytes() + npz["y_test"].tobytes()).hexdigest()
+    x, y = scratch.dataset().xy("test")
+    return hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+
+
+def check_dataset(scratch: Scratch, first: versions.Dataset) -> list[str]:
+    """The committed dataset is whole: its files hash to its manifest's sha256, and its training
+    split is `first`'s rows, then each recorded batch's rows (its stored copy), in order."""
+    ds = scratch.dataset()
+    if versions.content_hash(ds.stored) != ds.sha256:
+        return ["the dataset's files do not match its manifest's sha256"]
+    parts_x, parts_y = [np.asarray(first.stored["x_train"])], [first.stored["y_train"]]
+    for entry in ds.manifest["batches"]:
+        with np.load(scratch.root / "data/processed/digits/batches" / f"{entry['id']}.npz") as npz:
+            parts_x.append(ds.to_stored(npz["x"]))
+            parts_y.append(npz["y"])
+    x, y = np.concatenate(parts_x), np.concatenate(parts_y)
+    if ds.count("train") != len(y) or not (
+        np.array_equal(ds.stored["x_train"], x) and np.array_equal(ds.stored["y_train"], y)
+    ):
+        return [f"the training split ({ds.count('train')} rows) is not the first version's and its batches'"]
+    return []
 
 
 def check_store(scratch: Scratch, killed: bool) -> list[str]:
@@ -451,7 +481,7 @@ def soak(scratch: Scratch, cycles: int, kill_share: float) -> dict:
     first = scratch.pipeline("train", "cnn-same", "--quiet")  # the champion the cycles challenge
     if first.returncode != 0:
         raise RuntimeError(f"the first training failed: {first.stderr[-2000:]}")
-    reference, outside = holdout(scratch), outside_state(scratch)
+    reference, outside, first_version = holdout(scratch), outside_state(scratch), scratch.dataset()
     sender = Sender(scratch)
     counts = {"cycles": 0, "kills": 0, "kills_requested": 0, "violations": 0, "seconds": []}
     kills_by_step = dict.fromkeys(STEPS, 0)
@@ -467,6 +497,7 @@ def soak(scratch: Scratch, cycles: int, kill_share: float) -> dict:
             problems += check_recovered(scratch, kills_by_step["train"])
         if holdout(scratch) != reference:
             problems.append("the holdout changed")
+        problems += check_dataset(scratch, first_version)
         if (
             outside_state(scratch) != outside
             or (scratch.sentinel / "target.txt").read_text() != "must never change\n"

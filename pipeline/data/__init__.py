@@ -137,6 +137,11 @@ def merge_ingested(name, source, arrays, info, entries, params) -> dict[str, np.
             )
     for entry, (_, y) in zip(entries, accepted, strict=True):
         entry.setdefault("examples", int(np.isfinite(y).sum()) if y.dtype.kind == "f" else len(y))
+    staged = getattr(arrays.get("x_train"), "filename", None)
+    if "divisor" in info and staged:  # a split file just written to the staging folder: appended to
+        count = store.append_rows(Path(staged), len(arrays["x_train"]), shape, [x for x, _ in accepted])
+        y = np.concatenate([arrays["y_train"], *(y.astype(arrays["y_train"].dtype) for _, y in accepted)])
+        return {**arrays, "x_train": store.open_rows(Path(staged), shape, count), "y_train": y}
     return merge_batches(arrays, accepted, fill)
 
 

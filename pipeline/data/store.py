@@ -9,16 +9,24 @@ reads in parallel). Nothing here imports TensorFlow until `tf_images` is called.
 
     images-<sha16>/x_train.u8, x_val.u8, x_test.u8   the pixels
     images-<sha16>/digests.npz                         each row's file content sha256 (reuse)
+
+A retrain merge appends (`append_version`): the new version's folder holds hard links to the
+current version's files (no bytes copied), and the batch's rows are written to the training split
+past its current length. The shared file grows under the current version too, which is harmless:
+a reader trusts only the manifest's row counts, and the rows up to them never change (anything past
+them that no manifest counts, left by a killed append, is cut by the next append).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import atomic
 from pipeline.data.splits import SPLITS
 
 IMAGE_KEYS = tuple(f"x_{s}" for s in SPLITS)
@@ -61,11 +69,58 @@ def stage(folder: Path, arrays: Mapping[str, np.ndarray], digests: dict[str, np.
     folder.mkdir(parents=True, exist_ok=True)
     for key in IMAGE_KEYS:
         target = folder / split_file(key)
-        if getattr(arrays[key], "filename", None) != str(target):
+        if not mapped_from(arrays[key], target):
             write_rows(target, arrays[key])
     if digests:
         with open(folder / "digests.npz", "wb") as handle:
             np.savez(handle, **digests)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a second name of `source` (a hard link: nothing copied; a copy where the file
+    system has no hard links)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def append_rows(path: Path, count: int, shape, rows: Iterable[np.ndarray]) -> int:
+    """Write `rows` (uint8 images) after the first `count` records of a split file, cutting first
+    whatever lies past them; synced to disk before it returns. Returns the new count."""
+    record = int(np.prod(shape))
+    with open(path, "r+b") as handle:
+        handle.truncate(count * record)
+        handle.seek(count * record)
+        for part in rows:
+            for piece in chunks(np.asarray(part, np.uint8)):
+                handle.write(np.ascontiguousarray(piece).tobytes())
+                count += len(piece)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return count
+
+
+def append_version(source: Path, folder: Path, counts: dict[str, int], shape, rows: list[np.ndarray]) -> None:
+    """A new version's image files in `folder` (new): the current version's (`source`, holding
+    `counts` rows per split) linked, and `rows` appended to the training split."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [*(split_file(k) for k in IMAGE_KEYS), "digests.npz"]:
+        if (source / name).exists():
+            link_or_copy(source / name, folder / name)
+    append_rows(folder / split_file("x_train"), counts["x_train"], shape, rows)
+    atomic.sync_folder(folder)
+
+
+def reads_from(folder: Path, arrays: Mapping[str, np.ndarray]) -> bool:
+    """Whether the image splits of `arrays` are memory-mapped from `folder`'s files."""
+    return all(mapped_from(arrays[key], folder / split_file(key)) for key in IMAGE_KEYS if len(arrays[key]))
+
+
+def mapped_from(array: np.ndarray, path: Path) -> bool:
+    """Whether `array` is memory-mapped from the file `path` (np.memmap keeps its file's name)."""
+    filename = getattr(array, "filename", None)
+    return filename is not None and Path(filename).resolve() == path.resolve()
 
 
 def read_images(folder: Path, shape, counts: dict[str, int]) -> dict[str, np.ndarray]:
@@ -128,7 +183,8 @@ def tf_images(path: Path, shape, labels: np.ndarray):
         empty = np.zeros((0, *shape), np.uint8)
         return tf.data.Dataset.from_tensor_slices((empty, labels))
     record = int(np.prod(shape))
-    pixels = tf.data.FixedLengthRecordDataset(str(path), record, buffer_size=CHUNK_BYTES)
+    # only the rows the manifest counts: a killed append may have left more in the file
+    pixels = tf.data.FixedLengthRecordDataset(str(path), record, buffer_size=CHUNK_BYTES).take(len(labels))
     pixels = pixels.map(
         lambda raw: tf.reshape(tf.io.decode_raw(raw, tf.uint8), shape),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -3,6 +3,9 @@ sha256), the batches `retrain` merged in, and the atomic commit of a new version
 
 Images are stored as uint8 split files (store.py); the other arrays in `arrays-<sha16>.npz`. The
 manifest is replaced last and atomically, so an interrupted write leaves the previous version.
+A merge appends a batch's images to the training split (append_images: the other files are hard
+links, nothing is rewritten); the new version's sha256 is the same content hash as a fresh prep's,
+read from disk a piece at a time.
 """
 
 from __future__ import annotations
@@ -267,18 +270,53 @@ KEPT = (
 
 
 def new_version(dataset: Dataset, batches: list[Batch]):
-    """The dataset with `batches` merged: (arrays, manifest), nothing written yet."""
+    """The dataset with `batches` merged: (arrays, manifest), not committed. An image dataset's new
+    folder is staged (append_images); the other arrays are small and merged in memory."""
     m = dataset.manifest
     stored = [(dataset.to_stored(b.x) if "divisor" in m else b.x, b.y) for b in batches]
+    if m.get("images"):
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=processed_dir(dataset.name)))
+        try:
+            return append_images(dataset, stored, batches, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     arrays = merge_batches(dataset.stored, stored, m.get("fill", "time"))
+    return arrays, manifest_after(dataset, arrays, batches)
+
+
+def manifest_after(dataset: Dataset, arrays, batches: list[Batch]) -> dict[str, Any]:
+    """The manifest of `dataset` with `batches` merged into `arrays` (its sha256 read in pieces)."""
+    m = dataset.manifest
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     before = m.get("batches", [])
     recorded = [*before, *(b.entry(len(before) + i, now) for i, b in enumerate(batches))]
     info = {k: m[k] for k in KEPT if k in m}
-    manifest = make_manifest(
+    return make_manifest(
         dataset.name, m["source"], m["source_detail"], m["params"], info, arrays, m["cache_key"], recorded
     )
-    return arrays, manifest
+
+
+def append_images(dataset: Dataset, stored, batches: list[Batch], staging: Path):
+    """The new version's image folder, named by its hash and not yet committed: the current files
+    linked into `staging`, the batches' rows appended to the training split (store.append_version),
+    the whole hashed from disk, then `staging` renamed to its name. A kill anywhere leaves the
+    current version as it is (readers trust its manifest's counts) and at most an unnamed folder."""
+    out, shape = processed_dir(dataset.name), dataset.image_shape
+    counts = {k: len(dataset.stored[k]) for k in store.IMAGE_KEYS}
+    current = out / dataset.manifest["images"]["folder"]
+    store.append_version(current, staging, counts, shape, [x for x, _ in stored])
+    atomic.fault("append")
+    small = {k: v for k, v in dataset.stored.items() if k not in store.IMAGE_KEYS}
+    labels = [small["y_train"], *(y.astype(small["y_train"].dtype) for _, y in stored)]
+    small["y_train"] = np.concatenate(labels)
+    counts["x_train"] = len(small["y_train"])
+    manifest = manifest_after(dataset, small | store.read_images(staging, shape, counts), batches)
+    target = out / manifest["images"]["folder"]
+    shutil.rmtree(target, ignore_errors=True)  # a folder no manifest names is never trusted
+    staging.rename(target)
+    atomic.sync_folder(out)
+    atomic.fault("stage")
+    return small | store.read_images(target, shape, counts), manifest
 
 
 def commit_version(name: str, arrays, manifest, batches: list[Batch]) -> None:
@@ -302,13 +340,8 @@ def write(name: str, arrays, manifest: dict[str, Any], digests=None, staging: Pa
     out = processed_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     images = manifest.get("images")
-    if images and not (out / images["folder"]).exists():
-        staging = staging or Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-        try:
-            store.stage(staging, arrays, digests)
-            staging.rename(out / images["folder"])
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    if images:
+        place_images(name, arrays, images["folder"], digests, staging)
     small = {k: v for k, v in arrays.items() if not (images and k in store.IMAGE_KEYS)}
     target = out / manifest["arrays"]
     if not target.exists():
@@ -316,11 +349,30 @@ def write(name: str, arrays, manifest: dict[str, Any], digests=None, staging: Pa
         np.savez(buffer, **small)
         with atomic.atomic_open(target) as handle:
             handle.write(buffer.getvalue())
+    atomic.fault("files")
     atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     keep = {manifest["arrays"], images["folder"] if images else None}
     for old in [*out.glob("arrays-*.npz"), *out.glob("images-*")]:
         if old.name not in keep:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+def place_images(name: str, arrays, folder: str, digests, staging: Path | None) -> None:
+    """The image folder `folder` in place: kept when it is the committed version's or the arrays are
+    read from it (staged by new_version); else written afresh (a folder no manifest names may be a
+    killed cycle's, whose training split shares its file with a later version: never trusted)."""
+    out = processed_dir(name)
+    target = out / folder
+    committed = (read_manifest(name) or {}).get("images", {}).get("folder")
+    if target.exists() and (folder == committed or store.reads_from(target, arrays)):
+        return
+    staging = staging or Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        store.stage(staging, arrays, digests)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_arrays(name: str, manifest: dict[str, Any]) -> dict[str, np.ndarray]:

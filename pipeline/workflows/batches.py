@@ -26,25 +26,17 @@ import errno
 import hashlib
 import os
 import shutil
-import signal
 import stat
 import time
 from pathlib import Path
 
 from pipeline import config, data
+from pipeline.atomic import FAULT_ENV, fault  # noqa: F401 - the crash hook, used here and by retrain
 from pipeline.errors import PipelineError, UserError
 
 READY = "READY"
 REASON = "REASON.txt"
 QUARANTINED = "batch"  # the batch as it arrived, inside its quarantine folder
-FAULT_ENV = "PIPELINE_FAULT"  # test hook: the process kills itself (SIGKILL) at this step
-
-
-def fault(step: str) -> None:
-    """Fault injection for the crash tests and `make soak`: with PIPELINE_FAULT=<step> the process
-    kills itself (kill -9: no cleanup, no finally) right after `step`'s effect. Off by default."""
-    if os.environ.get(FAULT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclasses.dataclass

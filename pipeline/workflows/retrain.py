@@ -12,15 +12,16 @@ takes too (registry.alias_lock), so two processes never move `champion` at once:
      one is quarantined with its reason and the others proceed; each one read is compared with
      the champion's training data (workflows/batch_drift.py: `drift_*` per batch, the gate's
      `drift:` limit, beyond which `action: quarantine` sets it aside too);
-  3. train a challenger (nested run) on the data with the good batches merged (nothing written);
+  3. train a challenger (nested run) on the data with the good batches merged (an image dataset's
+     new folder is staged, its training split appended to; nothing is committed);
   4. commit the new data version (the manifest's atomic replace);
   5. register the challenger (alias `challenger`);
   6. gate it: the decision is journaled, then `champion` moved when it passes, then recorded;
   7. move the batches to consumed/; the journal is removed: the cycle is complete.
 Every step is journaled before the next starts and each is idempotent, so a kill -9 between any
-two leaves a state the next cycle completes or rolls back. PIPELINE_FAULT=<step> (train, commit,
-register, decide, gate, move, quarantine) makes the process kill itself right after that step's
-effect: the crash tests and `make soak` use it.
+two leaves a state the next cycle completes or rolls back. PIPELINE_FAULT=<step> (append, stage,
+train, files, commit, register, decide, gate, move, quarantine) makes the process kill itself
+right after that step's effect: the crash tests and `make soak` use it.
 """
 
 from __future__ import annotations
