@@ -323,6 +323,7 @@ def free_port() -> int:
 @pytest.fixture
 def postgres_uri():
     """A throw-away PostgreSQL database on loopback (skipped where PostgreSQL is not installed)."""
+    pytest.importorskip("psycopg2", reason="the postgres extra is not installed")
     from tests import postgres
 
     with postgres.cluster(free_port()) as uri:
@@ -372,6 +373,7 @@ def serving(root: Path, command: str, *args: str, timeout: float = 120, env: dic
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray with 2 CPUs per test module (ray.init costs seconds); the commands join it."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
     from pipeline.workflows import scaleout
 
     started = scaleout.init(num_cpus=2)

@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from pipeline import config, layout
-from pipeline.errors import PipelineError, UserError
+from pipeline.errors import PipelineError, UserError, require
 from pipeline.training import tracking
 from pipeline.workflows import EXECUTORS, console, scaleout
 
@@ -362,6 +362,8 @@ def run(
             return 0
     ordered = selection(params, names, with_upstream=queue is None)
     experiments = {n: config.resolve_experiment(params, n, overrides) for n in ordered}  # checks --set
+    if executor == "ray":
+        require("ray", extra="ray", feature="--executor ray")
     tasks = prepare(params, experiments, overrides)
     fanout_id = uuid.uuid4().hex[:12]
     tags = {TAG: fanout_id, "executor": executor}
