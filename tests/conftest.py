@@ -382,19 +382,19 @@ def ray_session():
         scaleout.shutdown()
 
 
-def assert_pngs(folder: Path, names) -> None:
-    for name in names:
-        assert (folder / name).read_bytes().startswith(PNG_SIGNATURE), name
-
-
 def assert_plots_draw(artifacts: dict, folder: Path) -> None:
-    """Every plot among an objective's artifacts draws as a PNG (as the run has it drawn)."""
+    """An objective's artifacts are texts and figures, and every figure draws as a PNG (titled as
+    the run titles it)."""
+    from matplotlib.figure import Figure
+
     from pipeline import plots
 
-    drawn = [name for name, item in artifacts.items() if isinstance(item, plots.Plot)]
-    for name in drawn:
-        plots.save(artifacts[name], "a run", folder / name)
-    assert_pngs(folder, drawn)
+    for name, item in artifacts.items():
+        assert isinstance(item, str | Figure), name
+        if isinstance(item, Figure):
+            plots.title(item, "a run")
+            item.savefig(folder / name)
+            assert (folder / name).read_bytes().startswith(PNG_SIGNATURE), name
 
 
 def assert_one_line_error(result, *fragments):

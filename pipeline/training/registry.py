@@ -128,7 +128,7 @@ def evaluate_version(name: str, version: str, plan, splits) -> dict[str, float]:
     from pipeline.training import loading
 
     model = loading.load(f"models:/{name}/{version}")
-    metrics, _ = plan.objective.evaluate(model.arrays, splits, plan.objective_params)  # plots: never drawn
+    metrics, _ = plan.objective.evaluate(model.arrays, splits, plan.objective_params)  # artifacts: not logged
     return metrics
 
 
