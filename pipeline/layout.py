@@ -25,6 +25,7 @@ RETRAIN_LOCK = f"{BUILD}/retrain.lock"  # held by a retrain cycle, and by a trai
 RETRAIN_JOURNAL = BUILD + "/retrain/{model}.json"  # a retrain cycle's steps, until it is complete
 BACKUPS = f"{BUILD}/backup"  # Keras BackupAndRestore folders (a killed run resumes)
 RAY_RESULTS = f"{BUILD}/ray"  # Ray Tune's trial folders
+FEATURES = f"{BUILD}/features"  # a frozen hub module's features of a split (transfer `mode: feature`)
 
 
 def _absolute(relative: str) -> Path:
@@ -57,6 +58,10 @@ def retrain_lock() -> Path:
 
 def retrain_journal(model: str) -> Path:
     return _absolute(RETRAIN_JOURNAL.format(model=model))
+
+
+def features() -> Path:
+    return _absolute(FEATURES)
 
 
 def backups() -> Path:

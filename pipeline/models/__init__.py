@@ -72,7 +72,8 @@ class FitLoop(Protocol):
     """The training core's Keras loop, bound to the run's data, loss, metrics and callbacks.
 
     Compiles and fits `model`; returns the Keras history. `learning_rate` and `epochs` default to
-    the `train:` section's; `initial_epoch` continues a history (a second phase).
+    the `train:` section's; `initial_epoch` continues a history (a second phase); `inputs` maps the
+    run's training and validation inputs to what `model` takes (e.g. a frozen module's features).
     """
 
     def __call__(
@@ -82,6 +83,7 @@ class FitLoop(Protocol):
         learning_rate: float | None = None,
         epochs: int | None = None,
         initial_epoch: int = 0,
+        inputs: Callable[[Any], Any] | None = None,
     ) -> dict[str, list[float]]: ...
 
 

@@ -15,6 +15,7 @@ inside the `.keras` file, so a trained model reloads without the hub directory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
+from pipeline import layout
 from pipeline.config import project_root
 from pipeline.errors import UserError, first_line
 
@@ -167,6 +169,11 @@ class HubLayer(keras.layers.Layer):
             self._pending_values = None
         self.built = True
 
+    @property
+    def module_path(self) -> str | None:
+        """The SavedModel folder the module was loaded from."""
+        return self._module_path
+
     def build(self, input_shape):
         if tuple(input_shape[1:]) != self.module_input_shape:
             raise UserError(
@@ -229,3 +236,52 @@ class HubLayer(keras.layers.Layer):
             return
         for variable, value in zip(self.variables, values, strict=True):
             variable.assign(value)
+
+
+# ---- a frozen module's features, computed once per split
+
+FEATURE_BATCH = 256  # images through the module at a time
+
+
+def module_digest(path: str) -> str:
+    """sha256 of a module's files (relative paths and bytes): what its features depend on."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(os.fsencode(file.relative_to(path)) + b"\0")
+        with open(file, "rb") as handle:
+            while chunk := handle.read(2**20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_digest(x) -> str:
+    """What the images are: a stored split's own fingerprint, else the sha256 of the array."""
+    if hasattr(x, "fingerprint"):
+        return x.fingerprint()
+    x = np.ascontiguousarray(x)
+    return hashlib.sha256(f"{x.dtype.str}|{x.shape}|".encode() + x.tobytes()).hexdigest()
+
+
+def cached_features(extractor: keras.Model, x, scope: str) -> np.ndarray:
+    """`extractor`'s outputs (a frozen module's features) for the images `x`, computed a batch at a
+    time on first use and kept in .build/features/, keyed by `scope` (the module's digest and the
+    settings that shape its inputs) and the images' digest; read back memory-mapped."""
+    key = hashlib.sha256(f"{scope}|{data_digest(x)}".encode()).hexdigest()[:32]
+    path = layout.features() / f"{key}.npy"
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        out = None
+        for start in range(0, len(x), FEATURE_BATCH):
+            part = np.asarray(extractor.predict_on_batch(x[start : start + FEATURE_BATCH]), np.float32)
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(x), *part.shape[1:]))
+            out[start : start + len(part)] = part
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r")

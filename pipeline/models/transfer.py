@@ -1,6 +1,9 @@
 """Transfer learning from a TF Hub module: frozen feature extractor, fine-tuning, or from scratch.
 
-  feature   the module frozen (called with training=False), a new classification head trained
+  feature   the module frozen (called with training=False), a new classification head trained on
+            its features, computed once per split and cached in .build/features/ (keyed by the
+            module's files and the images); with `augment:` the images change every epoch, so the
+            module stays in the loop
   finetune  the same, then the module's weights trained too at `train.fine_tune_learning_rate`
             (recompiled after unfreezing; batch norm stays in inference mode, as in the keras-io
             transfer-learning guide, so a few examples cannot wreck its statistics)
@@ -120,8 +123,34 @@ def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"transfer_{params.mode}")
 
 
+def features_once(params: Params) -> bool:
+    """Whether the head trains on features computed once: the module frozen, the images unchanged
+    between epochs (no `augment:`)."""
+    return params.mode == "feature" and not getattr(params, "augment", None)
+
+
+def head(model: keras.Model) -> keras.Model:
+    """The model's head alone (its own layers, shared): frozen features in, class probabilities out."""
+    features = keras.Input(shape=(model.get_layer(HUB_LAYER).output_dim,), name="features")
+    outputs = model.get_layer("probabilities")(model.get_layer("head_dropout")(features))
+    return keras.Model(features, outputs, name="transfer_head")
+
+
+def frozen_features(model: keras.Model, params: Params):
+    """images → the frozen module's features as the model computes them (resized, converted),
+    computed once per split and cached on disk (hub.cached_features)."""
+    layer = model.get_layer(HUB_LAYER)
+    extractor = keras.Model(model.inputs, layer.output, name="transfer_features")
+    scope = f"{hub.module_digest(layer.module_path)}|{list(params.image_size)}|{params.channels}"
+    return lambda images: hub.cached_features(extractor, images, scope)
+
+
 def fit(model: keras.Model, params: Params, train: TrainParams, loop: FitLoop) -> dict[str, list[float]]:
-    """Head first; for fine-tuning, then unfreeze the module and go on at a lower learning rate."""
+    """Head first; for fine-tuning, then unfreeze the module and go on at a lower learning rate.
+    `mode: feature` without augmentation trains the head on features computed once (the module
+    frozen in inference mode gives the same ones every epoch); the model keeps the module."""
+    if features_once(params):
+        return loop(head(model), inputs=frozen_features(model, params))
     history = loop(model)
     if params.mode != "finetune" or train.fine_tune_epochs < 1:
         return history

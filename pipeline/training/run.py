@@ -86,10 +86,14 @@ def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: 
     verbose = default_verbosity() if options.verbose is None else options.verbose
     objective = plan.objective
 
-    def loop(model, extra=(), **kwargs):
+    def loop(model, extra=(), inputs=None, **kwargs):
+        x, validation = splits.x_train, splits.validation
+        if inputs is not None:  # the family's model takes what `inputs` makes of the images
+            x = inputs(x)
+            validation = validation and (inputs(validation[0]), validation[1])
         return keras_loop.fit(
             model,
-            (splits.x_train, splits.y_train, splits.validation),
+            (x, splits.y_train, validation),
             plan.train,
             objective.loss,
             objective.keras_metrics(),

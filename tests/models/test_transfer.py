@@ -75,6 +75,26 @@ def test_experiment_end_to_end(transfer_project, mode, epochs):
 
 
 @pytest.mark.slow
+def test_frozen_features_are_computed_once_and_train_the_same_head(transfer_project, monkeypatch):
+    from pipeline import layout
+    from pipeline.models import transfer
+
+    assert cli.main(["train", "transfer-feature", *QUICK]) == 0
+    cached = {p: p.stat().st_mtime_ns for p in layout.features().glob("*.npy")}
+    assert len(cached) == 2  # the training and validation splits' features
+    assert cli.main(["train", "transfer-feature", *QUICK]) == 0
+    assert {p: p.stat().st_mtime_ns for p in layout.features().glob("*.npy")} == cached  # read back
+    monkeypatch.setattr(transfer, "features_once", lambda params: False)  # the module in the loop
+    assert cli.main(["train", "transfer-feature", *QUICK]) == 0
+    cached_run, again, in_loop = sorted(runs_of(), key=lambda r: r.info.start_time)
+    assert cached_run.data.metrics["test_accuracy"] == again.data.metrics["test_accuracy"]
+    for name in ("test_accuracy", "test_loss", "val_loss", "loss"):
+        assert in_loop.data.metrics[name] == pytest.approx(cached_run.data.metrics[name], rel=1e-4), name
+    model = mlflow.keras.load_model(f"runs:/{cached_run.info.run_id}/model")  # the whole model is served
+    assert "hub_module" in [layer.name for layer in model.layers] and model.input_shape == (None, 8, 8, 1)
+
+
+@pytest.mark.slow
 def test_logged_model_predicts_without_the_hub_directory(transfer_project):
     assert cli.main(["train", "transfer-finetune", *QUICK]) == 0
     (run,) = runs_of()

@@ -38,8 +38,17 @@ def test_junk_is_skipped_and_links_are_refused(tmp_path):
     for junk in ("Thumbs.db", ".DS_Store", "1/desktop.ini", "__MACOSX/1/._0.png"):
         (folder / junk).parent.mkdir(parents=True, exist_ok=True)
         (folder / junk).write_bytes(b"junk")
-    names, x = predict.read_images(folder, (8, 8, 1), 1000)
+    ((names, x),) = predict.read_images(folder, (8, 8, 1), 1000)
     assert names == ["1/0.png", "2/1.png"] and x.shape == (2, 8, 8, 1)
     os.symlink("/etc/hostname", folder / "1" / "linked.png")
     with pytest.raises(UserError, match="linked.png: a symbolic link"):
         predict.read_images(folder, (8, 8, 1), 1000)
+
+
+def test_a_folder_is_read_a_chunk_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "CHUNK_BYTES", 3 * 8 * 8 * 4)  # three 8x8 grey images a chunk
+    folder = write_batch(tmp_path / "in", np.random.default_rng(0).random((7, 8, 8, 1)), [1] * 7, ready=False)
+    chunks = list(predict.read_images(folder, (8, 8, 1), 1000))
+    assert [len(names) for names, _ in chunks] == [3, 3, 1]
+    assert [x.shape for _, x in chunks] == [(3, 8, 8, 1), (3, 8, 8, 1), (1, 8, 8, 1)]
+    assert sum((names for names, _ in chunks), []) == [f"1/{i}.png" for i in range(7)]

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline import cli, data
+from pipeline.tools import predict
 from tests.conftest import relocate_project, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
@@ -27,7 +28,7 @@ def predictions():
 
 @pytest.mark.slow
 def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(
-    project, champions, tmp_path, capsys
+    project, champions, tmp_path, capsys, monkeypatch
 ):
     relocate_project(champions, project)  # its own copy: the cnn-same champion (v1), trained once
     champion = mlflow.MlflowClient().get_model_version_by_alias("digits-classifier", "champion")
@@ -46,6 +47,15 @@ def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(
     assert same_score <= 0.3 < 0.9 <= inverted_score  # held-out digits are not flagged; inverted ones are
     for run_id in runs["run_id"]:
         assert "drift.png" in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    # read a few images at a time: the same rows and the same drift, folded chunk by chunk
+    whole = (tmp_path / "out.csv").read_bytes()
+    assert cli.main(["predict", "--input", str(inverted), "--output", str(tmp_path / "whole.csv")]) == 0
+    monkeypatch.setattr(predict, "CHUNK_BYTES", 7 * 8 * 8 * 4)
+    assert cli.main(["predict", "--input", str(inverted), "--output", str(tmp_path / "chunked.csv")]) == 0
+    assert (tmp_path / "chunked.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes() == whole
+    last = predictions().iloc[-2:]
+    drift = [c for c in last.columns if c.startswith("metrics.drift_")]
+    assert np.allclose(last.iloc[0][drift].astype(float), last.iloc[1][drift].astype(float), rtol=1e-12)
 
 
 def test_a_model_without_a_profile_still_predicts_and_says_so(project, tmp_path, capsys):
