@@ -9,7 +9,7 @@ from PIL import Image
 
 from pipeline import cli, data
 from pipeline.tools import predict
-from tests.conftest import relocate_project, train
+from tests.helpers import relocate_project, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 
