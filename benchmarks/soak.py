@@ -24,7 +24,7 @@ a corrupt one for `quarantine`), so the step it is killed at is reached. After e
     after the data commit (COMMITTED: the next cycle completes it; before: rolls it back);
   - once the next cycle has recovered a kill: no retrain journal is left, no quarantine folder
     holds only its REASON.txt, no run is registered as two versions, and every challenger killed
-    after training but before the commit is tagged retrain.rolled_back (one per `train` kill).
+    after training but before the commit is tagged retrain.rolled_back (one per kill at TRAINED).
 
 The counts go to stdout and reports/soak.json; the exit code is 1 if any invariant was violated.
 """
@@ -55,6 +55,7 @@ from pipeline.data import versions
 PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 STEPS = ("quarantine", "append", "stage", "train", "files", "commit", "register", "decide", "gate", "move")
 COMMITTED = ("commit", "register", "decide", "gate", "move")  # killed after the data commit
+TRAINED = ("train", "files")  # killed after the challenger trained, before the data commit
 HOSTILE = ("link", "reason-link", "fifo", "newline-name", "bytes-name", "long-name", "bomb")
 MODEL = "digits-classifier"
 
@@ -433,7 +434,8 @@ def check_recovered(scratch: Scratch, train_kills: int) -> list[str]:
     rolled_back = client.search_runs(ids, filter_string="tags.`retrain.rolled_back` = 'true'")
     if len(rolled_back) != train_kills:
         problems.append(
-            f"{len(rolled_back)} challengers tagged rolled back after {train_kills} kills at train"
+            f"{len(rolled_back)} challengers tagged rolled back after {train_kills} kills at "
+            f"{' or '.join(TRAINED)}"
         )
     return problems
 
@@ -494,7 +496,7 @@ def soak(scratch: Scratch, cycles: int, kill_share: float) -> dict:
         if done["killed"]:
             kills_by_step[done["fault"]] += 1
         else:
-            problems += check_recovered(scratch, kills_by_step["train"])
+            problems += check_recovered(scratch, sum(kills_by_step[step] for step in TRAINED))
         if holdout(scratch) != reference:
             problems.append("the holdout changed")
         problems += check_dataset(scratch, first_version)
