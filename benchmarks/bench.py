@@ -489,7 +489,20 @@ def render(results: dict) -> str:
     if sizes:
         lines += ["", "| run (fresh `make train-all`) | artifacts MiB |", "|---|---|"]
         lines += [f"| {run} | {size:.2f} |" for run, size in sorted(sizes.items(), key=lambda kv: -kv[1])]
+    if "scale" in results:
+        from benchmarks import scale
+
+        lines += scale.render(results["scale"])
     return "\n".join(lines) + "\n"
+
+
+NOT_BY_DEFAULT = {"scale"}  # hours at its full sizes: `--only scale`
+
+
+def scale_section(settings) -> dict:
+    from benchmarks import scale
+
+    return scale.measure(settings or scale.Settings())
 
 
 def main(
@@ -499,6 +512,7 @@ def main(
     stage_repeats: int = 1,
     only: list[str] | None = None,
     train_all_repeats: int = 2,
+    scale_settings=None,
 ) -> int:
     out = project_root() / "reports"
     results: dict = {"measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
@@ -513,10 +527,11 @@ def main(
         ("data_prep", lambda: data_prep(repeats, images)),
         ("inference", lambda: inference(repeats)),
         ("serving", lambda: serving(repeats)),
+        ("scale", lambda: scale_section(scale_settings)),
     ]
     with scratch_project():
         for name, step in steps:
-            if only and name not in only:
+            if (only and name not in only) or (not only and name in NOT_BY_DEFAULT):
                 continue
             print(f"bench: {name} ...", flush=True)
             results[name] = step()
