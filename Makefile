@@ -116,8 +116,9 @@ ui: $(VENV_STAMP) ## serve the MLflow UI on 127.0.0.1:5000 and print links to ea
 report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the latest run of every experiment
 	$(PY) -m pipeline report
 
-bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
-	$(PY) -m benchmarks bench
+BENCH_FLAGS ?=
+bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes; BENCH_FLAGS="--only scale": the scale section, hours)
+	$(PY) -m benchmarks bench $(BENCH_FLAGS)
 
 SOAK_FLAGS ?=
 soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…; 7 min here)

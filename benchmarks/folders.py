@@ -86,9 +86,12 @@ def folder(root: Path, kind: str, count: int, seed: int = 0) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tasks = [(kind, staging, seed, start, min(start + CHUNK, count)) for start in range(0, count, CHUNK)]
-    # fork: the workers import nothing (a spawned worker would re-run `python -m benchmarks`)
-    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
-        assert sum(pool.imap_unordered(write_chunk, tasks)) == count
+    digits()  # loaded once, before the workers fork
+    if len(tasks) == 1:
+        write_chunk(tasks[0])
+    else:  # fork: the workers import nothing (a spawned worker would re-run `python -m benchmarks`)
+        with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
+            assert sum(pool.imap_unordered(write_chunk, tasks)) == count
     (staging / ".complete").touch()
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
