@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line
 from pipeline.models import Family
 from pipeline.models.layers import MinPooling2D
 from pipeline.models.schemas import CnnParams as Params
@@ -80,7 +80,7 @@ def features(inputs, params: Params):
         raise UserError(
             f"cnn: the feature map {tuple(x.shape[1:])} is too small for layer {i} "
             f"(padding {params.padding!r}, kernel {params.kernel_size}, strides {params.strides}): "
-            f"{str(exc).splitlines()[0][:160]}"
+            f"{first_line(exc)}"
         ) from None
     x = layers.Flatten()(x)
     x = layers.Dropout(params.dropout)(x)

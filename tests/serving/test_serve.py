@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline import cli, data
 from pipeline.training import loading
-from tests.conftest import (
+from tests.helpers import (
     CHAMPION_SETTINGS,
     REPO,
     assert_one_line_error,

@@ -9,7 +9,7 @@ import time
 import mlflow
 import pytest
 
-from tests.conftest import REPO, train
+from tests.helpers import REPO, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SLOW = ["--quiet", "--set", "train.epochs=8", "--set", "train.patience=100", "--set", "train.batch_size=8"]
@@ -68,7 +68,7 @@ def test_sigkill_mid_fit_resumes_from_the_last_epoch(project, monkeypatch):
 def test_parallel_make_records_each_experiment_once(bare_project):
     import shutil
 
-    from tests.conftest import edit_params
+    from tests.helpers import edit_params
 
     project = bare_project
 

@@ -16,7 +16,7 @@ from pipeline.errors import UserError
 from pipeline.models import pca
 from pipeline.specs import AnomalySpec
 from pipeline.training import artifacts, loading, registry
-from tests.conftest import (
+from tests.helpers import (
     CHAMPION_SETTINGS,
     aliases,
     assert_one_line_error,

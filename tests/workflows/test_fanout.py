@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from pipeline import cli
-from tests.conftest import REPO, edit_params, make
+from tests.helpers import REPO, edit_params, make
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 
