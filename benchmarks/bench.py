@@ -549,11 +549,20 @@ def log(results: dict, out: Path) -> None:
 
     tracking.configure()  # the user's store again
     with tracking.start_run("benchmarks", "bench", {"cores": results["machine"]["cores"]}):
-        for section, figures in results.items():
-            if isinstance(figures, dict):
-                for name, value in figures.items():
-                    if isinstance(value, dict) and "median" in value:
-                        key = "".join(c if c.isalnum() or c in "_-." else "_" for c in f"{section}.{name}")
-                        mlflow.log_metric(key, value["median"])
+        for key, value in medians(results):
+            mlflow.log_metric("".join(c if c.isalnum() or c in "_-." else "_" for c in key), value)
         mlflow.log_artifact(str(out / "bench.json"))
         mlflow.log_artifact(str(out / "bench.md"))
+
+
+def medians(figures: dict, prefix: str = ""):
+    """(dotted key, median) of every summarised figure, nested sections (the scale section's
+    folders) included; plain numbers of the scale section too."""
+    for name, value in figures.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and "median" in value:
+            yield key, value["median"]
+        elif isinstance(value, dict) and name not in ("machine", "settings"):
+            yield from medians(value, f"{key}.")
+        elif key.startswith("scale.") and isinstance(value, int | float) and not isinstance(value, bool):
+            yield key, float(value)

@@ -272,7 +272,7 @@ def split_folders(folder: Path, data: Folder, by_digest: dict[bytes, Path]) -> t
         for name in manifest["class_names"]:  # each split holds every class folder, empty or not
             (target / name).mkdir(parents=True)
         for digest in digests[f"x_{split}"]:
-            source = by_digest[bytes(digest)]
+            source = by_digest[bytes(digest).ljust(32, b"\0")]  # numpy's S32 drops trailing zero bytes
             (target / source.parent.name / source.name).symlink_to(source)
         out[split] = target
     return out["train"], out["val"], len(digests["x_train"])

@@ -93,3 +93,15 @@ def test_the_scale_section_runs_end_to_end_at_a_tiny_size(bare_project, tmp_path
     }
     assert "## scale" in (reports / "bench.md").read_text()
     assert (tmp_path / "folders" / "photos-40-seed0" / ".complete").exists()  # kept for the next run
+
+
+def test_the_scale_figures_are_logged_as_metrics_too():
+    results = {
+        "machine": {"cores": "2"},
+        "overhead": {"throughput_ratio": bench.summary([0.9])},
+        "scale": {"settings": {"repeats": 3}, "photos-40": {**figures(40, 30, 600, 1.0), "bare_cache": True}},
+    }
+    logged = dict(bench.medians(results))
+    assert logged["overhead.throughput_ratio"] == 0.9
+    assert logged["scale.photos-40.throughput_ratio"] == 1.0 and logged["scale.photos-40.prep_peak_mib"] == 30
+    assert not any(key.startswith(("machine", "scale.settings")) or "cache" in key for key in logged)
