@@ -36,7 +36,7 @@ from tests.helpers import (
 
 QUICK = CHAMPION_SETTINGS  # a version trained as conftest's `champions` were
 POLL = 1  # --poll of the tests: seconds between two reads of the alias
-LOADING = 10  # what loading a new version may take on two busy cores (0.2-1 s when idle)
+LOADING = 10  # what loading a new version may take on busy cores
 
 
 def png(image: np.ndarray) -> str:

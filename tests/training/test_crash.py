@@ -72,7 +72,7 @@ def test_parallel_make_records_each_experiment_once(bare_project):
 
     project = bare_project
 
-    def digits_classification_only(params):  # four runs are enough to race; the rest cost 30 s
+    def digits_classification_only(params):  # four runs are enough to race
         kept = ("mlp", "cnn-same", "cnn-valid", "svc")
         params["experiments"] = {k: v for k, v in params["experiments"].items() if k in kept}
         params["retrain"]["gates"].pop("co2-forecaster")
