@@ -41,7 +41,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep test-fast
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep test-fast notebooks
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -58,6 +58,12 @@ venv: $(VENV_STAMP) ## create .venv from pyproject.toml (pinned by requirements.
 $(VENV_STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $@
+
+# Jupyter (the `notebooks` extra): for `make notebooks` and the tests that run the notebooks
+NOTEBOOKS_STAMP := $(VENV)/.notebooks
+$(NOTEBOOKS_STAMP): $(VENV_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,notebooks]'
 	@touch $@
 
 lock: $(VENV_STAMP) ## regenerate requirements.lock from the current .venv
@@ -109,6 +115,11 @@ transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer p
 EXAMPLES ?=
 lecture: $(VENV_STAMP) ## the lecture's worked examples as matrices + MLflow runs in `lecture` (EXAMPLES="conv-stride pooling")
 	$(PY) -m pipeline lecture $(EXAMPLES)
+
+# the kernel runs in notebooks/: PIPELINE_ROOT keeps the project (params.yaml, data/, mlruns/) here
+notebooks: export PIPELINE_ROOT = $(CURDIR)
+notebooks: $(NOTEBOOKS_STAMP) ## the lecture as notebooks: JupyterLab on 127.0.0.1 with the project's kernel (PORT=8888)
+	$(PY) -m jupyter lab --ip 127.0.0.1 --port $${PORT:-8888} --ServerApp.root_dir=notebooks
 
 store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
 
@@ -170,7 +181,7 @@ serve: $(VENV_STAMP) $(STORE_STAMP) ## serve a registered model over HTTP (MLflo
 # ---------------------------------------------------------------------------- quality
 # pytest-xdist workers: one per core (tests that share nothing run side by side)
 TEST_JOBS ?= auto
-test: $(VENV_STAMP) ## run the test suite (what .ci/run calls; TEST_JOBS=1 for one process, PYTEST_ARGS=…)
+test: $(NOTEBOOKS_STAMP) ## run the test suite (what .ci/run calls; TEST_JOBS=1 for one process, PYTEST_ARGS=…)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: $(VENV_STAMP) ## the inner loop: every test but the end-to-end ones marked slow (under 90 s)
