@@ -242,17 +242,21 @@ def train(
     experiment: str,
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
     *,
+    epochs: int | None = None,
+    limit: int | None = None,
     verbose: int | str | None = 0,
 ) -> Trained:
     """Train one experiment of params.yaml as `python -m pipeline train` does: one MLflow run in its
     task, a registered model through the promotion gate. `overrides` as `--set` takes them:
-    {"train.epochs": 5, "model.padding": "valid"}. `verbose`: Keras' fit verbosity (None: the
-    CLI's default, progress bars on a terminal)."""
+    {"train.epochs": 5, "model.padding": "valid"}; `epochs` and `limit` (at most that many
+    training examples) are short for train.epochs and train.limit, None keeping params.yaml's.
+    `verbose`: Keras' fit verbosity (None: the CLI's default, progress bars on a terminal)."""
     from pipeline import config, startup
     from pipeline.tools import ui
     from pipeline.training import plan
 
-    changes = as_overrides(overrides)
+    short = {"train.epochs": epochs, "train.limit": limit}
+    changes = as_overrides({k: v for k, v in short.items() if v is not None}) + as_overrides(overrides)
     # name, dataset, family and train-section errors answer before TensorFlow's import
     plan.check_unimported(config.load_params(), experiment, changes)
     startup.quiet_tensorflow()
@@ -272,3 +276,49 @@ def train(
         link=ui.experiment_link(ui.base_url(), task_id(task)),
         outcome=outcome,
     )
+
+
+# --------------------------------------------------------------------------- the lecture's examples
+
+
+@dataclasses.dataclass(eq=False)
+class Worked:
+    """One worked example of the lecture, computed and logged as a run of the experiment `lecture`."""
+
+    name: str
+    title: str
+    numbers: dict[str, Any]  # what `python -m pipeline lecture NAME --json` prints: at least `output`
+    figure: Any = dataclasses.field(repr=False)  # the matplotlib figure the run logged
+    run_id: str
+    link: str  # the `lecture` experiment's runs in the MLflow UI
+
+
+@quietly
+def example(name: str, **settings: Any) -> Worked:
+    """Compute one of the lecture's worked examples (`python -m pipeline lecture --help` lists
+    them), log it as `make lecture` does and return its numbers and figure. `settings` go to the
+    example's function (gradient-step's `learning_rate`)."""
+    from pipeline.tools import lecture, ui
+
+    (chosen,) = lecture.chosen([name])
+    startup_tensorflow()
+    worked = lecture.EXAMPLES[chosen](**settings)
+    run_id = lecture.log(worked)
+    from pipeline import plots  # provisional: until pipeline.lecture's log hands its figure back
+
+    figure = worked.figure or plots.matrices(worked.panels, f"{worked.name}: {worked.title}")
+    plots.plt.close(figure)
+    return Worked(
+        chosen,
+        worked.title,
+        worked.numbers,
+        figure,
+        run_id,
+        ui.experiment_link(ui.base_url(), task_id(lecture.TASK)),
+    )
+
+
+def startup_tensorflow() -> None:
+    from pipeline import startup
+
+    startup.quiet_tensorflow()
