@@ -1,16 +1,5 @@
-# The map of the pipeline:
-#
-#   venv ─► data ─► train-<experiment> … ─► train-all        (experiments and datasets: params.yaml)
-#                          │    (an experiment's `needs:` are trained before it: pretrain ─► transfer-*)
-#                          ├─► mlruns/ (MLflow store) ─► ui · report · server
-#                          ├─► train-pretrain ─► transfer-curve ─► reports/transfer-curve/
-#                          └─► registry (champion) ◄─ retrain ◄─ data/incoming/   (drift of each batch)
-#                                   └─► serve (HTTP, follows champion) · predict   (drift of what they are asked)
-#   scale-out: train-all EXECUTOR=ray (experiments as Ray tasks) · sweep EXP=… (Ray Tune trials)
-#              · server DB=postgresql://… (one tracking server for a team)
-#
-# Every stage is a file target: a rerun with nothing changed trains nothing, and changing one
-# experiment's params retrains that experiment only. `make help` lists the targets.
+# The map of the pipeline: README.md ("The map of the pipeline"); the code's layout: docs/architecture.md.
+# `make help` lists the targets.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -51,6 +40,7 @@ help: ## show this help
 	@echo
 	@echo "  One experiment with overrides:  $(PY) -m pipeline train cnn-same --set train.epochs=5"
 	@echo "  Experiments in params.yaml:     $(PY) -m pipeline list"
+	@echo "  bench, soak, soak-sweep:        benchmarks/, outside the package ($(PY) -m benchmarks --help)"
 
 # ---------------------------------------------------------------------------- set-up
 venv: $(VENV_STAMP) ## create .venv from pyproject.toml (pinned by requirements.lock)
@@ -90,8 +80,12 @@ train-%: $(VENV_STAMP) ## train one experiment, e.g. make train-cnn-same (skippe
 # QUEUE is set for train-all's prerequisites), then one `pipeline train-all` trains the queue in a
 # few worker processes: one TensorFlow start per core instead of one per experiment.
 ifneq ($(filter train-all,$(MAKECMDGOALS)),)
-ifeq ($(filter $(EXECUTOR),processes sequential ray),)
-$(error EXECUTOR=$(EXECUTOR): expected processes (the default), sequential or ray)
+# EXECUTORS comes from .build/pipeline.mk (pipeline/workflows owns the list); while make
+# regenerates that file it is empty, and the check runs once make has reread it
+ifneq ($(EXECUTORS),)
+ifeq ($(filter $(EXECUTOR),$(EXECUTORS)),)
+$(error EXECUTOR=$(EXECUTOR): expected one of $(EXECUTORS) (default: $(firstword $(EXECUTORS))))
+endif
 endif
 $(shell rm -f $(TRAIN_QUEUE))
 endif
@@ -134,14 +128,14 @@ report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the lat
 	$(PY) -m pipeline report
 
 bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
-	$(PY) -m pipeline bench
+	$(PY) -m benchmarks bench
 
 SOAK_FLAGS ?=
 soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…; 7 min here)
-	$(PY) -m pipeline soak $(SOAK_FLAGS)
+	$(PY) -m benchmarks soak $(SOAK_FLAGS)
 
 soak-sweep: $(VENV_STAMP) ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)
-	$(PY) -m pipeline soak-sweep $(SOAK_FLAGS)
+	$(PY) -m benchmarks soak-sweep $(SOAK_FLAGS)
 
 ifneq ($(value DB),)
 # DB may hold a password, with any character ($, quotes): handed on unexpanded, in the environment,
@@ -188,7 +182,7 @@ test-fast: $(VENV_STAMP) ## the inner loop: every test but the end-to-end ones m
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check
-	$(PY) -m ruff check pipeline tests
+	$(PY) -m ruff check pipeline tests benchmarks
 
 clean: ## remove generated data, the local MLflow store, hub modules, reports and build stamps (keeps .venv)
 	rm -rf .build data/processed mlruns models/hub reports

@@ -298,27 +298,14 @@ def example(name: str, **settings: Any) -> Worked:
     """Compute one of the lecture's worked examples (`python -m pipeline lecture --help` lists
     them), log it as `make lecture` does and return its numbers and figure. `settings` go to the
     example's function (gradient-step's `learning_rate`)."""
-    from pipeline.tools import lecture, ui
-
-    (chosen,) = lecture.chosen([name])
-    startup_tensorflow()
-    worked = lecture.EXAMPLES[chosen](**settings)
-    run_id = lecture.log(worked)
-    from pipeline import plots  # provisional: until pipeline.lecture's log hands its figure back
-
-    figure = worked.figure or plots.matrices(worked.panels, f"{worked.name}: {worked.title}")
-    plots.plt.close(figure)
-    return Worked(
-        chosen,
-        worked.title,
-        worked.numbers,
-        figure,
-        run_id,
-        ui.experiment_link(ui.base_url(), task_id(lecture.TASK)),
-    )
-
-
-def startup_tensorflow() -> None:
     from pipeline import startup
+    from pipeline.lecture import examples, run
+    from pipeline.tools import ui
 
+    (chosen,) = run.chosen([name])
     startup.quiet_tensorflow()
+    worked = examples.EXAMPLES[chosen](**settings)
+    figure = run.figure_of(worked)
+    run_id = run.log(worked, figure)
+    link = ui.experiment_link(ui.base_url(), task_id(run.TASK))
+    return Worked(chosen, worked.title, worked.numbers, figure, run_id, link)

@@ -13,6 +13,7 @@ import traceback
 
 from pipeline import __version__, secrets
 from pipeline.errors import PipelineError
+from pipeline.workflows import EXECUTORS
 
 EPILOG = """examples:
   python -m pipeline list
@@ -114,9 +115,9 @@ def add_train_all(sub) -> None:
     p.add_argument("experiments", nargs="*", help="experiment names (default: every one in params.yaml)")
     p.add_argument(
         "--executor",
-        choices=["processes", "sequential", "ray"],
-        default="processes",
-        help="default: processes",
+        choices=EXECUTORS,
+        default=EXECUTORS[0],
+        help=f"default: {EXECUTORS[0]}",
     )
     p.add_argument("--jobs", type=positive, help="worker processes (default: the number of CPU cores)")
     p.add_argument(
@@ -210,9 +211,9 @@ def add_transfer_curve(sub) -> None:
 
 
 def cmd_lecture(args) -> int:
-    from pipeline.tools import lecture
+    from pipeline.lecture import run
 
-    return lecture.main(args.examples, args.json)
+    return run.main(args.examples, args.json)
 
 
 def add_lecture(sub) -> None:
@@ -404,11 +405,11 @@ def add_predict(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    from pipeline.tools import follow, scoring, serve
+    from pipeline.serving import app, follow, scoring
 
     settings = follow.Settings(args.model, args.alias, args.poll, args.drift_seconds, args.allow_unsafe_model)
     limits = scoring.Limits(max_records=args.max_records, max_bytes=args.max_body_mb * 2**20)
-    return serve.main(settings, args.host, args.port, limits)
+    return app.main(settings, args.host, args.port, limits)
 
 
 def add_serve(sub) -> None:
@@ -483,105 +484,6 @@ def add_retrieve(sub) -> None:
 
 
 # --------------------------------------------------------------------------- reading the store
-
-
-def cmd_bench(args) -> int:
-    from pipeline.tools import bench
-
-    return bench.main(
-        args.repeats, args.epochs, args.images, args.stage_repeats, args.only, args.train_all_repeats
-    )
-
-
-def add_bench(sub) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks: pipeline overhead vs bare Keras, stage times, data-prep, inference, serving",
-        description="Measure in a throw-away project; write reports/bench.json and reports/bench.md and log "
-        "them to the MLflow experiment `benchmarks`. Takes several minutes.",
-    )
-    p.add_argument("--repeats", type=int, default=3, help="repetitions per figure (default: 3)")
-    p.add_argument("--epochs", type=int, default=15, help="epochs of the overhead comparison (default: 15)")
-    p.add_argument(
-        "--images", type=int, default=5000, help="images in the data-prep benchmark (default: 5000)"
-    )
-    p.add_argument(
-        "--stage-repeats",
-        type=int,
-        default=1,
-        help="repetitions of every stage run on its own from clean, one process each (default: 1)",
-    )
-    p.add_argument(
-        "--train-all-repeats",
-        type=int,
-        default=2,
-        help="clean `make train-all` repetitions: wall time, store size (default: 2)",
-    )
-    p.add_argument(
-        "--only",
-        action="append",
-        choices=["stages", "train_all", "overhead", "data_prep", "inference", "serving"],
-        help="measure only this section (repeatable); the others keep their last figures",
-    )
-    p.set_defaults(func=cmd_bench)
-
-
-def cmd_soak(args) -> int:
-    from pipeline.tools import soak
-
-    return soak.main(args.cycles, args.kill_share, args.seed, args.keep)
-
-
-def share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number from 0 to 1")
-    return value
-
-
-def add_soak(sub) -> None:
-    p = sub.add_parser(
-        "soak",
-        help="retrain soak test: many cycles with hostile batches and kills, invariants checked",
-        description="Run retrain cycles in a scratch copy of the project (1-epoch challengers), each "
-        "with a random mix of good, corrupt, duplicate-named, re-sent, half-copied and hostile "
-        "batches, a kill -9 in a share of them at each retrain step in turn; check after every "
-        "cycle that every batch is consumed once or quarantined intact, the holdout is unchanged, "
-        "champion is on a "
-        "promoted version, no run is RUNNING and nothing outside the scratch project was written. "
-        "Writes reports/soak.json; exit 1 on any violation. Takes about half a minute per cycle.",
-    )
-    p.add_argument("--cycles", type=positive, default=50, help="retrain cycles (default: 50)")
-    p.add_argument("--kill-share", type=share, default=0.2, help="share of cycles killed (default: 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the batch mix and kills (default: 0)")
-    p.add_argument("--keep", action="store_true", help="keep the scratch project (its path is printed)")
-    p.set_defaults(func=cmd_soak)
-
-
-def cmd_soak_sweep(args) -> int:
-    from pipeline.tools import soak_sweep
-
-    return soak_sweep.main(args.repeats, args.experiment, args.epochs, args.limit)
-
-
-def add_soak_sweep(sub) -> None:
-    p = sub.add_parser(
-        "soak-sweep",
-        help="soak benchmark: repeat `make sweep` and count spurious failures (reports/soak-sweep.json)",
-        description="Run `make sweep EXP=<experiment>` again and again in a throw-away project with small "
-        "settings (ASHA grace period 1: most trials stopped early) and count sweeps that fail and trial runs "
-        "that do not end FINISHED. Exit code 1 when there is any. Takes about a minute per sweep.",
-    )
-    p.add_argument("--repeats", type=positive, default=20, help="sweeps (default: 20)")
-    p.add_argument(
-        "--experiment", default="cnn-same", help="experiment with a search: block (default: cnn-same)"
-    )
-    p.add_argument("--epochs", type=positive, default=6, help="epochs per trial (default: 6)")
-    p.add_argument("--limit", type=positive, default=300, help="training examples per trial (default: 300)")
-    p.set_defaults(func=cmd_soak_sweep)
 
 
 def cmd_report(args) -> int:
@@ -679,9 +581,6 @@ COMMANDS = (
     add_predict,
     add_serve,
     add_retrieve,
-    add_bench,
-    add_soak,
-    add_soak_sweep,
     add_report,
     add_server,
     add_ui,
@@ -708,26 +607,24 @@ def build_parser() -> argparse.ArgumentParser:
 # commands that import TensorFlow whatever their input: imported first, without its start-up lines
 # (train checks its params before the import; predict and retrieve check their input and model first;
 # train-all's workers, serve and retrain do it themselves)
-TENSORFLOW_FIRST = {
-    "sweep",
-    "transfer-curve",
-    "lecture",
-    "bench",
-    "soak",
-    "soak-sweep",
-}
+TENSORFLOW_FIRST = {"sweep", "transfer-curve", "lecture"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args.func, args, tensorflow_first=args.command in TENSORFLOW_FIRST)
+
+
+def run(command, args, tensorflow_first: bool = False) -> int:
+    """Run a parsed command with the exit codes above (benchmarks/ runs its commands through it)."""
     from pipeline import startup
 
-    args = build_parser().parse_args(argv)
     startup.quiet_logs()
-    if args.command in TENSORFLOW_FIRST:
+    if tensorflow_first:
         startup.quiet_tensorflow()
     secrets.redact_logs()  # MLflow's and SQLAlchemy's messages embed the store URI, password included
     try:
-        return args.func(args)
+        return command(args)
     except PipelineError as exc:
         print(f"error: {secrets.redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
@@ -737,7 +634,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an outside failure: the traceback, with any password hidden
         print(secrets.redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
         return 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

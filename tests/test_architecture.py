@@ -13,6 +13,7 @@ from pipeline.tools import stages
 from tests.conftest import REPO
 
 PACKAGE = REPO / "pipeline"
+BENCHMARKS = REPO / "benchmarks"
 SHARED = {
     "config",
     "errors",
@@ -26,8 +27,9 @@ SHARED = {
     "inference",
 }
 ENTRY = {"cli", "__main__"}  # `python -m pipeline`
-# layer → the layers it must never import (a layer may import any layer below it); `api` is the
-# Python API's facade (pipeline/api.py), above everything but the CLI
+# layer → the layers it must never import (a layer may import any layer below it, not a sibling);
+# `api` is the Python API's facade (pipeline/api.py), above everything but the CLI; benchmarks/ sits
+# outside the package, above it: it may import the pipeline, never the reverse
 ORDER = [
     "shared",
     "data",
@@ -36,39 +38,49 @@ ORDER = [
     "training",
     "monitoring",
     "workflows",
+    "serving",
+    "lecture",
     "tools",
     "api",
     "cli",
+    "benchmarks",
 ]
+TOP = {"serving", "lecture", "tools", "api", "cli"}
 FORBIDDEN = {
-    "shared": {"data", "objectives", "models", "training", "monitoring", "workflows", "tools", "api", "cli"},
-    "data": {"objectives", "models", "training", "monitoring", "workflows", "tools", "api", "cli"},
-    "objectives": {"models", "training", "monitoring", "workflows", "tools", "api", "cli"},
-    "models": {"objectives", "training", "monitoring", "workflows", "tools", "api", "cli"},
-    "training": {"monitoring", "workflows", "tools", "api", "cli"},
-    "monitoring": {"workflows", "tools", "api", "cli"},
-    "workflows": {"tools", "api", "cli"},
-    "tools": {"api", "cli"},
+    "shared": {"data", "objectives", "models", "training", "monitoring", "workflows"} | TOP,
+    "data": {"objectives", "models", "training", "monitoring", "workflows"} | TOP,
+    "objectives": {"models", "training", "monitoring", "workflows"} | TOP,
+    "models": {"objectives", "training", "monitoring", "workflows"} | TOP,
+    "training": {"monitoring", "workflows"} | TOP,
+    "monitoring": {"workflows"} | TOP,
+    "workflows": TOP,
+    "serving": {"workflows", "lecture", "tools", "api", "cli"},
+    "lecture": {"monitoring", "workflows", "serving", "tools", "api", "cli"},
+    "tools": {"serving", "lecture", "api", "cli"},
     "api": {"cli"},
     "cli": set(),
+    "benchmarks": set(),
 }
 # the package's lazy __getattr__ hands out the facade's names (pipeline.train, …) on first use
 FACADE = {"pipeline": {"pipeline.api"}}
 
 
 def layer_of(module: str) -> str:
-    """pipeline.models.cnn → models; pipeline.config → shared."""
+    """pipeline.models.cnn → models; pipeline.config → shared; benchmarks.bench → benchmarks."""
     parts = module.split(".")
+    if parts[0] == "benchmarks":
+        return "benchmarks"
     if len(parts) == 1 or parts[1] in SHARED:
         return "shared"
     return "cli" if parts[1] in ENTRY else parts[1]
 
 
 def modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(REPO)
-        name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
-        yield name, relative
+    for root in (PACKAGE, BENCHMARKS):
+        for path in sorted(root.rglob("*.py")):
+            relative = path.relative_to(REPO)
+            name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+            yield name, relative
 
 
 @pytest.mark.parametrize("module, path", list(modules()), ids=lambda v: str(v))
@@ -79,6 +91,24 @@ def test_dependencies_point_one_way(module, path):
         m for m in stages.imported_modules(path) if layer_of(m) in FORBIDDEN[mine] and m not in allowed
     )
     assert not wrong, f"{path} ({mine}) imports {wrong}: see docs/architecture.md"
+
+
+def test_the_package_never_imports_benchmarks():
+    wrong = []
+    for _, path in modules():
+        for node in ast.walk(ast.parse((REPO / path).read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if path.parts[0] == "pipeline" and any(n.split(".")[0] == "benchmarks" for n in names):
+                wrong.append(str(path))
+    assert not wrong, f"{wrong} import benchmarks/, which sits above the package"
+
+
+def test_the_architecture_map_names_every_module():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    drawn = set(re.findall(r"\w+", text.split("## The map", 1)[1].split("```")[1]))
+    missing = [str(p) for _, p in modules() if p.stem != "__init__" and p.stem not in drawn]
+    assert not missing, f"docs/architecture.md's map leaves out {missing}"
 
 
 def test_every_layer_is_known():

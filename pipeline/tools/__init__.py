@@ -1,2 +1,3 @@
-"""Tools around the pipeline: make's stage graph (stages), reading the store (report, ui and the
-tracking server), benchmarks (bench) and batch prediction with a registered model (predict)."""
+"""What reads the store or writes make's graph: make's stage graph (stages), the params schema
+(schema), reports (report), the MLflow UI and tracking server (ui), batch prediction (predict) and
+retrieval (retrieve)."""

@@ -30,9 +30,8 @@ from pathlib import Path
 from pipeline import config, layout
 from pipeline.errors import PipelineError, UserError
 from pipeline.training import tracking
-from pipeline.workflows import console, scaleout
+from pipeline.workflows import EXECUTORS, console, scaleout
 
-EXECUTORS = ("processes", "sequential", "ray")
 TAG = "fanout.id"  # on every run of one train-all: the driver closes any its workers left RUNNING
 
 

@@ -76,6 +76,15 @@ def test_generated_rules_cover_every_experiment(project):
 
 
 @pytest.mark.slow
+def test_make_refuses_an_unknown_executor_in_one_line_before_training(built):
+    out = make(built, "train-all", "EXECUTOR=bogus")
+    assert out.returncode == 2 and out.stdout == "", out.stdout
+    (line,) = out.stderr.strip().splitlines()
+    assert "EXECUTOR=bogus: expected one of processes sequential ray" in line
+    assert not (built / ".build" / "train-queue").exists()
+
+
+@pytest.mark.slow
 def test_nothing_changed_means_nothing_to_train(built):
     assert trainings(built) == []
     assert trainings(built) == []
@@ -109,15 +118,14 @@ def test_the_recurrent_front_end_retrains_the_network_forecasters_only(built):
     "module",
     [
         "tools/report.py",
-        "tools/bench.py",
         "tools/predict.py",
-        "tools/serve.py",
-        "tools/scoring.py",
-        "tools/follow.py",
+        "serving/app.py",
+        "serving/scoring.py",
+        "serving/follow.py",
         "monitoring/reference.py",
         "tools/ui.py",
-        "tools/lecture.py",
-        "tools/lecture_examples.py",
+        "lecture/run.py",
+        "lecture/examples.py",
         "tools/retrieve.py",
         "cli.py",
     ],

@@ -5,7 +5,7 @@ or left half-quarantined; no run stays RUNNING; `champion` follows the gate's de
 Each kill costs a fresh process (TensorFlow's import and a training), so this test kills at a
 representative subset of the steps (KILLED_AT): both before the data commit (the half-made
 quarantine folder, the trained challenger rolled back) and two after it: after the registration and
-after the champion's move (the two that must not happen twice). `make soak` (pipeline/tools/soak.py)
+after the champion's move (the two that must not happen twice). `make soak` (benchmarks/soak.py)
 kills at every step in STEPS in turn and checks the same invariants after each kill."""
 
 import hashlib
@@ -17,8 +17,8 @@ import sys
 import mlflow
 import pytest
 
+from benchmarks.soak import COMMITTED, STEPS  # every step; those killed after the data commit
 from pipeline import data, layout
-from pipeline.tools.soak import COMMITTED, STEPS  # every step; those killed after the data commit
 from pipeline.workflows import retrain
 from tests.conftest import aliases, consumed, digits_batch, files_of, incoming, quarantined
 

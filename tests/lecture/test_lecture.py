@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline import cli
-from pipeline.tools import lecture
-from pipeline.tools import lecture_examples as ex
+from pipeline.lecture import examples as ex
+from pipeline.lecture import run as lecture
 from tests.conftest import assert_one_line_error, cli_in_process
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import bench
 from pipeline import atomic
 from pipeline.config import project_root
-from pipeline.tools import bench
 
 
 def prepare(root: Path, experiment: str) -> list[str]:

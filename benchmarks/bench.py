@@ -28,7 +28,7 @@ import numpy as np
 from pipeline import atomic
 from pipeline.config import project_root
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: its Makefile and pipeline/ are copied
+REPO = Path(__file__).resolve().parents[1]  # the checkout: its Makefile and pipeline/ are copied
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -188,7 +188,7 @@ def store_sizes_apart(folder: Path) -> tuple[float, dict[str, float], float]:
     write into the deleted file after the next `make clean` ("attempt to write a readonly
     database")."""
     code = (
-        "import json, sys; from pipeline.tools import bench; "
+        "import json, sys; from benchmarks import bench; "
         "print(json.dumps(bench.store_sizes(sys.argv[1])))"
     )
     out = subprocess.run(

@@ -47,7 +47,7 @@ import yaml
 from pipeline import atomic
 from pipeline.config import project_root
 
-PACKAGE = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 STEPS = ("quarantine", "train", "commit", "register", "decide", "gate", "move")
 COMMITTED = ("commit", "register", "decide", "gate", "move")  # killed after the data commit
 HOSTILE = ("link", "reason-link", "fifo", "newline-name", "bytes-name", "long-name", "bomb")

@@ -5,7 +5,8 @@ import os
 import mlflow
 import pytest
 
-from pipeline.tools import bench
+from benchmarks import __main__ as benchmarks_cli
+from benchmarks import bench
 
 
 def test_summary_and_render():
@@ -58,3 +59,17 @@ def test_store_sizes_name_each_run_and_sum_their_durations(project):
 
 def test_the_stage_benchmarks_copy_this_checkout():
     assert (bench.REPO / "Makefile").is_file() and (bench.REPO / "pipeline" / "cli.py").is_file()
+
+
+@pytest.mark.parametrize(
+    "command, bad", [("bench", "--only=nothing"), ("soak", "--cycles=0"), ("soak-sweep", "--repeats=0")]
+)
+def test_every_harness_has_help_and_refuses_a_bad_flag(command, bad, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        benchmarks_cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m benchmarks {command}")
+    with pytest.raises(SystemExit) as exit_:
+        benchmarks_cli.main([command, bad])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"python -m benchmarks {command}: error:")

@@ -4,8 +4,8 @@ MLflow's scoring protocol, on FastAPI + uvicorn (docs/serving.md).
 Why not `mlflow models serve`: it loads one model once (it cannot follow `champion` as retraining
 moves it), answers /version with MLflow's own version, returns stack traces on errors and loads
 any model flavour. This server loads through pipeline/training/loading.py only (what the pipeline
-logs, checked before anything of it runs), follows the alias (tools/follow.py), answers every bad
-request with one line (tools/scoring.py) and compares what it is asked with the model's training
+logs, checked before anything of it runs), follows the alias (serving/follow.py), answers every bad
+request with one line (serving/scoring.py) and compares what it is asked with the model's training
 data once a minute (a run `serve-<model>` in the MLflow experiment `predictions`).
 """
 
@@ -17,7 +17,7 @@ import socket
 
 from pipeline import startup
 from pipeline.errors import UserError
-from pipeline.tools import follow, scoring
+from pipeline.serving import follow, scoring
 from pipeline.training import tracking
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # registered model names and aliases

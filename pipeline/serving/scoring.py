@@ -25,7 +25,7 @@ import sys
 
 from fastapi import Request  # module level: FastAPI resolves the handlers' annotations here
 
-from pipeline.tools.follow import Follower, Served, one_line
+from pipeline.serving.follow import Follower, Served, one_line
 
 FORMATS = ("dataframe_records", "dataframe_split", "inputs", "instances")  # MLflow's, in its words
 ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT"}
