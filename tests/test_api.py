@@ -116,7 +116,9 @@ def test_train_returns_the_run_its_headline_and_its_model_and_leaves_the_process
     assert (trained.task, trained.metric) == ("digits-classification", "test_accuracy")
     assert trained.value == run.data.metrics["test_accuracy"] == trained.metrics["test_accuracy"]
     experiment_id = run.info.experiment_id
-    assert trained.link == f"http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning"
+    assert (
+        trained.link == f"http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning"
+    )
     x_test = trained.outcome.splits.x_test[:3]
     assert trained.model.predict(x_test).shape == (3, 10)
     assert "training_curves.png" in trained.figures()
