@@ -113,7 +113,8 @@ lecture: $(VENV_STAMP) ## the lecture's worked examples as matrices + MLflow run
 # the kernel runs in notebooks/: PIPELINE_ROOT keeps the project (params.yaml, data/, mlruns/) here
 notebooks: export PIPELINE_ROOT = $(CURDIR)
 notebooks: $(NOTEBOOKS_STAMP) ## the lecture as notebooks: JupyterLab on 127.0.0.1 with the project's kernel (PORT=8888)
-	$(PY) -m jupyter lab --ip 127.0.0.1 --port $${PORT:-8888} --ServerApp.root_dir=notebooks
+	$(PY) -m jupyter lab --ip 127.0.0.1 --port $${PORT:-8888} --ServerApp.root_dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
 

@@ -299,11 +299,12 @@ def example(name: str, **settings: Any) -> Worked:
     them), log it as `make lecture` does and return its numbers and figure. `settings` go to the
     example's function (gradient-step's `learning_rate`)."""
     from pipeline import startup
+
+    startup.quiet_tensorflow()  # the examples are Keras layers: TensorFlow, without its start-up lines
     from pipeline.lecture import examples, run
     from pipeline.tools import ui
 
     (chosen,) = run.chosen([name])
-    startup.quiet_tensorflow()
     worked = examples.EXAMPLES[chosen](**settings)
     figure = run.figure_of(worked)
     run_id = run.log(worked, figure)

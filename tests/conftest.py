@@ -535,3 +535,33 @@ def champions(tmp_path_factory, empty_store) -> Path:
                 assert train(name, CHAMPION_SETTINGS).decision["promoted"], name
 
     return built_once(tmp_path_factory, "champions", build)
+
+
+# a real headless browser: Debian's chromium and chromium-driver (.ci/run installs them)
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="Chromium not found: apt-get install chromium chromium-driver"
+)
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium driven by selenium (tests using it are marked needs_chromium)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

@@ -1,13 +1,20 @@
 """The lecture's notebooks (notebooks/): each is paired with its .py (jupytext's percent format),
 committed without outputs, and runs headless from start to end (nbclient) with small settings in a
-throw-away project and store. Needs the `notebooks` extra (`make test` installs it)."""
+throw-away project and store; JupyterLab serves them to a headless Chromium. Needs the `notebooks`
+extra (`make test` installs it)."""
 
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, needs_chromium
 
 nbformat = pytest.importorskip("nbformat", reason="the notebooks extra is not installed: make test")
 jupytext = pytest.importorskip("jupytext", reason="the notebooks extra is not installed: make test")
@@ -75,3 +82,98 @@ def test_a_notebook_runs_from_start_to_end(notebook: Path, project, capsys):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure shown inline"
     assert any("workflowType=machine_learning" in o.get("text", "") for o in outputs), "no link to its runs"
+
+
+# where the browser test keeps its screenshot (reports/ is generated and ignored by git)
+SCREENSHOT = REPO / "reports" / "tests" / "notebook-in-jupyterlab.png"
+SHOWN = "02_convolutional_networks"  # opened in the browser, its cells up to the first figure run
+
+
+def run_up_to_first_figure(notebook: Path, folder: Path, project: Path) -> Path:
+    """The notebook's cells run in a kernel up to the first that shows a figure, saved in `folder`."""
+    from nbclient import NotebookClient
+
+    nb = parameterised(notebook, SMALL[notebook.stem])
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(project)}}
+    )
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+            if any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+                break
+    path = folder / notebook.name
+    nbformat.write(nb, path)
+    return path
+
+
+@contextlib.contextmanager
+def jupyterlab(folder: Path, home: Path):
+    """JupyterLab serving `folder` on 127.0.0.1 (a free port, a random token) until the block ends;
+    its settings, workspaces and runtime files under `home`."""
+    port, token = free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip",
+        "127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.root_dir={folder}",
+        f"--IdentityProvider.token={token}",
+        *(["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
+    ]
+    log = home / "jupyterlab.log"  # a file, not a pipe: a full pipe would stall the server
+    home.mkdir(exist_ok=True)
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, f"jupyter lab exited: {log.read_text()[-2000:]}"
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            assert time.monotonic() < deadline, "jupyter lab did not answer within 120 s"
+            time.sleep(0.5)
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_jupyterlab_serves_the_notebooks_and_one_opens_with_its_figure_inline(project, tmp_path, browser):
+    pytest.importorskip("jupyterlab", reason="the notebooks extra is not installed: make test")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    opened = run_up_to_first_figure(FOLDER / f"{SHOWN}.ipynb", folder, project)
+    with jupyterlab(folder, tmp_path / "jupyter") as (base, token):
+        browser.get(f"{base}/lab/tree/{opened.name}?token={token}")
+        wait = WebDriverWait(browser, 120)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img"))
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "Convolutional networks" in text and "cross-correlation" in text
+        image = browser.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output img")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", image)
+        wait.until(lambda _: image.size["width"] > 100)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(SCREENSHOT)) and SCREENSHOT.stat().st_size > 10_000
