@@ -81,8 +81,8 @@ def matplotlib_backend() -> str | None:
 @contextlib.contextmanager
 def restored() -> Iterator[None]:
     """Undo what a call changes in the caller's process: environment variables, every existing
-    logger's level, filters and handlers, the garbage collector (enabled, thresholds, what the
-    training core freezes), signal handlers and pyplot's backend (the pipeline draws with Agg).
+    logger's level, filters and handlers, the garbage collector (enabled, thresholds, frozen
+    objects), signal handlers and pyplot's backend (the pipeline draws with Agg).
 
     Not undone (docs/api.md): the seeds a run sets and TensorFlow's op determinism."""
     environ, loggers, handlers = dict(os.environ), logger_states(), signal_handlers()

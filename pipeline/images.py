@@ -22,6 +22,8 @@ import warnings
 
 import numpy as np
 
+from pipeline.errors import first_line
+
 # the largest image decoded (pixels, from the header): a 4096 x 4096 scan, about 50 MB as RGB
 MAX_PIXELS = 4096 * 4096
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's convert("L")
@@ -35,6 +37,17 @@ def decode(source, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS, formats
     """Encoded image bytes (or a file path or binary file object) as float32 in [0, 1], shaped
     `shape` = (height, width, channels 1 or 3). `formats`: the Pillow formats accepted (e.g.
     ("PNG", "JPEG")); None: any."""
+    return to_float(opened(source, shape, max_pixels, formats, to_pixels))
+
+
+def decode_uint8(source, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS, formats=None) -> np.ndarray:
+    """As `decode`, as uint8 (value = float value x 255): exact for 8-bit images; images with
+    transparency, 16-bit and float images are rounded to the nearest of the 256 levels."""
+    return to_uint8(opened(source, shape, max_pixels, formats, to_pixels))
+
+
+def opened(source, shape, max_pixels, formats, convert):
+    """`convert(image, shape)` of the decoded image, every failure an ImageError of one line."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -47,21 +60,38 @@ def decode(source, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS, formats
                 width, height = img.size  # from the header: nothing is decoded yet
                 if width * height > max_pixels:
                     raise ImageError(f"{width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+                side = max(shape[:2])  # either orientation (EXIF may turn the image)
+                img.draft(img.mode, (side, side))  # JPEG: decode at 1/2, 1/4, 1/8 when that is enough
                 img.load()  # decode now, so truncated files fail here
-                return to_array(ImageOps.exif_transpose(img), shape)
+                return convert(ImageOps.exif_transpose(img), shape)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError("not an image" + (f" ({' or '.join(formats)})" if formats else "")) from None
     except Image.DecompressionBombError as exc:  # Pillow's own limit, from the header too
-        raise ImageError(str(exc).splitlines()[0]) from None
+        raise ImageError(first_line(exc)) from None
     except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, struct.error, ...)
-        reason = (str(exc).splitlines() or [""])[0][:200]
-        raise ImageError(f"corrupt image ({type(exc).__name__}: {reason})") from None
+        raise ImageError(f"corrupt image ({first_line(exc, typed=True)})") from None
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """`to_pixels`' result as float32 in [0, 1] (uint8 divided by 255)."""
+    return pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """`to_pixels`' result as uint8 (floats rounded to the nearest 1/255)."""
+    return pixels if pixels.dtype == np.uint8 else np.rint(pixels * 255.0).astype(np.uint8)
 
 
 def to_array(img, shape: tuple[int, ...]) -> np.ndarray:
     """A decoded Pillow image resized to `shape` (h, w, c) as float32 in [0, 1]."""
+    return to_float(to_pixels(img, shape))
+
+
+def to_pixels(img, shape: tuple[int, ...]) -> np.ndarray:
+    """A decoded Pillow image resized to `shape` (h, w, c): uint8 where the image is 8-bit grey or
+    colour (exact), else float32 in [0, 1] (transparency composited, high bit depths scaled)."""
     from PIL import Image
 
     size, channels = (shape[1], shape[0]), shape[2]
@@ -71,8 +101,9 @@ def to_array(img, shape: tuple[int, ...]) -> np.ndarray:
         img = img.convert("LA" if img.mode == "La" else "RGBA")
     if img.mode in ("1", "L", "RGB", "RGBX", "CMYK", "YCbCr", "HSV", "LAB"):
         img = img.convert("L" if channels == 1 else "RGB")
-        pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
-    elif img.mode in ("LA", "RGBA"):  # Pillow resizes these with premultiplied alpha
+        pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR))
+        return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+    if img.mode in ("LA", "RGBA"):  # Pillow resizes these with premultiplied alpha
         pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
         pixels = composite(pixels[..., :-1], pixels[..., -1:])
     elif img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integers, 32-bit floats

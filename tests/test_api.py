@@ -103,9 +103,6 @@ def test_restored_undoes_each_change_a_call_makes(caller_state):
 def test_train_returns_the_run_its_headline_and_its_model_and_leaves_the_process_as_found(
     project, caller_state
 ):
-    from pipeline import startup
-
-    startup.freeze_imports.cache_clear()  # the run freezes the imports (once per process)
     trained = pipeline.train("mlp", SMALL)
     assert_as_found(caller_state)
 

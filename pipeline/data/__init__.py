@@ -5,19 +5,24 @@
 
 Sources (pipeline/data/sources.py, one class each), readers shared with retrain and predict
 (readers.py), splits (splits.py) and versions (versions.py: manifest, batches, atomic commit).
-Output: data/processed/<dataset>/manifest.json and the arrays it names (arrays-<sha>.npz).
+Output: data/processed/<dataset>/manifest.json and the files it names: arrays-<sha>.npz (labels,
+tables, series) and, for images, images-<sha>/ (uint8 split files: store.py). A loaded Dataset
+reads images in pieces (Dataset.images / .batches: see versions.py).
 TensorFlow is not imported here: preparing data stays fast and `make` can decide without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.config import PARAMS_FILE, dataset_names, load_params, retrain_params, suggest
+from pipeline.data import store
 from pipeline.data.readers import (  # noqa: F401 - public readers
     date_column,
     numeric_column,
@@ -41,8 +46,10 @@ from pipeline.data.versions import (  # noqa: F401 - the dataset's public API
     merge_batches,
     new_version,
     processed_dir,
+    read_arrays,
     read_manifest,
     series_segments,
+    stored_files,
     write,
 )
 from pipeline.errors import UserError
@@ -65,22 +72,28 @@ def prepare(
     source = source_of(name, params)
     cache_key, detail = source.fingerprint(name)
     current = read_manifest(name)
-    if (
-        not force
-        and current
-        and current.get("cache_key") == cache_key
-        and (processed_dir(name) / current["arrays"]).exists()
-    ):
+    if not force and current and current.get("cache_key") == cache_key and stored_files(name, current):
         return current, False
-    arrays, info = source.build(name)  # validates everything before a byte is written
-    # batches accepted by `retrain` stay part of the dataset, even when its manifest was lost
-    batches = current["batches"] if current else ingested(name, params)
-    if batches:
-        arrays = merge_ingested(name, source, arrays, info, batches, params)
-    manifest = make_manifest(
-        name, source.source, detail, dataclasses.asdict(source), info, arrays, cache_key, batches
-    )
-    write(name, arrays, manifest)
+    out = processed_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        # validates everything before the dataset's files change (images go to `staging` first)
+        arrays, info = source.build(name, staging)
+        digests = info.pop("digests", None)
+        # batches accepted by `retrain` stay part of the dataset, even when its manifest was lost
+        batches = current["batches"] if current else ingested(name, params)
+        if batches:
+            arrays = merge_ingested(name, source, arrays, info, batches, params)
+        manifest = make_manifest(
+            name, source.source, detail, dataclasses.asdict(source), info, arrays, cache_key, batches
+        )
+        write(name, arrays, manifest, digests, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in (out, out.parent):  # a refused first prep leaves nothing behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     return manifest, True
 
 
@@ -110,11 +123,13 @@ def merge_ingested(name, source, arrays, info, entries, params) -> dict[str, np.
         stored = batch_path(name, entry["id"])
         raw = consumed_dir(name, params) / entry["id"]
         if stored.exists() and (shape is None or load_batch(name, entry["id"])[0].shape[1:] == shape):
-            accepted.append(load_batch(name, entry["id"]))
+            x, y = load_batch(name, entry["id"])
+            accepted.append((store.to_stored(x, info["divisor"]) if "divisor" in info else x, y))
         elif raw.is_dir():
             base = Dataset(name, {**info, "batches": []}, arrays)
             max_pixels = retrain_params(params).max_image_pixels
-            accepted.append(source.read_batch(raw, base, accepted, max_pixels))
+            x, y = source.read_batch(raw, base, accepted, max_pixels)
+            accepted.append((base.to_stored(x) if "divisor" in info else x, y))
         else:
             raise UserError(
                 f"dataset '{name}': ingested batch '{entry['id']}' cannot be rebuilt (no stored arrays "
@@ -126,10 +141,10 @@ def merge_ingested(name, source, arrays, info, entries, params) -> dict[str, np.
 
 
 def load(name: str, params: dict[str, Any] | None = None) -> Dataset:
-    """Prepare when needed (a no-op when up to date), then load and verify the arrays."""
+    """Prepare when needed (a no-op when up to date), then open and verify the arrays (images
+    memory-mapped, hashed a piece at a time)."""
     manifest, _ = prepare(name, params)
-    with np.load(processed_dir(name) / manifest["arrays"], allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    arrays = read_arrays(name, manifest)
     if content_hash(arrays) != manifest["sha256"]:
         raise UserError(
             f"{processed_dir(name)}: arrays do not match the manifest's sha256; run `make data` again"

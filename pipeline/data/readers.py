@@ -9,10 +9,12 @@ would block the reader), images over the pixel cap (checked from the header, bef
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +140,22 @@ def class_folders(root: Path) -> list[tuple[Path, list[Path]]]:
             raise UserError(f"{shown(entry)}: class folder '{shown(entry.name)}' has no images")
         classes.append((entry, files))
     return classes
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int):
+    """Yields advance(): one more file done. A bar on a terminal (stderr, gone when done); nothing
+    in a log or for a few files."""
+    if total < 100 or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
 
 
 # --------------------------------------------------------------------------- images

@@ -11,6 +11,12 @@ subclass `ImageSource`, `TableSource` or `SeriesSource` and list it in SOURCES.
   csv-table        your CSV of numeric feature columns and a `target` label column
   csv-series       your CSV of a date column and a value column
   function         a 1-D function sampled with noise, generated from a seed (regression, offline)
+  npz              a file with x_train, y_train, x_test, y_test (the layout of keras' mnist.npz)
+  keras-dataset    mnist, fashion_mnist or cifar10 through keras.datasets (downloaded once)
+
+Image sources store uint8 pixels (value x `divisor` of the float the models see): they return
+them as uint8 arrays (small, in memory: the bundled digits, an npz file) or, for a folder, as
+split files written to the `staging` folder while decoding (folder.py).
 """
 
 from __future__ import annotations
@@ -18,15 +24,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from pipeline.config import PARAMS_FILE, parse_section, suggest
-from pipeline.data import readers
+from pipeline.data import folder, readers, store
 from pipeline.data.splits import SPLITS, chronological_split, hashed_split, stratified_split
-from pipeline.data.versions import PREP_VERSION, merge_batches, recent_gaps, series_segments
+from pipeline.data.versions import (
+    PREP_VERSION,
+    merge_batches,
+    processed_dir,
+    read_arrays,
+    read_manifest,
+    recent_gaps,
+    series_segments,
+)
 from pipeline.errors import UserError
 
 Fill = Literal["time", "linear", "ffill"]
@@ -47,8 +62,9 @@ class Source:
         """Files make must watch besides params.yaml; None: a folder, checked on every run."""
         return []
 
-    def build(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """(the split arrays, the manifest's facts about them), validated, nothing written."""
+    def build(self, name: str, staging: Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(the split arrays, the manifest's facts about them), validated; nothing written but
+        (image sources) files in `staging`, a new folder beside the dataset's."""
         raise NotImplementedError
 
     def read_batch(
@@ -110,7 +126,7 @@ class LabelledSource(Source):
         """(x, y, class names, extra manifest facts)."""
         raise NotImplementedError
 
-    def build(self, name: str):
+    def build(self, name: str, staging: Path | None = None):
         x, y, class_names, info = self.read(name)
         arrays = stratified_split(x, y, self.val_fraction, self.test_fraction, self.seed, name)
         info = {"kind": self.KIND, **info, "class_names": class_names, "split_seed": self.seed}
@@ -121,7 +137,8 @@ class LabelledSource(Source):
 
 @dataclasses.dataclass(frozen=True)
 class ImageSource(LabelledSource):
-    """Images as float32 in [0, 1], shaped (N, H, W, C); a retrain batch is one folder per class."""
+    """Images stored as uint8 shaped (N, H, W, C) with the `divisor` that maps them to the float32
+    values in [0, 1] the models see; a retrain batch is one folder per class."""
 
     KIND: ClassVar[str] = "images"
     BATCHES: ClassVar[bool] = True
@@ -130,8 +147,7 @@ class ImageSource(LabelledSource):
         self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS
     ) -> tuple[np.ndarray, np.ndarray]:
         """One sub-folder per class (names as in the dataset), images in any format Pillow reads."""
-        x_train = dataset.arrays["x_train"]
-        shape = x_train.shape[1:]  # batches are read exactly like the dataset they join
+        shape = dataset.image_shape  # batches are read exactly like the dataset they join
         classes = {name: i for i, name in enumerate(dataset.class_names)}
         xs, ys = [], []
         for entry, files in readers.class_folders(folder):
@@ -145,7 +161,7 @@ class ImageSource(LabelledSource):
             ys += [classes[entry.name]] * len(files)
         if not xs:
             raise UserError(f"{readers.shown(folder)}: empty batch")
-        return np.stack(xs).astype(x_train.dtype), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
+        return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=dataset.stored["y_train"].dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +178,8 @@ class DigitsSource(ImageSource):
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
-        x = (bunch.images.astype(np.float32) / 16.0)[..., np.newaxis]  # 0..16 → [0, 1]
-        return x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], {}
+        x = bunch.images.astype(np.uint8)[..., np.newaxis]  # 0..16, as the models' [0, 1] x 16
+        return x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], {"divisor": 16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +196,8 @@ class ImageFolderSource(ImageSource):
     test_fraction: float
     seed: int
     max_image_pixels: int = readers.MAX_PIXELS  # refuse larger images (width x height, from the header)
+    max_file_bytes: int = folder.MAX_FILE_BYTES  # refuse larger files (read once, whole)
+    max_unreadable: int = 0  # skip up to this many unreadable images (listed in the manifest)
 
     def scan(self, name: str) -> tuple[Path, list[tuple[Path, list[Path]]]]:
         root = readers.resolve(self.path)
@@ -193,31 +211,215 @@ class ImageFolderSource(ImageSource):
         return root, classes
 
     def raw_key(self, name):
+        """The files' names, sizes and modification times (nothing is read: the contents are
+        hashed once, when the folder is prepared)."""
         root, classes = self.scan(name)
-        return readers.hash_files([f for _, files in classes for f in files], root), str(root)
+        digest = hashlib.sha256()
+        for f in (f for _, files in classes for f in files):
+            info = f.stat()
+            digest.update(os.fsencode(f.relative_to(root)) + f"|{info.st_size}|{info.st_mtime_ns}\0".encode())
+        return digest.hexdigest(), str(root)
 
     def watched(self) -> None:
-        return None  # make cannot list a folder's files ahead of time: a (cheap) hash check each run
+        return None  # make cannot list a folder's files ahead of time: a (cheap) stat check each run
 
-    def build(self, name: str):
-        _, classes = self.scan(name)
+    def build(self, name: str, staging: Path | None = None):
+        root, classes = self.scan(name)
         shape = (*self.image_size, 1 if self.color_mode == "grayscale" else 3)
-        xs, ys, keys = [], [], []
-        for label, (_, files) in enumerate(classes):
-            for f in files:
-                xs.append(readers.read_image(f, shape, self.max_image_pixels, follow_symlinks=True))
-                ys.append(label)
-                keys.append(readers.hash_files([f], f.parent))
-        y = np.asarray(ys, dtype=np.int64)
-        arrays = hashed_split(np.stack(xs), y, keys, self.val_fraction, self.test_fraction, self.seed, name)
+        previous, reuse = reusable(name, shape)
+        decoder = folder.Decoder(shape, self.max_image_pixels, self.max_file_bytes, frozenset(reuse))
+        staging.mkdir(parents=True, exist_ok=True)
+        total = sum(len(files) for _, files in classes)
+        with readers.progress(f"data {name}", total) as advance:
+            decoded = folder.decode_folder(
+                classes, decoder, staging / "pool.u8", reuse, self.max_unreadable, root, advance
+            )
+        y = np.asarray(decoded.labels, dtype=np.int64)
+        parts = hashed_split(y, decoded.keys, self.val_fraction, self.test_fraction, self.seed, name)
+        pool = folder.open_pool(staging / "pool.u8", shape, decoded.source.count(0))
+        sources = [pool, *previous]
+        arrays, digests = {}, {}
+        for split, index in parts.items():
+            path = staging / store.split_file(f"x_{split}")
+            with open(path, "wb") as out:
+                for i in index:
+                    out.write(sources[decoded.source[i]][decoded.rows[i]].tobytes())
+            arrays[f"x_{split}"] = store.open_rows(path, shape, len(index))
+            arrays[f"y_{split}"] = y[index]
+            digests[f"x_{split}"] = np.asarray([decoded.digests[i] for i in index], dtype="S32")
+        (staging / "pool.u8").unlink()
         info = {
             "kind": self.KIND,
-            "class_names": [folder.name for folder, _ in classes],
+            "class_names": [entry.name for entry, _ in classes],
             "split": "content-hash",
             "split_seed": self.seed,
             "value_range": [0.0, 1.0],
+            "divisor": 255,
+            "unreadable": decoded.unreadable,
+            "digests": digests,
         }
         return arrays, info
+
+
+def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int, int]]]:
+    """The previous cache's image splits and {file content digest: (1 + split, row)}, when its
+    images were decoded at the same shape by the same version of data prep; else nothing."""
+    manifest = read_manifest(name)
+    if not (manifest and manifest.get("images") and manifest.get("prep_version") == PREP_VERSION):
+        return [], {}
+    if manifest["shapes"]["x_train"][1:] != list(shape):
+        return [], {}
+    try:
+        arrays = read_arrays(name, manifest)
+    except (OSError, ValueError):
+        return [], {}
+    found = store.read_digests(processed_dir(name) / manifest["images"]["folder"])
+    splits, reuse = [], {}
+    for key in store.IMAGE_KEYS:
+        splits.append(arrays[key])
+        for row, digest in enumerate(found.get(key, [])):
+            if digest:
+                reuse.setdefault(bytes(digest), (len(splits), row))
+    return splits, reuse
+
+
+# the classes of keras' datasets, by label (mnist's are its digits)
+KERAS_CLASSES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion_mnist": [
+        "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+    ],
+    "cifar10": [
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    ],
+}  # fmt: skip
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainTestImages(ImageSource):
+    """uint8 images that come split in train and test (keras' layout): the test split is the
+    file's own, validation is drawn from the training part (stratified, by `seed`). The arrays
+    are read whole (uint8: MNIST is 55 MB, CIFAR-10 184 MB)."""
+
+    def parts(self, name: str) -> tuple[dict[str, np.ndarray], str]:
+        """({x_train, y_train, x_test, y_test}, where they come from)."""
+        raise NotImplementedError
+
+    def class_names(self, labels: np.ndarray) -> list[str]:
+        return [str(label) for label in labels]
+
+    def build(self, name: str, staging: Path | None = None):
+        parts, where = self.parts(name)
+        x_train, y_train = checked_images(parts, "train", where)
+        x_test, y_test = checked_images(parts, "test", where)
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise UserError(
+                f"{where}: x_train images are {x_train.shape[1:]} but x_test's {x_test.shape[1:]}"
+            )
+        labels = np.unique(np.concatenate([y_train, y_test]))
+        y_train, y_test = np.searchsorted(labels, y_train), np.searchsorted(labels, y_test)
+        split = stratified_split(x_train, y_train, self.val_fraction, 0.0, self.seed, name, holdout=False)
+        arrays = {**split, "x_test": x_test, "y_test": y_test.astype(np.int64)}
+        info = {
+            "kind": self.KIND,
+            "class_names": self.class_names(labels),
+            "split": "the file's test split; validation drawn from its training split",
+            "split_seed": self.seed,
+            "value_range": [0.0, 1.0],
+            "divisor": 255,
+        }
+        return arrays, info
+
+
+def checked_images(parts: dict[str, np.ndarray], split: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x as uint8 (N, H, W, C), y as int64 (N,)) of one split, or one line saying what is wrong."""
+    x, y = parts[f"x_{split}"], parts[f"y_{split}"]
+    if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+        raise UserError(
+            f"{where}: x_{split} is {x.dtype} shaped {x.shape}; "
+            "expected uint8 images (N, H, W) or (N, H, W, 1 or 3)"
+        )
+    if y.dtype.kind not in "iu" or not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)) or len(y) != len(x):
+        raise UserError(
+            f"{where}: y_{split} is {y.dtype} shaped {y.shape}; "
+            f"expected {len(x)} integer labels, (N,) or (N, 1)"
+        )
+    return (x[..., np.newaxis] if x.ndim == 3 else x), y.reshape(-1).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class NpzSource(TrainTestImages):
+    """A .npz file in the layout of keras' mnist.npz: x_train, y_train, x_test, y_test."""
+
+    source: Literal["npz"]
+    path: str
+    val_fraction: float
+    seed: int
+
+    def raw_key(self, name):
+        file = readers.resolve(self.path)
+        if not file.is_file():
+            raise UserError(f"data.{name}.path: npz file '{self.path}' does not exist ({file})")
+        with readers.open_regular(file, follow_symlinks=True) as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest(), str(file)
+
+    def watched(self) -> list[str]:
+        return [self.path]
+
+    def parts(self, name):
+        file = readers.resolve(self.path)
+        where = readers.shown(file)
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                missing = [k for k in NPZ_KEYS if k not in npz.files]
+                if missing:
+                    raise UserError(f"{where}: missing {', '.join(missing)} (has: {', '.join(npz.files)})")
+                return {k: npz[k] for k in NPZ_KEYS}, where
+        except UserError:
+            raise
+        except Exception as exc:  # not a zip, a pickled object array, a truncated member, ...
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            raise UserError(
+                f"{where}: not a readable .npz of arrays ({type(exc).__name__}: {reason})"
+            ) from None
+
+
+def keras_load(dataset: str):
+    """keras.datasets.<dataset>.load_data(): downloaded once into ~/.keras/datasets."""
+    import keras
+
+    return getattr(keras.datasets, dataset).load_data()
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasDatasetSource(TrainTestImages):
+    """MNIST, Fashion-MNIST or CIFAR-10 through keras.datasets (a download on first use)."""
+
+    source: Literal["keras-dataset"]
+    name: Literal["mnist", "fashion_mnist", "cifar10"]
+    val_fraction: float
+    seed: int
+
+    def raw_key(self, name):
+        key, detail = package_key("keras", "keras", f"keras.datasets.{self.name}")
+        return f"{key}-{self.name}", detail
+
+    def parts(self, name):
+        where = f"keras.datasets.{self.name}"
+        try:
+            (x_train, y_train), (x_test, y_test) = keras_load(self.name)
+        except Exception as exc:  # offline, a broken download, ...
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            raise UserError(
+                f"{where}: cannot load ({type(exc).__name__}: {reason}); offline, put the file in "
+                "~/.keras/datasets or use `source: npz` with its path"
+            ) from None
+        return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, where
+
+    def class_names(self, labels):
+        names = KERAS_CLASSES[self.name]
+        return [names[label] if 0 <= label < len(names) else str(label) for label in labels]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +465,7 @@ class SeriesSource(Source):
         """(a gap-filled pandas Series on a DatetimeIndex, the number of gaps filled)."""
         raise NotImplementedError
 
-    def build(self, name: str):
+    def build(self, name: str, staging: Path | None = None):
         series, gaps = self.read(name)
         arrays = chronological_split(series, self.val_fraction, self.test_fraction, name)
         info = {"kind": "series", "filled_gaps": gaps, "fill": self.fill, "split": "chronological"}
@@ -422,7 +624,7 @@ class FunctionSource(Source):
         # generated, not read: the params (in the fingerprint) and the formula's version say it all
         return "function-v1", f"f = {self.function} on [-1, 1], {self.samples} samples, noise {self.noise}"
 
-    def build(self, name: str):
+    def build(self, name: str, staging: Path | None = None):
         if self.samples < 10 or self.noise < 0:
             raise UserError(f"data.{name}: samples must be at least 10 and noise non-negative")
         f = FUNCTIONS[self.function]
@@ -458,6 +660,8 @@ SOURCES: dict[str, type[Source]] = {
     "statsmodels-co2": Co2Source,
     "csv-series": CsvSeriesSource,
     "function": FunctionSource,
+    "npz": NpzSource,
+    "keras-dataset": KerasDatasetSource,
 }
 
 
@@ -473,11 +677,8 @@ def parse_source(name: str, entry: Any) -> Source:
             f"{suggest(entry['source'], SOURCES)}; use one of {', '.join(SOURCES)}"
         )
     spec = parse_section(schema, entry, where)
-    if not (
-        0 <= spec.val_fraction < 1
-        and 0 < spec.test_fraction < 1
-        and spec.val_fraction + spec.test_fraction < 1
-    ):
+    test = getattr(spec, "test_fraction", None)  # None: the source brings its own test split
+    if not (0 <= spec.val_fraction < 1 and (test is None or (0 < test < 1 and spec.val_fraction + test < 1))):
         raise UserError(
             f"{PARAMS_FILE}: {where}: val_fraction and test_fraction must be in [0, 1) and sum below 1"
         )

@@ -1,7 +1,8 @@
 """A prepared dataset and its versions: the arrays, the manifest that names them (with their
 sha256), the batches `retrain` merged in, and the atomic commit of a new version.
 
-The manifest is replaced last and atomically, so an interrupted write leaves the previous version.
+Images are stored as uint8 split files (store.py); the other arrays in `arrays-<sha16>.npz`. The
+manifest is replaced last and atomically, so an interrupted write leaves the previous version.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import datetime as dt
 import hashlib
 import io
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +22,63 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.config import project_root
+from pipeline.data import store
 from pipeline.data.splits import SPLITS
 
 # Bump when the processing changes what a source turns into: it invalidates caches.
-PREP_VERSION = 1
+PREP_VERSION = 2  # 2: images stored as uint8 split files
 
 
 @dataclasses.dataclass
 class Dataset:
+    """A prepared dataset. `stored`: its arrays as stored (images uint8, memory-mapped); `arrays`:
+    the same with images as the float32 values models take (converted whole: small data only).
+
+    Reading images in pieces (what training streams from):
+        images(split)             tf.data.Dataset of (uint8 image (h, w, c), int64 label), in order
+        batches(split, size)      (uint8 images, labels) numpy batches, no TensorFlow
+        divisor / scale           float value = uint8 / divisor = uint8 * scale
+        count(split), image_shape
+    """
+
     name: str
     manifest: dict[str, Any]
-    arrays: dict[str, np.ndarray]
+    stored: Mapping[str, np.ndarray]
+
+    @property
+    def arrays(self) -> Mapping[str, np.ndarray]:
+        divisor = self.manifest.get("divisor")
+        return store.FloatView(self.stored, divisor) if divisor else self.stored
+
+    @property
+    def divisor(self) -> float:
+        """Stored images are uint8 = float value x divisor (255; 16 for sklearn's digits)."""
+        return float(self.manifest["divisor"])
+
+    @property
+    def scale(self) -> float:
+        """1 / divisor, e.g. for keras.layers.Rescaling (x / divisor is the exact float32 value)."""
+        return 1.0 / self.divisor
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.stored["x_train"].shape[1:])
+
+    def count(self, split: str) -> int:
+        return len(self.stored[f"y_{split}"])
+
+    def images(self, split: str):
+        """The split as a tf.data.Dataset of (uint8 image, label), read from disk in order."""
+        path = processed_dir(self.name) / self.manifest["images"]["folder"] / store.split_file(f"x_{split}")
+        return store.tf_images(path, self.image_shape, self.stored[f"y_{split}"])
+
+    def batches(self, split: str, batch_size: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The split's (uint8 images, labels), `batch_size` at a time, without TensorFlow."""
+        return store.numpy_batches(self.stored[f"x_{split}"], self.stored[f"y_{split}"], batch_size)
+
+    def to_stored(self, x: np.ndarray) -> np.ndarray:
+        """Float images in [0, 1] (a retrain batch) as this dataset stores them."""
+        return store.to_stored(x, self.divisor)
 
     @property
     def sha256(self) -> str:
@@ -62,13 +112,15 @@ def processed_dir(name: str) -> Path:
     return project_root() / "data" / "processed" / name
 
 
-def content_hash(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over names, dtypes, shapes and bytes: independent of the file format's metadata."""
+def content_hash(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 over names, dtypes, shapes and bytes: independent of the file format's metadata
+    (read in pieces: a memory-mapped split is never loaded whole)."""
     digest = hashlib.sha256()
     for key in sorted(arrays):
-        array = np.ascontiguousarray(arrays[key])
-        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
+        array = arrays[key]
+        digest.update(f"{key}|{array.dtype.str}|{tuple(array.shape)}|".encode())
+        for part in store.chunks(array):
+            digest.update(np.ascontiguousarray(part).tobytes())
     return digest.hexdigest()
 
 
@@ -83,6 +135,7 @@ def make_manifest(name, source, detail, spec_params, info, arrays, cache_key, ba
         "shapes": {k: list(v.shape) for k, v in arrays.items()},
         "sha256": sha,
         "arrays": f"arrays-{sha[:16]}.npz",
+        **({"images": {"folder": f"images-{sha[:16]}"}} if "divisor" in info else {}),
         "cache_key": cache_key,
         "prep_version": PREP_VERSION,
         "batches": batches,
@@ -199,13 +252,25 @@ def merge_batches(arrays: dict[str, np.ndarray], batches, fill: str = "time") ->
 
 
 # what a new version keeps of the manifest it extends (the rest is recomputed)
-KEPT = ("kind", "class_names", "split", "split_seed", "value_range", "feature_names", "fill", "filled_gaps")
+KEPT = (
+    "kind",
+    "class_names",
+    "split",
+    "split_seed",
+    "value_range",
+    "divisor",
+    "feature_names",
+    "fill",
+    "filled_gaps",
+    "unreadable",
+)
 
 
 def new_version(dataset: Dataset, batches: list[Batch]):
     """The dataset with `batches` merged: (arrays, manifest), nothing written yet."""
     m = dataset.manifest
-    arrays = merge_batches(dataset.arrays, [(b.x, b.y) for b in batches], m.get("fill", "time"))
+    stored = [(dataset.to_stored(b.x) if "divisor" in m else b.x, b.y) for b in batches]
+    arrays = merge_batches(dataset.stored, stored, m.get("fill", "time"))
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     before = m.get("batches", [])
     recorded = [*before, *(b.entry(len(before) + i, now) for i, b in enumerate(batches))]
@@ -230,19 +295,54 @@ def commit_version(name: str, arrays, manifest, batches: list[Batch]) -> None:
     write(name, arrays, manifest)
 
 
-def write(name: str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
-    """Arrays first, manifest last (both atomic), then drop versions nothing points to."""
+def write(name: str, arrays, manifest: dict[str, Any], digests=None, staging: Path | None = None) -> None:
+    """Images first, then the other arrays, the manifest last (each atomic), then drop the versions
+    nothing points to. `digests`: the image rows' file content sha256, kept for incremental prep;
+    `staging`: a folder (under the dataset's) where image splits were written already."""
     out = processed_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+    images = manifest.get("images")
+    if images and not (out / images["folder"]).exists():
+        staging = staging or Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+        try:
+            store.stage(staging, arrays, digests)
+            staging.rename(out / images["folder"])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    small = {k: v for k, v in arrays.items() if not (images and k in store.IMAGE_KEYS)}
     target = out / manifest["arrays"]
     if not target.exists():
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **small)
         with atomic.atomic_open(target) as handle:
             handle.write(buffer.getvalue())
     atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-    for old in out.glob("arrays-*.npz"):
-        if old.name != manifest["arrays"]:
-            old.unlink(missing_ok=True)
+    keep = {manifest["arrays"], images["folder"] if images else None}
+    for old in [*out.glob("arrays-*.npz"), *out.glob("images-*")]:
+        if old.name not in keep:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+def read_arrays(name: str, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A version's arrays as stored: the small ones loaded, the images memory-mapped."""
+    out = processed_dir(name)
+    with np.load(out / manifest["arrays"], allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if manifest.get("images"):
+        shapes = manifest["shapes"]
+        counts = {key: shapes[key][0] for key in store.IMAGE_KEYS}
+        folder = out / manifest["images"]["folder"]
+        arrays |= store.read_images(folder, shapes["x_train"][1:], counts)
+    return arrays
+
+
+def stored_files(name: str, manifest: dict[str, Any] | None) -> bool:
+    """Whether every file the manifest names is there."""
+    if not manifest or "arrays" not in manifest:
+        return False
+    out = processed_dir(name)
+    images = manifest.get("images")
+    return (out / manifest["arrays"]).exists() and (not images or (out / images["folder"]).is_dir())
 
 
 def read_manifest(name: str) -> dict[str, Any] | None:

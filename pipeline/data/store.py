@@ -1,0 +1,137 @@
+"""Prepared images on disk, and how they are read back.
+
+An image dataset's splits are stored as uint8 (value = float value x divisor: 255 for image files,
+16 for sklearn's digits), one raw file per split: fixed-length records of height x width x
+channels bytes, in the split's order, beside the labels (`arrays-<sha>.npz`). numpy reads a split
+memory-mapped (file pages, dropped by the kernel when memory is short); tf.data streams it with
+`FixedLengthRecordDataset` (a TF-native reader: no Python in the loop, so a deterministic run still
+reads in parallel). Nothing here imports TensorFlow until `tf_images` is called.
+
+    images-<sha16>/x_train.u8, x_val.u8, x_test.u8   the pixels
+    images-<sha16>/digests.npz                         each row's file content sha256 (reuse)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.splits import SPLITS
+
+IMAGE_KEYS = tuple(f"x_{s}" for s in SPLITS)
+CHUNK_BYTES = 16 * 2**20  # rows copied or hashed at a time: about this many bytes
+
+
+def split_file(key: str) -> str:
+    return f"{key}.u8"
+
+
+def chunks(array: np.ndarray) -> Iterator[np.ndarray]:
+    """An array's rows, a bounded number of bytes at a time (a memory map stays on disk)."""
+    if array.ndim == 0 or len(array) == 0:
+        yield array
+        return
+    step = max(1, CHUNK_BYTES // max(1, array[0].nbytes))
+    for start in range(0, len(array), step):
+        yield array[start : start + step]
+
+
+def write_rows(path: Path, array: np.ndarray) -> None:
+    """`array` (uint8 images) as one raw file of fixed-length records, through a temp name."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        for part in chunks(array):
+            handle.write(np.ascontiguousarray(part, np.uint8).tobytes())
+    os.replace(tmp, path)
+
+
+def open_rows(path: Path, shape, count: int) -> np.ndarray:
+    """A split file as a read-only (count, h, w, c) uint8 array, memory-mapped."""
+    if count == 0:
+        return np.zeros((0, *shape), np.uint8)
+    return np.memmap(path, np.uint8, "r", shape=(count, *shape))
+
+
+def stage(folder: Path, arrays: Mapping[str, np.ndarray], digests: dict[str, np.ndarray] | None) -> None:
+    """Write the image splits of `arrays` into `folder` (those already there, memory-mapped from
+    the very file, are kept), with the rows' content digests when known."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in IMAGE_KEYS:
+        target = folder / split_file(key)
+        if getattr(arrays[key], "filename", None) != str(target):
+            write_rows(target, arrays[key])
+    if digests:
+        with open(folder / "digests.npz", "wb") as handle:
+            np.savez(handle, **digests)
+
+
+def read_images(folder: Path, shape, counts: dict[str, int]) -> dict[str, np.ndarray]:
+    return {key: open_rows(folder / split_file(key), shape, counts[key]) for key in IMAGE_KEYS}
+
+
+def read_digests(folder: Path) -> dict[str, np.ndarray]:
+    """Each stored row's file content sha256 (empty for rows merged from batches); {} if none."""
+    try:
+        with np.load(folder / "digests.npz", allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (FileNotFoundError, ValueError, OSError):
+        return {}
+
+
+def to_float(x: np.ndarray, divisor: float) -> np.ndarray:
+    """Stored uint8 images as the float32 values the models see (x / divisor, in [0, 1])."""
+    return x.astype(np.float32) / np.float32(divisor)
+
+
+def to_stored(x: np.ndarray, divisor: float) -> np.ndarray:
+    """Float images in [0, 1] as stored uint8 (rounded to the nearest 1/divisor)."""
+    if x.dtype == np.uint8:
+        return x
+    return np.rint(np.clip(x, 0.0, 1.0) * divisor).astype(np.uint8)
+
+
+class FloatView(Mapping):
+    """A dataset's stored arrays with its images as float32 values (converted on first use and
+    kept): what the models were trained on before the cache was uint8."""
+
+    def __init__(self, stored: Mapping[str, np.ndarray], divisor: float):
+        self.stored, self.divisor, self.converted = stored, divisor, {}
+
+    def __getitem__(self, key):
+        if key not in IMAGE_KEYS or self.stored[key].dtype != np.uint8:
+            return self.stored[key]
+        if key not in self.converted:
+            self.converted[key] = to_float(self.stored[key], self.divisor)
+        return self.converted[key]
+
+    def __iter__(self):
+        return iter(self.stored)
+
+    def __len__(self):
+        return len(self.stored)
+
+
+def numpy_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(uint8 images, labels) in order, `batch_size` at a time; only the batch is read into memory."""
+    for start in range(0, len(y), batch_size):
+        yield np.asarray(x[start : start + batch_size]), y[start : start + batch_size]
+
+
+def tf_images(path: Path, shape, labels: np.ndarray):
+    """A tf.data.Dataset of (uint8 image (h, w, c), label) read from a split file in order."""
+    import tensorflow as tf
+
+    if len(labels) == 0:
+        empty = np.zeros((0, *shape), np.uint8)
+        return tf.data.Dataset.from_tensor_slices((empty, labels))
+    record = int(np.prod(shape))
+    pixels = tf.data.FixedLengthRecordDataset(str(path), record, buffer_size=CHUNK_BYTES)
+    pixels = pixels.map(
+        lambda raw: tf.reshape(tf.io.decode_raw(raw, tf.uint8), shape),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return tf.data.Dataset.zip((pixels, tf.data.Dataset.from_tensor_slices(labels)))

@@ -1,0 +1,158 @@
+"""The uint8 image cache: npz and keras sources, incremental and parallel folder prep, unreadable
+files, and the reading API training streams from."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import data, images
+from pipeline.data import folder, sources
+from pipeline.errors import UserError
+from tests.data.test_data import IMAGES, make_image_folder, use_dataset
+
+
+def write_npz(path, n_train=40, n_test=10, shape=(6, 5), labels_2d=False, **change):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        "y_train": np.arange(n_train) % 3,
+        "x_test": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        "y_test": np.arange(n_test) % 3,
+    }
+    if labels_2d:
+        arrays = {k: v[:, np.newaxis] if k.startswith("y_") else v for k, v in arrays.items()}
+    np.savez(path, **{**arrays, **change})
+    return arrays
+
+
+@pytest.mark.parametrize("shape, labels_2d", [((6, 5), False), ((4, 4, 3), True)], ids=["grey", "rgb"])
+def test_an_npz_file_keeps_its_test_split_and_draws_validation_from_training(project, shape, labels_2d):
+    raw = write_npz(project / "m.npz", shape=shape, labels_2d=labels_2d)
+    use_dataset(project, "m", {"source": "npz", "path": "m.npz", "val_fraction": 0.25, "seed": 3})
+    ds = data.load("m")
+    channels = shape[2] if len(shape) == 3 else 1
+    assert ds.image_shape == (*shape[:2], channels) and ds.divisor == 255
+    assert np.array_equal(ds.stored["x_test"].reshape(raw["x_test"].shape), raw["x_test"])
+    assert ds.count("train") == 30 and ds.count("val") == 10 and ds.class_names == ["0", "1", "2"]
+    train = {x.tobytes() for split in ("train", "val") for x in ds.stored[f"x_{split}"]}
+    assert train == {x.tobytes() for x in raw["x_train"].reshape(40, *ds.image_shape)}
+    assert ds.arrays["x_val"].dtype == np.float32 and ds.arrays["x_val"].max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"x_train": np.zeros((40, 6, 5), np.float32)}, r"x_train is float32 .* expected uint8"),
+        ({"y_test": np.zeros(9, np.int64)}, r"y_test is int64 shaped \(9,\); expected 10 integer labels"),
+        ({"y_train": np.array(["a"] * 40)}, r"y_train is <U1 .* integer labels"),
+    ],
+)
+def test_a_bad_npz_file_is_one_line(project, change, message):
+    write_npz(project / "m.npz", **change)
+    use_dataset(project, "m", {"source": "npz", "path": "m.npz", "val_fraction": 0.25, "seed": 3})
+    with pytest.raises(UserError, match=message):
+        data.prepare("m")
+    assert not (project / "data" / "processed").exists()
+
+
+def test_an_npz_of_objects_is_refused_without_unpickling(project):
+    np.savez(project / "m.npz", x_train=np.array([{"a": 1}], dtype=object))
+    use_dataset(project, "m", {"source": "npz", "path": "m.npz", "val_fraction": 0.25, "seed": 3})
+    with pytest.raises(UserError, match=r"m.npz: not a readable .npz|missing"):
+        data.prepare("m")
+
+
+def test_keras_datasets_come_through_keras_datasets(project, monkeypatch):
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), (np.arange(30) % 10)[:, np.newaxis]
+    monkeypatch.setattr(sources, "keras_load", lambda name: ((x[:20], y[:20]), (x[20:], y[20:])))
+    use_dataset(project, "c", {"source": "keras-dataset", "name": "cifar10", "val_fraction": 0.0, "seed": 0})
+    ds = data.load("c")
+    assert ds.class_names[:2] == ["airplane", "automobile"] and ds.count("test") == 10
+    assert ds.image_shape == (32, 32, 3) and ds.count("val") == 0
+
+    def offline(name):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(sources, "keras_load", offline)
+    use_dataset(
+        project, "f", {"source": "keras-dataset", "name": "fashion_mnist", "val_fraction": 0.1, "seed": 0}
+    )
+    with pytest.raises(UserError, match=r"keras.datasets.fashion_mnist: cannot load .*source: npz"):
+        data.prepare("f")
+
+
+def count_decodes(monkeypatch):
+    calls = []
+    real = images.decode_uint8
+    monkeypatch.setattr(images, "decode_uint8", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_adding_images_decodes_only_the_new_ones(project, monkeypatch):
+    root = make_image_folder(project / "data/raw/imgs", per_class=10)
+    use_dataset(project, "imgs", IMAGES)
+    calls = count_decodes(monkeypatch)
+    before = data.load("imgs")
+    assert len(calls) == 20
+    rng = np.random.default_rng(9)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(root / "b" / f"new{i}.png")
+    after = data.load("imgs")
+    assert len(calls) == 23
+    rebuilt, _ = data.prepare("imgs", force=True)  # from scratch (no reuse) the same arrays
+    assert rebuilt["sha256"] == after.sha256 != before.sha256
+
+
+def test_a_folder_is_decoded_in_a_process_pool_with_the_same_result(project, monkeypatch):
+    make_image_folder(project / "data/raw/imgs", per_class=12, size=(9, 11))
+    use_dataset(project, "imgs", {**IMAGES, "color_mode": "rgb"})
+    alone, _ = data.prepare("imgs")
+    monkeypatch.setattr(folder, "POOL_FROM", 2)
+    pooled, written = data.prepare("imgs", force=True)
+    assert written and pooled["sha256"] == alone["sha256"]
+
+
+def test_unreadable_images_are_skipped_up_to_max_unreadable(project):
+    root = make_image_folder(project / "data/raw/imgs", per_class=8)
+    (root / "a" / "bad.png").write_bytes(b"\x89PNG garbage")
+    (root / "b" / "notes.txt").write_text("hello")
+    use_dataset(project, "imgs", {**IMAGES, "max_unreadable": 1})
+    with pytest.raises(
+        UserError, match=r"more than max_unreadable=1 unreadable images \(the last: .*notes.txt"
+    ):
+        data.prepare("imgs")
+    assert not (project / "data" / "processed").exists()
+    use_dataset(project, "imgs", {**IMAGES, "max_unreadable": 2})
+    ds = data.load("imgs")
+    assert [u["file"] for u in ds.manifest["unreadable"]] == ["a/bad.png", "b/notes.txt"]
+    assert sum(ds.count(s) for s in data.SPLITS) == 16
+
+
+def test_a_file_over_the_byte_cap_is_refused(project):
+    make_image_folder(project / "data/raw/imgs")
+    use_dataset(project, "imgs", {**IMAGES, "max_file_bytes": 20})
+    with pytest.raises(UserError, match=r"a/0.png: larger than 20 bytes"):
+        data.prepare("imgs")
+
+
+def test_numpy_batches_and_tf_images_read_the_stored_split(project):
+    make_image_folder(project / "data/raw/imgs", per_class=10)
+    use_dataset(project, "imgs", IMAGES)
+    ds = data.load("imgs")
+    x, y = ds.stored["x_train"], ds.stored["y_train"]
+    got = list(ds.batches("train", 4))
+    assert np.array_equal(np.concatenate([b[0] for b in got]), x) and max(len(b[1]) for b in got) == 4
+    streamed = list(ds.images("train").as_numpy_iterator())
+    assert np.array_equal(np.stack([i for i, _ in streamed]), x)
+    assert [int(label) for _, label in streamed] == y.tolist()
+    assert np.array_equal(x.astype(np.float32) / np.float32(ds.divisor), ds.arrays["x_train"])
+
+
+def test_a_jpeg_is_decoded_at_a_reduced_size_when_that_is_enough(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (400, 300, 3), dtype=np.uint8)).save(tmp_path / "p.jpg")
+    pixels = images.decode_uint8((tmp_path / "p.jpg").read_bytes(), (32, 32, 3))
+    assert pixels.dtype == np.uint8 and pixels.shape == (32, 32, 3)
+    floats = images.decode((tmp_path / "p.jpg").read_bytes(), (32, 32, 3))
+    assert np.array_equal(floats, pixels.astype(np.float32) / 255.0)  # the served model reads alike
