@@ -135,7 +135,7 @@ bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experime
 	$(PY) -m benchmarks bench
 
 SOAK_FLAGS ?=
-soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…; 7 min here)
+soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…)
 	$(PY) -m benchmarks soak $(SOAK_FLAGS)
 
 soak-sweep: $(VENV_STAMP) $(VENV)/.extra-ray ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)

@@ -13,7 +13,7 @@ import pytest
 import pipeline
 from pipeline import api
 from pipeline.errors import UserError
-from tests.conftest import point_at
+from tests.helpers import point_at
 
 SMALL = {"train.epochs": 1, "train.limit": 100}
 

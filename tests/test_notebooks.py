@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, needs_chromium
+from tests.helpers import REPO, free_port, needs_chromium
 
 nbformat = pytest.importorskip("nbformat", reason="the notebooks extra is not installed: make test")
 jupytext = pytest.importorskip("jupytext", reason="the notebooks extra is not installed: make test")

@@ -6,7 +6,7 @@ Needs Debian's chromium and chromium-driver (.ci/run installs them); skipped wit
 import pytest
 
 from pipeline import cli
-from tests.conftest import needs_chromium, serving
+from tests.helpers import needs_chromium, serving
 
 pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 pytestmark = needs_chromium
