@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 # an optional feature's packages (pyproject.toml's extras), installed for the targets that use it
 # (.venv/.extra-<name>); `make test` and `make lock` install them all
-EXTRAS := $(addprefix $(VENV)/.extra-,ray postgres auth)
+EXTRAS := $(addprefix $(VENV)/.extra-,ray postgres auth notebooks)
 # the same path as pipeline/layout.py's STORE_STAMP (a test keeps them equal)
 STORE_STAMP := mlruns/.initialized
 # Each stage's code prerequisites are computed (the modules it imports) into .build/pipeline.mk,
@@ -33,7 +33,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep test-fast
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep test-fast notebooks
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -113,6 +113,12 @@ EXAMPLES ?=
 lecture: $(VENV_STAMP) ## the lecture's worked examples as matrices + MLflow runs in `lecture` (EXAMPLES="conv-stride pooling")
 	$(PY) -m pipeline lecture $(EXAMPLES)
 
+# the kernel runs in notebooks/: PIPELINE_ROOT keeps the project (params.yaml, data/, mlruns/) here
+notebooks: export PIPELINE_ROOT = $(CURDIR)
+notebooks: $(VENV)/.extra-notebooks ## the lecture as notebooks: JupyterLab on 127.0.0.1 with the project's kernel (PORT=8888)
+	$(PY) -m jupyter lab --ip 127.0.0.1 --port $${PORT:-8888} --ServerApp.root_dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
+
 store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
 
 $(STORE_STAMP): | $(VENV_STAMP)
@@ -125,8 +131,9 @@ ui: $(VENV_STAMP) ## serve the MLflow UI on 127.0.0.1:5000 and print links to ea
 report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the latest run of every experiment
 	$(PY) -m pipeline report
 
-bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
-	$(PY) -m benchmarks bench
+BENCH_FLAGS ?=
+bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes; BENCH_FLAGS="--only scale": the scale section, hours)
+	$(PY) -m benchmarks bench $(BENCH_FLAGS)
 
 SOAK_FLAGS ?=
 soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…)

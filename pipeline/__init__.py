@@ -1,4 +1,9 @@
-"""A Keras 3 / TensorFlow deep-learning pipeline with MLflow experiment tracking."""
+"""A Keras 3 / TensorFlow deep-learning pipeline with MLflow experiment tracking.
+
+Its Python API (docs/api.md) is `pipeline.train`, `pipeline.example`, `pipeline.runs`,
+`pipeline.load_model` and `pipeline.link`, from pipeline/api.py: imported on first use, so
+`import pipeline` stays cheap (no TensorFlow, no MLflow).
+"""
 
 import os
 
@@ -8,3 +13,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 __version__ = "0.1.0"
+API = ("train", "example", "runs", "load_model", "link")
+__all__ = list(API)
+
+
+def __getattr__(name: str):
+    """`pipeline.train` and the other API names, imported from pipeline/api.py when first asked for;
+    any other name is an AttributeError (so `from pipeline import config` imports the module)."""
+    if name in API:
+        from pipeline import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pipeline' has no attribute '{name}'")

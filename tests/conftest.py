@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers import (
     CHAMPION_SETTINGS,
+    CHROMEDRIVER,
+    CHROMIUM,
     REPO,
     built_once,
     edit_params,
@@ -176,3 +178,26 @@ def champions(tmp_path_factory, empty_store) -> Path:
                 assert train(name, CHAMPION_SETTINGS).decision["promoted"], name
 
     return built_once(tmp_path_factory, "champions", build)
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium driven by selenium (tests using it are marked needs_chromium)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

@@ -381,3 +381,10 @@ def cli_in_process(
 
 
 CHAMPION_SETTINGS = ["train.limit=300", "train.epochs=2"]  # what `champions` trains with
+
+
+# a real headless browser: Debian's chromium and chromium-driver (.ci/run installs them)
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="Chromium not found: apt-get install chromium chromium-driver"
+)

@@ -78,8 +78,15 @@ def render(example: Example) -> str:
     return "\n".join(lines) + "\n"
 
 
-def log(example: Example) -> str:
-    """One MLflow run of the `lecture` experiment: params, picture, numbers; returns its id."""
+def figure_of(example: Example):
+    """The example's picture: its own figure, or its matrices drawn as grids."""
+    return example.figure or plots.matrices(example.panels, f"{example.name}: {example.title}")
+
+
+def log(example: Example, figure) -> str:
+    """One MLflow run of the `lecture` experiment: params, `figure`, numbers; returns its id.
+
+    The figure is closed in pyplot once logged (it stays usable: pipeline.example returns it)."""
     import mlflow
 
     tags = {"git_commit": tracking.git_commit(), "lecture_example": example.name}
@@ -89,7 +96,6 @@ def log(example: Example) -> str:
         if isinstance(output, dict) and all(isinstance(v, int | float) for v in output.values()):
             mlflow.log_metrics({str(k): float(v) for k, v in output.items()})  # e.g. the two losses
         mlflow.log_dict(example.numbers, f"{example.name}.json")
-        figure = example.figure or plots.matrices(example.panels, f"{example.name}: {example.title}")
         mlflow.log_figure(figure, f"{example.name}.png")
         plots.plt.close(figure)
         return run.info.run_id
@@ -103,7 +109,7 @@ def main(names: list[str], as_json: bool = False) -> int:
         example = EXAMPLES[name]()
         # with --json, stdout carries the JSON object only
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-            run_id = log(example)
+            run_id = log(example, figure_of(example))
         results[name] = example.numbers
         if not as_json:
             print(render(example) + f"  (run {run_id} in MLflow experiment '{TASK}')\n")

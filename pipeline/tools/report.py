@@ -341,11 +341,17 @@ def update_readme(path: Path, block: str) -> None:
     atomic.write_text(path, head + block + rest.split(README_END, 1)[1])
 
 
+def task_runs(experiment_id: str) -> pd.DataFrame:
+    """The latest finished run of each experiment of a task, retrain cycles left out."""
+    runs = latest_runs(experiment_id)
+    if runs.empty:
+        return runs
+    return runs[~runs["tags.mlflow.runName"].str.startswith(CYCLE_PREFIX)].reset_index(drop=True)
+
+
 def task_section(experiment, out: Path) -> dict | None:
     """The task's table, best runs and figures (written to `out`), or None when it has no runs."""
-    runs = latest_runs(experiment.experiment_id)
-    if not runs.empty:
-        runs = runs[~runs["tags.mlflow.runName"].str.startswith(CYCLE_PREFIX)].reset_index(drop=True)
+    runs = task_runs(experiment.experiment_id)
     if runs.empty:
         return None
     table, metric, best = task_table(runs)

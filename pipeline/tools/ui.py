@@ -19,6 +19,7 @@ from pipeline.training import tracking
 # polling) for GenAI jobs (LLM judges, trace roll-ups) that no run of this pipeline creates; off
 # unless the user turns it on.
 JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5000  # `make ui`
 
 
 def server_env(uri: str, **extra: str) -> dict[str, str]:
@@ -34,22 +35,33 @@ def server_env(uri: str, **extra: str) -> dict[str, str]:
     }
 
 
+def experiment_link(base_url: str, experiment_id: str) -> str:
+    """The UI's page of one task's training runs."""
+    return f"{base_url}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
 def run_links(base_url: str) -> list[tuple[str, str]]:
     import mlflow
 
     tracking.configure()
     experiments = mlflow.search_experiments(order_by=["name"])
-    return [
-        (e.name, f"{base_url}/#/experiments/{e.experiment_id}?workflowType=machine_learning")
-        for e in experiments
-        if e.name != "Default"
-    ]
+    return [(e.name, experiment_link(base_url, e.experiment_id)) for e in experiments if e.name != "Default"]
+
+
+def base_url(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
+    """Where the UI is: a tracking server's own address (its password hidden), else `make ui`'s."""
+    uri = tracking.configure()
+    return secrets.redact(uri.rstrip("/")) if is_remote(uri) else f"http://{host}:{port}"
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def main(host: str, port: int, links_only: bool = False) -> int:
     uri = tracking.configure()
-    remote = uri.startswith(("http://", "https://"))
-    base = secrets.redact(uri.rstrip("/")) if remote else f"http://{host}:{port}"
+    remote = is_remote(uri)
+    base = base_url(host, port)
     links = run_links(base)
     print(f"MLflow UI for {tracking.shown_uri()}")
     for name, url in links or [("(no runs yet: run `make train-all`)", base)]:

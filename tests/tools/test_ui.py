@@ -3,18 +3,13 @@
 Needs Debian's chromium and chromium-driver (.ci/run installs them); skipped with a reason otherwise.
 """
 
-import shutil
-
 import pytest
 
 from pipeline import cli
-from tests.helpers import serving
+from tests.helpers import needs_chromium, serving
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER), reason="Chromium not found: apt-get install chromium chromium-driver"
-)
+pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+pytestmark = needs_chromium
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -28,27 +23,6 @@ def ui(project, monkeypatch):
         )
     with serving(project, "ui") as port:
         yield port
-
-
-@pytest.fixture
-def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1600,1000",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def shown(value: float) -> str:
