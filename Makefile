@@ -10,6 +10,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+# an optional feature's packages (pyproject.toml's extras), installed for the targets that use it
+# (.venv/.extra-<name>); `make test` and `make lock` install them all
+EXTRAS := $(addprefix $(VENV)/.extra-,ray postgres auth)
 # the same path as pipeline/layout.py's STORE_STAMP (a test keeps them equal)
 STORE_STAMP := mlruns/.initialized
 # Each stage's code prerequisites are computed (the modules it imports) into .build/pipeline.mk,
@@ -50,7 +53,12 @@ $(VENV_STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
 
-lock: $(VENV_STAMP) ## regenerate requirements.lock from the current .venv
+# the project is installed already: this adds the extra's packages only, at the locked versions
+$(VENV)/.extra-%: $(VENV_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock 'dl-pipeline[$*]'
+	@touch $@
+
+lock: $(VENV_STAMP) $(EXTRAS) ## regenerate requirements.lock from the current .venv (every extra installed)
 	@{ sed -n '1,2p' requirements.lock; $(PY) -m pip freeze --exclude-editable; } > requirements.lock.new
 	@mv requirements.lock.new requirements.lock && echo "requirements.lock updated"
 
@@ -84,6 +92,7 @@ endif
 $(shell rm -f $(TRAIN_QUEUE))
 endif
 train-all: QUEUE := 1
+train-all: $(if $(filter ray,$(EXECUTOR)),$(VENV)/.extra-ray)  # the ray extra, for EXECUTOR=ray only
 train-all: $(addprefix train-,$(EXPERIMENTS)) ## train every experiment in params.yaml (only what changed; EXECUTOR=sequential|ray)
 	@if [ -s $(TRAIN_QUEUE) ]; then $(PY) -m pipeline train-all --executor $(EXECUTOR) --queue $(TRAIN_QUEUE) $(TRAIN_FLAGS); fi
 	@echo "train-all: $(words $(EXPERIMENTS)) experiments up to date · browse them with: make ui"
@@ -94,7 +103,7 @@ $(error name the experiment: make sweep EXP=<experiment> (one with a search: blo
 endif
 endif
 sweep: export PIPELINE_SWEEP_EXP = $(value EXP)
-sweep: $(VENV_STAMP) $(STORE_STAMP) ## Ray Tune search over an experiment's search: block, e.g. make sweep EXP=cnn-same (SWEEP_FLAGS=...)
+sweep: $(VENV_STAMP) $(VENV)/.extra-ray $(STORE_STAMP) ## Ray Tune search over an experiment's search: block, e.g. make sweep EXP=cnn-same (SWEEP_FLAGS=...)
 	$(PY) -m pipeline sweep "$$PIPELINE_SWEEP_EXP" $(SWEEP_FLAGS)
 
 transfer-curve: train-pretrain ## transfer learning curve: scratch vs transfer per labels/class (CURVE_FLAGS=...)
@@ -123,7 +132,7 @@ SOAK_FLAGS ?=
 soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…; 7 min here)
 	$(PY) -m benchmarks soak $(SOAK_FLAGS)
 
-soak-sweep: $(VENV_STAMP) ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)
+soak-sweep: $(VENV_STAMP) $(VENV)/.extra-ray ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)
 	$(PY) -m benchmarks soak-sweep $(SOAK_FLAGS)
 
 ifneq ($(value DB),)
@@ -131,7 +140,7 @@ ifneq ($(value DB),)
 # never on a command line (`ps` shows those to every user). Give it as DB=… before `make`, not after.
 server: export MLFLOW_BACKEND_STORE_URI = $(value DB)
 endif
-server: $(VENV_STAMP) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://… in the environment, ARTIFACTS=, AUTH=1: users and passwords)
+server: $(VENV_STAMP) $(if $(value DB),$(VENV)/.extra-postgres) $(if $(filter 1 yes true,$(AUTH)),$(VENV)/.extra-auth) ## shared MLflow tracking server (PORT=, HOST= (127.0.0.1), DB=postgresql://… in the environment, ARTIFACTS=, AUTH=1: users and passwords)
 	@$(PY) -m pipeline server --port $${PORT:-5000} \
 		$(if $(HOST),--host '$(HOST)') $(if $(ARTIFACTS),--artifacts '$(ARTIFACTS)') \
 		$(if $(filter 1 yes true,$(AUTH)),--auth)
@@ -164,10 +173,10 @@ serve: $(VENV_STAMP) $(STORE_STAMP) ## serve a registered model over HTTP (MLflo
 # ---------------------------------------------------------------------------- quality
 # pytest-xdist workers: one per core (tests that share nothing run side by side)
 TEST_JOBS ?= auto
-test: $(VENV_STAMP) ## run the test suite (what .ci/run calls; TEST_JOBS=1 for one process, PYTEST_ARGS=…)
+test: $(VENV_STAMP) $(EXTRAS) ## run the test suite (what .ci/run calls; TEST_JOBS=1 for one process, PYTEST_ARGS=…)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
-test-fast: $(VENV_STAMP) ## the inner loop: every test but the end-to-end ones marked slow (under 90 s)
+test-fast: $(VENV_STAMP) $(EXTRAS) ## the inner loop: every test but the end-to-end ones marked slow (under 90 s)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check

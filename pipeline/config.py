@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -24,10 +25,20 @@ import yaml
 
 from pipeline.errors import UserError
 
-# libyaml's safe loader when PyYAML has it (the wheels do): params.yaml is read a few times a run,
-# 2 ms each instead of 16
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PARAMS_FILE = "params.yaml"
+
+
+class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's when PyYAML has it
+    """PyYAML's safe loader plus YAML 1.2's float rule, which editors follow: `1e-4` and `1.0e4`
+    are numbers (YAML 1.1 wants a dot and a signed exponent, else reads a string)."""
+
+
+# after the int rule, so an integer stays an int
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"),
+)
 
 
 def project_root() -> Path:
@@ -157,7 +168,7 @@ def load_params(path: Path | None = None) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"{path}: parameter file not found") from None
     try:
-        params = yaml.load(text, Loader=YAML_LOADER) or {}
+        params = yaml.load(text, Loader=YamlLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -314,7 +325,7 @@ def apply_override(mapping: dict[str, Any], override: str, where: str) -> None:
     if not sep or not key:
         raise UserError(f"--set '{override}': expected key=value, e.g. --set train.epochs=5")
     try:
-        value = yaml.load(text, Loader=YAML_LOADER) if text else None
+        value = yaml.load(text, Loader=YamlLoader) if text else None
     except yaml.YAMLError:
         raise UserError(f"--set '{override}': value is not valid YAML") from None
     parts = key.split(".")
@@ -341,90 +352,90 @@ def parse_section(
     Keys in `drop_unknown` are ignored when the schema lacks them (shared defaults such as
     `train.epochs` that a non-Keras baseline has no use for).
     """
-    mapping = dict(mapping or {})
-    fields = {f.name: f for f in dataclasses.fields(schema)}
-    for key in list(mapping):
-        if key not in fields:
-            if key in drop_unknown:
-                del mapping[key]
-                continue
-            raise UserError(f"{PARAMS_FILE}: unknown key '{where}.{key}'{suggest(key, fields)}")
-    hints = typing.get_type_hints(schema)
-    for name, field in fields.items():
-        if name not in mapping:
-            if field.default is not dataclasses.MISSING:  # an optional key: the schema's default
-                continue
-            raise UserError(f"{PARAMS_FILE}: missing key '{where}.{name}'")
-        mapping[name] = check_type(mapping[name], hints[name], f"{where}.{name}")
-    return schema(**mapping)
+    names = {f.name for f in dataclasses.fields(schema)}
+    return check_type(
+        {k: v for k, v in (mapping or {}).items() if k in names or k not in drop_unknown}, schema, where
+    )
 
 
 def check_type(value: Any, hint: Any, where: str) -> Any:
-    """Check `value` against a simple type hint; return it (ints widened to float, lists to tuples)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        sections = [a for a in args if dataclasses.is_dataclass(a)]
-        if sections and isinstance(value, dict):  # an optional sub-section: its own errors name the key
-            return parse_section(sections[0], value, where)
-        for option in args:
-            try:
-                return check_type(value, option, where)
-            except UserError:
-                continue
-        raise UserError(f"{PARAMS_FILE}: {where} = {value!r} is not {_describe(hint)}")
-    if hint is Any:
-        return value
-    if hint is type(None):
-        if value is None:
-            return None
-    elif origin is Literal:
-        if value in args:
-            return value
-        raise UserError(
-            f"{PARAMS_FILE}: {where} = {value!r} is not one of {', '.join(map(repr, args))}"
-            f"{suggest(value, args)}"
-        )
-    elif origin in (list, tuple):
-        if isinstance(value, list | tuple):
-            item = args[0] if args else Any
-            if origin is tuple and args and args[-1] is not Ellipsis:
-                if len(value) != len(args):
-                    raise UserError(f"{PARAMS_FILE}: {where} = {value!r} needs {len(args)} items")
-                return tuple(
-                    check_type(v, a, f"{where}[{i}]")
-                    for i, (v, a) in enumerate(zip(value, args, strict=True))
-                )
-            return tuple(check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    elif origin is dict:
-        if isinstance(value, dict):
-            return value
-    elif dataclasses.is_dataclass(hint):  # a nested section, e.g. a gate's `drift:`
-        if isinstance(value, dict):
-            return parse_section(hint, value, where)
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(hint, type) and isinstance(value, hint):
-        return value
-    raise UserError(f"{PARAMS_FILE}: {where} = {value!r} is not {_describe(hint)}")
+    """`value` validated against `hint` by pydantic in strict mode, unknown keys forbidden, as JSON
+    data (a list is a tuple, an int a float: what params.schema.json says); an error is one line."""
+    import pydantic
+
+    try:
+        return checker(hint).model_validate_json(json.dumps({"value": value}, default=str)).value
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+        unknown = [e for e in errors if e["type"] in UNKNOWN]
+        raise UserError(f"{PARAMS_FILE}: {explain((unknown or errors)[0], hint, where)}") from None
 
 
-def _describe(hint: Any) -> str:
+UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")  # pydantic's error types for an unknown key
+
+
+@functools.cache
+def checker(hint: Any) -> type:
+    """A pydantic model holding one `value: hint`: its config reaches nested dataclasses, and the
+    same model gives params.schema.json (pipeline/tools/schema.py)."""
+    import pydantic
+
+    strict = pydantic.ConfigDict(strict=True, extra="forbid")
+    return pydantic.create_model("Checked", __config__=strict, value=(hint, ...))
+
+
+def explain(error: dict, hint: Any, where: str) -> str:
+    """One pydantic error as the line a user reads: the key's dotted name, what it should be."""
+    loc, kind = error["loc"][1:], error["type"]  # past the holder's `value`
+    keyed = kind in UNKNOWN or (kind == "missing" and isinstance(loc[-1], str))  # about a key
+    path, found = "", hint
+    # down the fields and items to the one at fault (a key's or an item's container if that is missing);
+    # a union member's tag ends the walk
+    for part in loc[:-1] if kind in (*UNKNOWN, "missing") else loc:
+        inner = member(found, part)
+        if inner is None:
+            break
+        path, found = path + (f".{part}" if isinstance(part, str) else f"[{part}]"), inner
+    if kind in UNKNOWN:
+        known = [f.name for f in dataclasses.fields(section_of(found))] if section_of(found) else []
+        return f"unknown key '{where}{path}.{loc[-1]}'{suggest(loc[-1], known)}"
+    if keyed:
+        return f"missing key '{where}{path}.{loc[-1]}'"
+    value = error["input"]
+    literals = [a for a in (found, *typing.get_args(found)) if typing.get_origin(a) is Literal]
+    close = suggest(value, [w for a in literals for w in typing.get_args(a)])
+    return f"{where}{path} = {value!r} is not {describe(found)}{close}"
+
+
+def section_of(hint: Any) -> type | None:
+    """The dataclass in `hint` (itself, or a member of `X | None`), if any."""
+    return next((a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a)), None)
+
+
+def member(hint: Any, part: str | int) -> Any:
+    """The type of field `part` of a section, or of item `part` of a list; None if `part` is neither."""
+    section = section_of(hint)
+    if isinstance(part, str) and section and part in {f.name for f in dataclasses.fields(section)}:
+        return typing.get_type_hints(section)[part]
+    args = typing.get_args(hint)
+    if isinstance(part, int) and typing.get_origin(hint) in (list, tuple) and args:
+        return args[0] if len(args) == 1 or args[-1] is Ellipsis else args[part]
+    return None
+
+
+def describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
+        return " or ".join(describe(a) for a in args)
     if origin is Literal:
         return "one of " + ", ".join(map(repr, args))
     if origin in (list, tuple):
-        return "a list" + (f" of {_describe(args[0])}" if args else "")
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        return (
+            f"a list of {len(args)} items"
+            if fixed
+            else "a list" + (f" of {describe(args[0])}" if args else "")
+        )
     if hint is type(None):
         return "null"
     if dataclasses.is_dataclass(hint):

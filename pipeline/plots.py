@@ -1,17 +1,12 @@
 """Figures logged with runs. Headless (Agg): no display is needed.
 
-A run's figures travel as `Plot`s: one of this module's functions and its data, drawn when they
-are saved. Drawing (matplotlib's text layout, rasterising) is most of a figure's cost, so a run
-has them drawn by pipeline/training/rendering.py's helper process while it logs its model. This module
-imports only matplotlib and numpy: the helper imports it, never TensorFlow.
+Each function draws one figure from plain data and returns it: objectives put it among a run's
+artifacts and the run logs it (`mlflow.log_figure`). Figures are made with `Figure`, not pyplot:
+pyplot does not hold them, so one nobody logs is freed like any other object, and threads (a
+sweep's trials) share no pyplot state.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -19,55 +14,27 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
-@dataclasses.dataclass(frozen=True)
-class Plot:
-    """A figure not drawn yet: `draw(*args, **kwargs)`, a function of this module."""
-
-    draw: Callable[..., Any]
-    args: tuple = ()
-    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self):
-        # the renderer process imports this module only (no TensorFlow, no objective)
-        if getattr(self.draw, "__module__", None) != __name__:
-            raise TypeError(f"a Plot draws with a function of {__name__}, not {self.draw!r}")
-
-    def figure(self):
-        return self.draw(*self.args, **self.kwargs)
-
-
-def plot(draw: Callable[..., Any], *args, **kwargs) -> Plot:
-    """`draw(*args, **kwargs)`, drawn when it is saved."""
-    return Plot(draw, args, kwargs)
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs):
+    """A new figure (laid out tight when it is saved) and its axes, as `plt.subplots` returns them."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(nrows, ncols, **kwargs)
 
 
 def title(figure, label: str) -> None:
     """Title a figure with the run it belongs to (a report shows figures of many runs)."""
     existing = figure.get_suptitle()
     figure.suptitle(f"{label} · {existing}" if existing else label, fontsize=10)
-    # laid out once, when it is saved (the pipeline's figures are made with layout="tight"):
-    # tight_layout() here and at creation measured every text twice, ~0.1 s a figure
-    if figure.get_layout_engine() is None:
+    if figure.get_layout_engine() is None:  # laid out once, when it is saved
         figure.set_layout_engine("tight")
-
-
-def save(item: Plot, label: str, path: Path) -> None:
-    """Draw `item`, titled with `label`, as the PNG `path` (its folders made), and free it."""
-    figure = item.figure()
-    try:
-        title(figure, label)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path)
-    finally:
-        plt.close(figure)
 
 
 def training_curves(history: dict[str, list[float]], title: str):
     """Loss and every other metric per epoch, train vs validation, one panel each."""
     names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False, layout="tight")
+    fig, axes = subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         epochs = np.arange(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], label="train")
@@ -82,7 +49,7 @@ def training_curves(history: dict[str, list[float]], title: str):
 
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float):
     size = max(4.0, 0.45 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size), layout="tight")
+    fig, ax = subplots(figsize=(size, size))
     image = ax.imshow(matrix, cmap="Blues")
     ax.set(
         xticks=range(len(class_names)),
@@ -103,7 +70,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float
             va="center",
             fontsize=8,
             color="white" if count > threshold else "black",
-            in_layout=False,  # inside the axes: measuring 100 labels for the tight layout cost ~20 ms
+            in_layout=False,  # inside the axes: the tight layout need not measure them
         )
     fig.colorbar(image, ax=ax, fraction=0.046)
     return fig
@@ -111,7 +78,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], accuracy: float
 
 def roc_curve(fpr: np.ndarray, tpr: np.ndarray, at_half: tuple[float, float], auc: float):
     """The test ROC curve, chance, and the point of the 0.5 threshold."""
-    fig, ax = plt.subplots(figsize=(4.8, 4.5), layout="tight")
+    fig, ax = subplots(figsize=(4.8, 4.5))
     ax.plot(fpr, tpr, lw=1.5, label=f"ROC-AUC {auc:.4f}")
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
     ax.plot(*at_half, "o", color="black", label="threshold 0.5")
@@ -123,7 +90,7 @@ def roc_curve(fpr: np.ndarray, tpr: np.ndarray, at_half: tuple[float, float], au
 
 def fitted_curve(samples: tuple, truth: tuple, curve_x: np.ndarray, predicted: np.ndarray, test_rmse: float):
     """A 1-D regression: training samples, the true function, the model's curve."""
-    fig, ax = plt.subplots(figsize=(7, 4), layout="tight")
+    fig, ax = subplots(figsize=(7, 4))
     ax.scatter(*samples, s=4, color="lightgrey", label="training samples")
     ax.plot(*truth, color="black", lw=1.2, label="true function")
     ax.plot(curve_x, predicted, color="tab:red", lw=1.5, label=f"model (test RMSE {test_rmse:.4f})")
@@ -137,7 +104,7 @@ def score_histogram(
     scores: np.ndarray, is_anomaly: np.ndarray, threshold: float, score_name: str, title: str
 ):
     """Anomaly scores of normal vs anomalous test images, and the threshold chosen on validation data."""
-    fig, ax = plt.subplots(figsize=(7, 4), layout="tight")
+    fig, ax = subplots(figsize=(7, 4))
     bins = np.histogram_bin_edges(scores, bins=40)
     ax.hist(scores[~is_anomaly], bins=bins, alpha=0.6, label=f"normal ({(~is_anomaly).sum()})")
     ax.hist(scores[is_anomaly], bins=bins, alpha=0.6, label=f"anomaly ({is_anomaly.sum()})")
@@ -149,7 +116,7 @@ def score_histogram(
 
 def reconstructions(images: np.ndarray, reconstructed: np.ndarray, scores: np.ndarray):
     """Top row: test images; bottom row: their reconstructions, each titled with its score."""
-    fig, axes = plt.subplots(2, len(images), figsize=(1.3 * len(images), 3), squeeze=False, layout="tight")
+    fig, axes = subplots(2, len(images), figsize=(1.3 * len(images), 3), squeeze=False)
     for i, (image, rebuilt, score) in enumerate(zip(images, reconstructed, scores, strict=True)):
         axes[0, i].imshow(image.squeeze(), cmap="gray_r", vmin=0, vmax=1)
         axes[0, i].set_title(f"{score:.3g}", fontsize=8)
@@ -162,7 +129,7 @@ def reconstructions(images: np.ndarray, reconstructed: np.ndarray, scores: np.nd
 
 def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str], is_anomaly: np.ndarray):
     """2-D codes of the test images, coloured by class; anomalies (unseen in training) as crosses."""
-    fig, ax = plt.subplots(figsize=(6, 5), layout="tight")
+    fig, ax = subplots(figsize=(6, 5))
     cmap = plt.get_cmap("tab10", len(class_names))
     style = dict(c=None, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5)
     for mask, marker, label in ((~is_anomaly, "o", "normal"), (is_anomaly, "x", "anomaly")):
@@ -180,7 +147,7 @@ def forecast(dates: np.ndarray, actual: np.ndarray, predicted: np.ndarray, rmse:
     """Test period: the actual series against the 1-step and the `horizon`-step-ahead forecasts,
     each drawn at the date it forecasts; the right panel zooms into the last two years."""
     horizon = actual.shape[1]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [2, 1]}, layout="tight")
+    fig, axes = subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [2, 1]})
     for ax, last in zip(axes, (len(dates), min(len(dates), 104)), strict=True):
         window = slice(len(dates) - last, None)
         ax.plot(dates[window, 0], actual[window, 0], color="black", lw=1.2, label="actual")
@@ -205,9 +172,7 @@ def matrices(panels: list[dict], title: str, columns: int = 4):
 
     columns = min(columns, len(panels))
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(2.7 * columns, 2.7 * rows), squeeze=False, layout="tight"
-    )
+    fig, axes = subplots(rows, columns, figsize=(2.7 * columns, 2.7 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, panel in zip(axes.ravel(), panels, strict=False):
@@ -243,9 +208,7 @@ def image_drift(train_mean, batch_mean, histograms, worst, title: str):
     cumulative distribution of the statistic that moved most (training vs new)."""
     edges, train_counts, batch_counts = histograms
     name, reference, values = worst
-    fig, axes = plt.subplots(
-        1, 4, figsize=(13, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.6, 1.6]}, layout="tight"
-    )
+    fig, axes = subplots(1, 4, figsize=(13, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.6, 1.6]})
     shown = [np.squeeze(m) if np.squeeze(m).ndim == 2 else np.clip(m, 0, 1) for m in (train_mean, batch_mean)]
     for ax, image, label in zip(axes[:2], shown, ("training mean image", "new mean image"), strict=True):
         ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None, vmin=edges[0], vmax=edges[-1])
@@ -267,7 +230,7 @@ def image_drift(train_mean, batch_mean, histograms, worst, title: str):
 
 def series_drift(dates, residuals, low, high, title: str):
     """New points' residuals (value - seasonal pattern - local trend) within the training band."""
-    fig, ax = plt.subplots(figsize=(7, 3.4), layout="tight")
+    fig, ax = subplots(figsize=(7, 3.4))
     ax.fill_between(dates, low, high, step="mid", alpha=0.25, label="training period's 99 % band")
     outside = (residuals < low) | (residuals > high)
     ax.plot(dates, residuals, marker="o", ms=3, lw=1, label="new points")

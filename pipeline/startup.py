@@ -11,8 +11,6 @@ line that is not one of those known start-up lines (a real import error still sh
 
 from __future__ import annotations
 
-import functools
-import gc
 import logging
 import os
 import re
@@ -28,12 +26,18 @@ NOISE = re.compile(
 )
 
 
+def verbose() -> bool:
+    """VERBOSE=1 (or PIPELINE_VERBOSE=1): every line TensorFlow, MLflow and Keras print, per-epoch
+    lines instead of progress bars and summaries."""
+    return bool(os.environ.get("VERBOSE") or os.environ.get("PIPELINE_VERBOSE"))
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow (and Keras) now, without its start-up chatter; a no-op once imported.
 
     VERBOSE=1 (or PIPELINE_VERBOSE=1) keeps every line.
     """
-    if "tensorflow" in sys.modules or os.environ.get("VERBOSE") or os.environ.get("PIPELINE_VERBOSE"):
+    if "tensorflow" in sys.modules or verbose():
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -67,20 +71,10 @@ class _Retracing(logging.Filter):
 def quiet_logs() -> None:
     """Library chatter a user cannot act on, off the console (VERBOSE=1 keeps it): MLflow's INFO
     lines (schema creation, signature validation) and TensorFlow's retracing notes. Warnings stay."""
-    if os.environ.get("VERBOSE") or os.environ.get("PIPELINE_VERBOSE"):
+    if verbose():
         return
     # MLflow sets its loggers' level from MLFLOW_LOGGING_LEVEL when it is imported, which may be
     # after this (imports are lazy), and worker processes inherit the variable; a user's value wins
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").addFilter(_Retracing())
-
-
-@functools.cache  # once per process
-def freeze_imports() -> None:
-    """Hide what is alive now (the modules of TensorFlow, Keras and MLflow: ~470,000 objects) from
-    Python's full garbage collections, which otherwise walk all of them each time: measured, a full
-    collection during a 4.5 s cnn-same run took ~0.5 s and came in about one run of three; with the
-    imports frozen, ~0.2 s. Called by the first run of a process, before it builds anything: objects
-    frozen are still freed when nothing refers to them, only never searched for reference cycles."""
-    gc.freeze()

@@ -323,6 +323,7 @@ def free_port() -> int:
 @pytest.fixture
 def postgres_uri():
     """A throw-away PostgreSQL database on loopback (skipped where PostgreSQL is not installed)."""
+    pytest.importorskip("psycopg2", reason="the postgres extra is not installed")
     from tests import postgres
 
     with postgres.cluster(free_port()) as uri:
@@ -372,6 +373,7 @@ def serving(root: Path, command: str, *args: str, timeout: float = 120, env: dic
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray with 2 CPUs per test module (ray.init costs seconds); the commands join it."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
     from pipeline.workflows import scaleout
 
     started = scaleout.init(num_cpus=2)
@@ -380,19 +382,19 @@ def ray_session():
         scaleout.shutdown()
 
 
-def assert_pngs(folder: Path, names) -> None:
-    for name in names:
-        assert (folder / name).read_bytes().startswith(PNG_SIGNATURE), name
-
-
 def assert_plots_draw(artifacts: dict, folder: Path) -> None:
-    """Every plot among an objective's artifacts draws as a PNG (as the run has it drawn)."""
+    """An objective's artifacts are texts and figures, and every figure draws as a PNG (titled as
+    the run titles it)."""
+    from matplotlib.figure import Figure
+
     from pipeline import plots
 
-    drawn = [name for name, item in artifacts.items() if isinstance(item, plots.Plot)]
-    for name in drawn:
-        plots.save(artifacts[name], "a run", folder / name)
-    assert_pngs(folder, drawn)
+    for name, item in artifacts.items():
+        assert isinstance(item, str | Figure), name
+        if isinstance(item, Figure):
+            plots.title(item, "a run")
+            item.savefig(folder / name)
+            assert (folder / name).read_bytes().startswith(PNG_SIGNATURE), name
 
 
 def assert_one_line_error(result, *fragments):

@@ -3,7 +3,7 @@ import pytest
 from pipeline import config
 from pipeline.config import TrainParams, parse_section, resolve_experiment
 from pipeline.errors import UserError
-from pipeline.models import cnn
+from pipeline.models import cnn, schemas
 
 
 def test_defaults_merge_and_overrides(project):
@@ -39,17 +39,31 @@ def test_missing_and_mistyped_keys(project):
 
 
 def test_exponent_floats_without_a_dot_are_numbers(project):
+    """YAML 1.2's float rule, as editors read params.yaml: `1e-4` is a number, in the file and in --set."""
     exp = resolve_experiment(config.load_params(), "mlp", ["train.learning_rate=1e-4"])
-    train = parse_section(TrainParams, exp.train, "t")
-    assert train.learning_rate == 1e-4
+    assert exp.train["learning_rate"] == 1e-4
+    assert parse_section(TrainParams, exp.train, "t").learning_rate == 1e-4
+    assert config.yaml.load("[1e-4, 1.0e4, 3, .5, 1e]", Loader=config.YamlLoader) == [1e-4, 1e4, 3, 0.5, "1e"]
+
+
+def test_validation_is_strict_as_the_schema(project):
+    """A quoted number is a string, a float is not an integer, and true is not a number."""
+    train = resolve_experiment(config.load_params(), "mlp").train
+    for key, value, message in [
+        ("learning_rate", "1e-4", "t.learning_rate = '1e-4' is not a number"),
+        ("epochs", 2.0, "t.epochs = 2.0 is not an integer"),
+        ("learning_rate", True, "t.learning_rate = True is not a number"),
+    ]:
+        with pytest.raises(UserError, match=f"^params.yaml: {message}$"):
+            parse_section(TrainParams, {**train, key: value}, "t")
 
 
 def test_padding_accepts_the_documented_forms_only():
     for value, expected in [("same", "same"), ("full", "full"), (1, 1), ([1, 2], (1, 2))]:
-        assert config.check_type(value, cnn.Padding, "p") == expected
+        assert config.check_type(value, schemas.Padding, "p") == expected
     for bad in ("sane", [1, 2, 3], 1.5, None):
         with pytest.raises(UserError, match="p = "):
-            config.check_type(bad, cnn.Padding, "p")
+            config.check_type(bad, schemas.Padding, "p")
 
 
 def test_bad_override_syntax(project):

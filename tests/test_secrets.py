@@ -148,7 +148,8 @@ def test_make_server_hands_db_on_unexpanded_and_off_the_command_line(tmp_path):
         '#!/bin/sh\nprintf "%s\\n" "$0" "$@" > argv.txt\nprintenv MLFLOW_BACKEND_STORE_URI > env.txt\n'
     )
     stub.chmod(0o755)
-    for name in ("pyproject.toml", "requirements.lock", ".venv-ready"):  # the venv is up to date
+    (tmp_path / ".venv").mkdir()
+    for name in ("pyproject.toml", "requirements.lock", ".venv-ready", ".venv/.extra-postgres"):  # up to date
         (tmp_path / name).touch()
     db = "postgresql://team:pa$$word'$HOME@db.example:5432/mlflow"
     for where in ("argument", "environment"):

@@ -1,14 +1,15 @@
-"""Model families: one module per family, each ending with `FAMILY = Family(...)`.
+"""Model families: one module per family, each ending with `FAMILY = Family(...)`, declared in FAMILIES.
 
 A family builds a model from its `model:` section and a spec of the data (pipeline.specs) and
-names the objective whose data it trains on. Everything else has a default; a family overrides
-only the hooks it needs (two-phase fine-tuning, a file it publishes, how its model is logged).
-Families import neither the training core nor an objective: the core hands them what they need
-(the spec, a bound training loop), see docs/architecture.md.
+trains on the data of one objective. Everything else has a default; a family overrides only the
+hooks it needs (two-phase fine-tuning, a file it publishes, how its model is logged). Families
+import neither the training core nor an objective: the core hands them what they need (the spec,
+a bound training loop), see docs/architecture.md.
 
-Add a family: write pipeline/models/<name>.py ending with `FAMILY = Family(...)` and list it in
-FAMILIES. An experiment that consumes another's output (transfer learning loads the module
-`pretrain` publishes) lists it under `needs:` in params.yaml, so make trains it first.
+Add a family: write pipeline/models/<name>.py ending with `FAMILY = Family(...)`, its `model:`
+schema in pipeline/models/schemas.py, and declare it in FAMILIES. An experiment that consumes
+another's output (transfer learning loads the module `pretrain` publishes) lists it under
+`needs:` in params.yaml, so make trains it first.
 """
 
 from __future__ import annotations
@@ -22,26 +23,48 @@ from typing import Any, Literal, Protocol
 
 from pipeline.config import PARAMS_FILE, suggest
 from pipeline.errors import UserError
+from pipeline.models import schemas as s
+
+
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """What is known of a family without importing its module (which imports Keras): params.yaml
+    is checked, and make's graph and train-all's scheduler are drawn, from this alone."""
+
+    module: str  # the module ending with `FAMILY = Family(...)`
+    objective: str  # the objective whose data it trains on (a name in pipeline.objectives)
+    params: type  # dataclass: the shape of the experiment's `model:` section
+    kind: Literal["keras", "estimator"] = "keras"  # estimator: any object with .fit(x, y)
+    train_params: type | None = None  # a config.TrainParams subclass with extra `train:` keys
+
+    def source_file(self) -> Path:
+        """The module's file, relative to the project (make's prerequisites)."""
+        return Path(*self.module.split(".")).with_suffix(".py")
+
 
 FAMILIES = {
-    "mlp": "pipeline.models.mlp",
-    "cnn": "pipeline.models.cnn",
-    "svc": "pipeline.models.svc",
-    "mlp-binary": "pipeline.models.mlp_binary",
-    "cnn-binary": "pipeline.models.cnn_binary",
-    "logreg": "pipeline.models.logreg",
-    "mlp-regressor": "pipeline.models.mlp_regressor",
-    "pretrain": "pipeline.models.pretrain",
-    "transfer": "pipeline.models.transfer",
-    "autoencoder": "pipeline.models.autoencoder",
-    "pca": "pipeline.models.pca",
-    "isolation-forest": "pipeline.models.isolation_forest",
-    "lstm": "pipeline.models.lstm",
-    "rnn": "pipeline.models.rnn",
-    "dense-window": "pipeline.models.dense_window",
-    "naive": "pipeline.models.naive",
-    "seasonal-naive": "pipeline.models.seasonal_naive",
-    "sarimax": "pipeline.models.sarimax",
+    "mlp": Declared("pipeline.models.mlp", "classification", s.MlpParams),
+    "cnn": Declared("pipeline.models.cnn", "classification", s.CnnParams),
+    "svc": Declared("pipeline.models.svc", "classification", s.SvcParams, "estimator"),
+    "mlp-binary": Declared("pipeline.models.mlp_binary", "binary", s.MlpParams),
+    "cnn-binary": Declared("pipeline.models.cnn_binary", "binary", s.CnnParams),
+    "logreg": Declared("pipeline.models.logreg", "binary", s.LogregParams, "estimator"),
+    "mlp-regressor": Declared("pipeline.models.mlp_regressor", "regression", s.MlpParams),
+    "pretrain": Declared("pipeline.models.pretrain", "few_shot", s.PretrainParams),
+    "transfer": Declared(
+        "pipeline.models.transfer", "few_shot", s.TransferParams, train_params=s.TransferTrainParams
+    ),
+    "autoencoder": Declared("pipeline.models.autoencoder", "anomaly", s.AutoencoderParams),
+    "pca": Declared("pipeline.models.pca", "anomaly", s.PcaParams, "estimator"),
+    "isolation-forest": Declared(
+        "pipeline.models.isolation_forest", "anomaly", s.IsolationForestParams, "estimator"
+    ),
+    "lstm": Declared("pipeline.models.lstm", "forecasting", s.RecurrentParams),
+    "rnn": Declared("pipeline.models.rnn", "forecasting", s.RecurrentParams),
+    "dense-window": Declared("pipeline.models.dense_window", "forecasting", s.DenseWindowParams),
+    "naive": Declared("pipeline.models.naive", "forecasting", s.NoParams, "estimator"),
+    "seasonal-naive": Declared("pipeline.models.seasonal_naive", "forecasting", s.NoParams, "estimator"),
+    "sarimax": Declared("pipeline.models.sarimax", "forecasting", s.SarimaxParams, "estimator"),
 }
 
 
@@ -137,11 +160,7 @@ class Family:
     """The contract every model family module fulfils (its `FAMILY`)."""
 
     name: str  # the name experiments use in `family:` (and the run tag `model_family`)
-    objective: str  # the objective whose data it trains on (a name in pipeline.objectives)
-    params: type  # dataclass: the shape of the experiment's `model:` section
     build: Callable[[Any, Any], Any]  # (params, spec) → an uncompiled keras.Model or an unfitted estimator
-    kind: Literal["keras", "estimator"] = "keras"  # estimator: any object with .fit(x, y)
-    train_params: type | None = None  # a config.TrainParams subclass with extra `train:` keys
     # raise UserError when the model cannot work on this data, before any run starts
     check: Callable[[Any, Any], None] = no_check
     tags: Callable[[Any], dict[str, str]] = no_tags  # extra MLflow tags from the params
@@ -156,42 +175,22 @@ class Family:
     # trained model → its number of learned parameters (the run's `model_params` metric), or None
     count_params: Callable[[Any], int | None] = count_weights
 
-
-def source_file(family: str) -> Path:
-    """The family's module file, without importing it (make's prerequisites)."""
-    return Path(*FAMILIES[family].split(".")).with_suffix(".py")
-
-
-def declared(family: str) -> dict[str, Any]:
-    """The literal keywords of a family's `FAMILY = Family(...)`, read from its source without
-    importing it (importing a family imports TensorFlow): make's graph and train-all's scheduler
-    read the objective and the kind this way."""
-    import ast
-
-    keywords = declaration(family)
-    return {k.arg: k.value.value for k in keywords if isinstance(k.value, ast.Constant)}
+    # what FAMILIES declares of it, read as its own
+    objective = property(lambda self: FAMILIES[self.name].objective)
+    params = property(lambda self: FAMILIES[self.name].params)
+    kind = property(lambda self: FAMILIES[self.name].kind)
+    train_params = property(lambda self: FAMILIES[self.name].train_params)
 
 
-def declares(family: str, keyword: str) -> bool:
-    """Whether a family's `FAMILY = Family(...)` sets `keyword` at all (literal or not), unimported."""
-    return any(k.arg == keyword for k in declaration(family))
-
-
-def declaration(family: str) -> list:
-    """The keywords (ast.keyword) of a family's `FAMILY = Family(...)`, parsed from its source."""
-    import ast
-
-    path = Path(__file__).resolve().parents[1].parent / source_file(family)
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Family":
-            return node.keywords
-    raise ValueError(f"{path}: no `FAMILY = Family(...)` declaration")
-
-
-def get(family: str, where: str = "") -> Family:
+def declaration(family: str, where: str = "") -> Declared:
+    """The family's entry in FAMILIES; an unknown name is a one-line error (nothing imported)."""
     if family not in FAMILIES:
         raise UserError(
             f"{PARAMS_FILE}: {where}family '{family}' is unknown{suggest(family, FAMILIES)}; "
             f"known: {', '.join(FAMILIES)}"
         )
-    return importlib.import_module(FAMILIES[family]).FAMILY
+    return FAMILIES[family]
+
+
+def get(family: str, where: str = "") -> Family:
+    return importlib.import_module(declaration(family, where).module).FAMILY

@@ -11,9 +11,7 @@ named "encoder" gives the codes used for retrieval and the 2-D scatter plot.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Literal
 
 import keras
 import numpy as np
@@ -22,16 +20,8 @@ from keras import layers
 from pipeline import inference
 from pipeline.errors import UserError
 from pipeline.models import Family, Logged
+from pipeline.models.schemas import AutoencoderParams as Params
 from pipeline.specs import AnomalySpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    architecture: Literal["dense", "conv"]
-    hidden_units: tuple[int, ...]  # dense: encoder Dense layers (the decoder mirrors them)
-    filters: tuple[int, ...]  # conv: one stride-2 Conv2D per entry (the decoder mirrors them)
-    activation: Literal["relu", "tanh", "gelu", "elu"]
-    noise: float  # stddev of the Gaussian input noise while training (0 = plain autoencoder)
 
 
 def dense_encoder(x, params: Params):
@@ -115,8 +105,6 @@ def reconstructions(model, x: np.ndarray) -> np.ndarray:
 
 FAMILY = Family(
     name="autoencoder",
-    objective="anomaly",
-    params=Params,
     build=build,
     check=check,
     logged=Logged("keras", output=reconstructions),

@@ -13,35 +13,17 @@ layer of this package, pipeline.models.layers), avg or none.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import keras
 from keras import layers
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line
 from pipeline.models import Family
 from pipeline.models.layers import MinPooling2D
+from pipeline.models.schemas import CnnParams as Params
+from pipeline.models.schemas import Pair
 from pipeline.specs import ClassifierSpec
 
-Padding = Literal["same", "valid", "full"] | int | tuple[int, int]
-Pair = int | tuple[int, int]  # one number for both directions, or (rows, cols) = (height, width)
 POOLING = {"max": layers.MaxPooling2D, "min": MinPooling2D, "avg": layers.AveragePooling2D}
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    filters: tuple[int, ...]  # one Conv2D per entry
-    kernel_size: Pair  # (rows, cols) = (height, width)
-    strides: Pair  # (rows, cols) = (height, width)
-    padding: Padding
-    activation: Literal["relu", "tanh", "gelu", "elu"]
-    batch_norm: bool  # BatchNormalization between each Conv2D and its activation
-    pooling: Literal["max", "min", "avg", "none"]
-    pool_size: int
-    pool_every: int  # pool after every n-th Conv2D (0: once, after the last)
-    dropout: float  # before the dense head and before the output
-    dense_units: int
 
 
 def pair(value: Pair) -> tuple[int, int]:
@@ -98,7 +80,7 @@ def features(inputs, params: Params):
         raise UserError(
             f"cnn: the feature map {tuple(x.shape[1:])} is too small for layer {i} "
             f"(padding {params.padding!r}, kernel {params.kernel_size}, strides {params.strides}): "
-            f"{str(exc).splitlines()[0][:160]}"
+            f"{first_line(exc)}"
         ) from None
     x = layers.Flatten()(x)
     x = layers.Dropout(params.dropout)(x)
@@ -122,4 +104,4 @@ def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     return keras.Model(inputs, outputs, name="cnn")
 
 
-FAMILY = Family(name="cnn", objective="classification", params=Params, build=build, check=check)
+FAMILY = Family(name="cnn", build=build, check=check)

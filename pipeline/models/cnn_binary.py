@@ -26,8 +26,6 @@ def probability(model, x):
 
 FAMILY = Family(
     name="cnn-binary",
-    objective="binary",
-    params=cnn.Params,
     build=build,
     check=cnn.check,
     logged=Logged("keras", output=probability),

@@ -10,22 +10,13 @@ through it.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import keras
 from keras import layers
 
 from pipeline.models import Family
+from pipeline.models.schemas import DenseWindowParams as Params
 from pipeline.models.windows import check_window, forecast_levels, scaled_differences
 from pipeline.specs import ForecastSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    units: tuple[int, ...]  # one Dense layer per entry
-    activation: Literal["relu", "tanh", "gelu", "elu"]
-    dropout: float  # after every hidden layer
 
 
 def check(params: Params, spec: ForecastSpec) -> None:
@@ -42,4 +33,4 @@ def build(params: Params, spec: ForecastSpec) -> keras.Model:
     return keras.Model(levels, forecast_levels(x, levels, spec), name="dense_window")
 
 
-FAMILY = Family(name="dense-window", objective="forecasting", params=Params, build=build, check=check)
+FAMILY = Family(name="dense-window", build=build, check=check)

@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 
 from pipeline.config import project_root
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line
 
 ARCHIVED_MODULE = "module"  # folder of the module inside the .keras file's assets
 
@@ -49,7 +49,7 @@ def resolve(handle: str) -> str:
         try:
             path = hub.resolve(handle)
         except Exception as exc:  # network, HTTP or archive errors: one line, no traceback
-            raise UserError(f"hub_handle '{handle}': cannot fetch the module ({_first_line(exc)})") from None
+            raise UserError(f"hub_handle '{handle}': cannot fetch the module ({first_line(exc)})") from None
     else:
         local = Path(handle).expanduser()
         local = local if local.is_absolute() else project_root() / local
@@ -67,7 +67,7 @@ def load(handle: str, path: str | None = None):
     try:
         module = hub.load(path)
     except Exception as exc:
-        raise UserError(f"hub_handle '{handle}': cannot load the SavedModel ({_first_line(exc)})") from None
+        raise UserError(f"hub_handle '{handle}': cannot load the SavedModel ({first_line(exc)})") from None
     if not callable(module) or not hasattr(module, "variables"):
         raise UserError(
             f"hub_handle '{handle}': not a reusable SavedModel (needs a callable __call__ and `variables`)"
@@ -83,7 +83,7 @@ def probe(module, handle: str, input_shape: tuple[int, ...]) -> int:
     except Exception as exc:  # no matching signature, wrong rank or size, ...
         raise UserError(
             f"hub_handle '{handle}': the module rejects images of shape {tuple(x.shape[1:])} "
-            f"(set model.image_size / model.channels to what it expects): {_first_line(exc)}"
+            f"(set model.image_size / model.channels to what it expects): {first_line(exc)}"
         ) from None
     if isinstance(out, dict | list | tuple) or len(out.shape) != 2:
         shape = (
@@ -95,11 +95,6 @@ def probe(module, handle: str, input_shape: tuple[int, ...]) -> int:
             f"hub_handle '{handle}': the module returns {shape}, not a feature vector (batch, features)"
         )
     return int(out.shape[-1])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def _variable_name(variable) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Literal
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -12,14 +10,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.models import Family, Logged
+from pipeline.models.schemas import IsolationForestParams as Params
 from pipeline.specs import AnomalySpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    n_estimators: int
-    max_samples: int | float | Literal["auto"]  # images per tree: a count, a share, or "auto" = min(256, n)
-    max_features: float  # share of the pixels each tree sees
 
 
 def build(params: Params, spec: AnomalySpec):
@@ -46,10 +38,7 @@ def count_params(model) -> int:
 
 FAMILY = Family(
     name="isolation-forest",
-    objective="anomaly",
-    params=Params,
     build=build,
-    kind="estimator",
     count_params=count_params,
     # the forest's trees: our own file, written just now
     logged=Logged("sklearn", output=labels, trusted_types=("sklearn.tree._tree.Tree",)),

@@ -6,7 +6,6 @@ by scikit-learn (L2-regularised, `C` = 1 / its strength) instead of by gradient 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -15,13 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.models import Family, Logged
+from pipeline.models.schemas import LogregParams as Params
 from pipeline.specs import ClassifierSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    C: float  # inverse regularisation strength: smaller = simpler weights
-    max_iter: int  # the solver's iterations at most
 
 
 def build(params: Params, spec: ClassifierSpec):
@@ -38,10 +32,7 @@ def count_params(model) -> int:
 
 FAMILY = Family(
     name="logreg",
-    objective="binary",
-    params=Params,
     build=build,
-    kind="estimator",
     count_params=count_params,
     logged=Logged("sklearn", pyfunc_method="predict_proba"),  # (n, 2): P(negative), P(positive)
 )

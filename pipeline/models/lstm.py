@@ -8,20 +8,13 @@ forecaster shares). Its recurrent kernels' gradient norm is logged every epoch
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import layers
 
 from pipeline.models import Family
+from pipeline.models.schemas import RecurrentParams as Params
 from pipeline.models.windows import check_window, forecast_levels, recurrent_callbacks, scaled_differences
 from pipeline.specs import ForecastSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    units: tuple[int, ...]  # one LSTM layer per entry (stacked)
-    dropout: float  # on each LSTM layer's inputs
 
 
 def check(params: Params, spec: ForecastSpec) -> None:
@@ -41,8 +34,6 @@ def build(params: Params, spec: ForecastSpec) -> keras.Model:
 
 FAMILY = Family(
     name="lstm",
-    objective="forecasting",
-    params=Params,
     build=build,
     check=check,
     callbacks=recurrent_callbacks,

@@ -6,21 +6,12 @@ With `hidden_units: []` it is a single-layer perceptron (multinomial logistic re
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import keras
 from keras import layers
 
 from pipeline.models import Family
+from pipeline.models.schemas import MlpParams as Params
 from pipeline.specs import ClassifierSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    hidden_units: tuple[int, ...]  # one Dense layer per entry
-    activation: Literal["relu", "tanh", "sigmoid", "gelu", "elu"]
-    dropout: float  # after every hidden layer
 
 
 def hidden(spec, params: Params):
@@ -41,4 +32,4 @@ def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     return keras.Model(inputs, outputs, name="mlp")
 
 
-FAMILY = Family(name="mlp", objective="classification", params=Params, build=build)
+FAMILY = Family(name="mlp", build=build)

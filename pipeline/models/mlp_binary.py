@@ -27,8 +27,6 @@ def probability(model, x):
 
 FAMILY = Family(
     name="mlp-binary",
-    objective="binary",
-    params=mlp.Params,
     build=build,
     logged=Logged("keras", output=probability),
 )

@@ -30,4 +30,4 @@ def build(params: mlp.Params, spec: RegressionSpec) -> keras.Model:
     return keras.Model(inputs, value, name="mlp_regressor")
 
 
-FAMILY = Family(name="mlp-regressor", objective="regression", params=mlp.Params, build=build, check=check)
+FAMILY = Family(name="mlp-regressor", build=build, check=check)

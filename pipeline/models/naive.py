@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from pipeline.models import Family, Logged, forecast_baselines, nothing_learned
 from pipeline.models.forecast_baselines import Naive
+from pipeline.models.schemas import NoParams as Params
 from pipeline.specs import ForecastSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """No knobs: `model: {}`."""
 
 
 def build(params: Params, spec: ForecastSpec) -> Naive:
@@ -20,10 +14,7 @@ def build(params: Params, spec: ForecastSpec) -> Naive:
 
 FAMILY = Family(
     name="naive",
-    objective="forecasting",
-    params=Params,
     build=build,
-    kind="estimator",
     count_params=nothing_learned,
     # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)
     logged=Logged("code", code=forecast_baselines, config=Naive.config),

@@ -6,7 +6,6 @@ is the reference for reconstruction MSE, anomaly ROC-AUC and retrieval in code s
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -17,12 +16,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 from pipeline.errors import UserError
 from pipeline.models import Family, Logged, pca_codes
+from pipeline.models.schemas import PcaParams as Params
 from pipeline.specs import AnomalySpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    whiten: bool  # scale the components to unit variance (changes retrieval distances only)
 
 
 def build(params: Params, spec: AnomalySpec):
@@ -54,10 +49,7 @@ def count_params(model) -> int:
 
 FAMILY = Family(
     name="pca",
-    objective="anomaly",
-    params=Params,
     build=build,
-    kind="estimator",
     count_params=count_params,
     # models-from-code: pca_codes.py loads the skops file and answers the codes (PCA has no predict)
     logged=Logged(

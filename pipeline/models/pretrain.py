@@ -10,7 +10,6 @@ rebuild it with random weights).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -20,14 +19,10 @@ import tensorflow as tf
 
 from pipeline.config import project_root
 from pipeline.models import Family, Published, cnn
+from pipeline.models.schemas import PretrainParams as Params
 from pipeline.specs import ClassifierSpec
 
 ARCHITECTURE = os.path.join("assets", "keras_architecture.json")
-
-
-@dataclasses.dataclass(frozen=True)
-class Params(cnn.Params):
-    publish_dir: str  # where the hub module is written (relative to the project root)
 
 
 def build(params: Params, spec: ClassifierSpec) -> keras.Model:
@@ -119,8 +114,6 @@ def publish(model: keras.Model, params: Params) -> Published:
 
 FAMILY = Family(
     name="pretrain",
-    objective="few_shot",
-    params=Params,
     build=build,
     check=cnn.check,
     tags=tags,

@@ -10,20 +10,13 @@ it beside the LSTM's.
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import layers
 
 from pipeline.models import Family
+from pipeline.models.schemas import RecurrentParams as Params
 from pipeline.models.windows import check_window, forecast_levels, recurrent_callbacks, scaled_differences
 from pipeline.specs import ForecastSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    units: tuple[int, ...]  # one SimpleRNN layer per entry (stacked)
-    dropout: float  # on each layer's inputs
 
 
 def check(params: Params, spec: ForecastSpec) -> None:
@@ -43,8 +36,6 @@ def build(params: Params, spec: ForecastSpec) -> keras.Model:
 
 FAMILY = Family(
     name="rnn",
-    objective="forecasting",
-    params=Params,
     build=build,
     check=check,
     callbacks=recurrent_callbacks,

@@ -10,19 +10,11 @@ differenced states in the state vector (measured here: 20 s instead of 490 s on 
 
 from __future__ import annotations
 
-import dataclasses
-
 from pipeline.errors import UserError
 from pipeline.models import Family, Logged, forecast_baselines
 from pipeline.models.forecast_baselines import Sarimax
+from pipeline.models.schemas import SarimaxParams as Params
 from pipeline.specs import ForecastSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    order: tuple[int, int, int]  # (p, d, q)
-    seasonal_order: tuple[int, int, int, int]  # (P, D, Q, s)
-    simple_differencing: bool
 
 
 def check(params: Params, spec: ForecastSpec) -> None:
@@ -50,10 +42,7 @@ def count_params(model: Sarimax) -> int:
 
 FAMILY = Family(
     name="sarimax",
-    objective="forecasting",
-    params=Params,
     build=build,
-    kind="estimator",
     count_params=count_params,
     check=check,
     # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from pipeline.errors import UserError
 from pipeline.models import Family, Logged, forecast_baselines, nothing_learned
 from pipeline.models.forecast_baselines import SeasonalNaive
+from pipeline.models.schemas import NoParams as Params
 from pipeline.specs import ForecastSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    """No knobs: `model: {}`; the season is the objective's."""
 
 
 def check(params: Params, spec: ForecastSpec) -> None:
@@ -29,10 +23,7 @@ def build(params: Params, spec: ForecastSpec) -> SeasonalNaive:
 
 FAMILY = Family(
     name="seasonal-naive",
-    objective="forecasting",
-    params=Params,
     build=build,
-    kind="estimator",
     count_params=nothing_learned,
     check=check,
     # models-from-code: forecast_baselines.py rebuilds the forecaster from its config (nothing pickled)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Literal
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
@@ -13,14 +11,8 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC
 
 from pipeline.models import Family, Logged
+from pipeline.models.schemas import SvcParams as Params
 from pipeline.specs import ClassifierSpec
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    C: float
-    kernel: Literal["rbf", "linear", "poly", "sigmoid"]
-    gamma: float | Literal["scale", "auto"]
 
 
 def build(params: Params, spec: ClassifierSpec):
@@ -42,10 +34,7 @@ def count_params(model) -> int:
 
 FAMILY = Family(
     name="svc",
-    objective="classification",
-    params=Params,
     build=build,
-    kind="estimator",
     count_params=count_params,
     # like the networks, the logged model returns class probabilities
     logged=Logged("sklearn", pyfunc_method="predict_proba"),

@@ -13,34 +13,18 @@ Inputs are resized to `image_size` and converted to `channels` (1 → 3 repeats 
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Literal
 
 import keras
 from keras import layers
 
-from pipeline import config
 from pipeline.errors import UserError
 from pipeline.models import Family, FitLoop, hub, pretrain
+from pipeline.models.schemas import TransferParams as Params
+from pipeline.models.schemas import TransferTrainParams as TrainParams
 from pipeline.specs import ClassifierSpec
 
 HUB_LAYER = "hub_module"
-
-
-@dataclasses.dataclass(frozen=True)
-class Params:
-    hub_handle: str  # a TF Hub URL or a directory holding a reusable SavedModel
-    mode: Literal["feature", "finetune", "scratch"]
-    image_size: tuple[int, int]  # (height, width) the module expects
-    channels: int  # channels the module expects (1 grey, 3 RGB)
-    head_dropout: float  # before the new classification head
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainParams(config.TrainParams):
-    fine_tune_learning_rate: float  # mode finetune: the second phase's learning rate
-    fine_tune_epochs: int  # mode finetune: at most this many epochs of the second phase
 
 
 def tags(params: Params) -> dict[str, str]:
@@ -153,10 +137,7 @@ def fit(model: keras.Model, params: Params, train: TrainParams, loop: FitLoop) -
 
 FAMILY = Family(
     name="transfer",
-    objective="few_shot",
-    params=Params,
     build=build,
-    train_params=TrainParams,
     check=check,
     tags=tags,
     fit=fit,

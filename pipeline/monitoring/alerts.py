@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline import secrets
-from pipeline.errors import PipelineError, UserError
+from pipeline.errors import PipelineError, UserError, first_line
 
 VARIABLE = "RETRAIN_WEBHOOK"
 TIMEOUT_SECONDS = 10.0  # the whole post, connect to last byte
@@ -206,7 +206,7 @@ def snapshot(model: str | None) -> dict[str, dict[str, str]] | None:
     try:
         return champions(model)
     except Exception as exc:
-        reason = secrets.redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        reason = first_line(exc)
         print(
             f"alert: cannot read the registry ({reason}); promotions will not be announced", file=sys.stderr
         )
@@ -214,7 +214,7 @@ def snapshot(model: str | None) -> dict[str, dict[str, str]] | None:
 
 
 def failed(webhook: Webhook, model: str | None, exc: BaseException, lines: list[str]) -> None:
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = first_line(exc)
     if isinstance(exc, KeyboardInterrupt):
         reason = f"interrupted ({reason})" if reason != "KeyboardInterrupt" else "interrupted"
     done = "; ".join(line.strip() for line in lines if line.startswith("retrain "))

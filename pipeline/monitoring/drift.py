@@ -100,10 +100,6 @@ class Drift:
         """Log the metrics (and the plot, unless `artifact` is None) to the active MLflow run."""
         import mlflow
 
-        from pipeline import plots
-
         mlflow.log_metrics(self.metrics, step=step)
         if artifact:
-            figure = self.figure()
-            mlflow.log_figure(figure, artifact)
-            plots.plt.close(figure)
+            mlflow.log_figure(self.figure(), artifact)

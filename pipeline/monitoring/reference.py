@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import secrets
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line
 from pipeline.monitoring import profiles
 from pipeline.monitoring.profiles import Profile
 
@@ -72,8 +71,7 @@ def of_run(run_id: str) -> Profile | None:
         try:
             path = client.download_artifacts(run_id, ARTIFACT, keep)
         except (MlflowException, OSError) as exc:
-            reason = secrets.redact(str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "")
-            raise UserError(f"run {run_id}: cannot read its {ARTIFACT} ({reason})") from None
+            raise UserError(f"run {run_id}: cannot read its {ARTIFACT} ({first_line(exc)})") from None
         return profiles.load(Path(path))
 
 

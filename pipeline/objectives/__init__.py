@@ -75,7 +75,7 @@ class Objective:
     directions: Mapping[str, Direction]
     # (dataset, train params, objective params) → (splits, spec): the arrays a model sees
     prepare: Callable[[Any, Any, Any], tuple[Any, Any]]
-    # (model, splits, objective params) → (test metrics, artifacts: {name: text or plots.Plot})
+    # (model, splits, objective params) → (test metrics, artifacts: {name: text or matplotlib figure})
     evaluate: Callable[[Any, Any, Any], tuple[dict[str, float], dict]]
     predict: Callable[[Any, Any], Any]  # (model, x) → what the logged model returns by default
     params: type | None = None  # schema of the experiment's `objective:` section, if it has one

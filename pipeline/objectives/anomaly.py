@@ -194,9 +194,7 @@ def evaluate(model, splits: Splits, p: Params) -> tuple[dict[str, float], dict]:
     }
     title = f"anomalies: {', '.join(splits.anomaly_classes)} · test ROC-AUC {metrics['test_roc_auc']:.4f}"
     artifacts: dict = {
-        "anomaly_scores.png": plots.plot(
-            plots.score_histogram, test_scores, truth, cut, score_name(model, p), title
-        ),
+        "anomaly_scores.png": plots.score_histogram(test_scores, truth, cut, score_name(model, p), title),
         "anomaly_report.txt": report(test_scores, flagged, splits),
     }
     if reconstructs(model):
@@ -204,15 +202,13 @@ def evaluate(model, splits: Splits, p: Params) -> tuple[dict[str, float], dict]:
         metrics["test_reconstruction_mse"] = float(pixel_errors(model, normal).mean())
         order = np.argsort(test_scores)
         shown = np.concatenate([order[:4], order[-4:]])  # the most normal and the most anomalous
-        artifacts["reconstructions.png"] = plots.plot(
-            plots.reconstructions,
+        artifacts["reconstructions.png"] = plots.reconstructions(
             splits.x_test[shown],
             reconstruct(model, splits.x_test[shown]),
             test_scores[shown],
         )
         if codes.shape[1] == 2:
-            artifacts["latent_space.png"] = plots.plot(
-                plots.latent_scatter,
+            artifacts["latent_space.png"] = plots.latent_scatter(
                 codes,
                 splits.test_labels,
                 list(splits.class_names),

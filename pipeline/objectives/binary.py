@@ -94,15 +94,15 @@ def predict(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(inference.predict(model, x), dtype=np.float64).reshape(len(x))
 
 
-def roc_plot(y: np.ndarray, p: np.ndarray, auc: float):
-    """The test ROC curve as a Plot (its points computed here: the renderer imports no sklearn)."""
+def roc_figure(y: np.ndarray, p: np.ndarray, auc: float):
+    """The test ROC curve, and the point of the 0.5 threshold."""
     from sklearn.metrics import roc_curve
 
     from pipeline import plots
 
     fpr, tpr, thresholds = roc_curve(y, p)
     at_half = int(np.argmin(np.abs(thresholds - 0.5)))
-    return plots.plot(plots.roc_curve, fpr, tpr, (fpr[at_half], tpr[at_half]), auc)
+    return plots.roc_curve(fpr, tpr, (fpr[at_half], tpr[at_half]), auc)
 
 
 def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[str, float], dict]:
@@ -120,9 +120,9 @@ def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[
     }
     matrix = confusion_matrix(y, predicted, labels=[0, 1])
     artifacts = {
-        "roc_curve.png": roc_plot(y, p, metrics["test_roc_auc"]),
-        "confusion_matrix.png": plots.plot(
-            plots.confusion_matrix, matrix, list(splits.class_names), metrics["test_accuracy"]
+        "roc_curve.png": roc_figure(y, p, metrics["test_roc_auc"]),
+        "confusion_matrix.png": plots.confusion_matrix(
+            matrix, list(splits.class_names), metrics["test_accuracy"]
         ),
         "classification_report.txt": classification_report(
             y, predicted, labels=[0, 1], target_names=splits.class_names, digits=4, zero_division=0

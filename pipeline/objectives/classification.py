@@ -71,8 +71,8 @@ def evaluate(model, splits: Splits, params=None) -> tuple[dict[str, float], dict
     }
     matrix = confusion_matrix(splits.y_test, predicted, labels=labels)
     artifacts = {
-        "confusion_matrix.png": plots.plot(
-            plots.confusion_matrix, matrix, list(splits.class_names), metrics["test_accuracy"]
+        "confusion_matrix.png": plots.confusion_matrix(
+            matrix, list(splits.class_names), metrics["test_accuracy"]
         ),
         "classification_report.txt": classification_report(
             splits.y_test,

@@ -190,9 +190,7 @@ def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[
         metrics["validation_mae"] = float(np.mean(np.abs(val_error)))
     artifacts = {
         "errors_by_horizon.csv": errors_by_horizon(splits.y_test, forecast, splits.mase_scale),
-        "forecast.png": plots.plot(
-            plots.forecast, splits.dates_test, splits.y_test, forecast, metrics["test_rmse"]
-        ),
+        "forecast.png": plots.forecast(splits.dates_test, splits.y_test, forecast, metrics["test_rmse"]),
     }
     return metrics, artifacts
 

@@ -78,8 +78,7 @@ def evaluate(model, splits: Splits, params=None) -> tuple[dict[str, float], dict
     artifacts: dict = {}
     if splits.curve_x is not None and splits.x_test.shape[1:] == (1,):
         grid = predict(model, splits.curve_x.reshape(-1, 1))
-        artifacts["fitted_curve.png"] = plots.plot(
-            plots.fitted_curve,
+        artifacts["fitted_curve.png"] = plots.fitted_curve(
             (splits.x_train[:, 0], splits.y_train),
             (splits.curve_x, splits.curve_y),
             splits.curve_x,

@@ -12,15 +12,14 @@ data once a minute (a run `serve-<model>` in the MLflow experiment `predictions`
 from __future__ import annotations
 
 import logging
-import re
 import socket
 
 from pipeline import startup
+from pipeline.config import NAME_PATTERN, NAME_RULE
 from pipeline.errors import UserError
 from pipeline.serving import follow, scoring
 from pipeline.training import tracking
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # registered model names and aliases
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -45,8 +44,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 def check_names(settings: follow.Settings) -> None:
     for what, value in (("MODEL", settings.name), ("--alias", settings.alias)):
-        if not NAME.fullmatch(value):
-            raise UserError(f"{what} '{value}' is not a registered model name or alias ({NAME.pattern})")
+        if not NAME_PATTERN.fullmatch(value):
+            raise UserError(f"{what} '{value}' is not a registered model name or alias ({NAME_RULE})")
     if settings.poll <= 0 or settings.drift_seconds <= 0:
         raise UserError("--poll and --drift-seconds must be positive")
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import images, monitoring, secrets
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line
 from pipeline.monitoring import reference
 from pipeline.training import tracking
 
@@ -40,11 +40,6 @@ FIGURES = threading.Lock()  # matplotlib's pyplot is not thread-safe; windows ma
 
 def say(line: str) -> None:
     print(f"serve: {secrets.redact(line)}", flush=True)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return secrets.redact(text.splitlines()[0][:300] if text else type(exc).__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +95,7 @@ def warm_up(model, example, label: str) -> None:
     try:
         model.predict(example)
     except Exception as exc:  # noqa: BLE001 - whatever it is, this version cannot serve
-        raise UserError(f"{label} fails on its own input example: {one_line(exc)}") from None
+        raise UserError(f"{label} fails on its own input example: {first_line(exc)}") from None
     if isinstance(example, list) and len(example) > 1:
         with contextlib.suppress(Exception):  # e.g. a forecaster's history: one record is too short
             model.predict(example[:1])
@@ -180,7 +175,7 @@ class Follower:
         except Exception as exc:  # noqa: BLE001 - refused or broken: keep serving what we have
             self._refused = version
             say(
-                f"{name}@{alias} moved to v{version}, which cannot be served ({one_line(exc)}); "
+                f"{name}@{alias} moved to v{version}, which cannot be served ({first_line(exc)}); "
                 f"still answering with v{self.current.version}"
             )
             return False
@@ -198,7 +193,8 @@ class Follower:
             try:
                 self.check()
             except Exception as exc:  # noqa: BLE001 - e.g. the store is unreachable: try again later
-                say(f"cannot read {self.settings.name}@{self.settings.alias} ({one_line(exc)}); trying again")
+                where = f"{self.settings.name}@{self.settings.alias}"
+                say(f"cannot read {where} ({first_line(exc)}); trying again")
 
     def start(self) -> None:
         if self._thread is None:
@@ -285,7 +281,7 @@ class Observer:
                 self._failed += 1
                 first = self._failed == 1
             if first:
-                say(f"{self.name} v{self.version}: a request's drift statistics failed ({one_line(exc)})")
+                say(f"{self.name} v{self.version}: a request's drift statistics failed ({first_line(exc)})")
             return
         with self._lock:
             self._requests += 1
@@ -349,4 +345,4 @@ class Observer:
             try:
                 mlflow.MlflowClient().set_terminated(self.run_id, "FINISHED")
             except Exception as exc:  # noqa: BLE001 - shutting down: say it, go on
-                print(f"serve: could not end run {self.run_id} ({one_line(exc)})", file=sys.stderr)
+                print(f"serve: could not end run {self.run_id} ({first_line(exc)})", file=sys.stderr)

@@ -25,7 +25,8 @@ import sys
 
 from fastapi import Request  # module level: FastAPI resolves the handlers' annotations here
 
-from pipeline.serving.follow import Follower, Served, one_line
+from pipeline.errors import first_line
+from pipeline.serving.follow import Follower, Served
 
 FORMATS = ("dataframe_records", "dataframe_split", "inputs", "instances")  # MLflow's, in its words
 ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT"}
@@ -80,7 +81,7 @@ def parse(body: bytes) -> dict:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Refused(400, f"the body is not JSON ({one_line(exc)})") from None
+        raise Refused(400, f"the body is not JSON ({first_line(exc)})") from None
     except RecursionError:
         raise Refused(400, "the body is JSON nested too deeply") from None
     given = sorted(k for k in payload if k in FORMATS) if isinstance(payload, dict) else []
@@ -118,11 +119,11 @@ def records(payload: dict, schema):
     try:
         return scoring_server.infer_and_parse_data(payload, schema)
     except MlflowException as exc:
-        raise Refused(400, one_line(exc)) from None
+        raise Refused(400, first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - pandas' own complaints about a malformed frame
         key = next(iter(payload))
         raise Refused(
-            400, f"{key} cannot be read as records ({type(exc).__name__}: {one_line(exc)})"
+            400, f"{key} cannot be read as records ({first_line(exc, typed=True)})"
         ) from None
 
 
@@ -133,10 +134,10 @@ def predict(served: Served, data):
         return served.model.predict(data)
     except MlflowException as exc:
         status = exc.get_http_status_code()
-        raise Refused(status if 400 <= status < 500 else 400, one_line(exc)) from None
+        raise Refused(status if 400 <= status < 500 else 400, first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - as MLflow's server does: the input did not suit the model
         raise Refused(
-            400, f"the model could not score the records ({type(exc).__name__}: {one_line(exc)})"
+            400, f"the model could not score the records ({first_line(exc, typed=True)})"
         ) from None
 
 
@@ -220,7 +221,7 @@ def create_app(follower: Follower, limits: Limits):
             return error(408, f"the body did not arrive within {limits.body_seconds:.0f} s", served)
         except Exception as exc:  # noqa: BLE001 - a fault of ours: one line here, one in the log
             print(
-                f"serve: internal error on a request ({type(exc).__name__}: {one_line(exc)})", file=sys.stderr
+                f"serve: internal error on a request ({first_line(exc, typed=True)})", file=sys.stderr
             )
             return error(500, f"internal error ({type(exc).__name__}); see the server's log", served)
         return Response(content, media_type="application/json", headers=served.headers())

@@ -1,10 +1,9 @@
 """A JSON Schema of params.yaml, generated from the code's schemas: `python -m pipeline schema`.
 
 Editors that speak JSON Schema (VS Code's YAML extension: see docs/configuration.md) then
-complete keys and flag typos as you type. The pipeline itself still checks params.yaml with its
-own validator (config.parse_section), whose errors name the key and suggest the closest one; this
-file is generated from the same dataclasses (through pydantic), so the two cannot drift apart
-(a test regenerates it and compares).
+complete keys and flag typos as you type. Each section's schema comes from the pydantic model the
+pipeline validates that section with (config.checker), so the editor and the pipeline agree (a
+test regenerates the file and compares).
 """
 
 from __future__ import annotations
@@ -22,16 +21,15 @@ MERGE_KEY = {"<<": {"description": "YAML merge key (anchors such as <<: *cnn)"}}
 
 
 def dataclass_schema(cls: type, required: bool = True) -> dict[str, Any]:
-    """A dataclass's fields as a closed JSON object schema (pydantic reads the type hints)."""
-    from pydantic import TypeAdapter
-
-    schema = TypeAdapter(cls).json_schema(mode="validation")
+    """A section's schema, as config.check_type validates it (closed: unknown keys are errors)."""
+    holder = config.checker(cls).model_json_schema(mode="validation")
+    schema = {**holder["properties"]["value"], "$defs": holder.get("$defs", {})}
+    schema = inline(schema)
     schema.pop("title", None)
-    schema["additionalProperties"] = False
     schema.setdefault("properties", {}).update(MERGE_KEY)
     if not required:
         schema.pop("required", None)
-    return inline(schema)
+    return schema
 
 
 def inline(schema: dict) -> dict:
@@ -57,8 +55,7 @@ def inline(schema: dict) -> dict:
 def family_rules() -> list[dict]:
     """if family is X then model (and train, objective) follow X's schemas."""
     rules = []
-    for name in models.FAMILIES:
-        family = models.get(name)
+    for name, family in models.FAMILIES.items():
         objective = objectives.get(family.objective)
         default_train = config.TrainParams if family.kind == "keras" else config.SeedParams
         then: dict[str, Any] = {

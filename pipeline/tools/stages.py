@@ -2,9 +2,9 @@
 
 For each dataset and experiment it writes its resolved params to .build/params/ *only when they
 changed*, and a rule whose prerequisites are those params, the stage's upstream data, and exactly
-the modules the stage runs: the import closure of the training core, the experiment's family and
-its objective (read from the source with `ast`, nothing imported), less the data stage's code,
-which reaches an experiment through the dataset's manifest. So `make train-all` retrains
+the modules the stage runs: the import closure (read with `ast`, nothing imported) of the training
+core, the experiment's family and its objective (both named in models.FAMILIES), less the data
+stage's code, which reaches an experiment through the dataset's manifest. So `make train-all` retrains
 exactly what changed: editing a family retrains its experiments, editing the report or bench
 retrains nothing, and a no-op rerun costs no training.
 """
@@ -92,14 +92,6 @@ def code_closure(*roots: str) -> list[str]:
     return sorted(p.as_posix() for p in seen)
 
 
-def family_objective(family: str) -> str:
-    """The `objective=` of a family's declaration (read from its source: see models.declared)."""
-    objective = models.declared(family).get("objective")
-    if not isinstance(objective, str):
-        raise ValueError(f"{models.source_file(family)}: FAMILY's objective must be a literal name")
-    return objective
-
-
 def data_rules(params: dict) -> list[str]:
     lines = []
     code = " ".join(code_closure(DATA_STAGE))
@@ -121,14 +113,13 @@ def data_rules(params: dict) -> list[str]:
 def experiment_rules(resolved: dict) -> list[str]:
     lines = []
     for name, exp in resolved.items():
-        if exp.family not in models.FAMILIES:
-            models.get(exp.family, f"experiments.{name}.")  # raises a clear UserError, imports nothing
+        family = models.declaration(exp.family, f"experiments.{name}.")  # imports nothing
         code = [
             path
             for path in code_closure(
                 TRAINING_CORE,
-                models.source_file(exp.family).as_posix(),
-                objectives.source_file(family_objective(exp.family)).as_posix(),
+                family.source_file().as_posix(),
+                objectives.source_file(family.objective).as_posix(),
             )
             # the data stage's code reaches an experiment through its output, the manifest: data
             # code that changes nothing in the arrays retrains nothing

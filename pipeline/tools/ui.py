@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pipeline import atomic, secrets
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line, require
 from pipeline.training import tracking
 
 # MLflow's server starts a job runner beside its web workers (eight more Python processes, about
@@ -86,6 +86,8 @@ def backend_store(db: str):
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() not in DATABASE_ENGINES:
         raise UserError(f"--db {shown}: the scheme must be one of {', '.join(DATABASE_ENGINES)} ({example})")
+    if url.get_backend_name() == "postgresql":
+        require("psycopg2", extra="postgres", feature=f"--db {shown}")
     # a quick connect: wrong host, port, password or database name answer here in seconds
     timeout = {} if url.get_backend_name() == "sqlite" else {"connect_timeout": 10}
     try:
@@ -95,7 +97,7 @@ def backend_store(db: str):
     except ImportError as exc:
         raise UserError(f"--db {shown}: its database driver is not installed ({exc})") from None
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = first_line(getattr(exc, "orig", None) or exc)
         raise UserError(f"--db {shown}: cannot connect to the backend store: {reason}") from None
     return url
 
@@ -122,6 +124,7 @@ def basic_auth(root: Path) -> dict[str, str]:
         raise UserError(
             f"--auth: {ADMIN_PASSWORD} {missing}; it sets the admin's password on the first start"
         )
+    require("flask_wtf", extra="auth", feature="--auth")  # MLflow's basic-auth app imports it
     config = root / AUTH_CONFIG
     atomic.write_text(
         config,

@@ -20,6 +20,7 @@ from types import ModuleType
 import keras
 import mlflow
 import numpy as np
+from matplotlib.figure import Figure
 
 from pipeline import plots
 from pipeline.models import Family, Logged
@@ -162,20 +163,11 @@ def log_served(served: Served, model, splits, dataset, metadata: dict):
         )
 
 
-def log_texts(texts: Mapping[str, str]) -> None:
-    """Tables and reports, each as the text file its name says."""
-    for name, text in texts.items():
-        mlflow.log_text(text, name)
-
-
-def split_outputs(found: Mapping[str, str | plots.Plot]) -> tuple[dict[str, str], dict[str, plots.Plot]]:
-    """A run's outputs ({artifact path: text or Plot}) as (texts, plots)."""
-    texts, figures = {}, {}
+def log_artifacts(found: Mapping[str, str | Figure], label: str) -> None:
+    """A run's tables and reports as text files, its figures as PNGs titled with `label` (the run)."""
     for name, item in found.items():
         if isinstance(item, str):
-            texts[name] = item
-        elif isinstance(item, plots.Plot):
-            figures[name] = item
+            mlflow.log_text(item, name)
         else:
-            raise TypeError(f"output {name} is a {type(item).__name__}: a run logs texts and plots.Plot")
-    return texts, figures
+            plots.title(item, label)
+            mlflow.log_figure(item, name)

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import inference, secrets, startup
-from pipeline.errors import UserError
+from pipeline import inference, startup
+from pipeline.errors import UserError, first_line
 from pipeline.training import tracking
 
 UNSAFE_ENV = "PIPELINE_ALLOW_UNSAFE_MODELS"
@@ -137,7 +137,7 @@ class Loaded:
             try:
                 self.cache["keras"] = keras.saving.load_model(path, compile=False, safe_mode=True)
             except Exception as exc:  # Keras refuses unsafe content with ValueError/TypeError
-                reason = one_line(exc)
+                reason = first_line(exc)
                 raise UserError(
                     f"model '{self.uri}': {path.name} is refused by Keras' safe mode: {reason}"
                 ) from None
@@ -175,7 +175,7 @@ def load(uri: str, allow_unsafe: bool = False) -> Loaded:
     try:
         mlmodel = Model.load(str(folder / "MLmodel"))
     except Exception as exc:  # a missing or malformed MLmodel: not an MLflow model
-        raise UserError(f"model '{uri}' is not an MLflow model ({one_line(exc)})") from None
+        raise UserError(f"model '{uri}' is not an MLflow model ({first_line(exc)})") from None
     form = form_of(mlmodel)
     if form is None:
         form = unsafe_opt_in(uri, describe(mlmodel), allow_unsafe)
@@ -196,7 +196,7 @@ def pinned(uri: str) -> str:
         version = mlflow.MlflowClient().get_model_version_by_alias(match[1], match[2]).version
     except MlflowException as exc:
         where = tracking.shown_uri()
-        raise UserError(f"model '{uri}' could not be loaded from {where}: {one_line(exc)}") from None
+        raise UserError(f"model '{uri}' could not be loaded from {where}: {first_line(exc)}") from None
     return f"models:/{match[1]}/{version}"
 
 
@@ -257,7 +257,7 @@ def download(uri: str) -> tuple[tempfile.TemporaryDirectory, Path]:
     except (MlflowException, OSError) as exc:
         keep.cleanup()
         where = tracking.shown_uri()
-        raise UserError(f"model '{uri}' could not be loaded from {where}: {one_line(exc)}") from None
+        raise UserError(f"model '{uri}' could not be loaded from {where}: {first_line(exc)}") from None
     refuse_links(uri, folder)
     if not (folder / "MLmodel").is_file():
         keep.cleanup()
@@ -275,10 +275,6 @@ def refuse_links(uri: str, folder: Path) -> None:
                 raise UserError(
                     f"model '{uri}' holds a symlink ({link}); models are not followed through links"
                 )
-
-
-def one_line(exc: BaseException) -> str:
-    return secrets.redact(str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__)
 
 
 def inside(loaded: Loaded, relative: str) -> Path:
@@ -306,7 +302,7 @@ def skops_model(loaded: Loaded, relative: str):
     except UserError:
         raise
     except Exception as exc:  # an untrusted type, a corrupt file
-        raise UserError(f"model '{loaded.uri}': its skops file was refused ({one_line(exc)})") from None
+        raise UserError(f"model '{loaded.uri}': its skops file was refused ({first_line(exc)})") from None
 
 
 def sklearn_predictor(loaded: Loaded) -> Predictor:

@@ -93,32 +93,42 @@ def train_schema(kind: str, own: type | None = None) -> type:
     return own or (TrainParams if kind == "keras" else SeedParams)
 
 
+# an experiment's keys besides config.EXPERIMENT_KEYS
+OPTIONAL_KEYS = ("objective", "register_as")
 # train keys a family without them ignores (shared defaults such as train.epochs for a baseline)
 SHARED_TRAIN_KEYS = frozenset(f.name for f in dataclasses.fields(TrainParams))
 
 
 def check_unimported(params: dict, name: str, overrides: list[str] | None = None) -> None:
-    """What can be checked without importing the experiment's family (which imports TensorFlow,
-    ~6 s): its name, dataset, family name and, unless the family declares its own schema, its
-    `train:` section, so the commonest typos answer at once. make_plan checks everything again."""
+    """Every key of the experiment but its `objective:` section, checked against what FAMILIES
+    declares, without importing the family (which imports TensorFlow): the commonest typos answer
+    at once. make_plan checks everything again."""
     exp = config.resolve_experiment(params, name, overrides)
-    where = f"experiments.{name}"
-    if exp.family not in models.FAMILIES:
-        models.get(exp.family, f"{where}.")  # raises: the unknown family, named
-    if not models.declares(exp.family, "train_params"):  # else its own schema: left to make_plan
-        kind = models.declared(exp.family).get("kind", "keras")
-        parse_section(train_schema(kind), exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
+    checked_sections(exp, models.declaration(exp.family, f"experiments.{name}."))
+
+
+def checked_sections(exp: config.Experiment, declared: models.Declared) -> tuple[Any, Any]:
+    """The experiment's `model:` and `train:` sections, checked against its family's schemas (and
+    no key unknown)."""
+    where = f"experiments.{exp.name}"
+    unknown = sorted(set(exp.extra) - set(OPTIONAL_KEYS))
+    if unknown:
+        known = [*config.EXPERIMENT_KEYS, *OPTIONAL_KEYS]
+        raise UserError(
+            f"{PARAMS_FILE}: unknown key '{where}.{unknown[0]}'{config.suggest(unknown[0], known)}"
+        )
+    model_params = parse_section(declared.params, exp.model, f"{where}.model")
+    schema = train_schema(declared.kind, declared.train_params)
+    return model_params, parse_section(schema, exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
 
 
 def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Plan:
     """Resolve one experiment and check every key before any data is read or run started."""
     exp = config.resolve_experiment(params, name, overrides)
     where = f"experiments.{name}"
-    family = models.get(exp.family, f"{where}.")
+    model_params, train_params = checked_sections(exp, models.declaration(exp.family, f"{where}."))
+    family = models.get(exp.family)
     objective = objectives.get(family.objective)
-    model_params = parse_section(family.params, exp.model, f"{where}.model")
-    schema = train_schema(family.kind, family.train_params)
-    train_params = parse_section(schema, exp.train, f"{where}.train", SHARED_TRAIN_KEYS)
     extra = dict(exp.extra)
     objective_params = None
     if objective.params is not None:  # the `objective:` section, e.g. forecasting's horizon
@@ -127,10 +137,6 @@ def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Pl
     if register_as is not None:
         config.check_name(register_as, f"{PARAMS_FILE}: {where}.register_as")
         gate = gate_for(params, register_as, objective)
-    if extra:
-        key = sorted(extra)[0]
-        known = [*config.EXPERIMENT_KEYS, "objective", "register_as"]
-        raise UserError(f"{PARAMS_FILE}: unknown key '{where}.{key}'{config.suggest(key, known)}")
     return Plan(exp, family, objective, model_params, train_params, objective_params, register_as, gate)
 
 

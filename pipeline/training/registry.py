@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import layout
-from pipeline.errors import PipelineError, UserError
+from pipeline.errors import PipelineError, UserError, first_line
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -86,17 +86,15 @@ def register(model_uri: str, name: str, run_id: str) -> str:
                 version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
         client.set_registered_model_alias(name, CHALLENGER, version)
     except MlflowException as exc:
-        reason = (str(exc).splitlines() or [""])[0][:200]
         raise PipelineError(
-            f"cannot register the challenger of '{name}' ({reason}); nothing promoted"
+            f"cannot register the challenger of '{name}' ({first_line(exc)}); nothing promoted"
         ) from None
     return version
 
 
 def unreadable(name: str, exc: Exception) -> PipelineError:
-    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
     return PipelineError(
-        f"cannot read the champion of '{name}' from the registry ({reason}); nothing promoted"
+        f"cannot read the champion of '{name}' from the registry ({first_line(exc)}); nothing promoted"
     )
 
 
@@ -130,7 +128,7 @@ def evaluate_version(name: str, version: str, plan, splits) -> dict[str, float]:
     from pipeline.training import loading
 
     model = loading.load(f"models:/{name}/{version}")
-    metrics, _ = plan.objective.evaluate(model.arrays, splits, plan.objective_params)  # plots: never drawn
+    metrics, _ = plan.objective.evaluate(model.arrays, splits, plan.objective_params)  # artifacts: not logged
     return metrics
 
 
@@ -222,10 +220,9 @@ def rescore(name: str, current, plan, splits) -> float:
     except PipelineError:
         raise
     except Exception as exc:
-        reason = (str(exc).splitlines() or [""])[0][:200]
         raise PipelineError(
             f"cannot evaluate the champion v{current.version} of '{name}' on the holdout "
-            f"({type(exc).__name__}: {reason}); nothing promoted"
+            f"({first_line(exc, typed=True)}); nothing promoted"
         ) from None
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import keras
 import mlflow
 
-from pipeline import config, data, layout, plots, startup
+from pipeline import config, data, layout, plots
 from pipeline.models import fit_with_loop
 from pipeline.specs import Splits
-from pipeline.training import artifacts, keras_loop, registry, rendering, tracking
+from pipeline.training import artifacts, keras_loop, registry, tracking
 from pipeline.training.plan import Plan, make_plan, params_to_log, run_tags
 
 
@@ -113,29 +113,20 @@ def uses_default_fit(plan: Plan) -> bool:
 
 
 def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
-    """Test metrics, the model's size and training length, and the artifacts that explain them
-    (the training curves aside: `curves`, drawn while this runs)."""
+    """Test metrics, the model's size and training length, and the artifacts that explain them."""
     found: dict = {"model_summary.txt": artifacts.model_summary(model)}
     size = plan.family.count_params(model)
     if isinstance(model, keras.Model) or size is not None:
         found["layer_params.csv"] = artifacts.layer_table(model, size)
     metrics, evaluation = plan.objective.evaluate(model, splits, plan.objective_params)
     if history:
+        found["training_curves.png"] = plots.training_curves(history, "training curves")
         metrics["epochs_trained"] = len(history["loss"])
         metrics["epochs_to_converge"] = keras_loop.epochs_to_converge(history)
     if size is not None:
         metrics["model_params"] = size
     found.update(evaluation)
     return metrics, found
-
-
-def curves(history) -> dict[str, plots.Plot]:
-    """A Keras run's loss and metrics per epoch, train against validation."""
-    return (
-        {"training_curves.png": plots.plot(plots.training_curves, history, "training curves")}
-        if history
-        else {}
-    )
 
 
 def model_metadata(plan: Plan, splits: Splits, dataset) -> dict:
@@ -160,18 +151,13 @@ def log_model(plan: Plan, model, splits: Splits, dataset):
     return artifacts.log_model(plan.family, model, example, output, metadata)
 
 
-def log_outputs(plan: Plan, model, splits: Splits, dataset, found: dict, figures: rendering.Drawings):
-    """Tables, figures, the MLflow model, and what the family publishes; returns ModelInfo.
-
-    The figures are drawn (rendering's helper process) while the model is logged."""
-    texts, plotted = artifacts.split_outputs(found)
-    figures.draw(plotted)
-    artifacts.log_texts(texts)
+def log_outputs(plan: Plan, model, splits: Splits, dataset, found: dict, label: str):
+    """Tables, figures, the MLflow model, and what the family publishes; returns ModelInfo."""
+    artifacts.log_artifacts(found, label)
     info = log_model(plan, model, splits, dataset)
     published = plan.family.publish(model, plan.model)  # e.g. pretrain's hub module
     if published is not None:
         mlflow.log_artifacts(str(published.folder), published.artifact_path)
-    mlflow.log_artifacts(str(figures.wait()))
     return info
 
 
@@ -181,9 +167,6 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
     Inside an active run (the transfer learning curve, a sweep) the run is nested under it.
     """
     options = options or RunOptions()
-    startup.freeze_imports()
-    if options.log_outputs:
-        rendering.start()  # the figures' helper gets ready while this run prepares and trains
     keras_loop.split_cpu()  # before TensorFlow's first op
     params = config.load_params()
     plan = make_plan(params, name, overrides)
@@ -208,17 +191,14 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             model = plan.family.build(plan.model, spec)
             backup = backup_dir(plan, dataset) if options.resume else None
             history = train_model(plan, model, splits, options, backup)
-        with rendering.Drawings(f"{run_name} ({exp.task})") as figures:
-            if options.log_outputs:
-                figures.draw(curves(history))  # drawn while the model is evaluated
-            metrics, found = evaluate(plan, model, splits, history)
-            metrics["train_seconds"] = time.perf_counter() - started
-            mlflow.log_metrics(metrics)
-            model_info = None
-            if options.log_outputs:
-                if plan.register_as and options.extra_artifacts:
-                    found.update(options.extra_artifacts(plan, model, splits, dataset))
-                model_info = log_outputs(plan, model, splits, dataset, found, figures)
+        metrics, found = evaluate(plan, model, splits, history)
+        metrics["train_seconds"] = time.perf_counter() - started
+        mlflow.log_metrics(metrics)
+        model_info = None
+        if options.log_outputs:
+            if plan.register_as and options.extra_artifacts:
+                found.update(options.extra_artifacts(plan, model, splits, dataset))
+            model_info = log_outputs(plan, model, splits, dataset, found, f"{run_name} ({exp.task})")
         run_id = active.info.run_id
         version = None
         if plan.register_as and model_info and options.register:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline import secrets
 from pipeline.config import project_root
+from pipeline.errors import require
 
 # MLflow's dataset digest column holds 36 characters; the full sha256 goes in the data_hash tag.
 DIGEST_CHARS = 36
@@ -55,6 +56,8 @@ def configure() -> str:
     import mlflow
 
     uri = tracking_uri()
+    if uri.startswith("postgresql"):  # MLflow's SQL store over psycopg2
+        require("psycopg2", extra="postgres", feature="a postgresql:// tracking URI")
     if uses_default_store():
         (project_root() / "mlruns").mkdir(exist_ok=True)
     mlflow.set_tracking_uri(uri)

@@ -10,14 +10,10 @@ per-epoch lines.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from collections import defaultdict
 
-
-def verbose() -> bool:
-    """VERBOSE=1 / PIPELINE_VERBOSE=1: Keras' per-epoch lines instead of bars and summaries."""
-    return bool(os.environ.get("VERBOSE") or os.environ.get("PIPELINE_VERBOSE"))
+from pipeline import startup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +106,7 @@ class Progress:
         self.tasks: dict[str, int] = {}
 
     def __enter__(self):
-        if self.want_bars and self.stream.isatty() and not verbose():
+        if self.want_bars and self.stream.isatty() and not startup.verbose():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bars = Progress(

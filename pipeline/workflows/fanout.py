@@ -27,8 +27,8 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from pipeline import config, layout
-from pipeline.errors import PipelineError, UserError
+from pipeline import config, layout, startup
+from pipeline.errors import PipelineError, UserError, require
 from pipeline.training import tracking
 from pipeline.workflows import EXECUTORS, console, scaleout
 
@@ -93,7 +93,7 @@ def train_one(name: str, overrides: list[str], tags: dict, put=None) -> console.
     from pipeline.workflows import experiment
 
     callbacks = (epoch_events(name, put),) if put is not None else ()
-    verbose = None if console.verbose() else 0  # VERBOSE=1: Keras' own per-epoch lines
+    verbose = None if startup.verbose() else 0  # VERBOSE=1: Keras' own per-epoch lines
     outcome = experiment.train(name, overrides, RunOptions(tags=tags, verbose=verbose, callbacks=callbacks))
     return console.summarise(outcome)
 
@@ -109,8 +109,6 @@ _EVENTS = None  # a worker process's queue to the driver (set by worker_init)
 
 def worker_init(events) -> None:
     """A pool worker starts: TensorFlow imported once, quietly; MLflow's INFO lines kept off the console."""
-    from pipeline import startup
-
     global _EVENTS
     _EVENTS = events
     startup.quiet_logs()
@@ -132,7 +130,7 @@ def epoch_budget(exp) -> float:
     """A Keras experiment's epoch budget (train.epochs, plus fine-tuning's); 0 for estimators."""
     from pipeline import models
 
-    if exp.family not in models.FAMILIES or models.declared(exp.family).get("kind", "keras") != "keras":
+    if exp.family not in models.FAMILIES or models.FAMILIES[exp.family].kind != "keras":
         return 0.0
     epochs = exp.train.get("epochs", 0) + exp.train.get("fine_tune_epochs", 0)
     return float(epochs) if isinstance(epochs, int | float) else 0.0
@@ -183,8 +181,6 @@ class Schedule:
 
 
 def run_sequential(schedule: Schedule, overrides, tags, progress) -> None:
-    from pipeline import startup
-
     startup.quiet_tensorflow()
     while ready := schedule.ready():
         for name in ready:
@@ -362,6 +358,8 @@ def run(
             return 0
     ordered = selection(params, names, with_upstream=queue is None)
     experiments = {n: config.resolve_experiment(params, n, overrides) for n in ordered}  # checks --set
+    if executor == "ray":
+        require("ray", extra="ray", feature="--executor ray")
     tasks = prepare(params, experiments, overrides)
     fanout_id = uuid.uuid4().hex[:12]
     tags = {TAG: fanout_id, "executor": executor}

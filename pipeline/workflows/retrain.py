@@ -30,7 +30,7 @@ import os
 
 from pipeline import atomic, data, layout, startup
 from pipeline.config import PARAMS_FILE, load_params, resolve_experiment, retrain_params, suggest
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line
 from pipeline.training import registry
 from pipeline.workflows import batch_drift, batches
 from pipeline.workflows.batches import fault
@@ -141,8 +141,7 @@ def validate(arrived: list, dataset, source, inbox, max_pixels: int, screen=None
             except UserError as exc:
                 reason = str(exc)
             except Exception as exc:  # one bad batch never stops the others
-                first = (str(exc).splitlines() or [""])[0][:200]
-                reason = f"could not be read ({type(exc).__name__}: {first})"
+                reason = f"could not be read ({first_line(exc, typed=True)})"
             else:
                 batch = data.Batch(arrival.id, arrival.name, arrival.sha256, x, y)
                 reason = screen.judge(batch, good) if screen else None

@@ -12,6 +12,7 @@ import logging
 import os
 
 from pipeline import config
+from pipeline.errors import PipelineError, first_line
 from pipeline.training import tracking
 
 
@@ -80,8 +81,4 @@ def cause(exc: BaseException) -> BaseException:
 
 def one_line(exc: BaseException) -> str:
     exc = cause(exc)
-    from pipeline.errors import PipelineError
-
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return first if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {first}"
+    return first_line(exc, typed=not isinstance(exc, PipelineError))

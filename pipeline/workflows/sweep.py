@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline import config, layout
 from pipeline.config import PARAMS_FILE, SearchParams
-from pipeline.errors import PipelineError, UserError
+from pipeline.errors import PipelineError, UserError, require
 from pipeline.training import tracking
 from pipeline.workflows import scaleout
 
@@ -346,6 +346,7 @@ def run(
 
     data.prepare(exp.dataset, params)
     plan, max_epochs, mode = check(params, experiment, search, overrides)
+    require("ray", extra="ray", feature="sweep")
     tracking.init_store([exp.task])
     experiment_id = tracking.get_or_create_experiment(exp.task)
 

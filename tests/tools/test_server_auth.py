@@ -35,6 +35,7 @@ def command_lines() -> str:
 
 @pytest.mark.slow
 def test_anonymous_is_refused_and_an_authenticated_client_logs_a_run(project, auth_env, monkeypatch):
+    pytest.importorskip("flask_wtf", reason="the auth extra is not installed")
     with serving(project, "server", "--auth", env=ONE_WORKER) as port:
         url = f"http://127.0.0.1:{port}"
         api = f"{url}/api/2.0/mlflow/experiments/search"

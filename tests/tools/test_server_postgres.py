@@ -3,12 +3,13 @@ clients logging over HTTP. Skipped (saying why) where PostgreSQL is not installe
 
 from __future__ import annotations
 
-import psycopg2
 import pytest
 from mlflow import MlflowClient
 
 from pipeline import cli
 from tests.conftest import ONE_WORKER, edit_params, free_port, serving
+
+psycopg2 = pytest.importorskip("psycopg2", reason="the postgres extra is not installed")
 
 QUICK = ["--quiet", "--set", "train.epochs=2", "--set", "train.patience=5", "--set", "train.limit=100"]
 
@@ -19,6 +20,7 @@ def train_and_sweep(root, tracking_uri: str, monkeypatch) -> None:
     subprocess per command would only import TensorFlow twice more."""
     import mlflow
 
+    pytest.importorskip("ray", reason="the ray extra is not installed")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     assert cli.main(["train", "mlp", *QUICK]) == 0

@@ -43,25 +43,30 @@ def test_a_bad_drift_limit_is_named(project, drift, message):
         gate_with(project, drift)
 
 
-def test_train_section_typos_are_found_without_importing_a_family(project):
-    """check_unimported (what `train` runs before importing TensorFlow) reads the family's
-    declaration from its source: a child process proves nothing heavy was imported."""
+def test_typos_are_found_without_importing_a_family(project):
+    """check_unimported (what `train` runs before importing TensorFlow) reads the family's schemas
+    from models.FAMILIES: a child process proves nothing heavy was imported."""
     code = (
         "import sys; from pipeline import config; from pipeline.training import plan\n"
         "params = config.load_params()\n"
         "plan.check_unimported(params, 'naive', ['train.epochs=3'])  # a baseline ignores Keras keys\n"
-        "try:\n"
-        "    plan.check_unimported(params, 'mlp', ['train.epochz=3'])\n"
-        "except Exception as e:\n"
-        "    print(e)\n"
-        "heavy = ('tensorflow', 'keras', 'mlflow', 'pipeline.models.mlp')\n"
+        "for name, change in [('mlp', 'train.epochz=3'), ('cnn-same', 'model.paddin=same'),\n"
+        "                     ('cnn-same', 'family=cnnn'), ('cnn-same', 'modle.padding=same')]:\n"
+        "    try:\n"
+        "        plan.check_unimported(params, name, [change])\n"
+        "    except Exception as e:\n"
+        "        print(e)\n"
+        "heavy = ('tensorflow', 'keras', 'mlflow', 'pipeline.models.mlp', 'pipeline.models.cnn')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=project, check=True
     )
-    error, imported = out.stdout.strip().splitlines()
-    assert "unknown key 'experiments.mlp.train.epochz'" in error and "'epochs'" in error
+    train, model, family, section, imported = out.stdout.strip().splitlines()
+    assert "unknown key 'experiments.mlp.train.epochz'" in train and "'epochs'" in train
+    assert "unknown key 'experiments.cnn-same.model.paddin'" in model and "'padding'" in model
+    assert "family 'cnnn' is unknown" in family and "'cnn'" in family
+    assert "unknown key 'experiments.cnn-same.modle'" in section and "'model'" in section
     assert imported == "[]"
 
 
@@ -72,6 +77,5 @@ def test_what_passes_unimported_is_what_make_plan_accepts(project, name):
     assert make_plan(params, name).train is not None
     with pytest.raises(UserError, match=rf"unknown key 'experiments.{name}.train.pace'"):
         make_plan(params, name, ["train.pace=1"])
-    if name != "transfer-feature":  # declares its own train schema: left to make_plan
-        with pytest.raises(UserError, match=rf"unknown key 'experiments.{name}.train.pace'"):
-            check_unimported(params, name, ["train.pace=1"])
+    with pytest.raises(UserError, match=rf"unknown key 'experiments.{name}.train.pace'"):
+        check_unimported(params, name, ["train.pace=1"])

@@ -143,8 +143,7 @@ def test_a_trial_tune_stops_ends_finished_whatever_its_worker_does_next(project,
     The run must end FINISHED with sweep.stopped_early=true, and the trial end as Tune's stop does
     (SystemExit(0), which Tune's thread runner takes as a quiet end: a worker that runs the next
     trial needs this trial's thread to end)."""
-    from ray import tune
-
+    tune = pytest.importorskip("ray.tune", reason="the ray extra is not installed")
     from pipeline.training import run as run_module
     from pipeline.workflows import scaleout
 

@@ -1,0 +1,119 @@
+"""The shape of each family's `model:` section (and transfer's extra `train:` keys).
+
+Declared here rather than in the family modules, which import Keras: `pipeline train` checks an
+experiment's keys against them (pipeline.models.FAMILIES) before TensorFlow loads, so a misspelt
+key answers at once. Each family module imports its own as `Params`; the knobs are explained in
+the family's docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from pipeline.config import TrainParams
+
+Activation = Literal["relu", "tanh", "gelu", "elu"]
+Padding = Literal["same", "valid", "full"] | int | tuple[int, int]
+Pair = int | tuple[int, int]  # one number for both directions, or (rows, cols) = (height, width)
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpParams:
+    hidden_units: tuple[int, ...]  # one Dense layer per entry
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "elu"]
+    dropout: float  # after every hidden layer
+
+
+@dataclasses.dataclass(frozen=True)
+class CnnParams:
+    filters: tuple[int, ...]  # one Conv2D per entry
+    kernel_size: Pair  # (rows, cols) = (height, width)
+    strides: Pair  # (rows, cols) = (height, width)
+    padding: Padding
+    activation: Activation
+    batch_norm: bool  # BatchNormalization between each Conv2D and its activation
+    pooling: Literal["max", "min", "avg", "none"]
+    pool_size: int
+    pool_every: int  # pool after every n-th Conv2D (0: once, after the last)
+    dropout: float  # before the dense head and before the output
+    dense_units: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainParams(CnnParams):
+    publish_dir: str  # where the hub module is written (relative to the project root)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferParams:
+    hub_handle: str  # a TF Hub URL or a directory holding a reusable SavedModel
+    mode: Literal["feature", "finetune", "scratch"]
+    image_size: tuple[int, int]  # (height, width) the module expects
+    channels: int  # channels the module expects (1 grey, 3 RGB)
+    head_dropout: float  # before the new classification head
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferTrainParams(TrainParams):
+    fine_tune_learning_rate: float  # mode finetune: the second phase's learning rate
+    fine_tune_epochs: int  # mode finetune: at most this many epochs of the second phase
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderParams:
+    architecture: Literal["dense", "conv"]
+    hidden_units: tuple[int, ...]  # dense: encoder Dense layers (the decoder mirrors them)
+    filters: tuple[int, ...]  # conv: one stride-2 Conv2D per entry (the decoder mirrors them)
+    activation: Activation
+    noise: float  # stddev of the Gaussian input noise while training (0 = plain autoencoder)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentParams:
+    units: tuple[int, ...]  # one LSTM (or SimpleRNN) layer per entry (stacked)
+    dropout: float  # on each recurrent layer's inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseWindowParams:
+    units: tuple[int, ...]  # one Dense layer per entry
+    activation: Activation
+    dropout: float  # after every hidden layer
+
+
+@dataclasses.dataclass(frozen=True)
+class SvcParams:
+    C: float
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"]
+    gamma: float | Literal["scale", "auto"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LogregParams:
+    C: float  # inverse regularisation strength: smaller = simpler weights
+    max_iter: int  # the solver's iterations at most
+
+
+@dataclasses.dataclass(frozen=True)
+class PcaParams:
+    whiten: bool  # scale the components to unit variance (changes retrieval distances only)
+
+
+@dataclasses.dataclass(frozen=True)
+class IsolationForestParams:
+    n_estimators: int
+    max_samples: int | float | Literal["auto"]  # images per tree: a count, a share, or "auto" = min(256, n)
+    max_features: float  # share of the pixels each tree sees
+
+
+@dataclasses.dataclass(frozen=True)
+class SarimaxParams:
+    order: tuple[int, int, int]  # (p, d, q)
+    seasonal_order: tuple[int, int, int, int]  # (P, D, Q, s)
+    simple_differencing: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """No knobs: `model: {}` (the naive forecasts; seasonal-naive's season is the objective's)."""
