@@ -124,7 +124,8 @@ def tf_images(path: Path, shape, labels: np.ndarray):
     """A tf.data.Dataset of (uint8 image (h, w, c), label) read from a split file in order."""
     import tensorflow as tf
 
-    return tf.data.Dataset.zip((tf_pixels(path, shape, len(labels)), tf.data.Dataset.from_tensor_slices(labels)))
+    pixels = tf_pixels(path, shape, len(labels))
+    return tf.data.Dataset.zip((pixels, tf.data.Dataset.from_tensor_slices(labels)))
 
 
 def tf_pixels(path: Path, shape, count: int):

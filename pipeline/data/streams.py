@@ -91,13 +91,7 @@ class Rows:
             yield self[start : start + size]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        if self.nbytes > IN_MEMORY_BYTES:
-            h_w_c = "×".join(str(n) for n in self.image_shape)
-            raise UserError(
-                f"{self.name}: {len(self)} images of {h_w_c} take {self.nbytes / 2**30:.1f} GiB as floats, "
-                f"more than the {IN_MEMORY_BYTES // 2**20} MiB a whole-array step may hold (estimator "
-                "families train on whole arrays: use a Keras family, or fewer rows with train.limit)"
-            )
+        require_in_memory(self)
         x = self[:]
         return x if dtype is None else x.astype(dtype)
 
@@ -118,9 +112,10 @@ class Rows:
         """
         import tensorflow as tf
 
-        pixels = self.pixels()
+        data = self.pixels()
         autoencoder = targets is self
-        data = pixels if autoencoder else tf.data.Dataset.zip((pixels, tf.data.Dataset.from_tensor_slices(targets)))
+        if not autoencoder:
+            data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(targets)))
         if len(self) * self.record_bytes <= CACHE_BYTES:
             data = data.cache()  # decoded once; every later epoch reads memory
         if shuffle is not None:
@@ -152,6 +147,18 @@ class Rows:
         keep[self.index] = True
         kept = tf.constant(keep)
         return pixels.enumerate().filter(lambda i, x: kept[i]).map(lambda i, x: x)
+
+
+def require_in_memory(x) -> None:
+    """Refuse (one line) images too large to hold whole as floats: the estimator families fit and
+    score whole arrays. Arrays pass: they are in memory already."""
+    if isinstance(x, Rows) and x.nbytes > IN_MEMORY_BYTES:
+        h_w_c = "×".join(str(n) for n in x.image_shape)
+        raise UserError(
+            f"{x.name}: {len(x)} images of {h_w_c} take {x.nbytes / 2**30:.1f} GiB as floats, more "
+            f"than the {IN_MEMORY_BYTES // 2**20} MiB a whole-array step may hold (the estimator "
+            "families fit whole arrays: use a Keras family, or fewer rows with train.limit)"
+        )
 
 
 def shape_only(x) -> np.ndarray:
