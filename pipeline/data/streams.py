@@ -126,11 +126,14 @@ class Rows:
         def scale(x):
             return tf.cast(x, tf.float32) / divisor  # the same float32 values as store.to_float
 
+        def scaled(x, y):
+            return scale(x), y
+
+        def reconstructed(x):
+            return scale(x), scale(x)
+
         data = data.batch(batch_size)
-        if autoencoder:
-            data = data.map(lambda x: (scale(x), scale(x)), num_parallel_calls=tf.data.AUTOTUNE)
-        else:
-            data = data.map(lambda x, y: (scale(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.map(reconstructed if autoencoder else scaled, num_parallel_calls=tf.data.AUTOTUNE)
         return data.prefetch(tf.data.AUTOTUNE)
 
     def pixels(self):
@@ -141,12 +144,20 @@ class Rows:
             pixels = store.tf_pixels(Path(self.stored.filename), self.image_shape, len(self.stored))
         else:  # held in memory already (a retrain candidate before its commit)
             pixels = tf.data.Dataset.from_tensor_slices(np.asarray(self.stored))
-        if self.index is None:
-            return pixels
-        keep = np.zeros(len(self.stored), bool)
-        keep[self.index] = True
-        kept = tf.constant(keep)
-        return pixels.enumerate().filter(lambda i, x: kept[i]).map(lambda i, x: x)
+        if self.index is not None:
+            keep = np.zeros(len(self.stored), bool)
+            keep[self.index] = True
+            kept = tf.constant(keep)
+
+            def selected(i, x):
+                return kept[i]
+
+            def image(i, x):
+                return x
+
+            pixels = pixels.enumerate().filter(selected).map(image)
+        # Keras then knows an epoch's batches (the reader and the filter cannot say)
+        return pixels.apply(tf.data.experimental.assert_cardinality(len(self)))
 
 
 def require_in_memory(x) -> None:

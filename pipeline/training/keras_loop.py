@@ -102,7 +102,8 @@ def inputs(x, y, validation, batch_size: int, seed: int) -> dict:
     if validation is not None:
         x_val, y_val = validation
         validation = x_val.stream(y_val, batch_size)
-    return {"x": x.stream(y, batch_size, shuffle=seed), "validation_data": validation}
+    # shuffle=False: Keras would only warn that a stream shuffles itself
+    return {"x": x.stream(y, batch_size, shuffle=seed), "validation_data": validation, "shuffle": False}
 
 
 # "converged": the loss is within this share of the best loss the run reached
