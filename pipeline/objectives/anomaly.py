@@ -118,9 +118,10 @@ def flat(x) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def chunks(x, size: int = inference.CHUNK):
-    """Images (an array or streams.Rows) as float arrays, `size` at a time: scores never hold a
+def chunks(x):
+    """Images (an array or streams.Rows) as float arrays, a chunk at a time: scores never hold a
     whole split's reconstructions."""
+    size = inference.chunk_rows(x)
     for start in range(0, len(x), size):
         yield x[start : start + size]
 
