@@ -22,7 +22,11 @@ def test_augmentation_changes_training_images_and_passes_inference_images_throug
     assert np.array_equal(keras.ops.convert_to_numpy(model(x, training=False)), x)
     assert not np.allclose(keras.ops.convert_to_numpy(model(x, training=True)), x)
     assert [layer.name for layer in model.layers[1:]] == [
-        "random_flip", "random_rotation", "random_zoom", "random_translation", "random_contrast"
+        "random_flip",
+        "random_rotation",
+        "random_zoom",
+        "random_translation",
+        "random_contrast",
     ]
 
 
