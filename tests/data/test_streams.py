@@ -57,3 +57,12 @@ def test_a_whole_float_copy_beyond_the_budget_is_refused_in_one_line(project, mo
         np.asarray(x)
     assert "\n" not in str(error.value)
     assert len(x[:3]) == 3  # reading a few rows is fine
+
+
+def test_images_held_in_memory_stream_the_same(project):
+    """A retrain candidate's merged splits are in memory until committed: same rows, same floats."""
+    dataset = data.load("digits")
+    held = data.Dataset(dataset.name, dataset.manifest, {k: np.array(v) for k, v in dataset.stored.items()})
+    x, y = held.examples("test")
+    images, labels = stream_rows(x.take(np.arange(1, len(x), 2)).stream(y[1::2], 50))
+    assert np.array_equal(images, dataset.arrays["x_test"][1::2]) and np.array_equal(labels, y[1::2])
