@@ -125,11 +125,12 @@ ui: $(VENV_STAMP) ## serve the MLflow UI on 127.0.0.1:5000 and print links to ea
 report: $(VENV_STAMP) ## write reports/index.html + summary.md comparing the latest run of every experiment
 	$(PY) -m pipeline report
 
-bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes)
-	$(PY) -m benchmarks bench
+BENCH_FLAGS ?=
+bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experiment `benchmarks` (several minutes; BENCH_FLAGS="--only scale": the scale section, hours)
+	$(PY) -m benchmarks bench $(BENCH_FLAGS)
 
 SOAK_FLAGS ?=
-soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…; 7 min here)
+soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…)
 	$(PY) -m benchmarks soak $(SOAK_FLAGS)
 
 soak-sweep: $(VENV_STAMP) $(VENV)/.extra-ray ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)

@@ -5,17 +5,77 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pipeline import cli
 from pipeline.cli import positive
 
 
 def cmd_bench(args) -> int:
-    from benchmarks import bench
+    from benchmarks import bench, scale
 
-    return bench.main(
-        args.repeats, args.epochs, args.images, args.stage_repeats, args.only, args.train_all_repeats
+    settings = scale.Settings(
+        sizes=tuple(args.sizes),
+        grey=args.grey_images,
+        repeats=args.repeats,
+        epochs=args.scale_epochs,
+        hub_images=args.hub_images,
+        hub_epochs=args.hub_epochs,
+        data_dir=args.scale_data,
     )
+    return bench.main(
+        args.repeats,
+        args.epochs,
+        args.images,
+        args.stage_repeats,
+        args.only,
+        args.train_all_repeats,
+        settings,
+    )
+
+
+def sizes(text: str) -> list[int]:
+    """`1000,2000`: folder sizes, positive."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of positive counts")
+    return values
+
+
+def count(text: str) -> int:
+    """A count that may be 0 (the part is skipped)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a count (0 or more)")
+    return value
+
+
+def add_scale_flags(p) -> None:
+    from benchmarks import scale
+
+    defaults = scale.Settings()
+    p.add_argument(
+        "--sizes",
+        type=sizes,
+        default=list(defaults.sizes),
+        help="scale: photo folders (224x224 JPEGs), comma-separated counts (default: 1000,2000,10000,20000)",
+    )
+    knobs = (
+        ("--grey-images", count, defaults.grey, "images of the 28x28 grey PNG folder, 0 for none; "
+         "its epochs are compared --repeats times, alternated"),
+        ("--scale-epochs", positive, defaults.epochs, "epochs of each training run, the first not timed"),
+        ("--hub-images", count, defaults.hub_images, "photos of the frozen-hub comparison, 0 for none"),
+        ("--hub-epochs", positive, defaults.hub_epochs, "epochs of each transfer run"),
+        ("--scale-data", Path, defaults.data_dir, "where the generated folders are written and reused"),
+    )  # fmt: skip
+    for flag, kind, default, text in knobs:
+        p.add_argument(flag, type=kind, default=default, help=f"scale: {text} (default: {default})")
 
 
 def add_bench(sub) -> None:
@@ -45,9 +105,11 @@ def add_bench(sub) -> None:
     p.add_argument(
         "--only",
         action="append",
-        choices=["stages", "train_all", "overhead", "data_prep", "inference", "serving"],
-        help="measure only this section (repeatable); the others keep their last figures",
+        choices=["stages", "train_all", "overhead", "data_prep", "inference", "serving", "scale"],
+        help="measure only this section (repeatable); the others keep their last figures. `scale` "
+        "(generated folders up to 20,000 photos: hours) runs only when named",
     )
+    add_scale_flags(p)
     p.set_defaults(func=cmd_bench)
 
 

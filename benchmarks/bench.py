@@ -126,6 +126,9 @@ def overhead(repeats: int, epochs: int) -> dict:
     # the first fit starts TensorFlow's thread pools, one-time costs, not the per-run overhead
     bare, pipeline = bare[WARMUP_ROUNDS:], pipeline[WARMUP_ROUNDS:]
     ratios = [p / b for p, b in zip(pipeline, bare, strict=True)]
+    # what a run costs beyond its fit (evaluation, figures, MLflow logging the model, the gate): the
+    # same seconds however long the training, so the ratio says little about real-sized training
+    fixed = [samples / p - samples / b for p, b in zip(pipeline, bare, strict=True)]
     return {
         "epochs": epochs,
         "warmup_rounds": WARMUP_ROUNDS,
@@ -133,6 +136,7 @@ def overhead(repeats: int, epochs: int) -> dict:
         "bare_samples_per_s": summary(bare),
         "pipeline_samples_per_s": summary(pipeline),
         "throughput_ratio": summary(ratios),
+        "fixed_cost_per_run_s": summary(fixed),
     }
 
 
@@ -489,7 +493,20 @@ def render(results: dict) -> str:
     if sizes:
         lines += ["", "| run (fresh `make train-all`) | artifacts MiB |", "|---|---|"]
         lines += [f"| {run} | {size:.2f} |" for run, size in sorted(sizes.items(), key=lambda kv: -kv[1])]
+    if "scale" in results:
+        from benchmarks import scale
+
+        lines += scale.render(results["scale"])
     return "\n".join(lines) + "\n"
+
+
+NOT_BY_DEFAULT = {"scale"}  # hours at its full sizes: `--only scale`
+
+
+def scale_section(settings) -> dict:
+    from benchmarks import scale
+
+    return scale.measure(settings or scale.Settings())
 
 
 def main(
@@ -499,6 +516,7 @@ def main(
     stage_repeats: int = 1,
     only: list[str] | None = None,
     train_all_repeats: int = 2,
+    scale_settings=None,
 ) -> int:
     out = project_root() / "reports"
     results: dict = {"measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
@@ -513,10 +531,11 @@ def main(
         ("data_prep", lambda: data_prep(repeats, images)),
         ("inference", lambda: inference(repeats)),
         ("serving", lambda: serving(repeats)),
+        ("scale", lambda: scale_section(scale_settings)),
     ]
     with scratch_project():
         for name, step in steps:
-            if only and name not in only:
+            if (only and name not in only) or (not only and name in NOT_BY_DEFAULT):
                 continue
             print(f"bench: {name} ...", flush=True)
             results[name] = step()
@@ -534,11 +553,20 @@ def log(results: dict, out: Path) -> None:
 
     tracking.configure()  # the user's store again
     with tracking.start_run("benchmarks", "bench", {"cores": results["machine"]["cores"]}):
-        for section, figures in results.items():
-            if isinstance(figures, dict):
-                for name, value in figures.items():
-                    if isinstance(value, dict) and "median" in value:
-                        key = "".join(c if c.isalnum() or c in "_-." else "_" for c in f"{section}.{name}")
-                        mlflow.log_metric(key, value["median"])
+        for key, value in medians(results):
+            mlflow.log_metric("".join(c if c.isalnum() or c in "_-." else "_" for c in key), value)
         mlflow.log_artifact(str(out / "bench.json"))
         mlflow.log_artifact(str(out / "bench.md"))
+
+
+def medians(figures: dict, prefix: str = ""):
+    """(dotted key, median) of every summarised figure, nested sections (the scale section's
+    folders) included; plain numbers of the scale section too."""
+    for name, value in figures.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and "median" in value:
+            yield key, value["median"]
+        elif isinstance(value, dict) and name not in ("machine", "settings"):
+            yield from medians(value, f"{key}.")
+        elif key.startswith("scale.") and isinstance(value, int | float) and not isinstance(value, bool):
+            yield key, float(value)

@@ -57,7 +57,7 @@ def cmd_train(args) -> int:
     from pipeline import config, startup
     from pipeline.training import plan
 
-    # name, dataset, family and train-section errors answer at once, before TensorFlow's ~6 s import
+    # name, dataset, family and train-section errors answer at once, before TensorFlow's import
     plan.check_unimported(config.load_params(), args.experiment, args.set)
     startup.quiet_tensorflow()
     from pipeline.training.run import RunOptions

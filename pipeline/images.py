@@ -84,11 +84,6 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     return pixels if pixels.dtype == np.uint8 else np.rint(pixels * 255.0).astype(np.uint8)
 
 
-def to_array(img, shape: tuple[int, ...]) -> np.ndarray:
-    """A decoded Pillow image resized to `shape` (h, w, c) as float32 in [0, 1]."""
-    return to_float(to_pixels(img, shape))
-
-
 def to_pixels(img, shape: tuple[int, ...]) -> np.ndarray:
     """A decoded Pillow image resized to `shape` (h, w, c): uint8 where the image is 8-bit grey or
     colour (exact), else float32 in [0, 1] (transparency composited, high bit depths scaled)."""

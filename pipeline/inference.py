@@ -1,14 +1,12 @@
 """Running a Keras model on arrays, as evaluation, the gate and the drift profile do.
 
-Keras' `Model.predict` traces a tf.function the first time it runs on a model: 0.4 s for the
-digits CNN here, 0.7 s for the LSTM, more than the prediction itself on a test split of a few
-hundred rows, and every run predicts on fresh models (its own, then the champion in the gate).
-Calling the model eagerly, a chunk of rows at a time, gives the same numbers (bit for bit for the
-digits CNNs, the LSTM and the autoencoder; the SimpleRNN's and the sigmoid heads' outputs differ
-from `predict`'s in float32's last digits, ~1e-7 on an RMSE) in a fraction of the time (0.07 s and
-0.18 s). What matters for the gate is that one path scores both the run and, later, the champion
-it re-evaluates. The scoring server, which predicts many times on one model, keeps
-`predict_on_batch` (traced once, then faster).
+Keras' `Model.predict` traces a tf.function the first time it runs on a model, which costs more
+than the prediction itself on a test split of a few hundred rows, and every run predicts on fresh
+models (its own, then the champion in the gate). Calling the model eagerly, a chunk of rows at a
+time, gives the same numbers (the SimpleRNN's and the sigmoid heads' outputs may differ from
+`predict`'s in float32's last digits). What matters for the gate is that one path scores both the
+run and, later, the champion it re-evaluates. The scoring server, which predicts many times on
+one model, keeps `predict_on_batch` (traced once).
 """
 
 from __future__ import annotations

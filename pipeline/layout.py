@@ -18,7 +18,6 @@ MAKEFILE = f"{BUILD}/pipeline.mk"
 STORE_STAMP = "mlruns/.initialized"  # `make store`: the tracking store's schema exists
 DATA_STAMP = BUILD + "/data/{name}.checked"  # `pipeline data <name>` ran with the current params
 RUN_STAMP = BUILD + "/runs/{name}.done"  # the experiment was trained with its current params and code
-RUN_SECONDS = BUILD + "/runs/{name}.seconds"  # how long its last training took (train-all: longest first)
 TRAIN_QUEUE = f"{BUILD}/train-queue"  # the experiments `make train-all` found out of date, one per line
 PARAMS_STAMP = BUILD + "/params/{section}/{name}.json"  # resolved params, rewritten only on change
 RETRAIN_LOCK = f"{BUILD}/retrain.lock"  # held by a retrain cycle, and by a training's gate
@@ -41,10 +40,6 @@ def data_stamp(name: str) -> Path:
 
 def run_stamp(name: str) -> Path:
     return _absolute(RUN_STAMP.format(name=name))
-
-
-def run_seconds(name: str) -> Path:
-    return _absolute(RUN_SECONDS.format(name=name))
 
 
 def params_stamp(section: str, name: str) -> Path:

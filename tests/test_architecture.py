@@ -10,7 +10,7 @@ import yaml
 
 from pipeline import layout
 from pipeline.tools import stages
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGE = REPO / "pipeline"
 BENCHMARKS = REPO / "benchmarks"

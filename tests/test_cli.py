@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from pipeline import cli
-from tests.conftest import assert_one_line_error, edit_params, run_cli
+from tests.helpers import assert_one_line_error, edit_params, run_cli
 
 # every command the parser declares (so a new command is tested without editing this list)
 COMMANDS = sorted(cli.build_parser()._subparsers._group_actions[0].choices)

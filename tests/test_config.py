@@ -83,7 +83,7 @@ def test_unreadable_params_file(project):
 
 @pytest.mark.parametrize("name", ["it's", "a b", "-x", "x" * 101, "ümlaut"])
 def test_names_follow_the_documented_pattern(bare_project, name):
-    from tests.conftest import assert_one_line_error, edit_params, run_cli
+    from tests.helpers import assert_one_line_error, edit_params, run_cli
 
     project = bare_project
 
@@ -94,7 +94,7 @@ def test_names_follow_the_documented_pattern(bare_project, name):
 
 
 def test_the_retrain_section_is_checked(project):
-    from tests.conftest import edit_params
+    from tests.helpers import edit_params
 
     edit_params(project, lambda p: p["retrain"].__setitem__("settle_second", 5))
     with pytest.raises(

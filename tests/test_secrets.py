@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import cli, secrets
 from tests import postgres
-from tests.conftest import REPO, run_cli, serving
+from tests.helpers import REPO, run_cli, serving
 
 QUICK = ["--quiet", "--set", "train.epochs=1", "--set", "train.limit=100"]
 

@@ -278,8 +278,8 @@ def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int,
     for key in store.IMAGE_KEYS:
         splits.append(arrays[key])
         for row, digest in enumerate(found.get(key, [])):
-            if digest:
-                reuse.setdefault(bytes(digest), (len(splits), row))
+            if digest:  # numpy's S32 drops trailing zero bytes: pad back to the 32-byte sha256
+                reuse.setdefault(bytes(digest).ljust(32, b"\0"), (len(splits), row))
     return splits, reuse
 
 

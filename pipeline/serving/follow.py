@@ -35,7 +35,6 @@ from pipeline.monitoring import reference
 from pipeline.training import tracking
 
 EXPERIMENT = "predictions"  # where the served versions' drift windows are written
-FIGURES = threading.Lock()  # matplotlib's pyplot is not thread-safe; windows may end at once
 
 
 def say(line: str) -> None:
@@ -304,8 +303,6 @@ class Observer:
         import mlflow
         from mlflow.entities import Metric
 
-        from pipeline import plots
-
         client = mlflow.MlflowClient()
         if self.run_id is None:
             self.run_id = self.start_run(client)
@@ -315,10 +312,7 @@ class Observer:
         now = int(time.time() * 1000)
         values = {**drift.metrics, "serve_requests": float(requests)}
         client.log_batch(self.run_id, [Metric(k, float(v), now, self.windows) for k, v in values.items()])
-        with FIGURES:
-            figure = drift.figure()
-            client.log_figure(self.run_id, figure, "drift.png")
-            plots.plt.close(figure)
+        client.log_figure(self.run_id, drift.figure(), "drift.png")
         say(f"{self.name} v{self.version}, window {self.windows}: {drift.line()} in {requests} request(s)")
 
     def start_run(self, client) -> str:

@@ -110,7 +110,7 @@ def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, 
 def bar_chart(table: pd.DataFrame, metric: str, higher_is_better: bool, title: str, path: Path) -> None:
     from pipeline import plots
 
-    fig, ax = plots.plt.subplots(figsize=(1.2 * len(table) + 2.5, 3.2))
+    fig, ax = plots.subplots(figsize=(1.2 * len(table) + 2.5, 3.2))
     ax.bar(table["run"], table[metric], color=["#d62728" if b else "#1f77b4" for b in table.get("best", "")])
     ax.set(title=title, ylabel=metric)
     low, high = table[metric].min(), table[metric].max()
@@ -120,7 +120,6 @@ def bar_chart(table: pd.DataFrame, metric: str, higher_is_better: bool, title: s
         ax.text(x, y, f"{y:.4f}", ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plots.plt.close(fig)
 
 
 def learning_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
@@ -129,7 +128,7 @@ def learning_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
     from pipeline import plots
 
     client = mlflow.MlflowClient()
-    fig, ax = plots.plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plots.subplots(figsize=(6.5, 3.6))
     drawn = False
     for _, run in runs.iterrows():
         history = client.get_metric_history(run["run_id"], "val_loss")
@@ -144,7 +143,6 @@ def learning_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
-    plots.plt.close(fig)
     return drawn
 
 
@@ -156,7 +154,7 @@ def fitted_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
 
     from pipeline import plots
 
-    fig, ax = plots.plt.subplots(figsize=(7, 4))
+    fig, ax = plots.subplots(figsize=(7, 4))
     drawn = False
     for _, run in runs.iterrows():
         if "fitted_curve.csv" not in {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}:
@@ -174,7 +172,6 @@ def fitted_curves(runs: pd.DataFrame, title: str, path: Path) -> bool:
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
-    plots.plt.close(fig)
     return drawn
 
 
@@ -213,9 +210,11 @@ def drift_history(experiment_id: str) -> pd.DataFrame:
 
 def drift_chart(history: pd.DataFrame, title: str, path: Path) -> None:
     """drift_score of every batch in ingestion order, one line per model; beyond the limit in red."""
+    from matplotlib.ticker import MaxNLocator
+
     from pipeline import plots
 
-    fig, ax = plots.plt.subplots(figsize=(7, 3.4))
+    fig, ax = plots.subplots(figsize=(7, 3.4))
     for model, batches in history.groupby("model", sort=False):
         order = range(1, len(batches) + 1)
         ax.plot(order, batches["drift_score"], marker="o", ms=4, lw=1, label=model)
@@ -229,7 +228,7 @@ def drift_chart(history: pd.DataFrame, title: str, path: Path) -> None:
         )
         if batches["max"].notna().any():
             ax.axhline(batches["max"].dropna().iloc[-1], color="gray", ls="--", lw=0.8)
-    ax.xaxis.set_major_locator(plots.plt.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if history["model"].nunique() == 1 and len(history) <= 20:  # few enough to name
         ax.set_xticks(range(1, len(history) + 1), history["batch"], rotation=30, ha="right", fontsize=8)
     ax.set(title=f"{title}: drift of each retrained batch (red: beyond the limit)", ylabel="drift_score")
@@ -239,7 +238,6 @@ def drift_chart(history: pd.DataFrame, title: str, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plots.plt.close(fig)
 
 
 def copy_artifact(run_id: str, name: str, target: Path) -> bool:
@@ -277,10 +275,6 @@ def as_markdown(text: str, tag: str) -> str:
 
 def as_html(text: str, tag: str) -> str:
     return f"<{tag}>{html.escape(str(text))}</{tag}>"
-
-
-def image_caption(image: str) -> str:
-    return image.removesuffix(".png").replace("-", " ")
 
 
 DRIFT_NOTE = (

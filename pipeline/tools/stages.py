@@ -12,7 +12,6 @@ retrains nothing, and a no-op rerun costs no training.
 from __future__ import annotations
 
 import ast
-import functools
 from pathlib import Path
 
 from pipeline import atomic, layout, models, objectives
@@ -52,13 +51,6 @@ def module_file(module: str) -> Path | None:
 
 def imported_modules(path: Path) -> frozenset[str]:
     """Every pipeline module `path` imports, at module level or inside functions."""
-    # one parse per file version: the 23 experiments' closures share most files (716 parses took
-    # 1 s of every `pipeline makefile`, i.e. of every make after params.yaml or the code changed)
-    return parsed_imports(path, (PACKAGE.parent / path).stat().st_mtime_ns)
-
-
-@functools.cache
-def parsed_imports(path: Path, _version: int) -> frozenset[str]:
     tree = ast.parse((PACKAGE.parent / path).read_text(), filename=str(path))
     package = ".".join(path.parts[:-1])
     found: set[str] = set()

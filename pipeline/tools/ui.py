@@ -15,9 +15,9 @@ from pipeline import atomic, secrets
 from pipeline.errors import UserError, first_line, require
 from pipeline.training import tracking
 
-# MLflow's server starts a job runner beside its web workers (eight more Python processes, about
-# 5 CPU-seconds at start-up and polling afterwards) for GenAI jobs (LLM judges, trace roll-ups) that
-# no run of this pipeline creates; off unless the user turns it on.
+# MLflow's server starts a job runner beside its web workers (more Python processes, starting and
+# polling) for GenAI jobs (LLM judges, trace roll-ups) that no run of this pipeline creates; off
+# unless the user turns it on.
 JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 

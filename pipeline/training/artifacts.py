@@ -9,7 +9,6 @@ model's metadata records under `pipeline`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.metadata
 import tempfile
@@ -80,7 +79,6 @@ def requirements(*packages: str) -> list[str]:
     return [f"{name}=={installed(name)}" for name in packages]
 
 
-@functools.cache  # a lookup scans site-packages (~1 ms); a process does not change its packages
 def installed(package: str) -> str:
     return importlib.metadata.version(package)
 

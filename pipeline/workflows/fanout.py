@@ -5,7 +5,7 @@ Each experiment is one call of the same training core (workflows.experiment.trai
 gate) in every executor, so it logs and scores exactly like `make train-<experiment>` with the same
 seeds. Executors:
   processes   (default) a pool of worker processes (one per core): each imports TensorFlow once and
-              trains experiment after experiment; the longest first (by their last duration)
+              trains experiment after experiment; the longest first (by their epoch budget)
   sequential  one after another in this process
   ray         each experiment a Ray task (a local Ray, or the cluster RAY_ADDRESS names)
 `needs:` is respected: an experiment starts once what it needs has finished; if that failed, it is
@@ -30,7 +30,7 @@ from pathlib import Path
 from pipeline import config, layout, startup
 from pipeline.errors import PipelineError, UserError, require
 from pipeline.training import tracking
-from pipeline.workflows import EXECUTORS, console, scaleout
+from pipeline.workflows import console, scaleout
 
 TAG = "fanout.id"  # on every run of one train-all: the driver closes any its workers left RUNNING
 
@@ -119,13 +119,6 @@ def worker_train(name: str, overrides: list[str], tags: dict) -> console.Summary
     return train_one(name, overrides, tags, _EVENTS.put)
 
 
-def last_seconds(name: str) -> float | None:
-    try:
-        return float(layout.run_seconds(name).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def epoch_budget(exp) -> float:
     """A Keras experiment's epoch budget (train.epochs, plus fine-tuning's); 0 for estimators."""
     from pipeline import models
@@ -137,12 +130,9 @@ def epoch_budget(exp) -> float:
 
 
 def expected_cost(experiments: dict) -> dict[str, float]:
-    """How long each experiment should take, to start the longest first and keep every core busy to
-    the end: the last durations when every one is known, else the epoch budgets. An experiment
-    others need also carries the longest chain behind it."""
-    seconds = {name: last_seconds(name) for name in experiments}
-    if None in seconds.values():
-        seconds = {name: epoch_budget(exp) for name, exp in experiments.items()}
+    """How long each experiment should take (its epoch budget), to start the longest first and keep
+    every core busy to the end. An experiment others need also carries the longest chain behind it."""
+    seconds = {name: epoch_budget(exp) for name, exp in experiments.items()}
     cost = dict(seconds)
     for name in reversed(list(experiments)):  # downstream before upstream (upstream-first order)
         after = [cost[d] for d, e in experiments.items() if name in e.needs]
@@ -290,7 +280,7 @@ def prepare(params: dict, experiments: dict, overrides: list[str]) -> list[str]:
 
 
 def recorder(progress, stamps: bool):
-    """What happens as each experiment ends: its line printed, its stamp and duration written."""
+    """What happens as each experiment ends: its line printed, its stamp written."""
 
     def on_result(result: Result) -> None:
         if result.summary is None:
@@ -302,7 +292,6 @@ def recorder(progress, stamps: bool):
             progress.finished(f"  {result.summary.decision}")
         if stamps:
             layout.touch(layout.run_stamp(result.name))
-            layout.run_seconds(result.name).write_text(f"{result.summary.seconds:.1f}\n")
 
     return on_result
 
@@ -330,16 +319,6 @@ def execute(
     return schedule.results
 
 
-def check_options(executor: str, cpus_per_task: int, jobs: int | None) -> int:
-    if executor not in EXECUTORS:
-        raise UserError(f"--executor '{executor}': expected one of {', '.join(EXECUTORS)}")
-    if cpus_per_task < 1:
-        raise UserError(f"--cpus-per-task {cpus_per_task}: must be >= 1")
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs {jobs}: must be >= 1")
-    return jobs or os.cpu_count() or 1
-
-
 def run(
     names: list[str] | None = None,
     executor: str = "processes",
@@ -349,7 +328,7 @@ def run(
     queue: Path | None = None,
     quiet: bool = False,
 ) -> int:
-    jobs = check_options(executor, cpus_per_task, jobs)
+    jobs = jobs or os.cpu_count() or 1  # --executor, --jobs and --cpus-per-task: checked by the CLI
     overrides = list(overrides or [])
     params = config.load_params()
     if queue is not None:

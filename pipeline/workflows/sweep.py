@@ -230,18 +230,14 @@ class SweepOutcome:
     failed: int
 
 
-def resolve_search(params, experiment, num_samples, max_concurrent, overrides, cpus_per_trial):
+def resolve_search(params, experiment, num_samples, max_concurrent, overrides):
     """The experiment's search: block with the command line's overrides, checked."""
     exp = config.resolve_experiment(params, experiment, overrides)
     if exp.search is None:
         raise UserError(f"{PARAMS_FILE}: experiments.{experiment} has no search: block to sweep over")
+    # --num-samples, --max-concurrent and --cpus-per-trial are checked by the CLI, the block by config
     changes = {"num_samples": num_samples, "max_concurrent": max_concurrent}
     search = dataclasses.replace(exp.search, **{k: v for k, v in changes.items() if v is not None})
-    for key in ("num_samples", "max_concurrent"):
-        if getattr(search, key) < 1:
-            raise UserError(f"--{key.replace('_', '-')} {getattr(search, key)}: must be >= 1")
-    if cpus_per_trial < 1:
-        raise UserError(f"--cpus-per-trial {cpus_per_trial}: must be >= 1")
     return exp, search
 
 
@@ -285,8 +281,8 @@ def make_tuner(
             num_samples=search.num_samples,
             max_concurrent_trials=search.max_concurrent,
             scheduler=scheduler,
-            # a finished trial's worker (TensorFlow already imported) runs the next trial: a worker
-            # per trial costs a process start and a TensorFlow import (~6 CPU-s) each
+            # a finished trial's worker (TensorFlow already imported) runs the next trial, rather
+            # than a process start and a TensorFlow import per trial
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -341,7 +337,7 @@ def run(
 ) -> SweepOutcome:
     overrides = list(overrides or [])
     params = config.load_params()
-    exp, search = resolve_search(params, experiment, num_samples, max_concurrent, overrides, cpus_per_trial)
+    exp, search = resolve_search(params, experiment, num_samples, max_concurrent, overrides)
     from pipeline import data
 
     data.prepare(exp.dataset, params)

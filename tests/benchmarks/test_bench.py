@@ -40,7 +40,7 @@ def test_overhead_data_prep_inference_and_serving_run_in_a_scratch_project(bare_
 
 
 def test_store_sizes_name_each_run_and_sum_their_durations(project):
-    from tests.conftest import train
+    from tests.helpers import train
 
     train("svc", ["train.limit=100"])
     total, by_run, seconds = bench.store_sizes(project)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from pipeline import atomic, data
 from pipeline.errors import UserError
-from tests.conftest import edit_params
+from tests.helpers import edit_params
 
 
 def make_image_folder(root, classes=("a", "b"), per_class=6, size=(8, 8)):
@@ -322,7 +322,7 @@ def test_an_empty_label_names_its_line(project):
 
 def ingest_by_hand(project, dataset, name, x, y):
     """What a retrain cycle leaves: the batch committed to the dataset, its files in consumed/."""
-    from tests.conftest import consumed, write_batch
+    from tests.helpers import consumed, write_batch
 
     current = data.load(dataset)
     labels = [current.class_names[k] for k in y]
@@ -362,7 +362,7 @@ def test_changing_the_image_size_after_ingestion_re_reads_the_batches(project):
     # neither stored arrays that fit nor the raw files: one line, nothing written
     import shutil
 
-    from tests.conftest import consumed
+    from tests.helpers import consumed
 
     shutil.rmtree(consumed(project, "b1", "imgs"))
     edit_params(project, lambda p: p["data"]["imgs"].update(image_size=[4, 4]))

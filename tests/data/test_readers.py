@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipeline.data import readers
 from pipeline.errors import UserError
-from tests.conftest import png_header_only
+from tests.helpers import png_header_only
 
 GRAY = (8, 8, 1)
 

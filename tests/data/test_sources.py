@@ -6,7 +6,7 @@ import pytest
 from pipeline import data
 from pipeline.data.sources import read_series_batch as read_with_fill
 from pipeline.errors import UserError
-from tests.conftest import weeks_after, write_series_batch
+from tests.helpers import weeks_after, write_series_batch
 
 
 def read_series_batch(folder, dataset, accepted):

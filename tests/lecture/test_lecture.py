@@ -9,7 +9,7 @@ import pytest
 from pipeline import cli
 from pipeline.lecture import examples as ex
 from pipeline.lecture import run as lecture
-from tests.conftest import assert_one_line_error, cli_in_process
+from tests.helpers import assert_one_line_error, cli_in_process
 
 
 def test_conv_valid_is_cross_correlation():

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.errors import UserError
 from pipeline.models import hub
-from tests.conftest import save_raw_module
+from tests.helpers import save_raw_module
 
 
 @pytest.fixture

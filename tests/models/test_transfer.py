@@ -9,7 +9,7 @@ import tensorflow_hub as hub
 
 from pipeline import cli, data
 from pipeline.training import tracking
-from tests.conftest import cli_in_process, save_raw_module
+from tests.helpers import cli_in_process, save_raw_module
 
 QUICK = [
     "--quiet",

@@ -14,7 +14,7 @@ import pytest
 from pipeline import cli, data
 from pipeline.errors import UserError
 from pipeline.monitoring import alerts
-from tests.conftest import edit_params, free_port
+from tests.helpers import edit_params, free_port
 
 SECRET = "T000-B000-s3cr3tT0k3n"
 
@@ -165,7 +165,7 @@ def test_make_retrain_announces_a_real_promotion_and_a_real_failure(retrain_proj
     # a 1-epoch challenger on 200 original examples (the batch is always merged) against a champion
     # trained so too (retrain_project): with this margin any one is promoted
     edit_params(retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(margin=-1.0))
-    from tests.conftest import write_batch
+    from tests.helpers import write_batch
 
     x, y = data.load("digits").xy("train")
     write_batch(retrain_project / "data" / "incoming" / "digits" / "b1", x[:30], y[:30])
@@ -189,7 +189,7 @@ def test_the_systemd_failure_notifier_posts_json(tmp_path):
     import os
     import subprocess
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     script = REPO / "deploy" / "systemd" / "notify-failure.sh"
     unit = (REPO / "deploy" / "systemd" / "dl-pipeline-retrain.service").read_text()

@@ -12,7 +12,7 @@ import pytest
 from pipeline import data, monitoring
 from pipeline.errors import UserError
 from pipeline.training.plan import DriftLimit
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 LIMIT = DriftLimit(max=0.3, action="warn")  # the digits-classifier's limit in docs/drift.md
 SERIES_LIMIT = DriftLimit(max=0.5, action="warn")  # the co2-forecaster's

@@ -7,7 +7,7 @@ import pytest
 from pipeline import monitoring
 from pipeline.errors import UserError
 from pipeline.monitoring import reference
-from tests.conftest import point_at, train
+from tests.helpers import point_at, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 

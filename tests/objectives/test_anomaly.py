@@ -8,7 +8,7 @@ from pipeline import cli, config, data
 from pipeline.errors import UserError
 from pipeline.objectives import anomaly
 from pipeline.training import tracking
-from tests.conftest import assert_one_line_error, cli_in_process
+from tests.helpers import assert_one_line_error, cli_in_process
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 PARAMS = anomaly.Params(

@@ -10,7 +10,7 @@ from pipeline import cli, config, data
 from pipeline.errors import UserError
 from pipeline.objectives import binary
 from pipeline.training import tracking
-from tests.conftest import assert_one_line_error, assert_plots_draw, cli_in_process
+from tests.helpers import assert_one_line_error, assert_plots_draw, cli_in_process
 
 QUICK = ["--quiet", "--set", "train.limit=300", "--set", "train.epochs=2"]
 ONE_VS_REST = binary.Params(positive=(8,), negative=None)

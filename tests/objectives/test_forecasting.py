@@ -10,7 +10,7 @@ from pipeline import cli, config, data
 from pipeline.config import SeedParams
 from pipeline.objectives import forecasting
 from pipeline.training import loading, tracking
-from tests.conftest import REPO, assert_plots_draw, cli_in_process, edit_params
+from tests.helpers import REPO, assert_plots_draw, cli_in_process, edit_params
 
 QUICK = ["--quiet", "--set", "train.epochs=1", "--set", "train.limit=64"]
 

@@ -9,7 +9,7 @@ from pipeline.models import mlp, mlp_regressor
 from pipeline.objectives import regression
 from pipeline.specs import RegressionSpec
 from pipeline.training import tracking
-from tests.conftest import assert_plots_draw
+from tests.helpers import assert_plots_draw
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline import data
 from pipeline.training import loading
-from tests.conftest import point_at
+from tests.helpers import point_at
 
 # what a user outside the project runs: MLflow only (the pipeline cannot be imported)
 OUTSIDE = """

@@ -19,7 +19,7 @@ import requests
 from PIL import Image
 
 from pipeline import data
-from tests.conftest import free_port, point_at, relocate_project, serving
+from tests.helpers import free_port, point_at, relocate_project, serving
 
 START = 180  # seconds `mlflow models serve` may take to answer /ping on two busy cores
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline import cli, data
 from pipeline.training import loading
-from tests.conftest import (
+from tests.helpers import (
     CHAMPION_SETTINGS,
     REPO,
     assert_one_line_error,
@@ -36,7 +36,7 @@ from tests.conftest import (
 
 QUICK = CHAMPION_SETTINGS  # a version trained as conftest's `champions` were
 POLL = 1  # --poll of the tests: seconds between two reads of the alias
-LOADING = 10  # what loading a new version may take on two busy cores (0.2-1 s when idle)
+LOADING = 10  # what loading a new version may take on busy cores
 
 
 def png(image: np.ndarray) -> str:

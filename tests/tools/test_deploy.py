@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("make") and os.path.exists("/usr/bin/flock")), reason="make or flock missing"

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.errors import UserError
 from pipeline.tools import predict
-from tests.conftest import assert_one_line_error, run_cli, write_batch
+from tests.helpers import assert_one_line_error, run_cli, write_batch
 
 
 def test_a_headerless_csv_keeps_its_first_row(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline import cli, data
-from tests.conftest import relocate_project, train
+from tests.helpers import relocate_project, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline import cli, data
-from tests.conftest import assert_one_line_error, cli_in_process, png_header_only, run_cli
+from tests.helpers import assert_one_line_error, cli_in_process, png_header_only, run_cli
 
 
 def write_png(path, image):

@@ -7,7 +7,7 @@ import requests
 
 from pipeline import cli
 from pipeline.tools import ui
-from tests.conftest import ONE_WORKER, serving
+from tests.helpers import ONE_WORKER, serving
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from pipeline import cli
-from tests.conftest import ONE_WORKER, assert_one_line_error, free_port, run_cli, serving
+from tests.helpers import ONE_WORKER, assert_one_line_error, free_port, run_cli, serving
 
 PASSWORD = "correct-horse-battery-staple"
 SECRET_KEY = "flask-secret-0123456789abcdef"

@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import cli
-from tests.conftest import ONE_WORKER, edit_params, free_port, serving
+from tests.helpers import ONE_WORKER, edit_params, free_port, serving
 
 psycopg2 = pytest.importorskip("psycopg2", reason="the postgres extra is not installed")
 

@@ -10,7 +10,7 @@ import pytest
 from pipeline import config
 from pipeline.errors import UserError
 from pipeline.tools import stages
-from tests.conftest import REPO, edit_params, make
+from tests.helpers import REPO, edit_params, make
 
 # every experiment of the repository's params.yaml, and those trained on `digits`
 PARAMS = config.load_params(REPO / "params.yaml")

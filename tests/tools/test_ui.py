@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from pipeline import cli
-from tests.conftest import serving
+from tests.helpers import serving
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")

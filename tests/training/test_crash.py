@@ -9,7 +9,7 @@ import time
 import mlflow
 import pytest
 
-from tests.conftest import REPO, train
+from tests.helpers import REPO, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SLOW = ["--quiet", "--set", "train.epochs=8", "--set", "train.patience=100", "--set", "train.batch_size=8"]
@@ -68,11 +68,11 @@ def test_sigkill_mid_fit_resumes_from_the_last_epoch(project, monkeypatch):
 def test_parallel_make_records_each_experiment_once(bare_project):
     import shutil
 
-    from tests.conftest import edit_params
+    from tests.helpers import edit_params
 
     project = bare_project
 
-    def digits_classification_only(params):  # four runs are enough to race; the rest cost 30 s
+    def digits_classification_only(params):  # four runs are enough to race
         kept = ("mlp", "cnn-same", "cnn-valid", "svc")
         params["experiments"] = {k: v for k, v in params["experiments"].items() if k in kept}
         params["retrain"]["gates"].pop("co2-forecaster")

@@ -13,7 +13,7 @@ from pipeline.errors import UserError
 from pipeline.training import keras_loop
 from pipeline.training.plan import make_plan
 from pipeline.training.run import strategy_of
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 MIRRORED = ["--quiet", "--set", "train.strategy=mirrored", "--set", "train.limit=200"]
 EPOCHS = ["--set", "train.epochs=2", "--set", "train.patience=5"]

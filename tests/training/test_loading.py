@@ -16,7 +16,7 @@ from pipeline.errors import UserError
 from pipeline.models import pca
 from pipeline.specs import AnomalySpec
 from pipeline.training import artifacts, loading, registry
-from tests.conftest import (
+from tests.helpers import (
     CHAMPION_SETTINGS,
     aliases,
     assert_one_line_error,
@@ -114,7 +114,7 @@ def logged_files(uri: str) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
-# the airline model's seasonal MA(1) over 52 weeks takes ~20 s to fit; loading is what is tested here
+# the airline model's seasonal MA(1) over 52 weeks is slow to fit; loading is what is tested here
 SMALL_SARIMAX = ["model.seasonal_order=[0, 1, 0, 52]"]
 
 

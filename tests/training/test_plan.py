@@ -9,7 +9,7 @@ import pytest
 from pipeline import config
 from pipeline.errors import UserError
 from pipeline.training.plan import DriftLimit, check_unimported, make_plan
-from tests.conftest import edit_params
+from tests.helpers import edit_params
 
 
 def gate_with(project, drift):

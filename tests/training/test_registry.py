@@ -10,7 +10,7 @@ from pipeline import config
 from pipeline.objectives.classification import Splits
 from pipeline.training import registry
 from pipeline.training.plan import make_plan
-from tests.conftest import train
+from tests.helpers import train
 
 
 def splits(x_test, y_test):

@@ -7,7 +7,7 @@ import pytest
 from pipeline import cli, data
 from pipeline.errors import PipelineError
 from pipeline.training import keras_loop, loading
-from tests.conftest import train
+from tests.helpers import train
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 

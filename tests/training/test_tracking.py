@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import data
 from pipeline.training import tracking
-from tests.conftest import run_cli, train
+from tests.helpers import run_cli, train
 
 
 def test_log_dataset_retries_once_when_a_sibling_inserted_the_row(project, monkeypatch):

@@ -15,7 +15,7 @@ from pipeline import cli, data, layout
 from pipeline.training import registry
 from pipeline.training.plan import Gate
 from pipeline.workflows import retrain
-from tests.conftest import (
+from tests.helpers import (
     aliases,
     assert_one_line_error,
     consumed,

@@ -9,7 +9,7 @@ import pytest
 from pipeline import data
 from pipeline.tools import report
 from pipeline.workflows import retrain
-from tests.conftest import (
+from tests.helpers import (
     consumed,
     edit_params,
     files_of,

@@ -20,7 +20,7 @@ import pytest
 from benchmarks.soak import COMMITTED, STEPS  # every step; those killed after the data commit
 from pipeline import data, layout
 from pipeline.workflows import retrain
-from tests.conftest import aliases, consumed, digits_batch, files_of, incoming, quarantined
+from tests.helpers import aliases, consumed, digits_batch, files_of, incoming, quarantined
 
 KILLED_AT = ["quarantine", "train", "register", "gate"]  # all of STEPS: `make soak`
 

@@ -10,7 +10,7 @@ from pipeline import cli, config
 from pipeline.errors import UserError
 from pipeline.training import tracking
 from pipeline.workflows import sweep
-from tests.conftest import REPO, edit_params
+from tests.helpers import REPO, edit_params
 
 TINY = ["train.limit=200", "train.epochs=1", "model.filters=[8,16]", "model.dense_units=16"]
 

@@ -7,7 +7,7 @@ import pytest
 from pipeline import cli
 from pipeline.training import tracking
 from pipeline.workflows import transfer_curve
-from tests.conftest import edit_params
+from tests.helpers import edit_params
 
 TINY = [
     "--sizes",
