@@ -179,15 +179,21 @@ def tf_images(path: Path, shape, labels: np.ndarray):
     """A tf.data.Dataset of (uint8 image (h, w, c), label) read from a split file in order."""
     import tensorflow as tf
 
-    if len(labels) == 0:
-        empty = np.zeros((0, *shape), np.uint8)
-        return tf.data.Dataset.from_tensor_slices((empty, labels))
+    pixels = tf_pixels(path, shape, len(labels))
+    return tf.data.Dataset.zip((pixels, tf.data.Dataset.from_tensor_slices(labels)))
+
+
+def tf_pixels(path: Path, shape, count: int):
+    """A tf.data.Dataset of the uint8 images (h, w, c) of a split file, in order."""
+    import tensorflow as tf
+
+    if count == 0:
+        return tf.data.Dataset.from_tensor_slices(np.zeros((0, *shape), np.uint8))
     record = int(np.prod(shape))
     # only the rows the manifest counts: a killed append may have left more in the file
-    pixels = tf.data.FixedLengthRecordDataset(str(path), record, buffer_size=CHUNK_BYTES).take(len(labels))
-    pixels = pixels.map(
+    pixels = tf.data.FixedLengthRecordDataset(str(path), record, buffer_size=CHUNK_BYTES).take(count)
+    return pixels.map(
         lambda raw: tf.reshape(tf.io.decode_raw(raw, tf.uint8), shape),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    return tf.data.Dataset.zip((pixels, tf.data.Dataset.from_tensor_slices(labels)))

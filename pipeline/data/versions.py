@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.config import project_root
-from pipeline.data import store
+from pipeline.data import store, streams
 from pipeline.data.splits import SPLITS
 
 # Bump when the processing changes what a source turns into: it invalidates caches.
@@ -38,6 +38,7 @@ class Dataset:
     the same with images as the float32 values models take (converted whole: small data only).
 
     Reading images in pieces (what training streams from):
+        examples(split)           (streams.Rows, labels): the images read as floats on use
         images(split)             tf.data.Dataset of (uint8 image (h, w, c), int64 label), in order
         batches(split, size)      (uint8 images, labels) numpy batches, no TensorFlow
         divisor / scale           float value = uint8 / divisor = uint8 * scale
@@ -74,6 +75,14 @@ class Dataset:
         """The split as a tf.data.Dataset of (uint8 image, label), read from disk in order."""
         path = processed_dir(self.name) / self.manifest["images"]["folder"] / store.split_file(f"x_{split}")
         return store.tf_images(path, self.image_shape, self.stored[f"y_{split}"])
+
+    def examples(self, split: str):
+        """(x, y) of a split as the models read it: images as streams.Rows (float values read on
+        use, a tf.data stream for training), other data as arrays."""
+        if "divisor" not in self.manifest:
+            return self.xy(split)
+        x = streams.Rows(f"{self.name}/{split}", self.sha256, self.stored[f"x_{split}"], self.divisor)
+        return x, self.stored[f"y_{split}"]
 
     def batches(self, split: str, batch_size: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The split's (uint8 images, labels), `batch_size` at a time, without TensorFlow."""

@@ -8,7 +8,8 @@
 
 `kernel_size` and `strides` take one number for both directions or [rows, cols]: Keras orders
 them (height, width), so [3, 2] is 3 rows high and 2 columns wide. `pooling` is max, min (a
-layer of this package, pipeline.models.layers), avg or none.
+layer of this package, pipeline.models.layers), avg or none. An optional `augment:` block changes
+the training images at random (pipeline/models/augment.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from keras import layers
 
 from pipeline.errors import UserError, first_line
 from pipeline.models import Family
+from pipeline.models.augment import augmented
 from pipeline.models.layers import MinPooling2D
 from pipeline.models.schemas import CnnParams as Params
 from pipeline.models.schemas import Pair
@@ -99,7 +101,8 @@ def image_input(spec: ClassifierSpec, family: str = "cnn"):
 def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     check(params, spec)
     inputs = image_input(spec)
-    x = features(inputs, params)
+    x = augmented(inputs, params.augment, spec.seed)  # random changes while training only
+    x = features(x, params)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cnn")
 

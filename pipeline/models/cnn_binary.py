@@ -8,13 +8,15 @@ from keras import layers
 
 from pipeline import inference
 from pipeline.models import Family, Logged, cnn
+from pipeline.models.augment import augmented
 from pipeline.specs import ClassifierSpec
 
 
 def build(params: cnn.Params, spec: ClassifierSpec) -> keras.Model:
     cnn.check(params, spec)
     inputs = cnn.image_input(spec, "cnn-binary")
-    x = cnn.features(inputs, params)
+    x = augmented(inputs, params.augment, spec.seed)  # random changes while training only
+    x = cnn.features(x, params)
     outputs = layers.Dense(1, activation="sigmoid", name="probability")(x)
     return keras.Model(inputs, outputs, name="cnn_binary")
 

@@ -26,6 +26,22 @@ class MlpParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class Augment:
+    """`model.augment:` random changes to each training image (pipeline/models/augment.py); a knob
+    left out (or 0, `none`) adds no layer."""
+
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical", "none"] = "none"
+    rotation: float = 0.0  # turn by up to this share of a full turn either way (0.05: ±18°)
+    zoom: float = 0.0  # zoom in or out by up to this share of the height and width
+    translation: float = 0.0  # shift by up to this share of the height and width
+    contrast: float = 0.0  # scale the contrast by a random factor in [1 - contrast, 1 + contrast]
+
+
+# image families' optional `model.augment:` (keyword-only: subclasses add required knobs after it)
+AUGMENT = dataclasses.field(default=None, kw_only=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class CnnParams:
     filters: tuple[int, ...]  # one Conv2D per entry
     kernel_size: Pair  # (rows, cols) = (height, width)
@@ -38,6 +54,7 @@ class CnnParams:
     pool_every: int  # pool after every n-th Conv2D (0: once, after the last)
     dropout: float  # before the dense head and before the output
     dense_units: int
+    augment: Augment | None = AUGMENT  # random changes to the training images (null: none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +69,7 @@ class TransferParams:
     image_size: tuple[int, int]  # (height, width) the module expects
     channels: int  # channels the module expects (1 grey, 3 RGB)
     head_dropout: float  # before the new classification head
+    augment: Augment | None = AUGMENT  # random changes to the training images (null: none)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,8 @@
             needs the Keras architecture a `pretrain` module carries
 
 Inputs are resized to `image_size` and converted to `channels` (1 → 3 repeats the grey channel,
-3 → 1 averages) before the module; values are kept in [0, 1], the TF Hub image convention.
+3 → 1 averages) before the module; values are kept in [0, 1], the TF Hub image convention. An
+optional `augment:` block changes the training images at random first (pipeline/models/augment.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from keras import layers
 
 from pipeline.errors import UserError
 from pipeline.models import Family, FitLoop, hub, pretrain
+from pipeline.models.augment import augmented
 from pipeline.models.schemas import TransferParams as Params
 from pipeline.models.schemas import TransferTrainParams as TrainParams
 from pipeline.specs import ClassifierSpec
@@ -109,7 +111,8 @@ def adapt(images, params: Params):
 
 def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     inputs = keras.Input(shape=spec.input_shape, name="image")
-    x = adapt(inputs, params)
+    x = augmented(inputs, params.augment, spec.seed)  # random changes while training only
+    x = adapt(x, params)
     if params.mode == "scratch":
         features = architecture(params)(x)  # trained end to end, batch norm in training mode
     else:

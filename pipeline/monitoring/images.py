@@ -14,6 +14,7 @@ Kolmogorov-Smirnov test, and one histogram:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,7 @@ LABELS = {
 }
 BINS = 16  # intensity histogram bins over the training split's pixel range
 PSI_FLOOR = 1e-4  # an empty bin counts as this share (PSI divides by shares)
+CHUNK_BYTES = 32 * 2**20  # float64 images a profile reads at a time
 
 
 def as_images(x, where: str = "images") -> np.ndarray:
@@ -35,6 +37,13 @@ def as_images(x, where: str = "images") -> np.ndarray:
     if x.ndim < 2 or len(x) == 0:
         raise UserError(f"{where}: expected a non-empty batch of images, got shape {x.shape}")
     return x
+
+
+def chunks(x, chunk_bytes: int = CHUNK_BYTES):
+    """Images (an array or data.streams.Rows) as float64 arrays of about `chunk_bytes` each."""
+    rows = max(1, chunk_bytes // (8 * int(np.prod(x.shape[1:]))))
+    for start in range(0, len(x), rows):
+        yield np.asarray(x[start : start + rows], dtype=np.float64)
 
 
 def confidences(probabilities, count: int, where: str = "probabilities") -> np.ndarray:
@@ -96,16 +105,22 @@ class ImageProfile:
 
     @classmethod
     def fit(cls, x_train, probabilities=None) -> ImageProfile:
-        """Profile the training images; `probabilities` are the model's class probabilities on
+        """Profile the training images (an array, or data.streams.Rows: read a chunk at a time, in
+        two passes, never whole); `probabilities` are the model's class probabilities on
         held-out images of the same data (its validation split): on the very images it was fitted
         on a model is more confident than on any new image, so a batch like the training data
         would look drifted."""
-        x = as_images(x_train, "training images")
-        lo, hi = float(x.min()), float(x.max())
+        x_train = x_train if hasattr(x_train, "shape") else np.asarray(x_train, np.float64)
+        if len(x_train.shape) < 2 or len(x_train) == 0:
+            shape = tuple(x_train.shape)
+            raise UserError(f"training images: expected a non-empty batch of images, got shape {shape}")
+        lo, hi, total = np.inf, -np.inf, 0.0
+        for x in chunks(x_train):
+            lo, hi, total = min(lo, float(x.min())), max(hi, float(x.max())), total + x.sum(axis=0)
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, BINS + 1)
-        mean_image = x.mean(axis=0)
-        profile = cls(tuple(x.shape[1:]), mean_image, edges, np.zeros(BINS), None, None, None)
-        stats = profile.stats(x)
+        mean_image = total / len(x_train)
+        profile = cls(tuple(x_train.shape[1:]), mean_image, edges, np.zeros(BINS), None, None, None)
+        stats = functools.reduce(ImageStats.merge, (profile.stats(x) for x in chunks(x_train)))
         confidence = None
         if probabilities is not None:
             confidence = Reference.of(confidences(probabilities, len(probabilities)))

@@ -26,7 +26,7 @@ def fit(dataset, probabilities=None, season: int | None = None) -> Profile:
     Images: `probabilities` are the model's class probabilities on the validation split (see
     ImageProfile.fit). A series needs its `season` in steps (the forecasting objective's)."""
     if dataset.kind == "images":
-        return ImageProfile.fit(dataset.arrays["x_train"], probabilities)
+        return ImageProfile.fit(dataset.examples("train")[0], probabilities)
     if dataset.kind == "series":
         if season is None:
             raise UserError(f"drift: dataset '{dataset.name}' is a series; its profile needs the season")

@@ -32,7 +32,7 @@ def fit_for(plan, model, dataset) -> Profile:
     the validation split (the confidence test's reference; no model: no confidence test); a series:
     with the objective's season."""
     if dataset.kind == "images":
-        x_val = dataset.xy("val")[0]
+        x_val = dataset.examples("val")[0]  # read a chunk at a time by the objective's predict
         ready = model is not None and len(x_val)
         proba = probabilities(plan.objective.predict(model, x_val)) if ready else None
         return profiles.fit(dataset, proba)

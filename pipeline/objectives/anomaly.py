@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline import inference
 from pipeline.config import PARAMS_FILE
+from pipeline.data.streams import Rows
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, known_classes, limit_rows
 from pipeline.specs import AnomalySpec
@@ -42,20 +43,20 @@ class Params:
 
 @dataclasses.dataclass
 class Splits:
-    """Training/validation arrays hold normal images only; `y_*` are the reconstruction targets."""
+    """Training/validation images (streams.Rows) are normal only; `y_*` are the reconstruction targets."""
 
-    x_train: np.ndarray
-    x_val: np.ndarray
-    x_val_all: np.ndarray  # normal + anomalous validation images (val_roc_auc only)
+    x_train: Rows
+    x_val: Rows
+    x_val_all: Rows  # normal + anomalous validation images (val_roc_auc only)
     val_is_anomaly: np.ndarray
-    x_test: np.ndarray  # normal + anomalous test images
+    x_test: Rows  # normal + anomalous test images
     test_labels: np.ndarray  # class indices, for retrieval and the latent scatter
     test_is_anomaly: np.ndarray
     class_names: list[str]
     anomaly_classes: list[str]
 
     @property
-    def y_train(self) -> np.ndarray:
+    def y_train(self) -> Rows:
         return self.x_train
 
     @property
@@ -87,15 +88,16 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, AnomalySpec]:
     if dataset.kind != "images":
         raise UserError(f"dataset '{dataset.name}' is a {dataset.kind}; the anomaly objective needs images")
     anomalies = check_params(params, dataset.class_names)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (dataset.xy(s) for s in ("train", "val", "test"))
-    normal = ~np.isin(y_train, anomalies)
-    merged = int(normal[len(normal) - dataset.merged_rows :].sum())  # batches' normal examples
-    x_train = x_train[normal]
-    x_train = x_train[limit_rows(len(x_train), train.limit, merged)]  # the split is already shuffled
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        dataset.examples(s) for s in ("train", "val", "test")
+    )
+    normal = np.flatnonzero(~np.isin(y_train, anomalies))
+    merged = int((normal >= len(y_train) - dataset.merged_rows).sum())  # batches' normal examples
+    x_train = x_train.take(normal[limit_rows(len(normal), train.limit, merged)])  # already shuffled
     val_is_anomaly = np.isin(y_val, anomalies)
     splits = Splits(
         x_train=x_train,
-        x_val=x_val[~val_is_anomaly],
+        x_val=x_val.take(np.flatnonzero(~val_is_anomaly)),
         x_val_all=x_val,
         val_is_anomaly=val_is_anomaly,
         x_test=x_test,
@@ -110,8 +112,18 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, AnomalySpec]:
 # --------------------------------------------------------------------------- what a model gives
 
 
-def flat(x: np.ndarray) -> np.ndarray:
+def flat(x) -> np.ndarray:
+    """Images as pixel rows, whole (the estimators: small data)."""
+    x = np.asarray(x)
     return x.reshape(len(x), -1)
+
+
+def chunks(x):
+    """Images (an array or streams.Rows) as float arrays, a chunk at a time: scores never hold a
+    whole split's reconstructions."""
+    size = inference.chunk_rows(x)
+    for start in range(0, len(x), size):
+        yield x[start : start + size]
 
 
 def reconstructs(model) -> bool:
@@ -125,33 +137,45 @@ def reconstruct(model, x: np.ndarray) -> np.ndarray:
     return inference.predict(model, x).reshape(x.shape)
 
 
-def encode(model, x: np.ndarray) -> np.ndarray:
+def encode(model, x) -> np.ndarray:
     """Codes for retrieval: latent codes, PCA components, or raw pixels when a model has no code."""
     if hasattr(model, "inverse_transform"):
-        return model.transform(x)
+        return model.transform(flat(x))
     if hasattr(model, "get_layer"):
         return inference.predict(model.get_layer("encoder"), x)
     return flat(x)
 
 
 def pixel_errors(model, x: np.ndarray) -> np.ndarray:
+    """Squared reconstruction error per pixel, (images, pixels), of a float array of images."""
     return flat((reconstruct(model, x) - x) ** 2).astype(np.float64)
 
 
-def scorer(model, x_normal_val: np.ndarray, score: str):
+def mean_errors(model, x, weights=1.0) -> np.ndarray:
+    """Each image's mean (weighted) squared pixel error, a chunk at a time."""
+    parts = [(pixel_errors(model, part) / weights).mean(axis=1) for part in chunks(x)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def pixel_mean_errors(model, x) -> np.ndarray:
+    """Each pixel's squared error, averaged over the images, a chunk at a time."""
+    return sum(pixel_errors(model, part).sum(axis=0) for part in chunks(x)) / len(x)
+
+
+def scorer(model, x_normal_val, score: str):
     """A function x -> anomaly scores; `normalized` weights each pixel by 1 / its normal-val error."""
     if not reconstructs(model):
         return lambda x: -model.score_samples(flat(x))
     if score == "mse":
-        return lambda x: pixel_errors(model, x).mean(axis=1)
+        return lambda x: mean_errors(model, x)
     # pixels a model always reconstructs well (the empty border) count more when they are wrong
-    scale = pixel_errors(model, x_normal_val).mean(axis=0) + 1e-4
-    return lambda x: (pixel_errors(model, x) / scale).mean(axis=1)
+    scale = pixel_mean_errors(model, x_normal_val) + 1e-4
+    return lambda x: mean_errors(model, x, scale)
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
+def predict(model, x) -> np.ndarray:
     """Plain anomaly scores (higher = more anomalous): mean squared reconstruction error or -score_samples."""
-    return pixel_errors(model, x).mean(axis=1) if reconstructs(model) else -model.score_samples(flat(x))
+    return mean_errors(model, x) if reconstructs(model) else -model.score_samples(flat(x))
 
 
 def threshold(normal_scores: np.ndarray, quantile: float) -> float:
@@ -198,8 +222,8 @@ def evaluate(model, splits: Splits, p: Params) -> tuple[dict[str, float], dict]:
         "anomaly_report.txt": report(test_scores, flagged, splits),
     }
     if reconstructs(model):
-        normal = splits.x_test[~truth]
-        metrics["test_reconstruction_mse"] = float(pixel_errors(model, normal).mean())
+        normal = splits.x_test.take(np.flatnonzero(~truth), axis=0)
+        metrics["test_reconstruction_mse"] = float(mean_errors(model, normal).mean())
         order = np.argsort(test_scores)
         shown = np.concatenate([order[:4], order[-4:]])  # the most normal and the most anomalous
         artifacts["reconstructions.png"] = plots.reconstructions(

@@ -65,7 +65,7 @@ def label_names(params: Params, class_names: list[str], negative: list[int]) -> 
 
 def relabel(x, y, positive: list[int], negative: list[int]):
     keep = np.isin(y, positive + negative)
-    return x[keep], np.isin(y[keep], positive).astype(np.int64)
+    return x.take(np.flatnonzero(keep), axis=0), np.isin(y[keep], positive).astype(np.int64)
 
 
 def prepare(dataset, train, params: Params) -> tuple[Splits, ClassifierSpec]:
@@ -74,7 +74,8 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, ClassifierSpec]:
     positive, negative = check_params(params, dataset.class_names)
     x_train, y_train = relabel(splits.x_train, splits.y_train, positive, negative)
     if train.limit is not None:
-        x_train, y_train = x_train[: train.limit], y_train[: train.limit]  # already shuffled
+        first = np.arange(min(train.limit, len(y_train)))  # the split is already shuffled
+        x_train, y_train = x_train.take(first, axis=0), y_train[first]
     if len(np.unique(y_train)) < 2:
         raise UserError(f"train.limit = {train.limit} leaves training examples of one label only")
     binary = Splits(

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from pipeline import images, inference
+from pipeline.data.streams import Rows
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, Served, limit_rows
 from pipeline.objectives.served import image_classifier
@@ -21,11 +22,13 @@ MAX_IMAGE_BYTES = 8 * 1024 * 1024  # the largest encoded image the served model 
 
 @dataclasses.dataclass
 class Splits:
-    x_train: np.ndarray
+    """Images are streams.Rows (read on use, streamed to training), tables arrays."""
+
+    x_train: Rows | np.ndarray
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Rows | np.ndarray
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: Rows | np.ndarray
     y_test: np.ndarray
     class_names: list[str]
 
@@ -35,16 +38,18 @@ class Splits:
 
 
 def prepare(dataset, train, params=None) -> tuple[Splits, ClassifierSpec]:
-    """Arrays for the model; `train.limit` keeps only the first N training examples (and every
+    """The model's inputs; `train.limit` keeps only the first N training examples (and every
     example retrain merged in from a batch)."""
     limit = train.limit
     if dataset.kind not in ("images", "table"):
         raise UserError(
             f"dataset '{dataset.name}' is a {dataset.kind}; classification needs images or a table"
         )
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (dataset.xy(s) for s in ("train", "val", "test"))
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        dataset.examples(s) for s in ("train", "val", "test")
+    )
     keep = limit_rows(len(y_train), limit, dataset.merged_rows)  # the split is already shuffled
-    x_train, y_train = x_train[keep], y_train[keep]
+    x_train, y_train = x_train.take(keep, axis=0), y_train[keep]
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, dataset.class_names)
     return splits, ClassifierSpec(tuple(x_train.shape[1:]), len(dataset.class_names), train.seed)
 

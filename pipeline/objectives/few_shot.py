@@ -25,11 +25,11 @@ class Params:
     labels_per_class: int | None  # labelled training examples per class (null: all of them)
 
 
-def select(x: np.ndarray, y: np.ndarray, classes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def select(x, y: np.ndarray, classes: tuple[int, ...]):
     """Keep the examples of `classes`, relabelled by their position in `classes`."""
     keep = np.isin(y, classes)
     relabel = {c: i for i, c in enumerate(classes)}
-    return x[keep], np.array([relabel[int(c)] for c in y[keep]], dtype=y.dtype)
+    return x.take(np.flatnonzero(keep), axis=0), np.array([relabel[int(c)] for c in y[keep]], dtype=y.dtype)
 
 
 def sample_per_class(y: np.ndarray, n: int, seed: int, class_names: list[str]) -> np.ndarray:
@@ -64,7 +64,7 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, ClassifierSpec]:
     class_names = [names[c] for c in params.classes]
     if params.labels_per_class is not None:
         keep = sample_per_class(y_train, params.labels_per_class, train.seed, class_names)
-        x_train, y_train = x_train[keep], y_train[keep]
+        x_train, y_train = x_train.take(keep, axis=0), y_train[keep]
     subset = Splits(
         x_train,
         y_train,

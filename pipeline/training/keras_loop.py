@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from pipeline.data import streams
 from pipeline.errors import PipelineError
 
 
@@ -64,21 +65,17 @@ def fit(
     Raises PipelineError when the loss diverges. `train.batch_size` is per replica: the model's
     strategy (built in its scope) sets the global batch.
     """
-    x, y, validation = data
+    batch_size = train.batch_size * model.distribute_strategy.num_replicas_in_sync
     model.compile(
         optimizer=make_optimizer(train.optimizer, learning_rate or train.learning_rate),
         loss=loss,
         metrics=metrics,
     )
-    monitor = "val_loss" if validation is not None else "loss"
+    monitor = "val_loss" if data[2] is not None else "loss"
     history = model.fit(
-        x,
-        y,
-        validation_data=validation,
+        **inputs(*data, batch_size, train.seed),
         epochs=initial_epoch + (epochs or train.epochs),
         initial_epoch=initial_epoch,
-        batch_size=train.batch_size * model.distribute_strategy.num_replicas_in_sync,
-        shuffle=True,
         verbose=verbose,
         callbacks=[
             keras.callbacks.EarlyStopping(
@@ -95,6 +92,18 @@ def fit(
             f"(try a lower train.learning_rate than {learning_rate or train.learning_rate})"
         )
     return history
+
+
+def inputs(x, y, validation, batch_size: int, seed: int) -> dict:
+    """What Keras' fit reads: images (streams.Rows) as tf.data streams, shuffled with the run's seed
+    (small or large, one path); arrays (tables, windows) as arrays, shuffled by Keras."""
+    if not isinstance(x, streams.Rows):
+        return {"x": x, "y": y, "validation_data": validation, "batch_size": batch_size, "shuffle": True}
+    if validation is not None:
+        x_val, y_val = validation
+        validation = x_val.stream(y_val, batch_size)
+    # shuffle=False: Keras would only warn that a stream shuffles itself
+    return {"x": x.stream(y, batch_size, shuffle=seed), "validation_data": validation, "shuffle": False}
 
 
 # "converged": the loss is within this share of the best loss the run reached

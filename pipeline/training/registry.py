@@ -168,7 +168,9 @@ def scored_on(plan, splits) -> str:
     for field in dataclasses.fields(splits):
         value = getattr(splits, field.name)
         digest.update(field.name.encode())
-        if isinstance(value, np.ndarray):
+        if hasattr(value, "fingerprint"):  # images read on use (data.streams.Rows): what they are
+            digest.update(value.fingerprint().encode())
+        elif isinstance(value, np.ndarray):
             value = np.ascontiguousarray(value)
             digest.update(f"{value.dtype}{value.shape}".encode())
             digest.update(value.tobytes())

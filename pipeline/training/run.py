@@ -20,6 +20,7 @@ import keras
 import mlflow
 
 from pipeline import config, data, layout, plots
+from pipeline.data import streams
 from pipeline.models import fit_with_loop
 from pipeline.specs import Splits
 from pipeline.training import artifacts, keras_loop, registry, tracking
@@ -178,6 +179,9 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
     dataset = options.dataset or data.load(exp.dataset, params)
     splits, spec = plan.objective.prepare(dataset, plan.train, plan.objective_params)
     plan.family.check(plan.model, spec)  # a model that cannot work on this data, a missing module
+    if plan.family.kind == "estimator":  # fitted and scored on whole arrays: bounded, refused beyond
+        for x in (splits.x_train, splits.x_test):
+            streams.require_in_memory(x)
 
     started = time.perf_counter()
     run_name = options.run_name or name

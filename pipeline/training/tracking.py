@@ -239,9 +239,20 @@ def _param_value(value: Any) -> str:
 
 
 def log_dataset(dataset, features, targets=None, context: str = "training") -> None:
-    """Log a dataset input (mlflow.data) whose digest is the manifest's content hash."""
-    import mlflow
+    """Log a dataset input (mlflow.data) whose digest is the manifest's content hash, and the image
+    files data prep skipped as unreadable (`max_unreadable`), if any.
 
+    MLflow records the features' and targets' schema and size, never their values: images read on
+    use (data.streams.Rows) are described by an array of their shape that holds no data."""
+    import mlflow
+    import numpy as np
+
+    from pipeline.data import streams
+
+    features, targets = (
+        v if v is None or isinstance(v, np.ndarray) else streams.shape_only(v) for v in (features, targets)
+    )
+    log_unreadable(dataset)
     with warnings.catch_warnings():
         # a local path matches MLflow's two local-artifact source types, both the same class
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
@@ -259,6 +270,29 @@ def log_dataset(dataset, features, targets=None, context: str = "training") -> N
         # violates the unique constraint; a second try finds the row (a real error raises again)
         time.sleep(0.5)
         mlflow.log_input(data, context=context)
+
+
+UNREADABLE_ARTIFACT = "data/unreadable.csv"
+
+
+def log_unreadable(dataset) -> None:
+    """A folder dataset's skipped files: tag `data_unreadable` (their count) and, when there are
+    any, the artifact data/unreadable.csv (file, reason) as the manifest lists them."""
+    import csv
+    import io
+
+    import mlflow
+
+    skipped = dataset.manifest.get("unreadable")
+    if skipped is None:  # not an image folder
+        return
+    mlflow.set_tag("data_unreadable", str(len(skipped)))
+    if skipped:
+        table = io.StringIO()
+        writer = csv.DictWriter(table, ["file", "reason"], extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(skipped)
+        mlflow.log_text(table.getvalue(), UNREADABLE_ARTIFACT)
 
 
 def epoch_logger():

@@ -69,3 +69,24 @@ def test_every_epoch_is_logged_before_the_run_ends(project):
     history = mlflow.MlflowClient().get_metric_history(outcome.run_id, "val_loss")
     assert sorted(m.step for m in history) == [0, 1, 2, 3]  # the last epoch too
     assert mlflow.get_run(outcome.run_id).data.metrics["epochs_trained"] == 4
+
+
+def test_a_dataset_input_of_streamed_images_records_their_shape_and_the_skipped_files(project):
+    dataset = data.load("digits")
+    skipped = [
+        {"file": "cats/broken.jpg", "reason": "not an image"},
+        {"file": "dogs/x.png", "reason": "truncated"},
+    ]
+    folder = data.Dataset(dataset.name, {**dataset.manifest, "unreadable": skipped}, dataset.stored)
+    x, y = folder.examples("train")
+    with tracking.start_run("tracking-test", "streamed", {}) as run:
+        tracking.log_dataset(folder, x, y)
+    logged = mlflow.get_run(run.info.run_id)
+    profile = logged.inputs.dataset_inputs[0].dataset.profile
+    assert f'"features_shape": [{len(x)}, 8, 8, 1]' in profile
+    assert logged.data.tags["data_unreadable"] == "2"
+    table = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{tracking.UNREADABLE_ARTIFACT}")
+    assert table.splitlines() == ["file,reason", "cats/broken.jpg,not an image", "dogs/x.png,truncated"]
+    with tracking.start_run("tracking-test", "bundled", {}) as run:
+        tracking.log_dataset(dataset, x, y)  # not a folder: nothing about unreadable files
+    assert "data_unreadable" not in mlflow.get_run(run.info.run_id).data.tags
