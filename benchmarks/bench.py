@@ -316,7 +316,7 @@ def inference(repeats: int) -> dict:
     )
     uri = f"models:/digits-classifier/{version}"
     model = loading.load(uri).keras()  # the registered (served) model's Keras model, in safe mode
-    names, x = predict.read_images(folder, tuple(model.input_shape[1:]))
+    x = np.concatenate([chunk for _, chunk in predict.read_images(folder, tuple(model.input_shape[1:]))])
     bare, pipeline = [], []
     for _ in range(repeats):
         started = time.perf_counter()

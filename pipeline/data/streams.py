@@ -104,15 +104,17 @@ class Rows:
     def __repr__(self) -> str:
         return f"Rows({self.name}, {len(self)} of {len(self.stored)}, {self.fingerprint()[:12]})"
 
-    def stream(self, targets, batch_size: int, shuffle: int | None = None):
+    def stream(self, targets, batch_size: int, shuffle: int | None = None, values=None):
         """A tf.data.Dataset of (float images, targets) batches for Keras' fit and evaluate.
 
         targets  an array with one target per row, or this Rows itself (an autoencoder's x → x)
         shuffle  a seed: reshuffled every epoch (same seed, same orders); None: in order
+        values   an array computed from the images row for row (a frozen module's features),
+                 streamed instead of them in the same order (the buffer is sized by the images)
         """
         import tensorflow as tf
 
-        data = self.pixels()
+        data = self.pixels() if values is None else tf.data.Dataset.from_tensor_slices(np.asarray(values))
         autoencoder = targets is self
         if not autoencoder:
             data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(targets)))
@@ -133,7 +135,8 @@ class Rows:
             return scale(x), scale(x)
 
         data = data.batch(batch_size)
-        data = data.map(reconstructed if autoencoder else scaled, num_parallel_calls=tf.data.AUTOTUNE)
+        if values is None:
+            data = data.map(reconstructed if autoencoder else scaled, num_parallel_calls=tf.data.AUTOTUNE)
         return data.prefetch(tf.data.AUTOTUNE)
 
     def pixels(self):
@@ -158,6 +161,21 @@ class Rows:
             pixels = pixels.enumerate().filter(selected).map(image)
         # Keras then knows an epoch's batches (the reader and the filter cannot say)
         return pixels.apply(tf.data.experimental.assert_cardinality(len(self)))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Computed:
+    """Values computed from images row for row (a frozen module's features), streamed in the order
+    the images would be: a head trained on them sees its examples as the whole model would."""
+
+    rows: Rows
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def stream(self, targets, batch_size: int, shuffle: int | None = None):
+        return self.rows.stream(targets, batch_size, shuffle, values=self.values)
 
 
 def require_in_memory(x) -> None:

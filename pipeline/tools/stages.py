@@ -34,6 +34,7 @@ HEADER = """\
 PACKAGE = Path(__file__).resolve().parents[1]  # the installed `pipeline` package
 TRAINING_CORE = "pipeline/training/run.py"
 DATA_STAGE = "pipeline/data/__init__.py"
+FACADE_PARENT = Path("pipeline/__init__.py")
 DATA_PACKAGE = "pipeline/data/"
 
 
@@ -54,7 +55,10 @@ def imported_modules(path: Path) -> frozenset[str]:
     tree = ast.parse((PACKAGE.parent / path).read_text(), filename=str(path))
     package = ".".join(path.parts[:-1])
     found: set[str] = set()
-    for node in ast.walk(tree):
+    # pipeline/__init__.py imports the API facade only when an API name is asked for (`__getattr__`),
+    # which no stage does: only its module-level imports run with every module
+    nodes = tree.body if path == FACADE_PARENT else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):

@@ -97,7 +97,7 @@ def fit(
 def inputs(x, y, validation, batch_size: int, seed: int) -> dict:
     """What Keras' fit reads: images (streams.Rows) as tf.data streams, shuffled with the run's seed
     (small or large, one path); arrays (tables, windows) as arrays, shuffled by Keras."""
-    if not isinstance(x, streams.Rows):
+    if not isinstance(x, streams.Rows | streams.Computed):
         return {"x": x, "y": y, "validation_data": validation, "batch_size": batch_size, "shuffle": True}
     if validation is not None:
         x_val, y_val = validation

@@ -90,8 +90,8 @@ def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: 
     def loop(model, extra=(), inputs=None, **kwargs):
         x, validation = splits.x_train, splits.validation
         if inputs is not None:  # the family's model takes what `inputs` makes of the images
-            x = inputs(x)
-            validation = validation and (inputs(validation[0]), validation[1])
+            x = computed(x, inputs)
+            validation = validation and (computed(validation[0], inputs), validation[1])
         return keras_loop.fit(
             model,
             (x, splits.y_train, validation),
@@ -106,6 +106,12 @@ def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: 
     if not uses_default_fit(plan):  # a family's own phases: no backup across them
         return plan.family.fit(model, plan.model, plan.train, loop)
     return keras_loop.fit_resumable(lambda extra: loop(model, extra), backup)
+
+
+def computed(x, inputs):
+    """What a family's `inputs` makes of the images (e.g. frozen features), streamed in their order."""
+    values = inputs(x)
+    return streams.Computed(x, values) if isinstance(x, streams.Rows) else values
 
 
 def strategy_of(plan: Plan):
