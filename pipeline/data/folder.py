@@ -16,8 +16,6 @@ import multiprocessing
 import os
 from pathlib import Path
 
-import numpy as np
-
 from pipeline import images
 from pipeline.data import readers
 from pipeline.errors import UserError
@@ -129,9 +127,3 @@ def decode_folder(
             out.labels.append(label)
     return out
 
-
-def open_pool(path: Path, shape, count: int) -> np.ndarray:
-    """The pool file as a read-only (count, *shape) uint8 array (memory-mapped: file pages)."""
-    if count == 0:
-        return np.zeros((0, *shape), np.uint8)
-    return np.memmap(path, np.uint8, "r", shape=(count, *shape))

@@ -236,7 +236,7 @@ class ImageFolderSource(ImageSource):
             )
         y = np.asarray(decoded.labels, dtype=np.int64)
         parts = hashed_split(y, decoded.keys, self.val_fraction, self.test_fraction, self.seed, name)
-        pool = folder.open_pool(staging / "pool.u8", shape, decoded.source.count(0))
+        pool = store.open_rows(staging / "pool.u8", shape, decoded.source.count(0))
         sources = [pool, *previous]
         arrays, digests = {}, {}
         for split, index in parts.items():
