@@ -357,7 +357,7 @@ def champion_records(count: int) -> tuple[str, list[dict]]:
             versions = [int(experiment.train("cnn-same", None, RunOptions(verbose=0)).model_version)]
         client.set_registered_model_alias("digits-classifier", registry.CHAMPION, str(max(versions)))
     records = []
-    for image in data.load("digits").arrays["x_test"][:count]:
+    for image in data.load("digits").examples("test")[0][:count]:
         buffer = io.BytesIO()
         Image.fromarray((image[..., 0] * 255).round().astype(np.uint8)).save(buffer, format="PNG")
         records.append({"image": base64.b64encode(buffer.getvalue()).decode()})

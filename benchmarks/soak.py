@@ -158,7 +158,7 @@ class Scratch:
 
     def images(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n digits of the validation split with a little noise (so every batch's files differ)."""
-        x, y = self.dataset().xy("val")
+        x, y = self.dataset().examples("val")
         pick = [self.rng.randrange(len(y)) for _ in range(n)]
         noise = np.array([[self.rng.random() * 0.05 for _ in range(64)] for _ in pick]).reshape(n, 8, 8, 1)
         return np.clip(x[pick] + noise, 0, 1), y[pick]
@@ -359,24 +359,24 @@ def check_batches(scratch: Scratch, sent: list[Sent], killed: bool) -> list[str]
 
 
 def holdout(scratch: Scratch) -> str:
-    x, y = scratch.dataset().xy("test")
-    return hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    arrays = scratch.dataset().arrays
+    return hashlib.sha256(arrays["x_test"].tobytes() + arrays["y_test"].tobytes()).hexdigest()
 
 
 def check_dataset(scratch: Scratch, first: versions.Dataset) -> list[str]:
     """The committed dataset is whole: its files hash to its manifest's sha256, and its training
     split is `first`'s rows, then each recorded batch's rows (its stored copy), in order."""
     ds = scratch.dataset()
-    if versions.content_hash(ds.stored) != ds.sha256:
+    if versions.content_hash(ds.arrays) != ds.sha256:
         return ["the dataset's files do not match its manifest's sha256"]
-    parts_x, parts_y = [np.asarray(first.stored["x_train"])], [first.stored["y_train"]]
+    parts_x, parts_y = [np.asarray(first.arrays["x_train"])], [first.arrays["y_train"]]
     for entry in ds.manifest["batches"]:
         with np.load(scratch.root / "data/processed/digits/batches" / f"{entry['id']}.npz") as npz:
             parts_x.append(ds.to_stored(npz["x"]))
             parts_y.append(npz["y"])
     x, y = np.concatenate(parts_x), np.concatenate(parts_y)
     if ds.count("train") != len(y) or not (
-        np.array_equal(ds.stored["x_train"], x) and np.array_equal(ds.stored["y_train"], y)
+        np.array_equal(ds.arrays["x_train"], x) and np.array_equal(ds.arrays["y_train"], y)
     ):
         return [f"the training split ({ds.count('train')} rows) is not the first version's and its batches'"]
     return []

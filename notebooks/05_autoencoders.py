@@ -77,7 +77,7 @@ from pipeline.tools import retrieve
 
 experiment, run = retrieve.code_model("autoencoder")  # its latest finished run
 digits = data.load(experiment.dataset)
-pool, labels = digits.xy("train")
+pool, labels = digits.examples("train")
 queries = splits.x_test[[0, 1, 2]]
 distances, indices = retrieve.neighbours(retrieve.load(run), queries, pool, k=8)
 retrieve.grid(queries, pool, labels, distances, indices, digits.class_names, "nearest in code space")

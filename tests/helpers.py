@@ -106,8 +106,16 @@ def digits_batch(project, name, start, n=20, ready=True):
     """A batch of `n` digits from the validation split (never trained on by the champion)."""
     from pipeline import data
 
-    x, y = data.load("digits").xy("val")
+    x, y = data.load("digits").examples("val")
     return write_batch(incoming(project, name), x[start : start + n], y[start : start + n], ready)
+
+
+def as_floats(dataset, split: str):
+    """A stored image split as float32 values, computed here from the uint8 file (what the models'
+    readers must give)."""
+    import numpy as np
+
+    return np.asarray(dataset.arrays[f"x_{split}"]).astype(np.float32) / np.float32(dataset.divisor)
 
 
 def files_of(folder):

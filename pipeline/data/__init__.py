@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from pipeline.data.versions import (  # noqa: F401 - the dataset's public API
     read_arrays,
     read_manifest,
     series_segments,
+    staging_folder,
     stored_files,
     write,
 )
@@ -76,7 +76,7 @@ def prepare(
         return current, False
     out = processed_dir(name)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    staging = staging_folder(out)
     try:
         # validates everything before the dataset's files change (images go to `staging` first)
         arrays, info = source.build(name, staging)

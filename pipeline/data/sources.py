@@ -161,7 +161,7 @@ class ImageSource(LabelledSource):
             ys += [classes[entry.name]] * len(files)
         if not xs:
             raise UserError(f"{readers.shown(folder)}: empty batch")
-        return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=dataset.stored["y_train"].dtype)
+        return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=dataset.arrays["y_train"].dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ An image dataset's splits are stored as uint8 (value = float value x divisor: 25
 channels bytes, in the split's order, beside the labels (`arrays-<sha>.npz`). numpy reads a split
 memory-mapped (file pages, dropped by the kernel when memory is short); tf.data streams it with
 `FixedLengthRecordDataset` (a TF-native reader: no Python in the loop, so a deterministic run still
-reads in parallel). Nothing here imports TensorFlow until `tf_images` is called.
+reads in parallel). Nothing here imports TensorFlow until `tf_pixels` is called.
 
     images-<sha16>/x_train.u8, x_val.u8, x_test.u8   the pixels
     images-<sha16>/digests.npz                         each row's file content sha256 (reuse)
@@ -146,41 +146,6 @@ def to_stored(x: np.ndarray, divisor: float) -> np.ndarray:
     if x.dtype == np.uint8:
         return x
     return np.rint(np.clip(x, 0.0, 1.0) * divisor).astype(np.uint8)
-
-
-class FloatView(Mapping):
-    """A dataset's stored arrays with its images as float32 values (converted on first use and
-    kept): what the models were trained on before the cache was uint8."""
-
-    def __init__(self, stored: Mapping[str, np.ndarray], divisor: float):
-        self.stored, self.divisor, self.converted = stored, divisor, {}
-
-    def __getitem__(self, key):
-        if key not in IMAGE_KEYS or self.stored[key].dtype != np.uint8:
-            return self.stored[key]
-        if key not in self.converted:
-            self.converted[key] = to_float(self.stored[key], self.divisor)
-        return self.converted[key]
-
-    def __iter__(self):
-        return iter(self.stored)
-
-    def __len__(self):
-        return len(self.stored)
-
-
-def numpy_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(uint8 images, labels) in order, `batch_size` at a time; only the batch is read into memory."""
-    for start in range(0, len(y), batch_size):
-        yield np.asarray(x[start : start + batch_size]), y[start : start + batch_size]
-
-
-def tf_images(path: Path, shape, labels: np.ndarray):
-    """A tf.data.Dataset of (uint8 image (h, w, c), label) read from a split file in order."""
-    import tensorflow as tf
-
-    pixels = tf_pixels(path, shape, len(labels))
-    return tf.data.Dataset.zip((pixels, tf.data.Dataset.from_tensor_slices(labels)))
 
 
 def tf_pixels(path: Path, shape, count: int):

@@ -15,9 +15,10 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +35,17 @@ PREP_VERSION = 2  # 2: images stored as uint8 split files
 
 @dataclasses.dataclass
 class Dataset:
-    """A prepared dataset. `stored`: its arrays as stored (images uint8, memory-mapped); `arrays`:
-    the same with images as the float32 values models take (converted whole: small data only).
+    """A prepared dataset: its manifest and its arrays as stored (images uint8, memory-mapped).
 
-    Reading images in pieces (what training streams from):
-        examples(split)           (streams.Rows, labels): the images read as floats on use
-        images(split)             tf.data.Dataset of (uint8 image (h, w, c), int64 label), in order
-        batches(split, size)      (uint8 images, labels) numpy batches, no TensorFlow
+    Models read a split with examples(split): images as streams.Rows (float values read on use, a
+    tf.data stream for training), any other data as its arrays.
         divisor / scale           float value = uint8 / divisor = uint8 * scale
         count(split), image_shape
     """
 
     name: str
     manifest: dict[str, Any]
-    stored: Mapping[str, np.ndarray]
-
-    @property
-    def arrays(self) -> Mapping[str, np.ndarray]:
-        divisor = self.manifest.get("divisor")
-        return store.FloatView(self.stored, divisor) if divisor else self.stored
+    arrays: Mapping[str, np.ndarray]
 
     @property
     def divisor(self) -> float:
@@ -66,27 +59,18 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.stored["x_train"].shape[1:])
+        return tuple(self.arrays["x_train"].shape[1:])
 
     def count(self, split: str) -> int:
-        return len(self.stored[f"y_{split}"])
-
-    def images(self, split: str):
-        """The split as a tf.data.Dataset of (uint8 image, label), read from disk in order."""
-        path = processed_dir(self.name) / self.manifest["images"]["folder"] / store.split_file(f"x_{split}")
-        return store.tf_images(path, self.image_shape, self.stored[f"y_{split}"])
+        return len(self.arrays[f"y_{split}"])
 
     def examples(self, split: str):
         """(x, y) of a split as the models read it: images as streams.Rows (float values read on
         use, a tf.data stream for training), other data as arrays."""
         if "divisor" not in self.manifest:
-            return self.xy(split)
-        x = streams.Rows(f"{self.name}/{split}", self.sha256, self.stored[f"x_{split}"], self.divisor)
-        return x, self.stored[f"y_{split}"]
-
-    def batches(self, split: str, batch_size: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The split's (uint8 images, labels), `batch_size` at a time, without TensorFlow."""
-        return store.numpy_batches(self.stored[f"x_{split}"], self.stored[f"y_{split}"], batch_size)
+            return self.arrays[f"x_{split}"], self.arrays[f"y_{split}"]
+        x = streams.Rows(f"{self.name}/{split}", self.sha256, self.arrays[f"x_{split}"], self.divisor)
+        return x, self.arrays[f"y_{split}"]
 
     def to_stored(self, x: np.ndarray) -> np.ndarray:
         """Float images in [0, 1] (a retrain batch) as this dataset stores them."""
@@ -103,9 +87,6 @@ class Dataset:
     @property
     def class_names(self) -> list[str]:
         return self.manifest.get("class_names", [])
-
-    def xy(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.arrays[f"x_{split}"], self.arrays[f"y_{split}"]
 
     @property
     def merged_rows(self) -> int:
@@ -284,12 +265,12 @@ def new_version(dataset: Dataset, batches: list[Batch]):
     m = dataset.manifest
     stored = [(dataset.to_stored(b.x) if "divisor" in m else b.x, b.y) for b in batches]
     if m.get("images"):
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=processed_dir(dataset.name)))
+        staging = staging_folder(processed_dir(dataset.name))
         try:
             return append_images(dataset, stored, batches, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    arrays = merge_batches(dataset.stored, stored, m.get("fill", "time"))
+    arrays = merge_batches(dataset.arrays, stored, m.get("fill", "time"))
     return arrays, manifest_after(dataset, arrays, batches)
 
 
@@ -311,11 +292,11 @@ def append_images(dataset: Dataset, stored, batches: list[Batch], staging: Path)
     the whole hashed from disk, then `staging` renamed to its name. A kill anywhere leaves the
     current version as it is (readers trust its manifest's counts) and at most an unnamed folder."""
     out, shape = processed_dir(dataset.name), dataset.image_shape
-    counts = {k: len(dataset.stored[k]) for k in store.IMAGE_KEYS}
+    counts = {k: len(dataset.arrays[k]) for k in store.IMAGE_KEYS}
     current = out / dataset.manifest["images"]["folder"]
     store.append_version(current, staging, counts, shape, [x for x, _ in stored])
     atomic.fault("append")
-    small = {k: v for k, v in dataset.stored.items() if k not in store.IMAGE_KEYS}
+    small = {k: v for k, v in dataset.arrays.items() if k not in store.IMAGE_KEYS}
     labels = [small["y_train"], *(y.astype(small["y_train"].dtype) for _, y in stored)]
     small["y_train"] = np.concatenate(labels)
     counts["x_train"] = len(small["y_train"])
@@ -375,7 +356,7 @@ def place_images(name: str, arrays, folder: str, digests, staging: Path | None) 
     committed = (read_manifest(name) or {}).get("images", {}).get("folder")
     if target.exists() and (folder == committed or store.reads_from(target, arrays)):
         return
-    staging = staging or Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    staging = staging or staging_folder(out)
     try:
         store.stage(staging, arrays, digests)
         shutil.rmtree(target, ignore_errors=True)
@@ -404,6 +385,26 @@ def stored_files(name: str, manifest: dict[str, Any] | None) -> bool:
     out = processed_dir(name)
     images = manifest.get("images")
     return (out / manifest["arrays"]).exists() and (not images or (out / images["folder"]).is_dir())
+
+
+def staging_folder(out: Path) -> Path:
+    """A new folder under `out` to write files in before they are renamed into place. Folders a
+    killed process left (its pid in the name, no longer running) are removed first."""
+    for old in out.glob(".staging-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and not running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=out))
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def read_manifest(name: str) -> dict[str, Any] | None:

@@ -46,7 +46,9 @@ def prepare(dataset, train, params=None) -> tuple[Splits, RegressionSpec]:
         raise UserError(
             f"dataset '{dataset.name}' is a {dataset.kind}; regression needs a regression dataset"
         )
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (dataset.xy(s) for s in ("train", "val", "test"))
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+        dataset.examples(s) for s in ("train", "val", "test")
+    )
     if train.limit is not None:
         if train.limit < 1:
             raise UserError(f"train.limit must be at least 1 (got {train.limit})")

@@ -85,7 +85,7 @@ def neighbours(model, queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np
 def grid(queries, pool, labels, distances, indices, class_names, title: str):
     """One row per query: the query, then its neighbours with their class and distance."""
     rows, k = indices.shape
-    fig, axes = plots.plt.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.3 * rows + 0.4), squeeze=False)
+    fig, axes = plots.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.3 * rows + 0.4), squeeze=False)
     for r in range(rows):
         axes[r, 0].imshow(queries[r].squeeze(), cmap="gray_r", vmin=0, vmax=1)
         axes[r, 0].set_title("query", fontsize=8, color="tab:red")
@@ -126,7 +126,7 @@ def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
 
     exp, run = code_model(model_name)
     dataset = data.load(exp.dataset)
-    pool, labels = dataset.xy("train")
+    pool, labels = dataset.examples("train")
     queries = read_queries(images, tuple(pool.shape[1:]))
     startup.quiet_tensorflow()  # only now: every error above answers without its ~5 s import
     model = load(run)
@@ -146,6 +146,5 @@ def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
         )
         mlflow.log_figure(figure, "retrieval.png")
         mlflow.log_text(table(images, distances, indices, labels, dataset.class_names), "neighbours.csv")
-    plots.plt.close(figure)
     print(f"retrieve: grid → {out} · run {logged.info.run_id} in experiment '{TASK}'")
     return 0

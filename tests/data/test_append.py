@@ -36,8 +36,8 @@ def merge(seed: int, fault: str | None = None) -> subprocess.CompletedProcess:
 
 
 def expected_after(before: data.Dataset, *seeds: int) -> tuple[np.ndarray, np.ndarray]:
-    xs = [np.asarray(before.stored["x_train"]), *(before.to_stored(batch_of(s).x) for s in seeds)]
-    ys = [before.stored["y_train"], *(batch_of(s).y for s in seeds)]
+    xs = [np.asarray(before.arrays["x_train"]), *(before.to_stored(batch_of(s).x) for s in seeds)]
+    ys = [before.arrays["y_train"], *(batch_of(s).y for s in seeds)]
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -60,13 +60,13 @@ def test_a_merge_appends_to_the_training_split_and_links_the_rest(images):
     data.commit_version("imgs", arrays, manifest, [batch])
     after = data.load("imgs")
     x, y = expected_after(images, 1)
-    assert np.array_equal(after.stored["x_train"], x) and np.array_equal(after.stored["y_train"], y)
+    assert np.array_equal(after.arrays["x_train"], x) and np.array_equal(after.arrays["y_train"], y)
     # the same content hash as the whole merged arrays (what a fresh prep of them would record)
-    assert after.sha256 == data.content_hash({**images.stored, "x_train": x, "y_train": y})
+    assert after.sha256 == data.content_hash({**images.arrays, "x_train": x, "y_train": y})
     new = files(after)
     assert all(old[k].st_ino == new[k].st_ino for k in store.IMAGE_KEYS)  # one file each: appended, linked
     assert [p.name for p in data.processed_dir("imgs").glob("images-*")] == [manifest["images"]["folder"]]
-    streamed = np.stack([i for i, _ in after.images("train").as_numpy_iterator()])
+    streamed = np.stack(list(after.examples("train")[0].pixels().as_numpy_iterator()))
     assert np.array_equal(streamed, x)
 
 
@@ -74,12 +74,14 @@ def test_a_merge_appends_to_the_training_split_and_links_the_rest(images):
 def test_a_merge_killed_at_any_point_leaves_the_version_as_it_was(images, step):
     killed = merge(1, fault=step)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    staged = list(data.processed_dir("imgs").glob(".staging-*"))  # where the new version was staged
+    assert bool(staged) == (step == "append")  # after `stage`, it was renamed into place
     before = data.load("imgs")  # verified against its manifest's sha256
     assert before.sha256 == images.sha256 and before.count("train") == images.count("train")
-    assert np.array_equal(before.stored["x_train"], images.stored["x_train"])
+    assert np.array_equal(before.arrays["x_train"], images.arrays["x_train"])
     record = int(np.prod(images.image_shape))
     assert files(before)["x_train"].st_size == (images.count("train") + 5) * record  # the killed tail
-    streamed = [i for i, _ in before.images("train").as_numpy_iterator()]  # read up to the count only
+    streamed = list(before.examples("train")[0].pixels().as_numpy_iterator())  # up to the count only
     assert len(streamed) == images.count("train")
     # the next merge (another batch, or the same again) cuts the tail and yields exactly the merge
     for seeds in ([2], [2, 1]):
@@ -87,6 +89,6 @@ def test_a_merge_killed_at_any_point_leaves_the_version_as_it_was(images, step):
         assert done.returncode == 0, done.stderr[-2000:]
         after = data.load("imgs")
         x, y = expected_after(images, *seeds)
-        assert np.array_equal(after.stored["x_train"], x) and np.array_equal(after.stored["y_train"], y)
+        assert np.array_equal(after.arrays["x_train"], x) and np.array_equal(after.arrays["y_train"], y)
         assert files(after)["x_train"].st_size == len(y) * record
     assert len(list(data.processed_dir("imgs").glob("images-*"))) == 1

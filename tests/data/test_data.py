@@ -61,11 +61,12 @@ def test_digits_split_is_deterministic_stratified_and_hashed(project, tmp_path_f
 
 def test_loaded_arrays_match_the_manifest_and_splits_do_not_overlap(project):
     ds = data.load("digits")
-    assert data.content_hash(ds.stored) == ds.sha256
-    rows = {s: {x.tobytes() for x in ds.xy(s)[0]} for s in data.SPLITS}
+    assert data.content_hash(ds.arrays) == ds.sha256
+    rows = {s: {x.tobytes() for x in ds.examples(s)[0]} for s in data.SPLITS}
     # digits has a few duplicate images; the splits share at most those
     assert len(rows["train"] & rows["test"]) <= 3
-    assert ds.arrays["x_train"].min() >= 0 and ds.arrays["x_train"].max() <= 1
+    x = np.asarray(ds.examples("train")[0])
+    assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
 
 
 def test_content_hash_is_stable_and_sensitive():
@@ -119,7 +120,7 @@ def test_image_folder_source(project):
     ds = data.load("imgs")
     assert ds.class_names == ["cat", "dog", "eel"]
     assert ds.arrays["x_train"].shape[1:] == (6, 5, 3)
-    assert sum(len(ds.xy(s)[1]) for s in data.SPLITS) == 18
+    assert sum(len(ds.examples(s)[1]) for s in data.SPLITS) == 18
 
 
 def test_csv_table_source(project):
@@ -250,13 +251,13 @@ def test_the_bundled_datasets_keep_their_splits(project, name):
 
 def test_the_digits_models_see_the_same_floats_as_before_the_uint8_cache(project):
     # the float32 arrays of prep v1 (the digits' reference hash then): the same values, bit for bit
-    assert data.content_hash(data.load("digits").arrays) == (
-        "3614f8d459cd89023401be6fa8e47a900ccade7ad235436eeb2f9bb3776e59ab"
-    )
+    ds = data.load("digits")
+    floats = {k: np.asarray(ds.examples(k[2:])[0]) if k.startswith("x_") else v for k, v in ds.arrays.items()}
+    assert data.content_hash(floats) == ("3614f8d459cd89023401be6fa8e47a900ccade7ad235436eeb2f9bb3776e59ab")
 
 
 def splits_by_content(ds):
-    return {x.tobytes(): split for split in data.SPLITS for x in ds.xy(split)[0]}
+    return {x.tobytes(): split for split in data.SPLITS for x in ds.examples(split)[0]}
 
 
 def test_adding_an_image_moves_no_example_between_splits(project):
@@ -280,7 +281,7 @@ def test_files_from_other_systems_are_skipped_in_image_folders(project):
         (folder / junk).write_bytes(b"\x00\x05junk")
     use_dataset(project, "imgs", IMAGES)
     ds = data.load("imgs")
-    assert ds.class_names == ["a", "b"] and sum(len(ds.xy(s)[1]) for s in data.SPLITS) == 12
+    assert ds.class_names == ["a", "b"] and sum(len(ds.examples(s)[1]) for s in data.SPLITS) == 12
 
 
 def use_series(project, body):
@@ -336,7 +337,7 @@ def ingest_by_hand(project, dataset, name, x, y):
 
 @pytest.mark.parametrize("damage", ["deleted", "corrupt"])
 def test_ingested_batches_survive_a_lost_manifest(project, damage):
-    x, y = data.load("digits").xy("val")
+    x, y = data.load("digits").examples("val")
     merged = ingest_by_hand(project, "digits", "b1", x[:30], y[:30])
     manifest = data.processed_dir("digits") / "manifest.json"
     if damage == "deleted":

@@ -9,6 +9,7 @@ from pipeline import data, images
 from pipeline.data import folder, sources
 from pipeline.errors import UserError
 from tests.data.test_data import IMAGES, make_image_folder, use_dataset
+from tests.helpers import as_floats
 
 
 def write_npz(path, n_train=40, n_test=10, shape=(6, 5), labels_2d=False, **change):
@@ -32,11 +33,11 @@ def test_an_npz_file_keeps_its_test_split_and_draws_validation_from_training(pro
     ds = data.load("m")
     channels = shape[2] if len(shape) == 3 else 1
     assert ds.image_shape == (*shape[:2], channels) and ds.divisor == 255
-    assert np.array_equal(ds.stored["x_test"].reshape(raw["x_test"].shape), raw["x_test"])
+    assert np.array_equal(ds.arrays["x_test"].reshape(raw["x_test"].shape), raw["x_test"])
     assert ds.count("train") == 30 and ds.count("val") == 10 and ds.class_names == ["0", "1", "2"]
-    train = {x.tobytes() for split in ("train", "val") for x in ds.stored[f"x_{split}"]}
+    train = {x.tobytes() for split in ("train", "val") for x in ds.arrays[f"x_{split}"]}
     assert train == {x.tobytes() for x in raw["x_train"].reshape(40, *ds.image_shape)}
-    assert ds.arrays["x_val"].dtype == np.float32 and ds.arrays["x_val"].max() <= 1.0
+    assert np.array_equal(np.asarray(ds.examples("val")[0]), as_floats(ds, "val"))
 
 
 @pytest.mark.parametrize(
@@ -136,17 +137,20 @@ def test_a_file_over_the_byte_cap_is_refused(project):
         data.prepare("imgs")
 
 
-def test_numpy_batches_and_tf_images_read_the_stored_split(project):
+def test_a_split_reads_as_stored_in_batches_and_as_a_tf_stream(project):
     make_image_folder(project / "data/raw/imgs", per_class=10)
     use_dataset(project, "imgs", IMAGES)
     ds = data.load("imgs")
-    x, y = ds.stored["x_train"], ds.stored["y_train"]
-    got = list(ds.batches("train", 4))
-    assert np.array_equal(np.concatenate([b[0] for b in got]), x) and max(len(b[1]) for b in got) == 4
-    streamed = list(ds.images("train").as_numpy_iterator())
-    assert np.array_equal(np.stack([i for i, _ in streamed]), x)
+    x, y = ds.arrays["x_train"], ds.arrays["y_train"]
+    rows, labels = ds.examples("train")
+    assert labels is y and x.dtype == np.uint8
+    as_float = x.astype(np.float32) / np.float32(ds.divisor)
+    got = list(rows.batches(4))
+    assert np.array_equal(np.concatenate(got), as_float) and max(len(b) for b in got) == 4
+    assert np.array_equal(np.stack(list(rows.pixels().as_numpy_iterator())), x)
+    streamed = list(rows.stream(y, 4).unbatch().as_numpy_iterator())
+    assert np.array_equal(np.stack([i for i, _ in streamed]), as_float)
     assert [int(label) for _, label in streamed] == y.tolist()
-    assert np.array_equal(x.astype(np.float32) / np.float32(ds.divisor), ds.arrays["x_train"])
 
 
 def test_a_jpeg_is_decoded_at_a_reduced_size_when_that_is_enough(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from pipeline import data
 from pipeline.data import streams
 from pipeline.errors import UserError
+from tests.helpers import as_floats
 
 
 def stream_rows(stream):
@@ -17,7 +18,7 @@ def stream_rows(stream):
 def test_rows_read_the_same_floats_as_the_whole_array(project):
     dataset = data.load("digits")
     x, y = dataset.examples("train")
-    floats = dataset.arrays["x_train"]
+    floats = as_floats(dataset, "train")
     keep = np.flatnonzero(y % 3 == 0)
     assert x.shape == floats.shape and len(x) == len(y)
     assert np.array_equal(x[5:9], floats[5:9]) and np.array_equal(x[[1, 4]], floats[[1, 4]])
@@ -34,7 +35,7 @@ def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_s
     keep = np.flatnonzero(y < 5)
     rows, labels = x.take(keep), y[keep]
     images, targets = stream_rows(rows.stream(labels, 32))
-    assert np.array_equal(images, dataset.arrays["x_train"][keep]) and np.array_equal(targets, labels)
+    assert np.array_equal(images, as_floats(dataset, "train")[keep]) and np.array_equal(targets, labels)
 
     first = stream_rows(rows.stream(labels, 32, shuffle=7))
     again = stream_rows(rows.stream(labels, 32, shuffle=7))
@@ -62,7 +63,7 @@ def test_a_whole_float_copy_beyond_the_budget_is_refused_in_one_line(project, mo
 def test_images_held_in_memory_stream_the_same(project):
     """A retrain candidate's merged splits are in memory until committed: same rows, same floats."""
     dataset = data.load("digits")
-    held = data.Dataset(dataset.name, dataset.manifest, {k: np.array(v) for k, v in dataset.stored.items()})
+    held = data.Dataset(dataset.name, dataset.manifest, {k: np.array(v) for k, v in dataset.arrays.items()})
     x, y = held.examples("test")
     images, labels = stream_rows(x.take(np.arange(1, len(x), 2)).stream(y[1::2], 50))
-    assert np.array_equal(images, dataset.arrays["x_test"][1::2]) and np.array_equal(labels, y[1::2])
+    assert np.array_equal(images, as_floats(dataset, "test")[1::2]) and np.array_equal(labels, y[1::2])

@@ -167,7 +167,7 @@ def test_make_retrain_announces_a_real_promotion_and_a_real_failure(retrain_proj
     edit_params(retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(margin=-1.0))
     from tests.helpers import write_batch
 
-    x, y = data.load("digits").xy("train")
+    x, y = data.load("digits").examples("train")
     write_batch(retrain_project / "data" / "incoming" / "digits" / "b1", x[:30], y[:30])
     with receiver() as (url, received):
         monkeypatch.setenv(alerts.VARIABLE, url)

@@ -31,8 +31,8 @@ def digits(tmp_path_factory):
         patch.setenv("PIPELINE_ROOT", str(root))
         patch.delenv("PIPELINE_PARAMS", raising=False)
         dataset = data.load("digits")
-    (x_train, y_train), (x_val, _), (x_test, _) = (dataset.xy(s) for s in ("train", "val", "test"))
-    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    (x_train, y_train), (x_val, _), (x_test, _) = (dataset.examples(s) for s in ("train", "val", "test"))
+    flat = lambda x: np.asarray(x).reshape(len(x), -1)  # noqa: E731
     model = LogisticRegression(max_iter=2000).fit(flat(x_train), y_train)
     proba = lambda x: model.predict_proba(flat(x))  # noqa: E731
     profile = monitoring.fit(dataset, probabilities=proba(x_val))
@@ -83,7 +83,7 @@ def test_shifted_digits_are_flagged_though_their_brightness_is_unchanged(digits)
 def test_a_profile_without_the_model_has_no_confidence_test(project):
     dataset = data.load("digits")
     profile = monitoring.fit(dataset)
-    drift = profile.compare(profile.stats(1.0 - dataset.xy("test")[0][:50]))
+    drift = profile.compare(profile.stats(1.0 - dataset.examples("test")[0][:50]))
     assert drift.exceeds(LIMIT)
     assert "drift_confidence_ks" not in drift.metrics
 

@@ -59,8 +59,8 @@ def test_prepare_trains_on_normal_classes_only(project):
     dataset = data.load("digits")
     train_params = config.TrainParams(1, 32, 0.001, "adam", 1, 0, None, "default")
     splits, spec = anomaly.prepare(dataset, train_params, PARAMS)
-    _, y_train = dataset.xy("train")
-    _, y_val = dataset.xy("val")
+    _, y_train = dataset.examples("train")
+    _, y_val = dataset.examples("val")
     assert len(splits.x_train) == np.isin(y_train, range(5)).sum()
     assert len(splits.x_val) == np.isin(y_val, range(5)).sum() and splits.validation[1] is splits.x_val
     assert splits.y_train is splits.x_train  # the reconstruction target is the input
@@ -104,7 +104,7 @@ def test_anomaly_experiment_end_to_end(project, experiment, extra):
     if experiment == "isolation-forest":
         assert "test_reconstruction_mse" not in metrics and "latent_space.png" not in names
         model = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/model")
-        labels = np.asarray(model.predict(data.load("digits").arrays["x_test"][:6]))
+        labels = np.asarray(model.predict(data.load("digits").examples("test")[0][:6]))
         assert set(labels) <= {-1, 1}
         return
     assert metrics["test_reconstruction_mse"] > 0
@@ -114,7 +114,7 @@ def test_anomaly_experiment_end_to_end(project, experiment, extra):
         assert int(metrics["epochs_trained"]) == 2 and [m.step for m in history] == [0, 1]
         assert run_data.params["model.architecture"] == "conv"
         model = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/model")
-        x_test = data.load("digits").arrays["x_test"][:3]
+        x_test = data.load("digits").examples("test")[0][:3]
         assert np.asarray(model.predict(x_test)).shape == (3, 8, 8, 1)
 
 

@@ -21,7 +21,7 @@ def test_one_digit_against_the_rest_and_a_pair(project):
     dataset = data.load("digits")
     train = config.TrainParams(1, 32, 0.001, "adam", 1, 0, None, "default")
     splits, spec = binary.prepare(dataset, train, ONE_VS_REST)
-    x_test, y_test = dataset.xy("test")
+    x_test, y_test = dataset.examples("test")
     assert splits.class_names == ["not 8", "8"] and spec.num_classes == 2
     assert len(splits.x_test) == len(x_test) and np.array_equal(splits.y_test, (y_test == 8).astype(int))
     pair, _ = binary.prepare(dataset, dataclasses.replace(train, limit=50), binary.Params((8,), (1,)))
@@ -88,7 +88,7 @@ def test_digits_binary_end_to_end(project, experiment, family):
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"roc_curve.png", "confusion_matrix.png", "layer_params.csv"} <= names
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    out = np.asarray(model.predict(data.load("digits").arrays["x_test"][:4]))
+    out = np.asarray(model.predict(data.load("digits").examples("test")[0][:4]))
     # networks: P(8) from one sigmoid unit; the scikit-learn baseline: predict_proba's two columns
     assert out.shape == ((4, 2) if family == "logreg" else (4, 1)) and ((0 <= out) & (out <= 1)).all()
     if family != "logreg":

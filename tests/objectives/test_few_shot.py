@@ -33,10 +33,10 @@ def test_classes_are_selected_and_relabelled(project):
     assert spec.num_classes == 5 and splits.class_names == ["5", "6", "7", "8", "9"]
     for split in ("train", "val", "test"):
         y = getattr(splits, f"y_{split}")
-        _, y_full = full.xy(split)
+        _, y_full = full.examples(split)
         assert set(np.unique(y)) == set(range(5)) and len(y) == int(np.isin(y_full, [5, 6, 7, 8, 9]).sum())
     # relabelled, not shuffled: the first kept test image is the first 5-9 image of the full split
-    x_full, y_full = full.xy("test")
+    x_full, y_full = full.examples("test")
     first = int(np.flatnonzero(y_full >= 5)[0])
     assert np.array_equal(splits.x_test[0], x_full[first]) and splits.y_test[0] == y_full[first] - 5
 

@@ -20,7 +20,7 @@ TRAIN = TrainParams(
 
 def with_batch(name, rows):
     base = data.load(name)
-    x, y = base.xy("val") if base.kind != "series" else (None, None)
+    x, y = base.examples("val") if base.kind != "series" else (None, None)
     if base.kind == "series":
         last = base.arrays["dates_test"][-1]
         dates = np.array([last + 7 * k for k in range(1, rows + 1)], "datetime64[D]")
@@ -36,7 +36,7 @@ def test_classification_keeps_the_merged_batch(project):
     splits, _ = classification.prepare(dataset, TRAIN)
     assert len(splits.x_train) == 10 + 30
     assert np.array_equal(splits.x_train[-30:], batch.x) and np.array_equal(
-        splits.x_train[:10], dataset.arrays["x_train"][:10]
+        splits.x_train[:10], dataset.examples("train")[0][:10]
     )
 
 

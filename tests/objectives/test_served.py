@@ -66,7 +66,7 @@ def classifier(project):
 
 @pytest.mark.slow
 def test_the_classifier_answers_outside_the_pipeline_as_inside(project, tmp_path, classifier):
-    x = data.load("digits").arrays["x_test"][:6]
+    x = data.load("digits").examples("test")[0][:6]
     files = []
     for i, image in enumerate(x[:3]):
         files.append(tmp_path / f"{i}.png")

@@ -82,7 +82,7 @@ def shared(served, monkeypatch):
 
 
 def digits(n: int) -> np.ndarray:
-    return data.load("digits").arrays["x_test"][:n]
+    return data.load("digits").examples("test")[0][:n]
 
 
 def named(answer, version: str, run_id: str) -> None:

@@ -57,7 +57,7 @@ def register_trap(marker: Path) -> str:
 
 
 def image_folder(root: Path) -> Path:
-    x, y = data.load("digits").xy("test")
+    x, y = data.load("digits").examples("test")
     for i in range(3):
         (root / str(y[i])).mkdir(parents=True, exist_ok=True)
         Image.fromarray((x[i, ..., 0] * 255).astype(np.uint8)).save(root / str(y[i]) / f"{i}.png")

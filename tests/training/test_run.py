@@ -50,7 +50,7 @@ def test_experiment_end_to_end(project, experiment, family):
     assert run_data.metrics["model_params"] > 64  # more than one weight per pixel, in every family
     model = loading.load(f"runs:/{info.run_id}/model")  # cnn-same's: its Keras model, unwrapped
     assert model.form == {"svc": "sklearn", "cnn-same": "served"}.get(experiment, "keras")
-    x_test = data.load("digits").arrays["x_test"][:7]
+    x_test = data.load("digits").examples("test")[0][:7]
     proba = np.asarray(model.predict(x_test))
     assert proba.shape == (7, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)
 

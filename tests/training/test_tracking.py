@@ -12,7 +12,7 @@ from tests.helpers import run_cli, train
 
 def test_log_dataset_retries_once_when_a_sibling_inserted_the_row(project, monkeypatch):
     dataset = data.load("digits")
-    x, y = dataset.xy("train")
+    x, y = dataset.examples("train")
     real_log_input, calls = mlflow.log_input, []
 
     def racing_log_input(*args, **kwargs):
@@ -77,7 +77,7 @@ def test_a_dataset_input_of_streamed_images_records_their_shape_and_the_skipped_
         {"file": "cats/broken.jpg", "reason": "not an image"},
         {"file": "dogs/x.png", "reason": "truncated"},
     ]
-    folder = data.Dataset(dataset.name, {**dataset.manifest, "unreadable": skipped}, dataset.stored)
+    folder = data.Dataset(dataset.name, {**dataset.manifest, "unreadable": skipped}, dataset.arrays)
     x, y = folder.examples("train")
     with tracking.start_run("tracking-test", "streamed", {}) as run:
         tracking.log_dataset(folder, x, y)

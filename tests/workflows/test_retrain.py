@@ -59,7 +59,7 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
     assert aliases() == {"champion": "1", "challenger": "1"}
 
     ds = data.load("digits")
-    x, y = ds.xy("train")
+    x, y = ds.examples("train")
     write_batch(incoming(project, "2026-11-01"), x[:60], y[:60])
     before = ds.manifest
     assert retrain.main() == 0
@@ -86,7 +86,7 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
 
 @pytest.mark.slow
 def test_a_batch_with_wrong_labels_keeps_the_champion(retrain_project):
-    x, y = data.load("digits").xy("train")
+    x, y = data.load("digits").examples("train")
     wrong = (y + 1) % 10  # every label wrong, twice as many as the clean training set
     write_batch(incoming(retrain_project, "poisoned"), np.concatenate([x, x]), np.concatenate([wrong, wrong]))
     assert retrain.main() == 0
@@ -110,7 +110,7 @@ def test_no_new_data_is_a_quick_no_op_without_tensorflow(project):
 
 
 def test_bad_batches_are_quarantined_with_a_reason(project):
-    x, y = data.load("digits").xy("train")
+    x, y = data.load("digits").examples("train")
     corrupt = write_batch(incoming(project, "corrupt"), x[:5], y[:5])
     (corrupt / str(y[0]) / "broken.png").write_bytes(b"\x89PNG not really")
     write_batch(incoming(project, "unknown-class"), x[:3], ["seven", "seven", "seven"])
@@ -136,7 +136,7 @@ def test_a_second_cycle_is_refused_while_one_runs(project, capsys):
 @pytest.mark.slow
 def test_a_failure_after_training_leaves_champion_data_and_batches(retrain_project, monkeypatch):
     project = retrain_project  # a 1-epoch champion and challengers: what is checked is where things are
-    x, y = data.load("digits").xy("train")
+    x, y = data.load("digits").examples("train")
     write_batch(incoming(project, "b1"), x[:40], y[:40])
     manifest = data.read_manifest("digits")
 
@@ -158,7 +158,7 @@ def test_a_failure_after_training_leaves_champion_data_and_batches(retrain_proje
 @pytest.mark.slow
 def test_predict_with_the_champion(project, tmp_path):
     train("cnn-same")
-    x, y = data.load("digits").xy("test")
+    x, y = data.load("digits").examples("test")
     folder = write_batch(tmp_path / "to-predict", x[:6], y[:6])
     output = tmp_path / "out.csv"
     assert cli.main(["predict", "--input", str(folder), "--output", str(output)]) == 0
