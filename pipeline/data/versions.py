@@ -392,19 +392,9 @@ def staging_folder(out: Path) -> Path:
     killed process left (its pid in the name, no longer running) are removed first."""
     for old in out.glob(".staging-*"):
         pid = old.name.split("-")[1]
-        if pid.isdigit() and not running(int(pid)):
+        if pid.isdigit() and not atomic.running(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=out))
-
-
-def running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def read_manifest(name: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ import time
 import warnings
 from typing import Any
 
-from pipeline import secrets
+from pipeline import atomic, secrets
 from pipeline.config import project_root
 from pipeline.errors import require
 
@@ -147,16 +147,6 @@ def _raise_on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
     """Mark KILLED the RUNNING runs of `run_name` whose process on this host is gone (kill -9)."""
     import mlflow
@@ -172,7 +162,7 @@ def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
         if (
             tags.get("host") == socket.gethostname()
             and tags.get("pid", "").isdigit()
-            and not _alive(int(tags["pid"]))
+            and not atomic.running(int(tags["pid"]))
         ):
             client.set_tag(run.info.run_id, "killed_reason", "its process died without ending the run")
             client.set_terminated(run.info.run_id, "KILLED")
