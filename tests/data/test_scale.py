@@ -144,7 +144,7 @@ def test_a_split_reads_as_stored_in_batches_and_as_a_tf_stream(project):
     x, y = ds.arrays["x_train"], ds.arrays["y_train"]
     rows, labels = ds.examples("train")
     assert labels is y and x.dtype == np.uint8
-    as_float = x.astype(np.float32) / np.float32(ds.divisor)
+    as_float = as_floats(ds, "train")
     got = list(rows.batches(4))
     assert np.array_equal(np.concatenate(got), as_float) and max(len(b) for b in got) == 4
     assert np.array_equal(np.stack(list(rows.pixels().as_numpy_iterator())), x)
