@@ -61,7 +61,8 @@ def opened(source, shape, max_pixels, formats, convert):
                 side = max(shape[:2])  # either orientation (EXIF may turn the image)
                 img.draft(img.mode, (side, side))  # JPEG: decode at 1/2, 1/4, 1/8 when that is enough
                 img.load()  # decode now, so truncated files fail here
-                return convert(ImageOps.exif_transpose(img), shape)
+                ImageOps.exif_transpose(img, in_place=True)  # no copy when it needs no turn
+                return convert(img, shape)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -95,7 +96,8 @@ def to_pixels(img, shape: tuple[int, ...]) -> np.ndarray:
     elif img.mode in ("PA", "La", "RGBa"):
         img = img.convert("LA" if img.mode == "La" else "RGBA")
     if img.mode in ("1", "L", "RGB", "RGBX", "CMYK", "YCbCr", "HSV", "LAB"):
-        img = img.convert("L" if channels == 1 else "RGB")
+        mode = "L" if channels == 1 else "RGB"
+        img = img if img.mode == mode else img.convert(mode)
         pixels = np.asarray(img.resize(size, Image.Resampling.BILINEAR))
         return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
     if img.mode in ("LA", "RGBA"):  # Pillow resizes these with premultiplied alpha

@@ -4,8 +4,9 @@ Each worker reads a file once (up to the byte cap), hashes those bytes (the spli
 name and content, as before; and its content alone, the key of its decoded image) and decodes them
 as uint8 at the dataset's size (JPEGs at a reduced size where Pillow's `draft` can). A file whose
 content the previous cache already holds at the same settings is not decoded again: its image is
-copied from there. Decoded images go straight to a file on disk in arrival order (`Pool`), so the
-process holds one image per worker in flight, never the folder.
+copied from there. Each worker appends the images it decodes to a file of its own in the staging
+folder and reports only where (file, row): no pixels pass between processes, and nothing holds
+more than the image in hand, never the folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 
 from pipeline import images
-from pipeline.data import readers
+from pipeline.data import readers, store
 from pipeline.errors import UserError
 
 POOL_FROM = 64  # smaller folders are decoded in this process (starting workers costs more)
@@ -32,10 +33,11 @@ class Decoder:
     max_pixels: int
     max_bytes: int
     known: frozenset[bytes]  # content digests the previous cache holds: not decoded again
+    spool: Path  # where each process appends what it decodes (decoded-<pid>.u8)
 
-    def __call__(self, path: Path) -> tuple[str, bytes, bytes | None, str | None, bool]:
-        """(split key, content digest, uint8 pixels or None when known, problem, whether the problem
-        is an unreadable image rather than a refused file)."""
+    def __call__(self, path: Path) -> tuple[str, bytes, tuple[str, int] | None, str | None, bool]:
+        """(split key, content digest, (file, row) of the decoded image or None when known or
+        unreadable, problem, whether the problem is an unreadable image rather than a refused file)."""
         try:
             with readers.open_regular(path, follow_symlinks=True) as handle:
                 raw = handle.read(self.max_bytes + 1)
@@ -52,7 +54,20 @@ class Decoder:
             pixels = images.decode_uint8(raw, self.shape, self.max_pixels)
         except images.ImageError as exc:
             return key, digest, None, f"{readers.shown(path)}: {exc}", True
-        return key, digest, pixels.tobytes(), None, False
+        return key, digest, self.append(pixels.tobytes()), None, False
+
+    def append(self, pixels: bytes) -> tuple[str, int]:
+        """Write one image at the end of this process's file: (its name, the image's row)."""
+        name = f"decoded-{os.getpid()}.u8"
+        handle = SPOOLS.get(self.spool / name)
+        if handle is None:  # unbuffered: every row is on disk when its result is reported
+            handle = SPOOLS[self.spool / name] = open(self.spool / name, "ab", buffering=0)
+        row = handle.tell() // len(pixels)
+        handle.write(pixels)
+        return name, row
+
+
+SPOOLS: dict[Path, object] = {}  # this process's open decoded-<pid>.u8 files, by path
 
 
 @dataclasses.dataclass
@@ -62,9 +77,10 @@ class Decoded:
     keys: list[str] = dataclasses.field(default_factory=list)  # split keys (name + content)
     digests: list[bytes] = dataclasses.field(default_factory=list)  # content sha256
     labels: list[int] = dataclasses.field(default_factory=list)
-    source: list[int] = dataclasses.field(default_factory=list)  # 0: the pool file, 1...: old splits
+    source: list[int] = dataclasses.field(default_factory=list)  # old splits, then `spools`
     rows: list[int] = dataclasses.field(default_factory=list)
     unreadable: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    spools: list[str] = dataclasses.field(default_factory=list)  # the decoded-<pid>.u8 files used
 
 
 def results(decoder: Decoder, files: list[Path], progress):
@@ -85,22 +101,20 @@ def results(decoder: Decoder, files: list[Path], progress):
 def decode_folder(
     classes,
     decoder: Decoder,
-    pool_file: Path,
     reuse: dict[bytes, tuple[int, int]],
     max_unreadable: int,
     root: Path,
     progress,
 ) -> Decoded:
-    """Decode every file of `classes` [(folder, files)] into `pool_file` (uint8 records in arrival
-    order, source 0); a file whose content is in `reuse` (digest → (source, row) of the previous
-    cache's splits, sources 1, 2, ...) is not decoded.
+    """Decode every file of `classes` [(folder, files)] into the decoder's spool files (sources
+    OLD_SPLITS, OLD_SPLITS + 1, ... in order of first use); a file whose content is in `reuse`
+    (digest → (split, row) of the previous cache's splits, sources 0 to OLD_SPLITS - 1) is not decoded.
     Unreadable images: refused at the first (max_unreadable 0) or past `max_unreadable`."""
     files = [f for _, fs in classes for f in fs]
     labels = [label for label, (_, fs) in enumerate(classes) for _ in fs]
     out = Decoded()
-    written = 0
-    with open(pool_file, "wb") as pool:
-        for label, f, (key, digest, pixels, problem, unreadable) in zip(
+    try:
+        for label, f, (key, digest, where, problem, unreadable) in zip(
             labels, files, results(decoder, files, progress), strict=True
         ):
             if problem and not (unreadable and max_unreadable):
@@ -113,17 +127,22 @@ def decode_folder(
                         f"images (the last: {problem})"
                     )
                 continue
-            if pixels is None:
+            if where is None:
                 source, row = reuse[digest]
-                out.source.append(source)
-                out.rows.append(row)
             else:
-                pool.write(pixels)
-                out.source.append(0)
-                out.rows.append(written)
-                written += 1
+                name, row = where
+                if name not in out.spools:
+                    out.spools.append(name)
+                source = OLD_SPLITS + out.spools.index(name)
+            out.source.append(source)
+            out.rows.append(row)
             out.keys.append(key)
             out.digests.append(digest)
             out.labels.append(label)
+    finally:  # this process's own spool file (a small folder decoded here)
+        for path in [p for p in SPOOLS if p.parent == decoder.spool]:
+            SPOOLS.pop(path).close()
     return out
 
+
+OLD_SPLITS = len(store.IMAGE_KEYS)  # sources 0..2: the previous cache's train, val and test splits

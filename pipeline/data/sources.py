@@ -227,17 +227,16 @@ class ImageFolderSource(ImageSource):
         root, classes = self.scan(name)
         shape = (*self.image_size, 1 if self.color_mode == "grayscale" else 3)
         previous, reuse = reusable(name, shape)
-        decoder = folder.Decoder(shape, self.max_image_pixels, self.max_file_bytes, frozenset(reuse))
         staging.mkdir(parents=True, exist_ok=True)
+        decoder = folder.Decoder(shape, self.max_image_pixels, self.max_file_bytes, frozenset(reuse), staging)
         total = sum(len(files) for _, files in classes)
         with readers.progress(f"data {name}", total) as advance:
-            decoded = folder.decode_folder(
-                classes, decoder, staging / "pool.u8", reuse, self.max_unreadable, root, advance
-            )
+            decoded = folder.decode_folder(classes, decoder, reuse, self.max_unreadable, root, advance)
         y = np.asarray(decoded.labels, dtype=np.int64)
         parts = hashed_split(y, decoded.keys, self.val_fraction, self.test_fraction, self.seed, name)
-        pool = store.open_rows(staging / "pool.u8", shape, decoded.source.count(0))
-        sources = [pool, *previous]
+        record = int(np.prod(shape))
+        spools = [staging / f for f in decoded.spools]
+        sources = [*previous, *(store.open_rows(f, shape, f.stat().st_size // record) for f in spools)]
         arrays, digests = {}, {}
         for split, index in parts.items():
             path = staging / store.split_file(f"x_{split}")
@@ -247,7 +246,8 @@ class ImageFolderSource(ImageSource):
             arrays[f"x_{split}"] = store.open_rows(path, shape, len(index))
             arrays[f"y_{split}"] = y[index]
             digests[f"x_{split}"] = np.asarray([decoded.digests[i] for i in index], dtype="S32")
-        (staging / "pool.u8").unlink()
+        for f in spools:
+            f.unlink()
         info = {
             "kind": self.KIND,
             "class_names": [entry.name for entry, _ in classes],
@@ -262,24 +262,25 @@ class ImageFolderSource(ImageSource):
 
 
 def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int, int]]]:
-    """The previous cache's image splits and {file content digest: (1 + split, row)}, when its
-    images were decoded at the same shape by the same version of data prep; else nothing."""
+    """The previous cache's image splits (train, val, test) and {file content digest: (split, row)},
+    when its images were decoded at the same shape by the same version of data prep; else three
+    empty splits and nothing to reuse."""
+    nothing = [np.zeros((0, *shape), np.uint8) for _ in store.IMAGE_KEYS], {}
     manifest = read_manifest(name)
     if not (manifest and manifest.get("images") and manifest.get("prep_version") == PREP_VERSION):
-        return [], {}
+        return nothing
     if manifest["shapes"]["x_train"][1:] != list(shape):
-        return [], {}
+        return nothing
     try:
         arrays = read_arrays(name, manifest)
     except (OSError, ValueError):
-        return [], {}
+        return nothing
     found = store.read_digests(processed_dir(name) / manifest["images"]["folder"])
-    splits, reuse = [], {}
-    for key in store.IMAGE_KEYS:
-        splits.append(arrays[key])
+    splits, reuse = [arrays[key] for key in store.IMAGE_KEYS], {}
+    for split, key in enumerate(store.IMAGE_KEYS):
         for row, digest in enumerate(found.get(key, [])):
             if digest:  # numpy's S32 drops trailing zero bytes: pad back to the 32-byte sha256
-                reuse.setdefault(bytes(digest).ljust(32, b"\0"), (len(splits), row))
+                reuse.setdefault(bytes(digest).ljust(32, b"\0"), (split, row))
     return splits, reuse
 
 
