@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import multiprocessing
 import os
 from pathlib import Path
@@ -59,15 +60,21 @@ class Decoder:
     def append(self, pixels: bytes) -> tuple[str, int]:
         """Write one image at the end of this process's file: (its name, the image's row)."""
         name = f"decoded-{os.getpid()}.u8"
-        handle = SPOOLS.get(self.spool / name)
-        if handle is None:  # unbuffered: every row is on disk when its result is reported
-            handle = SPOOLS[self.spool / name] = open(self.spool / name, "ab", buffering=0)
-        row = handle.tell() // len(pixels)
-        handle.write(pixels)
-        return name, row
+        spool = SPOOLS.get(self.spool / name)
+        if spool is None:  # unbuffered: every row is on disk when its result is reported
+            spool = SPOOLS[self.spool / name] = Spool(open(self.spool / name, "ab", buffering=0))
+        spool.handle.write(pixels)
+        spool.rows += 1
+        return name, spool.rows - 1
 
 
-SPOOLS: dict[Path, object] = {}  # this process's open decoded-<pid>.u8 files, by path
+@dataclasses.dataclass
+class Spool:
+    handle: io.RawIOBase
+    rows: int = 0
+
+
+SPOOLS: dict[Path, Spool] = {}  # this process's open decoded-<pid>.u8 files, by path
 
 
 @dataclasses.dataclass
@@ -141,7 +148,7 @@ def decode_folder(
             out.labels.append(label)
     finally:  # this process's own spool file (a small folder decoded here)
         for path in [p for p in SPOOLS if p.parent == decoder.spool]:
-            SPOOLS.pop(path).close()
+            SPOOLS.pop(path).handle.close()
     return out
 
 
