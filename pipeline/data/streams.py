@@ -10,10 +10,9 @@ as a tf.data stream that trains within a fixed memory budget.
     x.stream(y, batch_size, shuffle=seed) # tf.data: (float images, targets) batches for Keras' fit
 
 The stream reads the split file with TensorFlow's own reader (`FixedLengthRecordDataset`: no Python
-in the loop, so a run with op determinism on still reads in parallel), keeps the selected uint8
-images in memory (`.cache()`) only when they fit CACHE_BYTES, otherwise reads them from disk every
-epoch; shuffles uint8 in a buffer of at most SHUFFLE_BYTES (every row at once for small data),
-scales each batch to float, and prefetches.
+in the loop, so a run with op determinism on still reads in parallel) every epoch (the kernel's page
+cache keeps a file that fits in memory; the process holds no copy); shuffles uint8 in a buffer of at
+most SHUFFLE_BYTES (every row at once for small data), scales each batch to float, and prefetches.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import numpy as np
 from pipeline.data import store
 from pipeline.errors import UserError
 
-CACHE_BYTES = 256 * 2**20  # uint8 images a stream keeps in memory (else: read from disk each epoch)
 SHUFFLE_BYTES = 64 * 2**20  # uint8 images in the shuffle buffer
 IN_MEMORY_BYTES = 256 * 2**20  # the largest float copy of a selection np.asarray makes
 
@@ -118,8 +116,6 @@ class Rows:
         autoencoder = targets is self
         if not autoencoder:
             data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(targets)))
-        if len(self) * self.record_bytes <= CACHE_BYTES:
-            data = data.cache()  # decoded once; every later epoch reads memory
         if shuffle is not None:
             buffer = max(1, min(len(self), SHUFFLE_BYTES // self.record_bytes))
             data = data.shuffle(buffer, seed=shuffle, reshuffle_each_iteration=True)
