@@ -67,8 +67,7 @@ def add_scale_flags(p) -> None:
         help="scale: photo folders (224x224 JPEGs), comma-separated counts (default: 1000,2000,10000,20000)",
     )
     knobs = (
-        ("--grey-images", count, defaults.grey, "images of the 28x28 grey PNG folder, 0 for none; "
-         "its epochs are compared --repeats times, alternated"),
+        ("--grey-images", count, defaults.grey, "images of the 28x28 grey PNG folder, 0 for none"),
         ("--scale-epochs", positive, defaults.epochs, "epochs of each training run, the first not timed"),
         ("--hub-images", count, defaults.hub_images, "photos of the frozen-hub comparison, 0 for none"),
         ("--hub-epochs", positive, defaults.hub_epochs, "epochs of each transfer run"),
@@ -85,7 +84,12 @@ def add_bench(sub) -> None:
         description="Measure in a throw-away project; write reports/bench.json and reports/bench.md and log "
         "them to the MLflow experiment `benchmarks`. Takes several minutes.",
     )
-    p.add_argument("--repeats", type=int, default=3, help="repetitions per figure (default: 3)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="repetitions per figure; scale: alternated training runs per folder (default: 3)",
+    )
     p.add_argument("--epochs", type=int, default=15, help="epochs of the overhead comparison (default: 15)")
     p.add_argument(
         "--images", type=int, default=5000, help="images in the data-prep benchmark (default: 5000)"

@@ -191,10 +191,7 @@ def store_sizes_apart(folder: Path) -> tuple[float, dict[str, float], float]:
     """store_sizes read in a child process: an engine this process kept on the SQLite file would
     write into the deleted file after the next `make clean` ("attempt to write a readonly
     database")."""
-    code = (
-        "import json, sys; from benchmarks import bench; "
-        "print(json.dumps(bench.store_sizes(sys.argv[1])))"
-    )
+    code = "import json, sys; from benchmarks import bench; print(json.dumps(bench.store_sizes(sys.argv[1])))"
     out = subprocess.run(
         [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
     ).stdout

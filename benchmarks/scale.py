@@ -8,8 +8,8 @@ For each generated folder (benchmarks/folders.py: photos at 224x224 of 1,000 to 
   which a process pool of Pillow decodes on every core reads, hashes and decodes the same files;
 - training: `python -m pipeline train` of a small cnn against a bare Keras script
   (benchmarks/bare_keras.py: `image_dataset_from_directory`, `.cache()` where its float32 copy fits
-  in CACHE_BYTES) on the same training and validation files, alternated, each a subprocess: the
-  images/s of every epoch but the first, and each side's peak memory;
+  in CACHE_BYTES) on the same training and validation files, alternated `repeats` times, each a
+  subprocess: the images/s of every epoch but the first, and each side's peak memory;
 - frozen hub features: a 224x224 hub module published by `pretrain` on digits 0-4, then the
   transfer family on 5-9 for 20 epochs with `mode: feature` against the same module in the loop.
 
@@ -70,7 +70,7 @@ HUB_TRAIN = {"learning_rate": 0.01, "fine_tune_learning_rate": 0.0001, "fine_tun
 class Settings:
     sizes: tuple[int, ...] = SIZES  # photo folders
     grey: int = GREY  # images of the grey folder (0: none)
-    repeats: int = 3  # alternated pipeline/bare repetitions on the grey folder
+    repeats: int = 3  # alternated pipeline/bare repetitions on each folder
     epochs: int = 3  # of each training run (the first is not timed)
     hub_images: int = 2000  # photos of the frozen-hub comparison (0: none)
     hub_epochs: int = 20
@@ -419,8 +419,7 @@ def measure(settings: Settings) -> dict:
             started = time.perf_counter()
             files = folders.files(folders.folder(settings.data_dir, data.kind, data.count, settings.seed))
             figures, by_digest = prep(folder, data, files)
-            repeats = settings.repeats if data.kind == "grey" else 1
-            figures.update(compare(folder, data, settings, repeats, by_digest))
+            figures.update(compare(folder, data, settings, settings.repeats, by_digest))
             figures["section_seconds"] = time.perf_counter() - started
             results[data.name] = figures
         if settings.hub_images:
