@@ -63,7 +63,8 @@ class Decoder:
         spool = SPOOLS.get(self.spool / name)
         if spool is None:  # unbuffered: every row is on disk when its result is reported
             spool = SPOOLS[self.spool / name] = Spool(open(self.spool / name, "ab", buffering=0))
-        spool.handle.write(pixels)
+        if spool.handle.write(pixels) != len(pixels):  # a short write would shift every later row
+            raise OSError(f"{self.spool / name}: short write (is the disk full?)")
         spool.rows += 1
         return name, spool.rows - 1
 
