@@ -88,7 +88,7 @@ def add_bench(sub) -> None:
         "--repeats",
         type=int,
         default=3,
-        help="repetitions per figure; scale: alternated training runs per folder (default: 3)",
+        help="repetitions per figure; scale: preps and alternated training runs per folder (default: 3)",
     )
     p.add_argument("--epochs", type=int, default=15, help="epochs of the overhead comparison (default: 15)")
     p.add_argument(

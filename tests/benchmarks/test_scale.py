@@ -83,7 +83,8 @@ def test_the_scale_section_runs_end_to_end_at_a_tiny_size(bare_project, tmp_path
     assert results["overhead"] == {"kept": 1}  # the other sections' figures stay
     photos = results["scale"]["photos-40"]
     assert photos["images"] == 40 and 0 < photos["train_examples"] < 40
-    assert photos["prep_peak_mib"] > 0 and photos["raw_images_per_s"] > 0
+    for figure in ("prep_peak_mib", "prep_images_per_s", "raw_images_per_s", "prep_over_raw"):
+        assert photos[figure]["median"] > 0 and photos[figure]["n"] == 1  # one per repetition
     for side in ("pipeline", "bare"):
         assert photos[f"{side}_images_per_s"]["median"] > 0 and photos[f"{side}_peak_mib"]["median"] > 0
     hub = results["scale"]["hub"]
