@@ -24,6 +24,7 @@ from pipeline.errors import UserError
 
 POOL_FROM = 64  # smaller folders are decoded in this process (starting workers costs more)
 MAX_FILE_BYTES = 64 * 2**20  # the default cap on an image file's size (max_file_bytes)
+OLD_SPLITS = len(store.IMAGE_KEYS)  # sources 0..2: the previous cache's train, val and test splits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,22 +61,16 @@ class Decoder:
     def append(self, pixels: bytes) -> tuple[str, int]:
         """Write one image at the end of this process's file: (its name, the image's row)."""
         name = f"decoded-{os.getpid()}.u8"
-        spool = SPOOLS.get(self.spool / name)
-        if spool is None:  # unbuffered: every row is on disk when its result is reported
-            spool = SPOOLS[self.spool / name] = Spool(open(self.spool / name, "ab", buffering=0))
-        if spool.handle.write(pixels) != len(pixels):  # a short write would shift every later row
-            raise OSError(f"{self.spool / name}: short write (is the disk full?)")
-        spool.rows += 1
-        return name, spool.rows - 1
+        path = self.spool / name
+        if path not in SPOOLS:  # unbuffered: every row is on disk when its result is reported
+            SPOOLS[path] = open(path, "ab", buffering=0)
+        row = SPOOLS[path].tell() // len(pixels)
+        if SPOOLS[path].write(pixels) != len(pixels):  # a short write would shift every later row
+            raise OSError(f"{path}: short write (is the disk full?)")
+        return name, row
 
 
-@dataclasses.dataclass
-class Spool:
-    handle: io.RawIOBase
-    rows: int = 0
-
-
-SPOOLS: dict[Path, Spool] = {}  # this process's open decoded-<pid>.u8 files, by path
+SPOOLS: dict[Path, io.FileIO] = {}  # this process's open decoded-<pid>.u8 files, by path
 
 
 @dataclasses.dataclass
@@ -149,8 +144,5 @@ def decode_folder(
             out.labels.append(label)
     finally:  # this process's own spool file (a small folder decoded here)
         for path in [p for p in SPOOLS if p.parent == decoder.spool]:
-            SPOOLS.pop(path).handle.close()
+            SPOOLS.pop(path).close()
     return out
-
-
-OLD_SPLITS = len(store.IMAGE_KEYS)  # sources 0..2: the previous cache's train, val and test splits
