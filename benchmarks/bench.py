@@ -91,7 +91,7 @@ def overhead(repeats: int, epochs: int) -> dict:
     from pipeline.training import keras_loop
     from pipeline.training.plan import make_plan
     from pipeline.training.run import RunOptions
-    from pipeline.workflows import experiment
+    from pipeline.workflows import train_and_gate
 
     overrides = [f"train.epochs={epochs}", f"train.patience={epochs + 1}"]  # no early stop: same work
     plan = make_plan(config.load_params(), "cnn-same", overrides)
@@ -120,7 +120,7 @@ def overhead(repeats: int, epochs: int) -> dict:
         bare.append(samples / (time.perf_counter() - started))
         gc.collect()
         started = time.perf_counter()
-        experiment.train("cnn-same", overrides, RunOptions(verbose=0))
+        train_and_gate.train("cnn-same", overrides, RunOptions(verbose=0))
         pipeline.append(samples / (time.perf_counter() - started))
     # the warm-up rounds are not counted: the first pipeline run creates the store's schema and
     # the first fit starts TensorFlow's thread pools, one-time costs, not the per-run overhead
@@ -345,13 +345,13 @@ def champion_records(count: int) -> tuple[str, list[dict]]:
     from pipeline import data
     from pipeline.training import registry
     from pipeline.training.run import RunOptions
-    from pipeline.workflows import experiment
+    from pipeline.workflows import train_and_gate
 
     client = mlflow.MlflowClient()
     if registry.champion("digits-classifier") is None:
         versions = [int(v.version) for v in client.search_model_versions("name='digits-classifier'")]
         if not versions:
-            versions = [int(experiment.train("cnn-same", None, RunOptions(verbose=0)).model_version)]
+            versions = [int(train_and_gate.train("cnn-same", None, RunOptions(verbose=0)).model_version)]
         client.set_registered_model_alias("digits-classifier", registry.CHAMPION, str(max(versions)))
     records = []
     for image in data.load("digits").examples("test")[0][:count]:

@@ -273,12 +273,12 @@ def repeated_prep(folder: Path, data: Folder, files: list[Path], repeats: int) -
 def split_folders(folder: Path, data: Folder, by_digest: dict[bytes, Path]) -> tuple[Path, Path, int]:
     """(train, val) folders of symlinks to the files the pipeline put in each split, as its stored
     content digests say, and the number of training images."""
-    from pipeline.data import store
+    from pipeline.data import split_files
     from pipeline.data.versions import processed_dir, read_manifest
 
     with environment_of(folder):
         manifest = read_manifest(data.name)
-        digests = store.read_digests(processed_dir(data.name) / manifest["images"]["folder"])
+        digests = split_files.read_digests(processed_dir(data.name) / manifest["images"]["folder"])
     out = {}
     for split in ("train", "val"):
         target = folder / "bare" / data.name / split

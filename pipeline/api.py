@@ -261,7 +261,7 @@ def train(
     plan.check_unimported(config.load_params(), experiment, changes)
     startup.quiet_tensorflow()
     from pipeline.training.run import RunOptions
-    from pipeline.workflows import experiment as workflow
+    from pipeline.workflows import train_and_gate as workflow
 
     outcome = workflow.train(experiment, changes, RunOptions(verbose=verbose))
     task, headline = outcome.plan.exp.task, outcome.plan.objective.headline

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import tempfile
 from pathlib import Path
 
@@ -48,16 +47,6 @@ def write_if_changed(path: Path, text: str) -> bool:
         return False
     write_text(path, text)
     return True
-
-
-FAULT_ENV = "PIPELINE_FAULT"  # test hook: the process kills itself (SIGKILL) at this step
-
-
-def fault(step: str) -> None:
-    """Fault injection for the crash tests and `make soak`: with PIPELINE_FAULT=<step> the process
-    kills itself (kill -9: no cleanup, no finally) right after `step`'s effect. Off by default."""
-    if os.environ.get(FAULT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def sync_folder(path: Path) -> None:

@@ -309,9 +309,9 @@ def add_schema(sub) -> None:
 
 
 def cmd_makefile(args) -> int:
-    from pipeline.tools import stages
+    from pipeline.tools import makefile
 
-    stages.write_makefile(args.out)
+    makefile.write_makefile(args.out)
     return 0
 
 

@@ -150,12 +150,12 @@ def postgres_uri():
 def ray_session():
     """One local Ray with 2 CPUs per test module (ray.init is slow); the commands join it."""
     pytest.importorskip("ray", reason="the ray extra is not installed")
-    from pipeline.workflows import scaleout
+    from pipeline.workflows import ray_session
 
-    started = scaleout.init(num_cpus=2)
+    started = ray_session.init(num_cpus=2)
     yield
     if started:
-        scaleout.shutdown()
+        ray_session.shutdown()
 
 
 @pytest.fixture(scope="session")

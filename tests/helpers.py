@@ -72,9 +72,9 @@ def train(name: str, overrides: list[str] | None = None, **options):
 
     `options` are RunOptions fields (e.g. dataset=, log_outputs=False)."""
     from pipeline.training.run import RunOptions
-    from pipeline.workflows import experiment
+    from pipeline.workflows import train_and_gate
 
-    return experiment.train(name, overrides, RunOptions(**{"verbose": 0, **options}))
+    return train_and_gate.train(name, overrides, RunOptions(**{"verbose": 0, **options}))
 
 
 def write_batch(folder, x, labels, ready=True):

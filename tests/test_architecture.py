@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline import layout
-from pipeline.tools import stages
+from pipeline.tools import makefile
 from tests.helpers import REPO
 
 PACKAGE = REPO / "pipeline"
@@ -18,6 +18,7 @@ SHARED = {
     "config",
     "errors",
     "atomic",
+    "faults",
     "plots",
     "layout",
     "specs",
@@ -88,7 +89,7 @@ def test_dependencies_point_one_way(module, path):
     mine = layer_of(module)
     allowed = FACADE.get(module, set())
     wrong = sorted(
-        m for m in stages.imported_modules(path) if layer_of(m) in FORBIDDEN[mine] and m not in allowed
+        m for m in makefile.imported_modules(path) if layer_of(m) in FORBIDDEN[mine] and m not in allowed
     )
     assert not wrong, f"{path} ({mine}) imports {wrong}: see docs/architecture.md"
 

@@ -6,7 +6,7 @@
 Sources (pipeline/data/sources.py, one class each), readers shared with retrain and predict
 (readers.py), splits (splits.py) and versions (versions.py: manifest, batches, atomic commit).
 Output: data/processed/<dataset>/manifest.json and the files it names: arrays-<sha>.npz (labels,
-tables, series) and, for images, images-<sha>/ (uint8 split files: store.py). A loaded Dataset
+tables, series) and, for images, images-<sha>/ (uint8 split files: split_files.py). A loaded Dataset
 reads images in pieces (Dataset.images / .batches: see versions.py).
 TensorFlow is not imported here: preparing data stays fast and `make` can decide without it.
 """
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import PARAMS_FILE, dataset_names, load_params, retrain_params, suggest
-from pipeline.data import store
+from pipeline.data import split_files
 from pipeline.data.readers import (  # noqa: F401 - public readers
     date_column,
     numeric_column,
@@ -124,7 +124,7 @@ def merge_ingested(name, source, arrays, info, entries, params) -> dict[str, np.
         raw = consumed_dir(name, params) / entry["id"]
         if stored.exists() and (shape is None or load_batch(name, entry["id"])[0].shape[1:] == shape):
             x, y = load_batch(name, entry["id"])
-            accepted.append((store.to_stored(x, info["divisor"]) if "divisor" in info else x, y))
+            accepted.append((split_files.to_stored(x, info["divisor"]) if "divisor" in info else x, y))
         elif raw.is_dir():
             base = Dataset(name, {**info, "batches": []}, arrays)
             max_pixels = retrain_params(params).max_image_pixels
@@ -139,9 +139,9 @@ def merge_ingested(name, source, arrays, info, entries, params) -> dict[str, np.
         entry.setdefault("examples", int(np.isfinite(y).sum()) if y.dtype.kind == "f" else len(y))
     staged = getattr(arrays.get("x_train"), "filename", None)
     if "divisor" in info and staged:  # a split file just written to the staging folder: appended to
-        count = store.append_rows(Path(staged), len(arrays["x_train"]), shape, [x for x, _ in accepted])
+        count = split_files.append_rows(Path(staged), len(arrays["x_train"]), shape, [x for x, _ in accepted])
         y = np.concatenate([arrays["y_train"], *(y.astype(arrays["y_train"].dtype) for _, y in accepted)])
-        return {**arrays, "x_train": store.open_rows(Path(staged), shape, count), "y_train": y}
+        return {**arrays, "x_train": split_files.open_rows(Path(staged), shape, count), "y_train": y}
     return merge_batches(arrays, accepted, fill)
 
 

@@ -19,12 +19,12 @@ import os
 from pathlib import Path
 
 from pipeline import images
-from pipeline.data import readers, store
+from pipeline.data import readers, split_files
 from pipeline.errors import UserError
 
 POOL_FROM = 64  # smaller folders are decoded in this process (starting workers costs more)
 MAX_FILE_BYTES = 64 * 2**20  # the default cap on an image file's size (max_file_bytes)
-OLD_SPLITS = len(store.IMAGE_KEYS)  # sources 0..2: the previous cache's train, val and test splits
+OLD_SPLITS = len(split_files.IMAGE_KEYS)  # sources 0..2: the previous cache's train, val and test splits
 
 
 @dataclasses.dataclass(frozen=True)

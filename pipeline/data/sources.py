@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from pipeline.config import PARAMS_FILE, parse_section, suggest
-from pipeline.data import folder, readers, store
+from pipeline.data import folder, readers, split_files
 from pipeline.data.splits import SPLITS, chronological_split, hashed_split, stratified_split
 from pipeline.data.versions import (
     PREP_VERSION,
@@ -236,14 +236,14 @@ class ImageFolderSource(ImageSource):
         parts = hashed_split(y, decoded.keys, self.val_fraction, self.test_fraction, self.seed, name)
         record = int(np.prod(shape))
         spools = [staging / f for f in decoded.spools]
-        sources = [*previous, *(store.open_rows(f, shape, f.stat().st_size // record) for f in spools)]
+        sources = [*previous, *(split_files.open_rows(f, shape, f.stat().st_size // record) for f in spools)]
         arrays, digests = {}, {}
         for split, index in parts.items():
-            path = staging / store.split_file(f"x_{split}")
+            path = staging / split_files.split_file(f"x_{split}")
             with open(path, "wb") as out:
                 for i in index:
                     out.write(sources[decoded.source[i]][decoded.rows[i]].tobytes())
-            arrays[f"x_{split}"] = store.open_rows(path, shape, len(index))
+            arrays[f"x_{split}"] = split_files.open_rows(path, shape, len(index))
             arrays[f"y_{split}"] = y[index]
             digests[f"x_{split}"] = np.asarray([decoded.digests[i] for i in index], dtype="S32")
         for f in spools:
@@ -265,7 +265,7 @@ def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int,
     """The previous cache's image splits (train, val, test) and {file content digest: (split, row)},
     when its images were decoded at the same shape by the same version of data prep; else three
     empty splits and nothing to reuse."""
-    nothing = [np.zeros((0, *shape), np.uint8) for _ in store.IMAGE_KEYS], {}
+    nothing = [np.zeros((0, *shape), np.uint8) for _ in split_files.IMAGE_KEYS], {}
     manifest = read_manifest(name)
     if not (manifest and manifest.get("images") and manifest.get("prep_version") == PREP_VERSION):
         return nothing
@@ -275,9 +275,9 @@ def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int,
         arrays = read_arrays(name, manifest)
     except (OSError, ValueError):
         return nothing
-    found = store.read_digests(processed_dir(name) / manifest["images"]["folder"])
-    splits, reuse = [arrays[key] for key in store.IMAGE_KEYS], {}
-    for split, key in enumerate(store.IMAGE_KEYS):
+    found = split_files.read_digests(processed_dir(name) / manifest["images"]["folder"])
+    splits, reuse = [arrays[key] for key in split_files.IMAGE_KEYS], {}
+    for split, key in enumerate(split_files.IMAGE_KEYS):
         for row, digest in enumerate(found.get(key, [])):
             if digest:  # numpy's S32 drops trailing zero bytes: pad back to the 32-byte sha256
                 reuse.setdefault(bytes(digest).ljust(32, b"\0"), (split, row))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import store
+from pipeline.data import split_files
 from pipeline.errors import UserError
 
 SHUFFLE_BYTES = 64 * 2**20  # uint8 images in the shuffle buffer
@@ -69,7 +69,7 @@ class Rows:
     def __getitem__(self, key) -> np.ndarray:
         """numpy indexing of the selection (an int, a slice, indices, a mask): those images as floats."""
         picked = self.stored[key] if self.index is None else self.stored[self.index[key]]
-        return store.to_float(np.asarray(picked), self.divisor)
+        return split_files.to_float(np.asarray(picked), self.divisor)
 
     def take(self, indices, axis: int = 0) -> Rows:
         """The rows at `indices` (or a boolean mask) of this selection, unread; like ndarray.take,
@@ -122,7 +122,7 @@ class Rows:
         divisor = tf.constant(self.divisor, tf.float32)
 
         def scale(x):
-            return tf.cast(x, tf.float32) / divisor  # the same float32 values as store.to_float
+            return tf.cast(x, tf.float32) / divisor  # the same float32 values as split_files.to_float
 
         def scaled(x, y):
             return scale(x), y
@@ -140,7 +140,7 @@ class Rows:
         import tensorflow as tf
 
         if isinstance(self.stored, np.memmap):
-            pixels = store.tf_pixels(Path(self.stored.filename), self.image_shape, len(self.stored))
+            pixels = split_files.tf_pixels(Path(self.stored.filename), self.image_shape, len(self.stored))
         else:  # held in memory already (a retrain candidate before its commit)
             pixels = tf.data.Dataset.from_tensor_slices(np.asarray(self.stored))
         if self.index is not None:

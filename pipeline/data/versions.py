@@ -1,7 +1,7 @@
 """A prepared dataset and its versions: the arrays, the manifest that names them (with their
 sha256), the batches `retrain` merged in, and the atomic commit of a new version.
 
-Images are stored as uint8 split files (store.py); the other arrays in `arrays-<sha16>.npz`. The
+Images are stored as uint8 split files (split_files.py); the other arrays in `arrays-<sha16>.npz`. The
 manifest is replaced last and atomically, so an interrupted write leaves the previous version.
 A merge appends a batch's images to the training split (append_images: the other files are hard
 links, nothing is rewritten); the new version's sha256 is the same content hash as a fresh prep's,
@@ -26,8 +26,9 @@ import numpy as np
 
 from pipeline import atomic
 from pipeline.config import project_root
-from pipeline.data import store, streams
+from pipeline.data import split_files, streams
 from pipeline.data.splits import SPLITS
+from pipeline.faults import fault
 
 # Bump when the processing changes what a source turns into: it invalidates caches.
 PREP_VERSION = 2  # 2: images stored as uint8 split files
@@ -74,7 +75,7 @@ class Dataset:
 
     def to_stored(self, x: np.ndarray) -> np.ndarray:
         """Float images in [0, 1] (a retrain batch) as this dataset stores them."""
-        return store.to_stored(x, self.divisor)
+        return split_files.to_stored(x, self.divisor)
 
     @property
     def sha256(self) -> str:
@@ -112,7 +113,7 @@ def content_hash(arrays: Mapping[str, np.ndarray]) -> str:
     for key in sorted(arrays):
         array = arrays[key]
         digest.update(f"{key}|{array.dtype.str}|{tuple(array.shape)}|".encode())
-        for part in store.chunks(array):
+        for part in split_files.chunks(array):
             digest.update(np.ascontiguousarray(part).tobytes())
     return digest.hexdigest()
 
@@ -288,25 +289,25 @@ def manifest_after(dataset: Dataset, arrays, batches: list[Batch]) -> dict[str, 
 
 def append_images(dataset: Dataset, stored, batches: list[Batch], staging: Path):
     """The new version's image folder, named by its hash and not yet committed: the current files
-    linked into `staging`, the batches' rows appended to the training split (store.append_version),
+    linked into `staging`, the batches' rows appended to the training split (split_files.append_version),
     the whole hashed from disk, then `staging` renamed to its name. A kill anywhere leaves the
     current version as it is (readers trust its manifest's counts) and at most an unnamed folder."""
     out, shape = processed_dir(dataset.name), dataset.image_shape
-    counts = {k: len(dataset.arrays[k]) for k in store.IMAGE_KEYS}
+    counts = {k: len(dataset.arrays[k]) for k in split_files.IMAGE_KEYS}
     current = out / dataset.manifest["images"]["folder"]
-    store.append_version(current, staging, counts, shape, [x for x, _ in stored])
-    atomic.fault("append")
-    small = {k: v for k, v in dataset.arrays.items() if k not in store.IMAGE_KEYS}
+    split_files.append_version(current, staging, counts, shape, [x for x, _ in stored])
+    fault("append")
+    small = {k: v for k, v in dataset.arrays.items() if k not in split_files.IMAGE_KEYS}
     labels = [small["y_train"], *(y.astype(small["y_train"].dtype) for _, y in stored)]
     small["y_train"] = np.concatenate(labels)
     counts["x_train"] = len(small["y_train"])
-    manifest = manifest_after(dataset, small | store.read_images(staging, shape, counts), batches)
+    manifest = manifest_after(dataset, small | split_files.read_images(staging, shape, counts), batches)
     target = out / manifest["images"]["folder"]
     shutil.rmtree(target, ignore_errors=True)  # a folder no manifest names is never trusted
     staging.rename(target)
     atomic.sync_folder(out)
-    atomic.fault("stage")
-    return small | store.read_images(target, shape, counts), manifest
+    fault("stage")
+    return small | split_files.read_images(target, shape, counts), manifest
 
 
 def commit_version(name: str, arrays, manifest, batches: list[Batch]) -> None:
@@ -332,14 +333,14 @@ def write(name: str, arrays, manifest: dict[str, Any], digests=None, staging: Pa
     images = manifest.get("images")
     if images:
         place_images(name, arrays, images["folder"], digests, staging)
-    small = {k: v for k, v in arrays.items() if not (images and k in store.IMAGE_KEYS)}
+    small = {k: v for k, v in arrays.items() if not (images and k in split_files.IMAGE_KEYS)}
     target = out / manifest["arrays"]
     if not target.exists():
         buffer = io.BytesIO()
         np.savez(buffer, **small)
         with atomic.atomic_open(target) as handle:
             handle.write(buffer.getvalue())
-    atomic.fault("files")
+    fault("files")
     atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     keep = {manifest["arrays"], images["folder"] if images else None}
     for old in [*out.glob("arrays-*.npz"), *out.glob("images-*")]:
@@ -354,11 +355,11 @@ def place_images(name: str, arrays, folder: str, digests, staging: Path | None) 
     out = processed_dir(name)
     target = out / folder
     committed = (read_manifest(name) or {}).get("images", {}).get("folder")
-    if target.exists() and (folder == committed or store.reads_from(target, arrays)):
+    if target.exists() and (folder == committed or split_files.reads_from(target, arrays)):
         return
     staging = staging or staging_folder(out)
     try:
-        store.stage(staging, arrays, digests)
+        split_files.stage(staging, arrays, digests)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     finally:
@@ -372,9 +373,9 @@ def read_arrays(name: str, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
         arrays = {k: npz[k] for k in npz.files}
     if manifest.get("images"):
         shapes = manifest["shapes"]
-        counts = {key: shapes[key][0] for key in store.IMAGE_KEYS}
+        counts = {key: shapes[key][0] for key in split_files.IMAGE_KEYS}
         folder = out / manifest["images"]["folder"]
-        arrays |= store.read_images(folder, shapes["x_train"][1:], counts)
+        arrays |= split_files.read_images(folder, shapes["x_train"][1:], counts)
     return arrays
 
 

@@ -2,7 +2,7 @@
 registered model is trained (artifact `drift/profile.json`, small JSON), and found again from the
 model wherever it answers: `make predict`, the scoring server, a retrain cycle.
 
-    RunOptions(extra_artifacts=reference.for_run)    # workflows/experiment.py, for registered models
+    RunOptions(extra_artifacts=reference.for_run)    # workflows/train_and_gate.py, for registered models
     profile = reference.of_model(loaded)             # a loading.Loaded model → its run's profile, or None
 """
 

@@ -4,7 +4,7 @@
 
 `run()` trains one experiment of params.yaml (a `Plan`) inside one MLflow run and returns what
 came out of it. It applies no promotion gate: callers that register models decide (see
-pipeline/workflows/experiment.py and retrain.py). How it runs is one `RunOptions` value.
+pipeline/workflows/train_and_gate.py and retrain.py). How it runs is one `RunOptions` value.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from pipeline import config, data
-from pipeline.atomic import FAULT_ENV, fault  # noqa: F401 - the crash hook, used here and by retrain
 from pipeline.errors import PipelineError, UserError
+from pipeline.faults import fault
 
 READY = "READY"
 REASON = "REASON.txt"

@@ -1,7 +1,7 @@
 """`train-all`: train several experiments of params.yaml in a few processes, one after another, or
 as Ray tasks; `make train-all` hands it the experiments make finds out of date.
 
-Each experiment is one call of the same training core (workflows.experiment.train: run, then the
+Each experiment is one call of the same training core (workflows.train_and_gate.train: run, then the
 gate) in every executor, so it logs and scores exactly like `make train-<experiment>` with the same
 seeds. Executors:
   processes   (default) a pool of worker processes (one per core): each imports TensorFlow once and
@@ -30,7 +30,7 @@ from pathlib import Path
 from pipeline import config, layout, startup
 from pipeline.errors import PipelineError, UserError, require
 from pipeline.training import tracking
-from pipeline.workflows import console, scaleout
+from pipeline.workflows import console, ray_session
 
 TAG = "fanout.id"  # on every run of one train-all: the driver closes any its workers left RUNNING
 
@@ -90,16 +90,18 @@ def epoch_events(name: str, put):
 def train_one(name: str, overrides: list[str], tags: dict, put=None) -> console.Summary:
     """Train (and gate) one experiment; its console summary."""
     from pipeline.training.run import RunOptions
-    from pipeline.workflows import experiment
+    from pipeline.workflows import train_and_gate
 
     callbacks = (epoch_events(name, put),) if put is not None else ()
     verbose = None if startup.verbose() else 0  # VERBOSE=1: Keras' own per-epoch lines
-    outcome = experiment.train(name, overrides, RunOptions(tags=tags, verbose=verbose, callbacks=callbacks))
+    options = RunOptions(tags=tags, verbose=verbose, callbacks=callbacks)
+    outcome = train_and_gate.train(name, overrides, options)
     return console.summarise(outcome)
 
 
 def failure(name: str, exc: BaseException) -> Result:
-    return Result(name, error=scaleout.one_line(exc), user_error=isinstance(scaleout.cause(exc), UserError))
+    user_error = isinstance(ray_session.cause(exc), UserError)
+    return Result(name, error=ray_session.one_line(exc), user_error=user_error)
 
 
 # --------------------------------------------------------------------------- executors
@@ -216,7 +218,7 @@ def train_task(name: str, overrides: list[str], env: dict, tags: dict, *upstream
 
     TensorFlow keeps its default thread count, as in a sequential run, so the metrics are equal.
     """
-    scaleout.enter_worker(env)
+    ray_session.enter_worker(env)
     return train_one(name, overrides, tags)
 
 
@@ -224,7 +226,7 @@ def run_ray(schedule: Schedule, ordered, overrides, tags, cpus_per_task) -> None
     import ray
 
     task = ray.remote(train_task)
-    env = scaleout.worker_env()
+    env = ray_session.worker_env()
     refs: dict[str, ray.ObjectRef] = {}
     for name in ordered:  # upstream first, so its ref exists
         upstream = [refs[n] for n in schedule.needs[name]]
@@ -306,12 +308,12 @@ def execute(
             ordered, needs, expected_cost(experiments), recorder(progress, stamps=not overrides)
         )
         if executor == "ray":
-            started_ray = scaleout.init()
+            started_ray = ray_session.init()
             try:
                 run_ray(schedule, ordered, overrides, tags, cpus_per_task)
             finally:
                 if started_ray:
-                    scaleout.shutdown()
+                    ray_session.shutdown()
         elif executor == "processes" and min(jobs, len(ordered)) > 1:
             run_processes(schedule, overrides, tags, progress, min(jobs, len(ordered)))
         else:  # one experiment (or one core): no worker start-up to pay

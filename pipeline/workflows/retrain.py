@@ -32,9 +32,9 @@ import os
 from pipeline import atomic, data, layout, startup
 from pipeline.config import PARAMS_FILE, load_params, resolve_experiment, retrain_params, suggest
 from pipeline.errors import UserError, first_line
+from pipeline.faults import fault
 from pipeline.training import registry
 from pipeline.workflows import batch_drift, batches
-from pipeline.workflows.batches import fault
 
 
 def registered(params) -> dict[str, str]:

@@ -23,7 +23,7 @@ from pipeline import config, layout
 from pipeline.config import PARAMS_FILE, SearchParams
 from pipeline.errors import PipelineError, UserError, require
 from pipeline.training import tracking
-from pipeline.workflows import scaleout
+from pipeline.workflows import ray_session
 
 
 def run_name(experiment: str) -> str:
@@ -146,7 +146,7 @@ def trial(config_: dict, *, experiment, overrides, metric, parent_run_id, env, c
 
     Ends with SystemExit(0) when Tune stops it (as `tune.report` does); a worker runs trial after
     trial (reuse_actors), each in a thread of its own, so no MLflow run is shared between them."""
-    scaleout.enter_worker(env, cpus)
+    ray_session.enter_worker(env, cpus)
     from ray import tune
 
     from pipeline.training.run import RunOptions, run
@@ -259,7 +259,7 @@ def trial_env() -> dict[str, str]:
     """The worker's environment for a trial. Before a worker takes the next trial, Tune waits
     TUNE_FUNCTION_THREAD_TIMEOUT_S (2 s by default) for the last trial's thread to end, and fails
     the next trial if it has not: a run stopped early still ends (MLflow writes), so more time."""
-    return {**scaleout.worker_env(), "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
+    return {**ray_session.worker_env(), "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
 
 
 def make_tuner(
@@ -300,7 +300,7 @@ def record_best(results, search: SearchParams, mode: str, experiment: str):
     good = [r for r in results if r.error is None and search.metric in (r.metrics or {})]
     if not good:
         first = next((r.error for r in results if r.error is not None), None)
-        reason = scaleout.one_line(first) if first else f"no trial reported {search.metric}"
+        reason = ray_session.one_line(first) if first else f"no trial reported {search.metric}"
         raise PipelineError(f"sweep {experiment}: every trial failed ({reason})")
     best = results.get_best_result(search.metric, mode, scope="all")
     frame = best.metrics_dataframe[search.metric]
@@ -366,12 +366,12 @@ def run(
         )
         name = f"{run_name(experiment)}-{parent_id[:8]}"
         tuner = make_tuner(search, mode, max_epochs, trainable, name, cpus_per_trial, quiet)
-        started_ray = scaleout.init()
+        started_ray = ray_session.init()
         try:
             results, counts = fit_trials(tuner, parent_id, experiment_id)
         finally:
             if started_ray:
-                scaleout.shutdown()
+                ray_session.shutdown()
         best, best_value, good = record_best(results, search, mode, experiment)
     seconds = time.perf_counter() - started
     print(
@@ -389,7 +389,8 @@ def finish(experiment: str, results, good: list, counts: dict, outcome: SweepOut
     """Failed trials named on stderr; the sweep fails when any trial did, or the best is not finite."""
     for r in results:
         if r.error is not None:
-            print(f"error: sweep {experiment}: trial failed: {scaleout.one_line(r.error)}", file=sys.stderr)
+            reason = ray_session.one_line(r.error)
+            print(f"error: sweep {experiment}: trial failed: {reason}", file=sys.stderr)
     failed = max(counts["trials_failed"], len(results) - len(good))
     outcome = dataclasses.replace(outcome, trials=counts["trials"], failed=failed)
     if failed:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline import data
-from pipeline.data import store
+from pipeline.data import split_files
 from tests.data.test_data import IMAGES, make_image_folder, use_dataset
 
 MERGE = """
@@ -51,7 +51,7 @@ def images(project, monkeypatch):
 
 def files(ds: data.Dataset) -> dict[str, os.stat_result]:
     folder = data.processed_dir(ds.name) / ds.manifest["images"]["folder"]
-    return {key: os.stat(folder / store.split_file(key)) for key in store.IMAGE_KEYS}
+    return {key: os.stat(folder / split_files.split_file(key)) for key in split_files.IMAGE_KEYS}
 
 
 def test_a_merge_appends_to_the_training_split_and_links_the_rest(images):
@@ -64,7 +64,8 @@ def test_a_merge_appends_to_the_training_split_and_links_the_rest(images):
     # the same content hash as the whole merged arrays (what a fresh prep of them would record)
     assert after.sha256 == data.content_hash({**images.arrays, "x_train": x, "y_train": y})
     new = files(after)
-    assert all(old[k].st_ino == new[k].st_ino for k in store.IMAGE_KEYS)  # one file each: appended, linked
+    # one file each: appended, linked
+    assert all(old[k].st_ino == new[k].st_ino for k in split_files.IMAGE_KEYS)
     assert [p.name for p in data.processed_dir("imgs").glob("images-*")] == [manifest["images"]["folder"]]
     streamed = np.stack(list(after.examples("train")[0].pixels().as_numpy_iterator()))
     assert np.array_equal(streamed, x)

@@ -45,7 +45,7 @@ def test_ray_fanout_equals_a_sequential_run(project, ray_session):
 def test_needs_run_first_and_make_finds_them_up_to_date(project, ray_session):
     edit_params(project, cheap)
     edit_params(project, lambda p: p["experiments"]["svc"].update(needs=["mlp"]))
-    # what make's rules depend on (as in test_stages), older than the stamps the run writes
+    # what make's rules depend on (as in test_makefile), older than the stamps the run writes
     shutil.copytree(REPO / "pipeline", project / "pipeline")
     for name in ("pyproject.toml", "requirements.lock"):
         shutil.copy(REPO / name, project / name)

@@ -145,7 +145,7 @@ def test_a_trial_tune_stops_ends_finished_whatever_its_worker_does_next(project,
     trial needs this trial's thread to end)."""
     tune = pytest.importorskip("ray.tune", reason="the ray extra is not installed")
     from pipeline.training import run as run_module
-    from pipeline.workflows import scaleout
+    from pipeline.workflows import ray_session
 
     reports = []
 
@@ -168,7 +168,7 @@ def test_a_trial_tune_stops_ends_finished_whatever_its_worker_does_next(project,
                 overrides=[*TINY[1:], "train.epochs=5"],
                 metric="val_accuracy",
                 parent_run_id=parent.info.run_id,
-                env=scaleout.worker_env(),
+                env=ray_session.worker_env(),
                 cpus=None,
                 quiet=True,
             )

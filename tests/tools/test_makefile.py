@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import config
 from pipeline.errors import UserError
-from pipeline.tools import stages
+from pipeline.tools import makefile
 from tests.helpers import REPO, edit_params, make
 
 # every experiment of the repository's params.yaml, and those trained on `digits`
@@ -36,7 +36,7 @@ def prepared(tmp_path_factory, empty_store):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PIPELINE_ROOT", str(root))
         patch.delenv("PIPELINE_PARAMS", raising=False)
-        stages.write_makefile(".build/pipeline.mk")
+        makefile.write_makefile(".build/pipeline.mk")
     assert make(root, "data").returncode == 0
     return root
 
@@ -68,7 +68,7 @@ def trainings(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_generated_rules_cover_every_experiment(project):
-    text = stages.write_makefile(".build/pipeline.mk").read_text()
+    text = makefile.write_makefile(".build/pipeline.mk").read_text()
     for name in ("mlp", "cnn-same", "cnn-valid", "svc"):
         assert f"train-{name}: .build/runs/{name}.done" in text
         assert f"-m pipeline train {name}" in text
@@ -179,11 +179,11 @@ def test_needs_must_name_other_experiments_without_loops(project):
     with pytest.raises(
         UserError, match="experiments.mlp.needs: 'pretrian' is not another experiment.*pretrain"
     ):
-        stages.write_makefile(".build/pipeline.mk")
+        makefile.write_makefile(".build/pipeline.mk")
     edit_params(project, lambda p: p["experiments"]["mlp"].__setitem__("needs", ["svc"]))
     edit_params(project, lambda p: p["experiments"]["svc"].__setitem__("needs", ["mlp"]))
     with pytest.raises(UserError, match="loop: (mlp -> svc -> mlp|svc -> mlp -> svc)"):
-        stages.write_makefile(".build/pipeline.mk")
+        makefile.write_makefile(".build/pipeline.mk")
 
 
 def test_transfer_curve_target_trains_pretrain_first(built):
