@@ -59,7 +59,7 @@ PHOTO_MODEL = {
     "dropout": 0.3,
     "dense_units": 64,
 }
-# cnn-same's network (params.yaml), as the issue measured the 70,000 grey digits with
+# cnn-same's network (params.yaml), for the 70,000 grey digits
 GREY_MODEL = {**PHOTO_MODEL, "filters": [32, 64], "strides": 1, "pool_every": 2, "dense_units": 128}
 # the module in the loop: the transfer family's finetune mode without its second phase is
 # feature mode with the frozen module called on every batch of every epoch

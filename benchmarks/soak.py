@@ -113,8 +113,8 @@ class Scratch:
         params = yaml.safe_load((project_root() / "params.yaml").read_text())
         params["experiments"]["cnn-same"].setdefault("train", {}).update(epochs=1, patience=1, limit=200)
         params["retrain"]["gates"][MODEL].update(threshold=0.1)  # weak champions: some get beaten
-        # a half-copied batch must not settle before the next cycle completes it, even on a loaded
-        # machine (a cycle took over 30 s to look at incoming/ with a load of 17 on 2 cores)
+        # a half-copied batch must not settle before the next cycle completes it, even on a heavily
+        # loaded machine
         params["retrain"]["settle_seconds"] = 600
         (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         home = base / "home"
