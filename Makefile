@@ -183,8 +183,8 @@ TEST_JOBS ?= auto
 test: $(VENV_STAMP) $(EXTRAS) ## run the test suite (what .ci/run calls; TEST_JOBS=1 for one process, PYTEST_ARGS=…)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
-test-fast: $(VENV_STAMP) $(EXTRAS) ## the inner loop: every test but the end-to-end ones marked slow (under 90 s)
-	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
+test-fast: $(VENV_STAMP) $(EXTRAS) ## the inner loop: unit tests only (no test marked integration or slow)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow and not integration" $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check
 	$(PY) -m ruff check pipeline tests benchmarks
