@@ -7,9 +7,10 @@ pipeline loads only the forms it logs itself (pipeline/training/artifacts.py):
 
   keras    the Keras flavour: a `.keras` file, loaded in Keras' safe mode
   sklearn  the scikit-learn flavour in skops format, with the trusted types listed in this package
-  code     MLflow models-from-code whose code file (and every Python file the model holds) is the
-           sha256 of the installed project module the metadata names, among the modules the
-           families and objectives declare; checked before anything runs
+  code     MLflow models-from-code whose code file (and every Python file the model holds) has the
+           sha256 of a released version of the project module the metadata names (released_code.sha256,
+           or the installed module); checked before anything runs, so a model logged by an earlier
+           release keeps loading and runs its own copy, while code the project never shipped is refused
   served   a registered Keras model wrapped as code: its predictions on arrays (the gate, predict)
            come from the `.keras` file in safe mode, without running the wrapper
 
@@ -38,6 +39,7 @@ UNSAFE_ENV = "PIPELINE_ALLOW_UNSAFE_MODELS"
 UNSAFE_FLAG = "--allow-unsafe-model"
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"  # MLflow's loader of models-from-code
 ARRAY_METHODS = ("predict", "predict_proba")  # what a scikit-learn model's pyfunc may call
+RELEASED = Path(__file__).with_name("released_code.sha256")  # every shipped version of the model code
 ALIAS_URI = re.compile(r"models:/([^/@]+)@([^/@]+)")  # models:/<name>@<alias>
 VERSION_URI = re.compile(r"models:/([^/@]+)/(\d+)")  # models:/<name>/<version>
 MODEL_FILES = {  # what MLflow writes beside a model; nothing here is executed
@@ -345,9 +347,21 @@ def trusted_code() -> dict[str, Path]:
     return {module.__name__: Path(module.__file__) for module in found if module is not None}
 
 
+def released_code() -> dict[str, frozenset[str]]:
+    """{module name: sha256 of each of its released versions}, from RELEASED (sha256sum format)."""
+    found: dict[str, set[str]] = {}
+    for line in RELEASED.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            digest, path = line.split(maxsplit=1)
+            module = path.lstrip("*").removesuffix(".py").replace("/", ".")
+            found.setdefault(module, set()).add(digest)
+    return {module: frozenset(digests) for module, digests in found.items()}
+
+
 def check_code(loaded: Loaded) -> None:
     """Every Python file in the model is a recorded project module's file, byte for byte (sha256),
-    and the same as the installed module: refused otherwise, before any of it runs."""
+    and a version of that module the project released (RELEASED) or the installed one: refused
+    otherwise, before any of it runs. The model then runs its own copy (an earlier release's)."""
     from pipeline.training import artifacts
 
     conf = loaded.mlmodel.flavors["python_function"]
@@ -361,15 +375,18 @@ def check_code(loaded: Loaded) -> None:
     unlisted = sorted((python | {code_file}) - set(records))
     if unlisted:
         raise UserError(f"model '{loaded.uri}': code file {unlisted[0]} has no sha256 in its metadata")
-    installed = trusted_code()
+    installed, released = trusted_code(), released_code()
     for relative, record in records.items():
         module = record.get("module", "")
-        if module not in installed:
+        if module not in installed and module not in released:
             raise UserError(f"model '{loaded.uri}': its code is '{module}', not a module the pipeline logs")
-        actual, mine = artifacts.sha256(inside(loaded, relative)), artifacts.sha256(installed[module])
-        if not actual == record.get("sha256") == mine:
+        actual = artifacts.sha256(inside(loaded, relative))
+        shipped = released.get(module, frozenset())
+        if module in installed:
+            shipped |= {artifacts.sha256(installed[module])}
+        if not (actual == record.get("sha256") and actual in shipped):
             raise UserError(
-                f"model '{loaded.uri}': code file {relative} (sha256 {actual[:12]}) is not the installed "
-                f"{module} (sha256 {mine[:12]}): logged by another version of the pipeline; retrain it, "
-                f"or load it anyway with {UNSAFE_FLAG} and {UNSAFE_ENV}=1"
+                f"model '{loaded.uri}': code file {relative} (sha256 {actual[:12]}) is no released version "
+                f"of {module}: the project never shipped it; retrain the model, or load it anyway with "
+                f"{UNSAFE_FLAG} and {UNSAFE_ENV}=1"
             )

@@ -1,6 +1,7 @@
 """Safe loading (pipeline/training/loading.py): predict and the gate load only what the pipeline
 logs; a pickled model registered as champion never runs; tampered code is refused."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,10 +15,12 @@ from PIL import Image
 from pipeline import data
 from pipeline.errors import UserError
 from pipeline.models import pca
+from pipeline.serving import follow, scoring
 from pipeline.specs import AnomalySpec
 from pipeline.training import artifacts, loading, registry
 from tests.helpers import (
     CHAMPION_SETTINGS,
+    REPO,
     aliases,
     assert_one_line_error,
     cli_in_process,
@@ -168,12 +171,12 @@ def test_tampered_code_is_refused_before_it_runs(project, tmp_path):
     edited = shutil.copytree(original, tmp_path / "edited")
     code = edited / "forecast_baselines.py"
     code.write_text(code.read_text() + "\nopen('pwned', 'w')\n")
-    with pytest.raises(UserError, match="is not the installed pipeline.models.forecast_baselines"):
+    with pytest.raises(UserError, match="is no released version of pipeline.models.forecast_baselines"):
         loading.load(str(edited)).pyfunc()
-    # even with the metadata's hash rewritten to match: the installed module decides
+    # even with the metadata's hash rewritten to match: the released versions decide
     record = {"module": "pipeline.models.forecast_baselines", "sha256": artifacts.sha256(code)}
     rewrite_mlmodel(edited, lambda c: c["metadata"]["pipeline"]["code"].update({code.name: record}))
-    with pytest.raises(UserError, match="is not the installed"):
+    with pytest.raises(UserError, match="the project never shipped it"):
         loading.load(str(edited)).pyfunc()
 
     extra = shutil.copytree(original, tmp_path / "extra")
@@ -243,3 +246,76 @@ def test_the_gate_scores_the_served_champion_exactly_as_its_run_did(
     assert second.decision["gate_champion"] == recorded
     assert second.decision["gate.champion_score"] == "recorded"
     assert os.environ.get("PIPELINE_ALLOW_UNSAFE_MODELS") is None
+
+
+# --------------------------------------------------------------------------- earlier releases
+
+# digits-classifier as commit 068cd6e registered it (cnn-same, filters [4, 8], dense 16, 10 epochs):
+# its MLmodel, logged code files and .keras file, byte for byte
+EARLIER = REPO / "tests" / "fixtures" / "digits-classifier-068cd6e"
+
+
+def test_every_logged_module_is_a_released_version():
+    released = loading.released_code()
+    for module, path in loading.trusted_code().items():
+        shown = path.relative_to(REPO).as_posix()
+        assert artifacts.sha256(path) in released.get(module, ()), (
+            f"{shown} changed: models logging it must keep loading once released, so append its hash: "
+            f"sha256sum {shown} >> {loading.RELEASED.relative_to(REPO).as_posix()}"
+        )
+
+
+def upgraded(monkeypatch, folder: Path) -> None:
+    """The installed model code as after an upgrade that changed every logged module (a comment
+    added): a model's logged copies are then an earlier release's, not the installed files."""
+    folder.mkdir()
+    changed = {}
+    for module, path in loading.trusted_code().items():
+        changed[module] = folder / path.name
+        changed[module].write_text(path.read_text() + "# changed by an upgrade\n")
+    monkeypatch.setattr(loading, "trusted_code", lambda: changed)
+
+
+def register_earlier(root: Path) -> str:
+    """The fixture registered as digits-classifier v1, champion; returns its URI."""
+    source = shutil.copytree(EARLIER, root / "digits-classifier-068cd6e")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("digits-classifier")
+    version = client.create_model_version("digits-classifier", str(source)).version
+    client.set_registered_model_alias("digits-classifier", "champion", version)
+    return f"models:/digits-classifier/{version}"
+
+
+def test_a_model_of_an_earlier_release_loads_predicts_and_serves(project, monkeypatch, tmp_path):
+    upgraded(monkeypatch, tmp_path / "installed")
+    uri = register_earlier(tmp_path)
+    loaded = loading.load(loading.pinned("models:/digits-classifier@champion"))
+    assert loaded.form == "served" and loaded.uri == uri
+    x, y = data.load("digits").examples("test")
+    x, y = x[:60], y[:60]
+    classes = loaded.predict(x).argmax(axis=1)  # arrays: its Keras model in safe mode
+    assert np.mean(classes == y) > 0.7  # it scored 0.88 on the whole test split when logged
+    answers = loaded.pyfunc().predict([{"pixels": image.ravel().tolist()} for image in x[:8]])
+    assert [a["class"] for a in answers] == [loaded.class_names[c] for c in classes[:8]]
+    # served as the server serves it: loaded by version, warmed on its own input example, scored
+    served = follow.load_version("digits-classifier", "1", follow.Settings("digits-classifier"))
+    body = json.dumps({"dataframe_records": [{"pixels": image.ravel().tolist()} for image in x[:8]]})
+    got = json.loads(scoring.score(served, body.encode(), scoring.Limits()))
+    assert [a["class"] for a in got["predictions"]] == [a["class"] for a in answers]
+
+
+def test_an_altered_or_unreleased_copy_of_a_release_is_refused(project, monkeypatch, tmp_path):
+    upgraded(monkeypatch, tmp_path / "installed")
+    altered = shutil.copytree(EARLIER, tmp_path / "altered")
+    rules = altered / "artifacts" / "images.py"
+    rules.write_text(rules.read_text() + "# one line more\n")
+    record = {"artifacts/images.py": {"module": "pipeline.images", "sha256": artifacts.sha256(rules)}}
+    rewrite_mlmodel(altered, lambda c: c["metadata"]["pipeline"]["code"].update(record))  # it agrees
+    with pytest.raises(UserError, match=r"artifacts/images.py .* is no released version of pipeline.images"):
+        loading.load(str(altered)).pyfunc()
+    # the released versions are what keeps the earlier model loading: without them it is refused
+    empty = tmp_path / "released.sha256"
+    empty.write_text("# nothing released\n")
+    monkeypatch.setattr(loading, "RELEASED", empty)
+    with pytest.raises(UserError, match="the project never shipped it"):
+        loading.load(str(EARLIER)).pyfunc()
