@@ -33,7 +33,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak soak-sweep test-fast notebooks
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak test-fast notebooks
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -43,7 +43,7 @@ help: ## show this help
 	@echo
 	@echo "  One experiment with overrides:  $(PY) -m pipeline train cnn-same --set train.epochs=5"
 	@echo "  Experiments in params.yaml:     $(PY) -m pipeline list"
-	@echo "  bench, soak, soak-sweep:        benchmarks/, outside the package ($(PY) -m benchmarks --help)"
+	@echo "  bench, soak:                    benchmarks/, outside the package ($(PY) -m benchmarks --help)"
 
 # ---------------------------------------------------------------------------- set-up
 venv: $(VENV_STAMP) ## create .venv from pyproject.toml (pinned by requirements.lock)
@@ -138,9 +138,6 @@ bench: $(VENV_STAMP) ## benchmarks → reports/bench.{json,md} + MLflow experime
 SOAK_FLAGS ?=
 soak: $(VENV_STAMP) ## retrain soak test: 50 cycles, hostile batches, kills; invariants → reports/soak.json (SOAK_FLAGS=…)
 	$(PY) -m benchmarks soak $(SOAK_FLAGS)
-
-soak-sweep: $(VENV_STAMP) $(VENV)/.extra-ray ## soak: 20 x `make sweep EXP=cnn-same` (small) → spurious failures, reports/soak-sweep.json (SOAK_FLAGS=…)
-	$(PY) -m benchmarks soak-sweep $(SOAK_FLAGS)
 
 ifneq ($(value DB),)
 # DB may hold a password, with any character ($, quotes): handed on unexpanded, in the environment,

@@ -1,5 +1,5 @@
-"""`python -m benchmarks <command>` (`make bench`, `make soak`, `make soak-sweep`): the benchmark and
-soak harnesses, outside the package. Same exit codes as `python -m pipeline` (its `cli.run`)."""
+"""`python -m benchmarks <command>` (`make bench`, `make soak`): the benchmark and soak harnesses,
+outside the package. Same exit codes as `python -m pipeline` (its `cli.run`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ def cmd_bench(args) -> int:
         args.repeats,
         args.epochs,
         args.images,
-        args.stage_repeats,
         args.only,
         args.train_all_repeats,
         settings,
@@ -80,7 +79,7 @@ def add_scale_flags(p) -> None:
 def add_bench(sub) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmarks: pipeline overhead vs bare Keras, stage times, data-prep, inference, serving",
+        help="benchmarks: train-all, pipeline overhead vs bare Keras, data prep, inference, serving",
         description="Measure in a throw-away project; write reports/bench.json and reports/bench.md and log "
         "them to the MLflow experiment `benchmarks`. Takes several minutes.",
     )
@@ -95,21 +94,15 @@ def add_bench(sub) -> None:
         "--images", type=int, default=5000, help="images in the data-prep benchmark (default: 5000)"
     )
     p.add_argument(
-        "--stage-repeats",
-        type=int,
-        default=1,
-        help="repetitions of every stage run on its own from clean, one process each (default: 1)",
-    )
-    p.add_argument(
         "--train-all-repeats",
         type=int,
         default=2,
-        help="clean `make train-all` repetitions: wall time, store size (default: 2)",
+        help="clean `make train-all` repetitions: wall time, store size; then 3 no-op reruns (default: 2)",
     )
     p.add_argument(
         "--only",
         action="append",
-        choices=["stages", "train_all", "overhead", "data_prep", "inference", "serving", "scale"],
+        choices=["train_all", "overhead", "data_prep", "inference", "serving", "scale"],
         help="measure only this section (repeatable); the others keep their last figures. `scale` "
         "(generated folders up to 20,000 photos: hours) runs only when named",
     )
@@ -152,36 +145,13 @@ def add_soak(sub) -> None:
     p.set_defaults(func=cmd_soak)
 
 
-def cmd_soak_sweep(args) -> int:
-    from benchmarks import soak_sweep
-
-    return soak_sweep.main(args.repeats, args.experiment, args.epochs, args.limit)
-
-
-def add_soak_sweep(sub) -> None:
-    p = sub.add_parser(
-        "soak-sweep",
-        help="soak benchmark: repeat `make sweep` and count spurious failures (reports/soak-sweep.json)",
-        description="Run `make sweep EXP=<experiment>` again and again in a throw-away project with small "
-        "settings (ASHA grace period 1: most trials stopped early) and count sweeps that fail and trial runs "
-        "that do not end FINISHED. Exit code 1 when there is any. Takes about a minute per sweep.",
-    )
-    p.add_argument("--repeats", type=positive, default=20, help="sweeps (default: 20)")
-    p.add_argument(
-        "--experiment", default="cnn-same", help="experiment with a search: block (default: cnn-same)"
-    )
-    p.add_argument("--epochs", type=positive, default=6, help="epochs per trial (default: 6)")
-    p.add_argument("--limit", type=positive, default=300, help="training examples per trial (default: 300)")
-    p.set_defaults(func=cmd_soak_sweep)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Benchmarks and soak tests of the pipeline, each in a throw-away project.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for add in (add_bench, add_soak, add_soak_sweep):
+    for add in (add_bench, add_soak):
         add(sub)
     return parser
 

@@ -15,24 +15,17 @@ import io
 import json
 import os
 import platform
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import folders, peak, scratch, summary
+from benchmarks.scratch import Project
 from pipeline import atomic
 from pipeline.config import project_root
-
-REPO = Path(__file__).resolve().parents[1]  # the checkout: its Makefile and pipeline/ are copied
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
 def machine() -> dict[str, str]:
@@ -60,26 +53,6 @@ def machine() -> dict[str, str]:
         "keras": keras.__version__,
         "mlflow": mlflow.__version__,
     }
-
-
-@contextlib.contextmanager
-def scratch_project():
-    """A temp project root with its own params.yaml and SQLite store; the env is restored after."""
-    folder = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
-    shutil.copy(project_root() / "params.yaml", folder / "params.yaml")
-    saved = {k: os.environ.get(k) for k in ("PIPELINE_ROOT", "MLFLOW_TRACKING_URI")}
-    os.environ["PIPELINE_ROOT"] = str(folder)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
-    (folder / "mlruns").mkdir()
-    try:
-        yield folder
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 WARMUP_ROUNDS = 1
@@ -140,32 +113,21 @@ def overhead(repeats: int, epochs: int) -> dict:
     }
 
 
-def make_cmd(folder: Path, *goals: str) -> float:
-    python = folder / "python"
+def make_cmd(project: Project, *goals: str) -> float:
+    """Seconds of `make GOALS` in the project (its own copy of the code)."""
+    python = project.root / "python"
     if not python.exists():
         python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
         python.chmod(0o755)
     started = time.perf_counter()
     subprocess.run(
-        ["make", "-f", str(REPO / "Makefile"), f"PY={python}", "VENV_STAMP=.venv-ready", *goals],
-        cwd=folder,
+        ["make", "-f", str(scratch.REPO / "Makefile"), f"PY={python}", "VENV_STAMP=.venv-ready", *goals],
+        cwd=project.root,
         check=True,
         capture_output=True,
-        env={**os.environ},
+        env=project.env(),
     )
     return time.perf_counter() - started
-
-
-def scratch_code() -> Path:
-    """The scratch project gets the code make's rules depend on; returns its folder."""
-    folder = Path(os.environ["PIPELINE_ROOT"])
-    shutil.copytree(REPO / "pipeline", folder / "pipeline", dirs_exist_ok=True)
-    for name in ("pyproject.toml", "requirements.lock"):
-        shutil.copy(REPO / name, folder / name)
-    # stands in for the installed .venv, newer than the files just copied: else make's venv rule
-    # would `pip install -e` this throw-away folder into the running venv
-    (folder / ".venv-ready").touch()
-    return folder
 
 
 def mib(path: Path) -> float:
@@ -199,115 +161,64 @@ def store_sizes_apart(folder: Path) -> tuple[float, dict[str, float], float]:
     return store, sizes, seconds
 
 
-def train_all(repeats: int) -> dict:
+def train_all(project: Project, repeats: int) -> dict:
     """`make train-all` from a clean store (`make clean`): its wall time, the runs' own summed
-    durations (their ratio: how well the worker processes keep the cores busy), and the store's size
-    with each run's artifacts."""
-    folder = scratch_code()
+    durations (their ratio: how well the worker processes keep the cores busy), the store's size
+    with each run's artifacts; then a rerun with nothing changed (make's checks alone)."""
     walls, summed, stores, sizes = [], [], [], {}
     for _ in range(repeats):
-        make_cmd(folder, "clean")
-        walls.append(make_cmd(folder, "train-all"))
-        store, sizes, seconds = store_sizes_apart(folder)
+        make_cmd(project, "clean")
+        walls.append(make_cmd(project, "train-all"))
+        store, sizes, seconds = store_sizes_apart(project.root)
         summed.append(seconds)
         stores.append(store)
+    noop = [make_cmd(project, "train-all") for _ in range(3)]
     return {
         "wall_from_clean_s": summary(walls),
         "runs_summed_s": summary(summed),
         "runs_summed_over_wall": summary([s / w for s, w in zip(summed, walls, strict=True)]),
         "store_mib": summary(stores),
+        "noop_rerun_s": summary(noop),
         "artifacts_mib_by_run": sizes,  # of the last repetition
     }
 
 
-def stage_times(repeats: int) -> dict:
-    """Wall time of each stage of `make train-all` from a clean store, and of a no-op rerun."""
-    from pipeline import config
-
-    names = config.experiment_names(config.load_params())
-    folder = scratch_code()
-    times: dict[str, list[float]] = {}
-    for _ in range(repeats):
-        make_cmd(folder, "clean")
-        times.setdefault("data", []).append(make_cmd(folder, "data"))
-        times.setdefault("store", []).append(make_cmd(folder, "store"))
-        for name in names:
-            times.setdefault(f"train-{name}", []).append(make_cmd(folder, f"train-{name}"))
-        stages = ["data", "store", *(f"train-{n}" for n in names)]
-        times.setdefault("train-all from clean (sum of stages)", []).append(sum(times[k][-1] for k in stages))
-    noop = [make_cmd(folder, "train-all") for _ in range(max(3, repeats))]
-    return {**{k: summary(v) for k, v in times.items()}, "no-op rerun of train-all": summary(noop)}
-
-
-def image_folder(folder: Path, count: int) -> Path:
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    for i in range(count):
-        k = i % len(digits.target)
-        target = folder / str(digits.target[k])
-        target.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((digits.images[k] * 255 / 16).astype(np.uint8)).save(target / f"{i:05d}.png")
-    return folder
-
-
-def high_water_mib(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM). Not getrusage's ru_maxrss: that keeps
-    the forking parent's size (this process, TensorFlow loaded) across fork and exec."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0 kB")
-    return int(line.split()[1]) / 1024
-
-
-def data_prep(repeats: int, count: int) -> dict:
-    """Images/s and peak memory of `pipeline data` on a user image folder of `count` images."""
+def data_prep(project: Project, repeats: int, count: int) -> dict:
+    """Images/s and peak memory of `pipeline data` on a generated folder of `count` grey PNGs."""
     import yaml
 
-    folder = Path(os.environ["PIPELINE_ROOT"])
-    image_folder(folder / "data" / "raw" / "bench-images", count)
-    params = yaml.safe_load((folder / "params.yaml").read_text())
+    images = folders.folder(project.root / "data" / "raw", "grey", count)
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
     params["data"]["bench-images"] = {
         "source": "image-folder",
-        "path": "data/raw/bench-images",
-        "image_size": [8, 8],
+        "path": str(images.relative_to(project.root)),
+        "image_size": [28, 28],
         "color_mode": "grayscale",
         "val_fraction": 0.15,
         "test_fraction": 0.2,
         "seed": 0,
     }
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rates, peaks = [], []
+    command = [sys.executable, "-m", "pipeline", "data", "bench-images", "--force"]
     for _ in range(repeats):
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "data", "bench-images", "--force"],
-            cwd=folder,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ},
-        )
-        peak = 0.0
-        while process.poll() is None:
-            peak = max(peak, high_water_mib(process.pid))
-            time.sleep(0.02)
-        if process.returncode:
+        measured = peak.run(command, cwd=project.root, stdout=subprocess.DEVNULL, env=project.env())
+        if measured.returncode:
             raise RuntimeError("pipeline data failed during the benchmark")
-        rates.append(count / (time.perf_counter() - started))
-        peaks.append(peak)
+        rates.append(count / measured.seconds)
+        peaks.append(measured.peak_mib)
     return {"images": count, "images_per_s": summary(rates), "peak_memory_mib": summary(peaks)}
 
 
-def inference(repeats: int) -> dict:
-    """`pipeline predict` on the registered model vs a bare model.predict on the same images."""
+def inference(project: Project, repeats: int) -> dict:
+    """`pipeline predict` on the registered model vs a bare model.predict on the same images (the
+    data-prep section's folder)."""
     import mlflow
 
     from pipeline.tools import predict
     from pipeline.training import loading
 
-    folder = Path(os.environ["PIPELINE_ROOT"]) / "data" / "raw" / "bench-images"
+    (folder,) = (project.root / "data" / "raw").glob("grey-*")
     version = max(
         int(v.version) for v in mlflow.MlflowClient().search_model_versions("name='digits-classifier'")
     )
@@ -384,7 +295,7 @@ def percentile_ms(took: list[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def scoring_server(name: str):
+def scoring_server(project: Project, name: str):
     """`python -m pipeline serve NAME` on a free port of the scratch project; yields its URL."""
     import signal
     import socket
@@ -394,12 +305,12 @@ def scoring_server(name: str):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    folder = Path(os.environ["PIPELINE_ROOT"])
+    folder = project.root
     with open(folder / "serve.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "serve", name, "--port", str(port)],
             cwd=folder,
-            env={**os.environ},
+            env=project.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -421,7 +332,7 @@ def scoring_server(name: str):
         process.wait(timeout=60)
 
 
-def serving(repeats: int, requests_per_size: int = 100) -> dict:
+def serving(project: Project, repeats: int, requests_per_size: int = 100) -> dict:
     """The scoring server (a subprocess, `pipeline serve`) against in-process pyfunc.predict on the
     same records: requests/s and p50/p95 latency of 1-image and 64-image requests, one client (and
     four at once); the client runs on the same cores."""
@@ -436,7 +347,7 @@ def serving(repeats: int, requests_per_size: int = 100) -> dict:
     def add(key: str, value: float) -> None:
         figures.setdefault(key, []).append(value)
 
-    with scoring_server(name) as url, requests.Session() as session:
+    with scoring_server(project, name) as url, requests.Session() as session:
         for _ in range(repeats):
             for size in (1, 64):
                 batch, body = records[:size], {"dataframe_records": records[:size]}
@@ -510,7 +421,6 @@ def main(
     repeats: int = 3,
     epochs: int = 15,
     images: int = 5000,
-    stage_repeats: int = 1,
     only: list[str] | None = None,
     train_all_repeats: int = 2,
     scale_settings=None,
@@ -519,18 +429,17 @@ def main(
     results: dict = {"measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
     if only and (out / "bench.json").exists():  # re-measure some sections, keep the others
         results = {**json.loads((out / "bench.json").read_text()), **results}
-    # stages and train_all first: their `make clean` replaces the store, which this process must
-    # not have open yet
-    steps = [
-        ("stages", lambda: stage_times(stage_repeats)),
-        ("train_all", lambda: train_all(train_all_repeats)),
-        ("overhead", lambda: overhead(repeats, epochs)),
-        ("data_prep", lambda: data_prep(repeats, images)),
-        ("inference", lambda: inference(repeats)),
-        ("serving", lambda: serving(repeats)),
-        ("scale", lambda: scale_section(scale_settings)),
-    ]
-    with scratch_project():
+    with scratch.project(code=True) as project, project.active():
+        # train_all first: its `make clean` replaces the store, which this process must not have
+        # open yet
+        steps = [
+            ("train_all", lambda: train_all(project, train_all_repeats)),
+            ("overhead", lambda: overhead(repeats, epochs)),
+            ("data_prep", lambda: data_prep(project, repeats, images)),
+            ("inference", lambda: inference(project, repeats)),
+            ("serving", lambda: serving(project, repeats)),
+            ("scale", lambda: scale_section(scale_settings)),
+        ]
         for name, step in steps:
             if (only and name not in only) or (not only and name in NOT_BY_DEFAULT):
                 continue

@@ -19,7 +19,6 @@ The issue's targets are shown beside the measurements (met or not), never assert
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -34,11 +33,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from benchmarks import folders, peak
+from benchmarks import folders, peak, scratch, summary
+from benchmarks.scratch import Project
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = (1000, 2000, 10000, 20000)  # photos at 224x224
 GREY = 70000  # 28x28 grey digits
 PHOTO_SIZE = (224, 224)
@@ -178,40 +176,15 @@ def hub_experiments(settings: Settings, hub: Folder) -> dict:
     }
 
 
-@contextlib.contextmanager
-def project(settings: Settings):
-    """A throw-away project folder holding the scale params.yaml and its own store."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="pipeline-bench-scale-"))
-    (folder / "params.yaml").write_text(yaml.safe_dump(params(settings), sort_keys=False))
-    (folder / "mlruns").mkdir()
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def environment(folder: Path) -> dict[str, str]:
-    """The subprocesses' environment: the scratch project, this checkout's code first."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {
-        **os.environ,
-        "PIPELINE_ROOT": str(folder),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
-        "PYTHONPATH": path,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-
-
-def command(folder: Path, args: list[str], log: str) -> peak.Measured:
+def command(project: Project, args: list[str], log: str) -> peak.Measured:
     """`python <args>` in the scratch project, its output appended to `log`; a failure raises."""
-    with open(folder / log, "ab") as out:
+    env = project.env(TF_CPP_MIN_LOG_LEVEL="3")  # the bare script's TensorFlow too
+    with open(project.root / log, "ab") as out:
         measured = peak.run(
-            [sys.executable, *args], cwd=folder, env=environment(folder), stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, *args], cwd=project.root, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     if measured.returncode:
-        tail = (folder / log).read_text(errors="replace")[-3000:]
+        tail = (project.root / log).read_text(errors="replace")[-3000:]
         raise RuntimeError(f"`python {' '.join(args)}` exited {measured.returncode}:\n{tail}")
     return measured
 
@@ -241,11 +214,11 @@ def raw_rate(files: list[Path], shape) -> tuple[float, dict[bytes, Path]]:
     return len(files) / (time.perf_counter() - started), dict(zip(digests, files, strict=True))
 
 
-def prep(folder: Path, data: Folder, files: list[Path]) -> tuple[dict, dict[bytes, Path]]:
+def prep(project: Project, data: Folder, files: list[Path]) -> tuple[dict, dict[bytes, Path]]:
     """Raw rate, then `pipeline data` from nothing and again when up to date (its start-up cost)."""
     raw, by_digest = raw_rate(files, data.shape)
-    first = command(folder, ["-m", "pipeline", "data", data.name], "data.log")
-    again = command(folder, ["-m", "pipeline", "data", data.name], "data.log")
+    first = command(project, ["-m", "pipeline", "data", data.name], "data.log")
+    again = command(project, ["-m", "pipeline", "data", data.name], "data.log")
     net = max(first.seconds - again.seconds, 1e-9)
     return {
         "images": len(files),
@@ -258,30 +231,30 @@ def prep(folder: Path, data: Folder, files: list[Path]) -> tuple[dict, dict[byte
     }, by_digest
 
 
-def repeated_prep(folder: Path, data: Folder, files: list[Path], repeats: int) -> tuple[dict, dict]:
+def repeated_prep(project: Project, data: Folder, files: list[Path], repeats: int) -> tuple[dict, dict]:
     """`prep` from nothing `repeats` times (each after its own raw rate): every figure summarised,
     the ratio as the median of the paired ratios."""
     runs = []
     for _ in range(repeats):
-        shutil.rmtree(folder / "data" / "processed" / data.name, ignore_errors=True)
-        figures, by_digest = prep(folder, data, files)
+        shutil.rmtree(project.root / "data" / "processed" / data.name, ignore_errors=True)
+        figures, by_digest = prep(project, data, files)
         runs.append(figures)
-    summary = {key: summarised([run[key] for run in runs]) for key in runs[0] if key != "images"}
-    return {"images": len(files), **summary}, by_digest
+    figures = {key: summary([run[key] for run in runs]) for key in runs[0] if key != "images"}
+    return {"images": len(files), **figures}, by_digest
 
 
-def split_folders(folder: Path, data: Folder, by_digest: dict[bytes, Path]) -> tuple[Path, Path, int]:
+def split_folders(project: Project, data: Folder, by_digest: dict[bytes, Path]) -> tuple[Path, Path, int]:
     """(train, val) folders of symlinks to the files the pipeline put in each split, as its stored
     content digests say, and the number of training images."""
     from pipeline.data import split_files
     from pipeline.data.versions import processed_dir, read_manifest
 
-    with environment_of(folder):
+    with project.active():
         manifest = read_manifest(data.name)
         digests = split_files.read_digests(processed_dir(data.name) / manifest["images"]["folder"])
     out = {}
     for split in ("train", "val"):
-        target = folder / "bare" / data.name / split
+        target = project.root / "bare" / data.name / split
         for name in manifest["class_names"]:  # each split holds every class folder, empty or not
             (target / name).mkdir(parents=True)
         for digest in digests[f"x_{split}"]:
@@ -291,28 +264,15 @@ def split_folders(folder: Path, data: Folder, by_digest: dict[bytes, Path]) -> t
     return out["train"], out["val"], len(digests["x_train"])
 
 
-@contextlib.contextmanager
-def environment_of(folder: Path):
-    """PIPELINE_ROOT and the tracking URI of the scratch project in this process, restored after."""
-    keys = ("PIPELINE_ROOT", "MLFLOW_TRACKING_URI")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: environment(folder)[k] for k in keys})
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-
-
 # ---------------------------------------------------------------------------- training
 
 
-def run_record(folder: Path, run_name: str) -> tuple[list[float], float, dict[str, float]]:
+def run_record(project: Project, run_name: str) -> tuple[list[float], float, dict[str, float]]:
     """The latest run of that name in the scratch store: (each epoch's end, from its `loss` metric's
     timestamps, in seconds; the run's start; its metrics)."""
     import mlflow
 
-    client = mlflow.MlflowClient(environment(folder)["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient(project.tracking_uri)
     ids = [e.experiment_id for e in client.search_experiments()]
     (run,) = client.search_runs(
         ids, f"tags.mlflow.runName = '{run_name}'", order_by=["attributes.start_time DESC"], max_results=1
@@ -326,9 +286,9 @@ def later_epochs(ends: list[float]) -> list[float]:
     return [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
-def pipeline_side(folder: Path, experiment: str, examples: int) -> dict[str, float]:
-    measured = command(folder, ["-m", "pipeline", "train", experiment, "--quiet"], "train.log")
-    ends, _, _ = run_record(folder, experiment)
+def pipeline_side(project: Project, experiment: str, examples: int) -> dict[str, float]:
+    measured = command(project, ["-m", "pipeline", "train", experiment, "--quiet"], "train.log")
+    ends, _, _ = run_record(project, experiment)
     epochs = later_epochs(ends)
     return {
         "images_per_s": examples / statistics.median(epochs) if epochs else float("nan"),
@@ -337,15 +297,17 @@ def pipeline_side(folder: Path, experiment: str, examples: int) -> dict[str, flo
     }
 
 
-def bare_side(folder: Path, data: Folder, train: Path, val: Path, epochs: int, cache: bool, examples: int):
-    out = folder / "bare.json"
+def bare_side(
+    project: Project, data: Folder, train: Path, val: Path, epochs: int, cache: bool, examples: int
+):
+    out = project.root / "bare.json"
     mode = "rgb" if data.shape[2] == 3 else "grayscale"
     args = [
         "-m", "benchmarks.bare_keras", "--train", str(train), "--val", str(val), "--out", str(out),
         "--image-size", *map(str, data.shape[:2]), "--color-mode", mode, "--model", json.dumps(data.model),
         "--epochs", str(epochs), "--seed", str(SEED), *(["--cache"] if cache else []),
     ]  # fmt: skip
-    measured = command(folder, args, "bare.log")
+    measured = command(project, args, "bare.log")
     seconds = json.loads(out.read_text())["epoch_seconds"][1:]
     return {
         "images_per_s": examples / statistics.median(seconds) if seconds else float("nan"),
@@ -354,15 +316,15 @@ def bare_side(folder: Path, data: Folder, train: Path, val: Path, epochs: int, c
     }
 
 
-def compare(folder: Path, data: Folder, settings: Settings, repeats: int, by_digest) -> dict:
+def compare(project: Project, data: Folder, settings: Settings, repeats: int, by_digest) -> dict:
     """The pipeline's training run and the bare Keras script on the same files, alternated."""
-    train, val, examples = split_folders(folder, data, by_digest)
+    train, val, examples = split_folders(project, data, by_digest)
     val_count = sum(1 for p in val.rglob("*") if p.is_symlink())
     cache = (examples + val_count) * 4 * int(np.prod(data.shape)) <= CACHE_BYTES
     sides: dict[str, list[dict]] = {"pipeline": [], "bare": []}
     for _ in range(repeats):
-        sides["pipeline"].append(pipeline_side(folder, f"cnn-{data.name}", examples))
-        sides["bare"].append(bare_side(folder, data, train, val, settings.epochs, cache, examples))
+        sides["pipeline"].append(pipeline_side(project, f"cnn-{data.name}", examples))
+        sides["bare"].append(bare_side(project, data, train, val, settings.epochs, cache, examples))
     ratios = [
         p["images_per_s"] / b["images_per_s"] for p, b in zip(sides["pipeline"], sides["bare"], strict=True)
     ]
@@ -371,33 +333,27 @@ def compare(folder: Path, data: Folder, settings: Settings, repeats: int, by_dig
         "epochs": settings.epochs,
         "bare_cache": cache,
         **{
-            f"{side}_{key}": summarised([run[key] for run in runs])
+            f"{side}_{key}": summary([run[key] for run in runs])
             for side, runs in sides.items()
             for key in ("images_per_s", "peak_mib", "wall_s")
         },
-        "throughput_ratio": summarised(ratios),
+        "throughput_ratio": summary(ratios),
     }
-
-
-def summarised(values: list[float]) -> dict[str, float]:
-    from benchmarks.bench import summary
-
-    return summary(values)
 
 
 # ---------------------------------------------------------------------------- frozen hub features
 
 
-def hub_speedup(folder: Path, settings: Settings) -> dict:
+def hub_speedup(project: Project, settings: Settings) -> dict:
     """pretrain publishes the module; then transfer on it, frozen features vs the module in the loop."""
     data = hub_folder(settings)
     if data.count not in settings.sizes:  # else prepared already
-        command(folder, ["-m", "pipeline", "data", data.name], "data.log")
-    command(folder, ["-m", "pipeline", "train", "pretrain", "--quiet"], "train.log")
+        command(project, ["-m", "pipeline", "data", data.name], "data.log")
+    command(project, ["-m", "pipeline", "train", "pretrain", "--quiet"], "train.log")
     sides = {}
     for name in ("transfer-feature", "transfer-in-the-loop"):
-        measured = command(folder, ["-m", "pipeline", "train", name, "--quiet"], "train.log")
-        ends, start, metrics = run_record(folder, name)
+        measured = command(project, ["-m", "pipeline", "train", name, "--quiet"], "train.log")
+        ends, start, metrics = run_record(project, name)
         sides[name] = {
             "wall_s": measured.seconds,
             "fit_s": ends[-1] - start,  # from the run's start to its last epoch's end
@@ -426,19 +382,19 @@ def measure(settings: Settings) -> dict:
     """Every figure of the scale section (folders generated first where not there yet)."""
     results: dict = {"settings": {k: str(v) if isinstance(v, Path) else v
                                   for k, v in dataclasses.asdict(settings).items()}}  # fmt: skip
-    with project(settings) as folder:
+    with scratch.project(params(settings)) as project:
         for data in folders_of(settings):
             print(f"bench: scale {data.name} ...", flush=True)
             started = time.perf_counter()
             files = folders.files(folders.folder(settings.data_dir, data.kind, data.count, settings.seed))
-            figures, by_digest = repeated_prep(folder, data, files, settings.repeats)
-            figures.update(compare(folder, data, settings, settings.repeats, by_digest))
+            figures, by_digest = repeated_prep(project, data, files, settings.repeats)
+            figures.update(compare(project, data, settings, settings.repeats, by_digest))
             figures["section_seconds"] = time.perf_counter() - started
             results[data.name] = figures
         if settings.hub_images:
             print("bench: scale frozen hub features ...", flush=True)
             folders.folder(settings.data_dir, "photos", settings.hub_images, settings.seed)
-            results["hub"] = hub_speedup(folder, settings)
+            results["hub"] = hub_speedup(project, settings)
     results["targets"] = targets(results)
     return results
 

@@ -41,18 +41,18 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from benchmarks.scratch import Project
+from benchmarks.scratch import project as new_project
 from pipeline import atomic
 from pipeline.config import project_root
 from pipeline.data import versions
 
-PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 STEPS = ("quarantine", "append", "stage", "train", "files", "commit", "register", "decide", "gate", "move")
 COMMITTED = ("commit", "register", "decide", "gate", "move")  # killed after the data commit
 TRAINED = ("train", "files")  # killed after the challenger trained, before the data commit
@@ -99,36 +99,34 @@ def tree_state(folder: Path) -> dict:
 # --------------------------------------------------------------------------- the scratch project
 
 
-class Scratch:
-    """A throw-away copy of the project (code and params.yaml) and a sentinel folder outside it."""
+def soak_params() -> dict:
+    """The project's params.yaml with 1-epoch challengers on 200 examples and a weak gate."""
+    params = yaml.safe_load((project_root() / "params.yaml").read_text())
+    params["experiments"]["cnn-same"].setdefault("train", {}).update(epochs=1, patience=1, limit=200)
+    params["retrain"]["gates"][MODEL].update(threshold=0.1)  # weak champions: some get beaten
+    # a half-copied batch must not settle before the next cycle completes it, even on a heavily
+    # loaded machine
+    params["retrain"]["settle_seconds"] = 600
+    return params
 
-    def __init__(self, base: Path, seed: int):
-        self.root = base / "project"
-        self.sentinel = base / "outside"
+
+class Scratch:
+    """The soak's scratch project (its own copy of the code) and a sentinel folder outside it."""
+
+    def __init__(self, project: Project, seed: int):
+        self.project, self.root = project, project.root
+        self.sentinel = project.root.parent / "outside"
         self.rng = random.Random(seed)
-        self.root.mkdir(parents=True)
         self.sentinel.mkdir()
         (self.sentinel / "target.txt").write_text("must never change\n")
-        shutil.copytree(PACKAGE, self.root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
-        params = yaml.safe_load((project_root() / "params.yaml").read_text())
-        params["experiments"]["cnn-same"].setdefault("train", {}).update(epochs=1, patience=1, limit=200)
-        params["retrain"]["gates"][MODEL].update(threshold=0.1)  # weak champions: some get beaten
-        # a half-copied batch must not settle before the next cycle completes it, even on a heavily
-        # loaded machine
-        params["retrain"]["settle_seconds"] = 600
-        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        home = base / "home"
+        home = project.root.parent / "home"
         home.mkdir()
-        self.env = {
-            **os.environ,
-            "PIPELINE_ROOT": str(self.root),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{self.root / 'mlruns' / 'mlflow.db'}",
-            "PYTHONPATH": str(self.root),
-            "HOME": str(home),
-            "TMPDIR": str(home),
-            "MPLCONFIGDIR": str(home / "matplotlib"),
-            "KERAS_HOME": str(home / "keras"),
-        }
+        self.env = project.env(
+            HOME=str(home),
+            TMPDIR=str(home),
+            MPLCONFIGDIR=str(home / "matplotlib"),
+            KERAS_HOME=str(home / "keras"),
+        )
         self.env.pop("PIPELINE_FAULT", None)
 
     def pipeline(self, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
@@ -149,12 +147,8 @@ class Scratch:
     def dataset(self) -> versions.Dataset:
         """The scratch project's digits as its committed manifest names them (images memory-mapped)."""
         manifest = json.loads((self.root / "data/processed/digits/manifest.json").read_text())
-        saved = os.environ.get("PIPELINE_ROOT")
-        os.environ["PIPELINE_ROOT"] = str(self.root)  # the Dataset API reads the project's data/
-        try:
+        with self.project.active():  # the Dataset API reads the project's data/
             return versions.Dataset("digits", manifest, versions.read_arrays("digits", manifest))
-        finally:
-            os.environ.pop("PIPELINE_ROOT") if saved is None else os.environ.update(PIPELINE_ROOT=saved)
 
     def images(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n digits of the validation split with a little noise (so every batch's files differ)."""
@@ -540,17 +534,14 @@ def fates(sent: list[Sent]) -> dict:
 
 
 def main(cycles: int = 50, kill_share: float = 0.2, seed: int = 0, keep: bool = False) -> int:
-    base = Path(tempfile.mkdtemp(prefix="soak-"))
-    scratch = Scratch(base, seed)
-    print(
-        f"soak: {cycles} retrain cycles in {scratch.root} (kill share {kill_share}, seed {seed})", flush=True
-    )
     started = time.perf_counter()
-    try:
+    with new_project(soak_params(), code=True, keep=keep) as project:
+        scratch = Scratch(project, seed)
+        print(
+            f"soak: {cycles} retrain cycles in {scratch.root} (kill share {kill_share}, seed {seed})",
+            flush=True,
+        )
         result = soak(scratch, cycles, kill_share)
-    finally:
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)
     seconds = result.pop("seconds")
     result |= {
         "seed": seed,

@@ -7,7 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
-from benchmarks import bench, folders, peak, scale
+from benchmarks import bench, folders, peak, scale, summary
 
 
 def test_the_sampler_sums_a_process_tree_anonymous_memory():
@@ -45,11 +45,11 @@ def figures(images: int, prep_peak: float, train_peak: float, ratio: float) -> d
         "prep_over_raw": 0.8,
         "prep_peak_mib": prep_peak,
         "train_examples": images * 2 // 3,
-        "pipeline_images_per_s": bench.summary([300.0]),
-        "bare_images_per_s": bench.summary([300.0 / ratio]),
-        "throughput_ratio": bench.summary([ratio]),
-        "pipeline_peak_mib": bench.summary([train_peak]),
-        "bare_peak_mib": bench.summary([900.0]),
+        "pipeline_images_per_s": summary([300.0]),
+        "bare_images_per_s": summary([300.0 / ratio]),
+        "throughput_ratio": summary([ratio]),
+        "pipeline_peak_mib": summary([train_peak]),
+        "bare_peak_mib": summary([900.0]),
         "bare_cache": True,
     }
 
@@ -99,7 +99,7 @@ def test_the_scale_section_runs_end_to_end_at_a_tiny_size(bare_project, tmp_path
 def test_the_scale_figures_are_logged_as_metrics_too():
     results = {
         "machine": {"cores": "2"},
-        "overhead": {"throughput_ratio": bench.summary([0.9])},
+        "overhead": {"throughput_ratio": summary([0.9])},
         "scale": {"settings": {"repeats": 3}, "photos-40": {**figures(40, 30, 600, 1.0), "bare_cache": True}},
     }
     logged = dict(bench.medians(results))
