@@ -2,15 +2,8 @@
 
 Its Python API (docs/api.md) is `pipeline.train`, `pipeline.example`, `pipeline.runs`,
 `pipeline.load_model` and `pipeline.link`, from pipeline/api.py: imported on first use, so
-`import pipeline` stays cheap (no TensorFlow, no MLflow).
+`import pipeline` stays cheap (no TensorFlow, no MLflow) and changes nothing in the process.
 """
-
-import os
-
-# Before TensorFlow or MLflow is imported: quiet TF's C++ log lines (TF_CPP_MIN_LOG_LEVEL=0
-# shows them again) and turn off MLflow's telemetry.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 __version__ = "0.1.0"
 API = ("train", "example", "runs", "load_model", "link")

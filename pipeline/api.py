@@ -9,109 +9,33 @@
     pipeline.load_model("digits-classifier")                   # a registered model by alias (champion)
 
 Every call logs into the project's store as the CLI does (the project is PIPELINE_ROOT or the
-working directory, the store MLFLOW_TRACKING_URI or its mlruns/) and leaves the caller's process
-as it found it (`restored`). Nothing heavy is imported until a function needs it: importing
-`pipeline` imports neither TensorFlow nor MLflow.
+working directory, the store MLFLOW_TRACKING_URI or its mlruns/), with the CLI's settings for the
+call's span only (`quietly`), so it leaves the caller's process as it found it. Nothing heavy is
+imported until a function needs it: importing `pipeline` imports neither TensorFlow nor MLflow.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
 import json
-import logging
-import os
-import signal
-import sys
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # --------------------------------------------------------------------------- the caller's process
 
 
-def logger_states() -> dict[str, tuple]:
-    """Every logger that exists now: level, filters, handlers, propagate, disabled."""
-    loggers = [logging.getLogger()] + [
-        x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger)
-    ]
-    return {x.name: (x, x.level, list(x.filters), list(x.handlers), x.propagate, x.disabled) for x in loggers}
-
-
-def restore_loggers(states: dict[str, tuple]) -> None:
-    for logger, level, filters, handlers, propagate, disabled in states.values():
-        logger.setLevel(level)
-        logger.filters[:] = filters
-        logger.handlers[:] = handlers
-        logger.propagate, logger.disabled = propagate, disabled
-
-
-def restore_environ(saved: dict[str, str]) -> None:
-    for name in [n for n in os.environ if n not in saved]:
-        del os.environ[name]
-    for name, value in saved.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
-
-
-def signal_handlers() -> dict[signal.Signals, Any]:
-    """The Python-level handlers of every catchable signal (only the main thread may set them)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {
-        s: signal.getsignal(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)
-    }
-
-
-def restore_signals(saved: dict[signal.Signals, Any]) -> None:
-    for number, handler in saved.items():
-        if handler is not None and signal.getsignal(number) is not handler:
-            signal.signal(number, handler)
-
-
-def matplotlib_backend() -> str | None:
-    """pyplot's backend, when matplotlib is imported and has chosen one."""
-    if "matplotlib" not in sys.modules:
-        return None
-    return sys.modules["matplotlib"].get_backend(auto_select=False)
-
-
-@contextlib.contextmanager
-def restored() -> Iterator[None]:
-    """Undo what a call changes in the caller's process: environment variables, every existing
-    logger's level, filters and handlers, the garbage collector (enabled, thresholds, frozen
-    objects), signal handlers and pyplot's backend (the pipeline draws with Agg).
-
-    Not undone (docs/api.md): the seeds a run sets and TensorFlow's op determinism."""
-    environ, loggers, handlers = dict(os.environ), logger_states(), signal_handlers()
-    collector = (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count())
-    backend = matplotlib_backend()
-    try:
-        yield
-    finally:
-        restore_environ(environ)
-        restore_loggers(loggers)
-        restore_signals(handlers)
-        enabled, threshold, frozen = collector
-        if not frozen and gc.get_freeze_count():
-            gc.unfreeze()
-        gc.set_threshold(*threshold)
-        (gc.enable if enabled else gc.disable)()
-        if backend is not None and matplotlib_backend() != backend:
-            sys.modules["matplotlib"].use(backend)
-
-
 def quietly(function):
-    """A public function: run inside `restored()`, with the CLI's quiet library logs."""
+    """A public function: run with the CLI's settings and quiet logs for the call's span
+    (startup.quiet). MLFLOW_TRACKING_URI is put back as it was too: MLflow copies the URI it is
+    given into the environment (mlflow.set_tracking_uri), where it would win over the project of a
+    later call (another PIPELINE_ROOT)."""
 
     @functools.wraps(function)
     def call(*args, **kwargs):
         from pipeline import startup
 
-        with restored():
-            startup.quiet_logs()
+        with startup.quiet(), startup.environment(put_back=["MLFLOW_TRACKING_URI"]):
             return function(*args, **kwargs)
 
     return call
@@ -207,23 +131,20 @@ class Trained:
 
         if self.model_uri is None:
             raise LookupError(f"run {self.run_id} logged no model")
-        with restored():
-            return loading.load(self.model_uri)
+        return loading.load(self.model_uri)
 
     def figures(self) -> list[str]:
         """The PNG files the run logged (training curves, confusion matrix, forecast, …)."""
         import mlflow
 
-        with restored():
-            listed = mlflow.MlflowClient().list_artifacts(self.run_id)
+        listed = mlflow.MlflowClient().list_artifacts(self.run_id)
         return sorted(a.path for a in listed if a.path.endswith(".png"))
 
     def figure(self, name: str) -> Picture:
         """One of `figures()`, as the run logged it."""
         import mlflow
 
-        with restored():
-            path = mlflow.artifacts.download_artifacts(run_id=self.run_id, artifact_path=name)
+        path = mlflow.artifacts.download_artifacts(run_id=self.run_id, artifact_path=name)
         with open(path, "rb") as handle:
             return Picture(name, handle.read())
 

@@ -613,15 +613,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(command, args, tensorflow_first: bool = False) -> int:
-    """Run a parsed command with the exit codes above (benchmarks/ runs its commands through it)."""
+    """Run a parsed command with the exit codes above (benchmarks/ runs its commands through it),
+    in the command's settings (startup.quiet)."""
     from pipeline import startup
 
-    startup.quiet_logs()
-    if tensorflow_first:
-        startup.quiet_tensorflow()
     secrets.redact_logs()  # MLflow's and SQLAlchemy's messages embed the store URI, password included
     try:
-        return command(args)
+        with startup.quiet():
+            if tensorflow_first:
+                startup.quiet_tensorflow()
+            return command(args)
     except PipelineError as exc:
         print(f"error: {secrets.redact(str(exc))}", file=sys.stderr)
         return exc.exit_code

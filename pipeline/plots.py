@@ -1,25 +1,24 @@
-"""Figures logged with runs. Headless (Agg): no display is needed.
+"""Figures logged with runs, drawn on an Agg canvas of their own: no display is needed.
 
 Each function draws one figure from plain data and returns it: objectives put it among a run's
-artifacts and the run logs it (`mlflow.log_figure`). Figures are made with `Figure`, not pyplot:
-pyplot does not hold them, so one nobody logs is freed like any other object, and threads (a
-sweep's trials) share no pyplot state.
+artifacts and the run logs it (`mlflow.log_figure`). Figures are `Figure`s with a `FigureCanvasAgg`,
+never pyplot's: the process's pyplot and its backend stay as the caller left them (a notebook's
+inline figures), one nobody logs is freed like any other object, and threads (a sweep's trials)
+share no state.
 """
 
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs):
-    """A new figure (laid out tight when it is saved) and its axes, as `plt.subplots` returns them."""
+    """A new figure on its own Agg canvas and its axes, as `plt.subplots` returns them."""
     figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
     return figure, figure.subplots(nrows, ncols, **kwargs)
 
 
@@ -130,7 +129,7 @@ def reconstructions(images: np.ndarray, reconstructed: np.ndarray, scores: np.nd
 def latent_scatter(codes: np.ndarray, labels: np.ndarray, class_names: list[str], is_anomaly: np.ndarray):
     """2-D codes of the test images, coloured by class; anomalies (unseen in training) as crosses."""
     fig, ax = subplots(figsize=(6, 5))
-    cmap = plt.get_cmap("tab10", len(class_names))
+    cmap = matplotlib.colormaps["tab10"].resampled(len(class_names))
     style = dict(c=None, cmap=cmap, vmin=-0.5, vmax=len(class_names) - 0.5)
     for mask, marker, label in ((~is_anomaly, "o", "normal"), (is_anomaly, "x", "anomaly")):
         points = ax.scatter(

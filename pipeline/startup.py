@@ -1,4 +1,11 @@
-"""A quiet TensorFlow start: its C++ start-up lines filtered out of stderr, everything else kept.
+"""What a pipeline command sets for its span, and a quiet TensorFlow start.
+
+`quiet()` is the span of a command: the whole process for the CLI (`cli.run`), one call for the
+Python API (pipeline/api.py), which leaves the caller's process as it found it. For that span it
+sets the environment below where unset and keeps library chatter off the console; then puts both
+back. Nothing is changed at import.
+
+A quiet TensorFlow start: its C++ start-up lines filtered out of stderr, everything else kept.
 
 TF_CPP_MIN_LOG_LEVEL=3 does not stop them: TensorFlow's two shared libraries each log "oneDNN custom
 operations are on" and "Could not find cuda drivers" *before* absl's logging is initialised (hence
@@ -11,11 +18,24 @@ line that is not one of those known start-up lines (a real import error still sh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+
+# set for a command's span where unset (a user's value wins)
+ENVIRONMENT = {
+    # TensorFlow's C++ log lines; TensorFlow reads it once, when it first logs (on its import)
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+# and, unless VERBOSE=1, MLflow's INFO lines (schema creation, signature validation, system
+# metrics starting) off: MLflow sets its loggers' level from it when it is imported, which may be
+# later in the span (imports are lazy); worker processes inherit it
+QUIET_ENVIRONMENT = {"MLFLOW_LOGGING_LEVEL": "WARNING"}
 
 # start-up lines that say nothing a user can act on (TensorFlow 2.21 on a CPU-only machine)
 NOISE = re.compile(
@@ -68,13 +88,37 @@ class _Retracing(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-def quiet_logs() -> None:
-    """Library chatter a user cannot act on, off the console (VERBOSE=1 keeps it): MLflow's INFO
-    lines (schema creation, signature validation) and TensorFlow's retracing notes. Warnings stay."""
-    if verbose():
-        return
-    # MLflow sets its loggers' level from MLFLOW_LOGGING_LEVEL when it is imported, which may be
-    # after this (imports are lazy), and worker processes inherit the variable; a user's value wins
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("tensorflow").addFilter(_Retracing())
+@contextlib.contextmanager
+def environment(defaults: Mapping[str, str] = {}, put_back: Iterable[str] = ()) -> Iterator[None]:
+    """`defaults` set where unset for the block; those and the `put_back` variables as they were after."""
+    saved = {name: os.environ.get(name) for name in [*defaults, *put_back]}
+    os.environ.update({name: value for name, value in defaults.items() if saved[name] is None})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """A command's span: ENVIRONMENT set; unless VERBOSE=1 (every line kept), QUIET_ENVIRONMENT,
+    MLflow's logger at WARNING and TensorFlow's retracing notes off. Warnings stay. All put back
+    after (MLflow's logger to the level it had)."""
+    loud = verbose()
+    with environment({**ENVIRONMENT, **({} if loud else QUIET_ENVIRONMENT)}):
+        if loud:
+            yield
+            return
+        mlflow = logging.getLogger("mlflow")
+        level, retracing = mlflow.level, _Retracing()
+        mlflow.setLevel(logging.WARNING)
+        logging.getLogger("tensorflow").addFilter(retracing)
+        try:
+            yield
+        finally:
+            mlflow.setLevel(level)
+            logging.getLogger("tensorflow").removeFilter(retracing)

@@ -1,5 +1,5 @@
-"""The Python API (pipeline/api.py, docs/api.md): what it returns, that importing it is cheap, and
-that a call leaves the caller's process as it found it."""
+"""The Python API (pipeline/api.py, docs/api.md): what it returns, that importing it is cheap and
+changes nothing, and that a call leaves the caller's process as it found it."""
 
 import gc
 import logging
@@ -11,21 +11,26 @@ import sys
 import pytest
 
 import pipeline
-from pipeline import api
+from pipeline import api, startup
 from pipeline.errors import UserError
 from tests.helpers import point_at
 
 SMALL = {"train.epochs": 1, "train.limit": 100}
 
 
-def test_importing_pipeline_and_its_api_names_imports_no_tensorflow_or_mlflow():
+def test_importing_pipeline_and_its_api_imports_nothing_heavy_and_changes_nothing():
     code = (
-        "import sys, pipeline\n"
+        "import os, signal, sys\n"
+        "state = lambda: (dict(os.environ), [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)])\n"
+        "before = state()\n"
+        "import pipeline, pipeline.api\n"
         "from pipeline import train, example, runs, load_model, link\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'mlflow', 'pandas'}))"
+        "heavy = {'tensorflow', 'keras', 'mlflow', 'pandas', 'matplotlib'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy), state() == before)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    env = {k: v for k, v in os.environ.items() if k not in startup.ENVIRONMENT}  # as a fresh kernel's
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "[] True"
 
 
 def test_a_name_outside_the_api_is_an_attribute_error_and_modules_still_import():
@@ -47,57 +52,77 @@ def handler(signum, frame):  # a caller's own handler
 
 @pytest.fixture
 def caller_state(monkeypatch):
-    """A caller's process state that a call would change: a logger's level and filter, variables the
-    pipeline sets when they are unset, the collector's thresholds with nothing frozen, a SIGTERM
-    handler. Put back after the test whatever happens."""
-    mlflow_logger, root = logging.getLogger("mlflow"), logging.getLogger()
-    saved = (mlflow_logger.level, list(root.filters), gc.get_threshold(), signal.getsignal(signal.SIGTERM))
+    """A notebook's process state that a call could change: TensorFlow, Keras and MLflow imported
+    already (their own import-time settings are not the pipeline's), pyplot on another backend, a
+    logger's level and filters, none of the variables the pipeline sets for a call, the collector's
+    thresholds, a SIGTERM handler. Put back after the test whatever happens."""
+    import keras  # noqa: F401
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import mlflow  # noqa: F401
+
+    mlflow_logger, tensorflow_logger = logging.getLogger("mlflow"), logging.getLogger("tensorflow")
+    saved = (
+        mlflow_logger.level,
+        gc.get_threshold(),
+        signal.getsignal(signal.SIGTERM),
+        matplotlib.get_backend(),
+    )
     mlflow_logger.setLevel(logging.DEBUG)
-    for name in ("MLFLOW_LOGGING_LEVEL", "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_LOGGING_LEVEL", *startup.ENVIRONMENT):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CALLER_VARIABLE", "kept")
-    gc.unfreeze()
     gc.set_threshold(1234, 11, 12)
     signal.signal(signal.SIGTERM, handler)
+    plt.switch_backend("svg")
     before = {
         "environ": environ(),
         "mlflow level": logging.DEBUG,
-        "root filters": list(root.filters),
+        "tensorflow filters": list(tensorflow_logger.filters),
         "gc": (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()),
         "SIGTERM": handler,
     }
     yield before
     mlflow_logger.setLevel(saved[0])
-    root.filters[:] = saved[1]
-    gc.set_threshold(*saved[2])
-    signal.signal(signal.SIGTERM, saved[3])
+    gc.set_threshold(*saved[1])
+    signal.signal(signal.SIGTERM, saved[2])
+    plt.switch_backend(saved[3])
 
 
 def assert_as_found(before: dict) -> None:
+    import matplotlib.pyplot as plt
+
     assert environ() == before["environ"], "environment variables changed"
     assert logging.getLogger("mlflow").level == before["mlflow level"], "a logger's level changed"
-    assert logging.getLogger().filters == before["root filters"], "the root logger's filters changed"
+    assert logging.getLogger("tensorflow").filters == before["tensorflow filters"], (
+        "a logger's filters changed"
+    )
     assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()) == before["gc"], "gc changed"
     assert signal.getsignal(signal.SIGTERM) is before["SIGTERM"], "the SIGTERM handler changed"
+    assert plt.get_backend() == "svg" and not plt.get_fignums(), "pyplot changed"
 
 
-def test_restored_undoes_each_change_a_call_makes(caller_state):
-    import matplotlib
+def test_a_calls_settings_hold_for_the_call_only(caller_state, monkeypatch):
+    monkeypatch.delenv("VERBOSE", raising=False)
+    monkeypatch.delenv("PIPELINE_VERBOSE", raising=False)
+    retracing = logging.makeLogRecord({"msg": "5 out of the last 5 calls triggered tf.function retracing"})
 
-    backend = matplotlib.get_backend()
-    with api.restored():
-        os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
-        del os.environ["CALLER_VARIABLE"]
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger().addFilter(logging.Filter("x"))
-        gc.freeze()
-        gc.set_threshold(700, 10, 10)
-        gc.disable()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        matplotlib.use("svg")
+    @api.quietly
+    def call(fail: bool):
+        assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING" and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+        assert logging.getLogger("mlflow").level == logging.WARNING
+        assert not logging.getLogger("tensorflow").filter(retracing)  # chatter off
+        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///elsewhere.db"  # as mlflow.set_tracking_uri does
+        if fail:
+            raise UserError("bad input")
+        return "done"
+
+    assert call(False) == "done"
     assert_as_found(caller_state)
-    assert gc.isenabled()
-    assert matplotlib.get_backend() == backend
+    with pytest.raises(UserError):
+        call(True)
+    assert_as_found(caller_state)
+    assert logging.getLogger("tensorflow").filter(retracing)
 
 
 def test_train_returns_the_run_its_headline_and_its_model_and_leaves_the_process_as_found(

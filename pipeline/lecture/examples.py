@@ -400,7 +400,7 @@ def count_lines(name: str, rows: list[dict]) -> list[str]:
 def bars(tables: dict[str, list[dict]]):
     from pipeline import plots
 
-    fig, axes = plots.plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False)
+    fig, axes = plots.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False)
     for ax, (name, rows) in zip(axes[0], tables.items(), strict=True):
         ax.barh([r["layer"] for r in rows][::-1], [r["params"] for r in rows][::-1], color="tab:blue")
         ax.set(

@@ -84,9 +84,7 @@ def figure_of(example: Example):
 
 
 def log(example: Example, figure) -> str:
-    """One MLflow run of the `lecture` experiment: params, `figure`, numbers; returns its id.
-
-    The figure is closed in pyplot once logged (it stays usable: pipeline.example returns it)."""
+    """One MLflow run of the `lecture` experiment: params, `figure`, numbers; returns its id."""
     import mlflow
 
     tags = {"git_commit": tracking.git_commit(), "lecture_example": example.name}
@@ -97,7 +95,6 @@ def log(example: Example, figure) -> str:
             mlflow.log_metrics({str(k): float(v) for k, v in output.items()})  # e.g. the two losses
         mlflow.log_dict(example.numbers, f"{example.name}.json")
         mlflow.log_figure(figure, f"{example.name}.png")
-        plots.plt.close(figure)
         return run.info.run_id
 
 

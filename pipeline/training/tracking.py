@@ -18,20 +18,23 @@ import time
 import warnings
 from typing import Any
 
-from pipeline import atomic, secrets
+from pipeline import atomic, secrets, startup
 from pipeline.config import project_root
 from pipeline.errors import require
 
 # MLflow's dataset digest column holds 36 characters; the full sha256 goes in the data_hash tag.
 DIGEST_CHARS = 36
 MAX_PARAM_CHARS = 6000
-# MLflow samples system metrics every 10 s by default, so a run shorter than that records none;
-# one sample a second gives a 5-second run four or five (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
-# overrides it).
-SYSTEM_METRICS_SECONDS = 1.0
-# per-epoch metrics reach the store within this many seconds (MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS
-# overrides it), all of them when the run ends
-ASYNC_BUFFER_SECONDS = 1
+# MLflow's settings for a run, set for its span where unset (a user's value wins)
+RUN_ENVIRONMENT = {
+    # MLflow samples system metrics every 10 s by default, so a run shorter than that records
+    # none; one sample a second gives a 5-second run four or five
+    "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1",
+    # per-epoch metrics are logged asynchronously (~5 ms an epoch off the training thread). With a
+    # buffer, MLflow's queue waits on the run's end instead of polling once a second: ending the
+    # run flushes at once, and the epochs of the last second go to the store in one batch
+    "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
+}
 
 
 def default_uri() -> str:
@@ -66,21 +69,11 @@ def configure() -> str:
 
 def system_metrics() -> bool:
     """Whether runs record MLflow's system metrics (`system/...`: CPU, memory, disk, network, GPU
-    when pynvml finds one): yes, unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false. Samples every
-    SYSTEM_METRICS_SECONDS, without MLflow's INFO lines on the console."""
-    import logging
+    when pynvml finds one): yes, unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false. Sampled as
+    RUN_ENVIRONMENT says."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING as enabled
 
-    from mlflow.environment_variables import (
-        MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING,
-        MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL,
-    )
-
-    if MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.is_set() and not MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
-        return False
-    if not MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.is_set():
-        MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.set(SYSTEM_METRICS_SECONDS)
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # "Started monitoring ..."
-    return True
+    return enabled.get() if enabled.is_set() else True
 
 
 def get_or_create_experiment(name: str) -> str:
@@ -173,10 +166,18 @@ def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
 @contextlib.contextmanager
 def start_run(task: str, run_name: str, tags: dict[str, str], description: str = ""):
     """An MLflow run that ends FINISHED, or FAILED/KILLED on any exception or SIGTERM (FINISHED and
-    tagged when it was stopped early on purpose: StoppedEarly).
+    tagged when it was stopped early on purpose: StoppedEarly). RUN_ENVIRONMENT and the SIGTERM
+    handler hold for the run's span only.
 
     Started while another run is active, it is nested under that one (a sweep's child run).
     """
+    with startup.environment(RUN_ENVIRONMENT):
+        with _run(task, run_name, tags, description) as run:
+            yield run
+
+
+@contextlib.contextmanager
+def _run(task: str, run_name: str, tags: dict[str, str], description: str):
     import mlflow
 
     configure()
@@ -289,13 +290,6 @@ def epoch_logger():
     """A Keras callback logging each epoch's metrics to the active run (step = epoch)."""
     import keras
     import mlflow
-    from mlflow.environment_variables import MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS
-
-    # MLflow's async logging takes the writes off the training thread (~5 ms an epoch). With a
-    # buffer, its queue waits on the run's end instead of polling once a second: ending the run
-    # flushes at once, and the epochs of the last second go to the store in one batch.
-    if not MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS.is_set():
-        MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS.set(ASYNC_BUFFER_SECONDS)
 
     def log_epoch(epoch: int, logs: dict | None) -> None:
         if logs:

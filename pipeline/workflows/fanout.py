@@ -17,6 +17,7 @@ soon as it has trained, so an interrupted train-all keeps what it finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -107,13 +108,15 @@ def failure(name: str, exc: BaseException) -> Result:
 # --------------------------------------------------------------------------- executors
 
 _EVENTS = None  # a worker process's queue to the driver (set by worker_init)
+_SETTINGS = contextlib.ExitStack()  # a worker process's command settings, for its life
 
 
 def worker_init(events) -> None:
-    """A pool worker starts: TensorFlow imported once, quietly; MLflow's INFO lines kept off the console."""
+    """A pool worker starts: the CLI's settings for its life (startup.quiet), TensorFlow imported
+    once, quietly."""
     global _EVENTS
     _EVENTS = events
-    startup.quiet_logs()
+    _SETTINGS.enter_context(startup.quiet())
     startup.quiet_tensorflow()
 
 

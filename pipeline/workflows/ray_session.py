@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from pipeline import config
+from pipeline import config, startup
 from pipeline.errors import PipelineError, first_line
 from pipeline.training import tracking
 
@@ -54,9 +54,8 @@ def init(num_cpus: int | None = None) -> bool:
     if not os.environ.get("RAY_ADDRESS"):
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
     env_vars = {
-        "MLFLOW_DISABLE_TELEMETRY": "true",
+        **{name: os.environ.get(name, value) for name, value in startup.ENVIRONMENT.items()},
         "RAY_USAGE_STATS_ENABLED": "0",
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
         "PYTHONUNBUFFERED": "1",
     }
     ray.init(

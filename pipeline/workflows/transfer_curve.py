@@ -152,7 +152,7 @@ def figure(rows: list[dict]):
     from pipeline import plots
 
     sizes = list(dict.fromkeys(r["labels_per_class"] for r in rows))
-    fig, ax = plots.plt.subplots(figsize=(6.5, 4))
+    fig, ax = plots.subplots(figsize=(6.5, 4))
     for experiment in dict.fromkeys(r["experiment"] for r in rows):
         mine = [r for r in rows if r["experiment"] == experiment]
         x = [sizes.index(r["labels_per_class"]) for r in mine]

@@ -57,6 +57,23 @@ def test_a_short_training_run_records_system_metrics_quietly(project):
     assert len(samples) >= 1 and seconds < 60  # one a second: even a few-second run has them
 
 
+def test_a_runs_mlflow_settings_and_sigterm_handler_hold_for_the_run_only(project, monkeypatch):
+    import os
+    import signal
+
+    for name in tracking.RUN_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "2")  # a user's value wins
+    handler = signal.getsignal(signal.SIGTERM)
+    with tracking.start_run("tracking-test", "settings", {}):
+        assert os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] == "1"
+        assert os.environ["MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"] == "2"
+        assert signal.getsignal(signal.SIGTERM) is not handler  # ends the run as KILLED
+    assert "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL" not in os.environ
+    assert os.environ["MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"] == "2"
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
 def test_system_metrics_can_be_turned_off(project, monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     with tracking.start_run("tracking-test", "quiet", {}) as run:
