@@ -48,6 +48,21 @@ help: ## show this help
 # ---------------------------------------------------------------------------- set-up
 venv: $(VENV_STAMP) ## create .venv from pyproject.toml (pinned by requirements.lock)
 
+# A .venv copied or moved along with the project runs the old folder's code (its editable install
+# and its scripts' #! lines name that folder). Python's venv records where it made it
+# (pyvenv.cfg's `command`, read here without a process); a .venv made elsewhere is made again.
+VENV_MADE := $(file < $(VENV)/pyvenv.cfg)
+ifneq ($(findstring -m venv /,$(VENV_MADE)),)
+ifeq ($(findstring -m venv $(CURDIR)/$(VENV),$(VENV_MADE)),)
+$(VENV_STAMP): venv-moved
+endif
+endif
+
+.PHONY: venv-moved
+venv-moved:
+	@echo "$(VENV) was made in another folder ($(lastword $(filter %/$(VENV),$(VENV_MADE)))): making it again here"
+	rm -rf $(VENV)
+
 $(VENV_STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'

@@ -16,6 +16,8 @@ from pipeline.config import project_root
 BUILD = ".build"
 MAKEFILE = f"{BUILD}/pipeline.mk"
 STORE_STAMP = "mlruns/.initialized"  # `make store`: the tracking store's schema exists
+STORE_ROOT = "mlruns/.root"  # the project folder the default store's paths were written for
+STORE_ROOT_LOCK = "mlruns/.root.lock"  # held while the store is rewritten for a moved project
 DATA_STAMP = BUILD + "/data/{name}.checked"  # `pipeline data <name>` ran with the current params
 RUN_STAMP = BUILD + "/runs/{name}.done"  # the experiment was trained with its current params and code
 TRAIN_QUEUE = f"{BUILD}/train-queue"  # the experiments `make train-all` found out of date, one per line
@@ -33,6 +35,14 @@ def _absolute(relative: str) -> Path:
 
 def store_stamp() -> Path:
     return _absolute(STORE_STAMP)
+
+
+def store_root_marker(root: Path) -> Path:
+    return root / STORE_ROOT
+
+
+def store_root_lock(root: Path) -> Path:
+    return root / STORE_ROOT_LOCK
 
 
 def data_stamp(name: str) -> Path:

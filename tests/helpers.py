@@ -131,28 +131,13 @@ def aliases(model="digits-classifier"):
 
 
 def relocate_project(template: Path, root: Path) -> None:
-    """Copy a project folder (params, data, store, artifacts) made in `template` into `root` as if
-    it had been made there: the store records absolute paths (artifact locations, a dataset's
-    source, a logged model's MLmodel), so every mention of `template` becomes `root`."""
-    import sqlite3
+    """Copy a project folder (params, data, store, artifacts) made in `template` into `root` and let
+    the pipeline make its store `root`'s, as it does for a user's moved project
+    (pipeline/training/store_root.py)."""
+    from pipeline.training import store_root
 
     shutil.copytree(template, root, dirs_exist_ok=True)
-    old, new = str(template), str(root)
-    with contextlib.closing(sqlite3.connect(root / "mlruns" / "mlflow.db")) as db, db:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        columns = [(t, c[1]) for t in tables for c in db.execute(f'PRAGMA table_info("{t}")')]
-        for table, column in columns:
-            where = f'WHERE instr(CAST("{column}" AS TEXT), ?) > 0'
-            if db.execute(f'SELECT 1 FROM "{table}" {where}', (old,)).fetchone():
-                db.execute(
-                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) {where}', (old, new, old)
-                )
-            assert not db.execute(f'SELECT 1 FROM "{table}" {where}', (old,)).fetchone(), (table, column)
-    for path in root.rglob("*"):  # the text files (MLmodel, manifests, params) that name the template
-        if path.is_file() and not path.is_symlink() and path.suffix in ("", ".yaml", ".json", ".txt"):
-            text = path.read_bytes()
-            if old.encode() in text:
-                path.write_bytes(text.replace(old.encode(), new.encode()))
+    store_root.follow(root)
 
 
 def png_header_only(path, width, height):

@@ -6,7 +6,9 @@ MLflow 3.17 opens an experiment on its GenAI overview; the training runs table n
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +60,33 @@ def is_remote(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port already (a port left in TIME_WAIT is free: the
+    server reuses it)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+    return False
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a busy port in one line naming make's PORT=, before any link is printed."""
+    if not port_in_use(host, port):
+        return
+    free = next((p for p in range(port + 1, port + 100) if not port_in_use(host, p)), port + 1)
+    raise UserError(f"port {port} is in use (another MLflow UI?); choose another: make ui PORT={free}")
+
+
 def main(host: str, port: int, links_only: bool = False) -> int:
     uri = tracking.configure()
     remote = is_remote(uri)
+    if not (links_only or remote):  # only a local UI needs the port
+        check_port(host, port)
     base = base_url(host, port)
     links = run_links(base)
     print(f"MLflow UI for {tracking.shown_uri()}")

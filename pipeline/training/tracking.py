@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -21,6 +22,7 @@ from typing import Any
 from pipeline import atomic, secrets, startup
 from pipeline.config import project_root
 from pipeline.errors import require
+from pipeline.training import store_root
 
 # MLflow's dataset digest column holds 36 characters; the full sha256 goes in the data_hash tag.
 DIGEST_CHARS = 36
@@ -55,7 +57,8 @@ def uses_default_store() -> bool:
 
 
 def configure() -> str:
-    """Point MLflow at the store; creates mlruns/ for the default one."""
+    """Point MLflow at the store; creates mlruns/ for the default one, rewritten first for this
+    folder when the project was moved or copied (training/store_root.py)."""
     import mlflow
 
     uri = tracking_uri()
@@ -63,6 +66,9 @@ def configure() -> str:
         require("psycopg2", extra="postgres", feature="a postgresql:// tracking URI")
     if uses_default_store():
         (project_root() / "mlruns").mkdir(exist_ok=True)
+        old = store_root.follow(project_root())
+        if old is not None:
+            print(f"mlruns/: the project moved from {old}; its store now names this folder", file=sys.stderr)
     mlflow.set_tracking_uri(uri)
     return uri
 

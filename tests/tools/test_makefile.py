@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -222,3 +223,27 @@ def test_make_predict_passes_paths_with_quotes_intact(project):
     assert out.returncode == 0, out.stderr
     args = [line.removeprefix("ARG ") for line in out.stdout.splitlines() if line.startswith("ARG ")]
     assert args == ["--model", "models:/m@champion", "--input", str(folder), "--output", "out put's.csv"]
+
+
+def test_a_venv_copied_from_another_folder_is_made_again(tmp_path):
+    """A .venv copied along with the project runs the old folder's code: make sees where python's
+    venv made it (pyvenv.cfg) and makes it again, without starting a process to find out."""
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy2(REPO / name, tmp_path / name)
+    venv = tmp_path / ".venv"
+    venv.mkdir()
+    (venv / ".installed").touch()  # installed, and newer than pyproject.toml and the lock
+    made = lambda folder: f"home = /usr/bin\ncommand = /usr/bin/python3.11 -m venv {folder}/.venv\n"  # noqa: E731
+
+    def planned():
+        result = subprocess.run(["make", "-n", "venv"], cwd=tmp_path, capture_output=True, text=True)
+        return result.stdout + result.stderr
+
+    (venv / "pyvenv.cfg").write_text(made("/elsewhere/project"))
+    plan = planned()
+    assert "made in another folder (/elsewhere/project/.venv)" in plan and "rm -rf .venv" in plan
+    assert "pip install" in plan
+    (venv / "pyvenv.cfg").write_text(made(tmp_path))
+    assert "Nothing to be done" in planned()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")  # made by another tool: not checked
+    assert "Nothing to be done" in planned()

@@ -1,17 +1,55 @@
-"""The MLflow UI in a real headless Chromium: the link `make ui` prints, the runs, the compare view.
+"""`make ui`: a busy port refused in one line; in a real headless Chromium, the link it prints,
+the runs, the compare view.
 
-Needs Debian's chromium and chromium-driver (.ci/run installs them); skipped with a reason otherwise.
+The browser test needs Debian's chromium and chromium-driver (.ci/run installs them; in CI a
+missing Chromium fails the test, elsewhere it is skipped with a reason).
 """
 
+import shutil
+import socket
+
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from pipeline import cli
-from tests.helpers import needs_chromium, serving
+from pipeline.errors import UserError
+from pipeline.tools import ui as ui_tool
+from tests.helpers import REPO, make, needs_chromium, serving
 
-pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-pytestmark = needs_chromium
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+@pytest.fixture
+def taken_port():
+    """A port something listens on (another MLflow UI, say)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_a_busy_port_is_refused_in_one_line_naming_PORT(project, taken_port, capsys, monkeypatch):
+    def started(*args, **kwargs):
+        raise AssertionError("the UI was started on a busy port")
+
+    monkeypatch.setattr(ui_tool.subprocess, "call", started)
+    with pytest.raises(UserError, match=f"port {taken_port} is in use.*make ui PORT={taken_port + 1}"):
+        ui_tool.check_port("127.0.0.1", taken_port)
+    capsys.readouterr()
+    assert cli.main(["ui", "--port", str(taken_port)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no links to a UI that is not there
+    assert err.strip().startswith("error: port") and "PORT=" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.integration
+def test_make_ui_on_a_busy_port_exits_non_zero(project, taken_port):
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy2(REPO / name, project / name)
+    (project / ".venv-ready").touch()  # stands in for the installed .venv
+    result = make(project, "ui", f"PORT={taken_port}")
+    assert result.returncode != 0
+    assert f"port {taken_port} is in use" in result.stderr and "make ui PORT=" in result.stderr
+    assert "http://" not in result.stdout
 
 
 @pytest.fixture
@@ -29,6 +67,7 @@ def shown(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")  # the UI rounds metrics to 3 decimals
 
 
+@needs_chromium
 @pytest.mark.slow
 def test_compare_two_runs_in_the_ui(ui, browser, project, capsys):
     capsys.readouterr()  # the trainings' result lines
