@@ -18,6 +18,7 @@ from tests.helpers import (
     CHAMPION_SETTINGS,
     CHROMEDRIVER,
     CHROMIUM,
+    NO_CHROMIUM,
     REPO,
     built_once,
     edit_params,
@@ -182,7 +183,10 @@ def champions(tmp_path_factory, empty_store) -> Path:
 
 @pytest.fixture
 def browser():
-    """Headless Chromium driven by selenium (tests using it are marked needs_chromium)."""
+    """Headless Chromium driven by selenium (tests using it are marked needs_chromium; in CI a
+    missing Chromium fails them)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.fail(f"{NO_CHROMIUM} (CI is set: a browser test must run here, not be skipped)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

@@ -17,9 +17,13 @@ from pipeline import atomic, objectives
 from pipeline.config import project_root
 from pipeline.errors import UserError
 from pipeline.objectives import Objective
+from pipeline.tools import ui
 from pipeline.training import tracking
 
 NOT_TASKS = {"Default", "reports", "benchmarks", "predictions", "lecture", "retrieval"}
+# the params logged from params.yaml's sections (data.* is the dataset's, the same for every run)
+PARAM_SECTIONS = ("params.model.", "params.train.", "params.objective.")
+MISSING = "—"  # the one form of a value a run does not have (not logged, NaN, a sibling's `n/a`)
 # a run's own figures shown in the report, when it has them
 RUN_FIGURES = {"forecast.png": "forecast"}
 SIZE_AND_SPEED = ["metrics.model_params", "metrics.epochs_to_converge"]
@@ -45,13 +49,17 @@ def latest_runs(experiment_id: str) -> pd.DataFrame:
 
 
 def key_params(runs: pd.DataFrame) -> list[str]:
-    """Params whose value differs between the runs: what tells siblings apart."""
-    columns = [c for c in runs.columns if c.startswith("params.") and not c.startswith("params.data.")]
+    """Params whose value differs between the runs: what tells siblings apart.
+
+    Only the hyperparameters as params.yaml's sections name them (PARAM_SECTIONS): the unprefixed
+    params are the experiment's own keys (task, family, …) and the logged model's config, which
+    MLflow copies into the run (`seasonal_order` beside `model.seasonal_order`)."""
+    columns = [c for c in runs.columns if c.startswith(PARAM_SECTIONS)]
     present = {c: runs[c].replace("n/a", None).dropna() for c in columns}
     # first the params that differ between runs that have them (padding between the two CNNs),
     # then those only some runs have (the SVC's C)
-    shared = [c for c in columns if len(present[c]) > 1 and present[c].nunique() > 1]
-    partial = [c for c in columns if c not in shared and 0 < len(present[c]) < len(runs)]
+    shared = sorted(c for c in columns if len(present[c]) > 1 and present[c].nunique() > 1)
+    partial = sorted(c for c in columns if c not in shared and 0 < len(present[c]) < len(runs))
     return (shared + partial)[:8]
 
 
@@ -70,6 +78,13 @@ def problems(runs: pd.DataFrame) -> pd.Series:
     return problem.fillna(fallback.fillna("")).astype(str)
 
 
+def ranking(objective: Objective, columns) -> tuple[list[str], list[bool]]:
+    """(sort keys, ascending) of a table whose columns are `columns`: per problem, the headline
+    metric in its direction, ties to the lower test_loss."""
+    keys = [c for c in ("problem", objective.headline, "test_loss") if c in columns]
+    return keys, [k != objective.headline or objective.direction(k) == "min" for k in keys]
+
+
 def best_per_problem(runs: pd.DataFrame, objective: Objective) -> dict[str, str]:
     """{problem: the best run's name} by the objective's headline metric (ties: lower test_loss)."""
     column = f"metrics.{objective.headline}"
@@ -86,25 +101,33 @@ def best_per_problem(runs: pd.DataFrame, objective: Objective) -> dict[str, str]
 
 
 def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, str]]:
-    """(the table, the headline metric, {problem: best run})."""
+    """(the table, the headline metric, {problem: best run}): one row per run, best first (per
+    problem), the headline metric right after the run's name, then the other test metrics, size
+    and speed, family and the params that tell the runs apart."""
     objective = task_objective(runs)
+    headline = objective.headline if objective else None
     metrics = sorted(c for c in runs.columns if c.startswith("metrics.test_") and runs[c].notna().any())
+    metrics.sort(key=lambda c: c != f"metrics.{headline}")  # the headline first
     # how big each model is and how fast it got there (the lecture's "fewer parameters", "faster")
     metrics += [c for c in SIZE_AND_SPEED if c in runs and runs[c].notna().any()]
-    table = pd.DataFrame({"run": runs["tags.mlflow.runName"], "family": runs.get("tags.model_family", "")})
+    table = pd.DataFrame({"run": runs["tags.mlflow.runName"]})
     if problems(runs).nunique() > 1:
-        table.insert(1, "problem", problems(runs).to_numpy())
+        table["problem"] = problems(runs).to_numpy()
     for column in metrics:
         counts = column in SIZE_AND_SPEED  # whole numbers: 769, not 769.0
         table[column.removeprefix("metrics.")] = (
             runs[column].round().astype("Int64") if counts else runs[column].round(4)
         )
+    table["family"] = runs.get("tags.model_family", "")
     for column in key_params(runs):
-        table[column[7:]] = runs[column]
+        table[column.removeprefix("params.")] = runs[column]
     best = best_per_problem(runs, objective) if objective else {}
     if best:
         table.insert(0, "best", ["★" if name in best.values() else "" for name in table["run"]])
-    return table, objective.headline if objective else None, best
+    if objective and headline in table:
+        keys, ascending = ranking(objective, table.columns)
+        table = table.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
+    return table.reset_index(drop=True), headline, best
 
 
 def bar_chart(table: pd.DataFrame, metric: str, higher_is_better: bool, title: str, path: Path) -> None:
@@ -113,6 +136,10 @@ def bar_chart(table: pd.DataFrame, metric: str, higher_is_better: bool, title: s
     fig, ax = plots.subplots(figsize=(1.2 * len(table) + 2.5, 3.2))
     ax.bar(table["run"], table[metric], color=["#d62728" if b else "#1f77b4" for b in table.get("best", "")])
     ax.set(title=title, ylabel=metric)
+    if max(map(len, table["run"])) > 10:  # long names side by side would overlap
+        ax.tick_params(axis="x", labelrotation=20)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     low, high = table[metric].min(), table[metric].max()
     if higher_is_better and high <= 1 and low > 0.5:
         ax.set_ylim(max(0, low - 0.05), min(1.0, high + 0.01))  # accuracies close to 1: show the gaps
@@ -251,11 +278,51 @@ def copy_artifact(run_id: str, name: str, target: Path) -> bool:
     return True
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    cells = table.astype(object).where(table.notna(), "")
+def shown(value) -> str:
+    """A cell as the report shows it: MISSING for every form of no value."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) or value in ("", "n/a"):
+        return MISSING
+    return str(value)
+
+
+def cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's cells as text; the `best` column keeps its blanks (not a missing value)."""
+    text = table.astype(object).map(shown)
+    if "best" in table:
+        text["best"] = table["best"]
+    return text
+
+
+def markdown_table(table: pd.DataFrame, links: dict[str, str] | None = None) -> str:
+    """A markdown table; with `links` ({run: url}), each run's name links to its MLflow run."""
+    text = cells(table)
+    if links and "run" in text:
+        text["run"] = [f"[{run}]({links[run]})" if run in links else run for run in text["run"]]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in cells.itertuples(index=False)]
+    lines += ["| " + " | ".join(row) + " |" for row in text.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def html_table(table: pd.DataFrame, links: dict[str, str] | None = None, headline: str | None = None) -> str:
+    """An HTML table that scrolls sideways in its own box, the run's name (★ for the best, linked
+    to its MLflow run) kept in view; the headline metric right after it."""
+    text, links = cells(table), links or {}
+    columns = [c for c in table.columns if c != "best"]
+    kinds = {"run": " class='run'", headline: " class='headline'"}
+    head = "".join(f"<th{kinds.get(c, '')}>{html.escape(str(c))}</th>" for c in columns)
+    rows = []
+    for i, row in text.iterrows():
+        tds = []
+        for column in columns:
+            value = html.escape(row[column])
+            if column == "run" and row[column] in links:
+                value = f"<a href='{html.escape(links[row[column]])}'>{value}</a>"
+            if column == "run" and "best" in table and table.at[i, "best"]:
+                value = f"★ {value}"
+            title = f" title='{html.escape(row[column])}'" if len(row[column]) > CELL_CHARS else ""
+            tds.append(f"<td{kinds.get(column, '')}{title}>{value}</td>")
+        rows.append(f"<tr>{''.join(tds)}</tr>")
+    return f"<div class='wide'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
 
 
 def best_line(section: dict, markup) -> str:
@@ -283,10 +350,17 @@ DRIFT_NOTE = (
     "quarantine (set aside) or not measured; max = the gate's drift limit."
 )
 
+CELL_CHARS = 24  # a longer cell is cut to the column's width, its whole text on hover
 PAGE_HEAD = [
     "<!doctype html><html><head><meta charset='utf-8'><title>Pipeline report</title><style>",
-    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}",
-    "td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px}th{background:#f4f4f4}",
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}",
+    # each table scrolls sideways in its own box; the run's name stays at the left edge
+    ".wide{overflow-x:auto;max-width:100%;margin:0.5em 0 1.5em}",
+    "table{border-collapse:separate;border-spacing:0}",
+    "td,th{border-bottom:1px solid #ddd;padding:4px 8px;font-size:14px;white-space:nowrap;text-align:left}",
+    "td{max-width:14em;overflow:hidden;text-overflow:ellipsis}th{background:#f4f4f4}",
+    ".run{position:sticky;left:0;background:#fff;border-right:2px solid #ccc;z-index:1}",
+    "th.run{background:#f4f4f4}.headline{background:#fff8dc;font-weight:600}",
     "img{max-width:100%}figcaption{font-size:13px;color:#555}",
     "</style></head><body>",
 ]
@@ -296,16 +370,18 @@ def render(sections: list[dict], uri: str, stamp: str) -> tuple[str, str]:
     md = [f"# Pipeline report\n\nStore: `{uri}` · generated {stamp}\n"]
     page = [
         *PAGE_HEAD,
-        f"<h1>Pipeline report</h1><p>Store: <code>{html.escape(uri)}</code> · generated {stamp}</p>",
+        f"<h1>Pipeline report</h1><p>Store: <code>{html.escape(uri)}</code> · generated {stamp}. "
+        f"Each run's name opens it in the MLflow UI ({html.escape(sections[0]['ui'])}).</p>",
     ]
     for s in sections:
-        md.append(f"## {s['task']}\n\n{best_line(s, as_markdown)}\n\n{markdown_table(s['table'])}\n")
+        table = markdown_table(s["table"], s["links"])
+        md.append(f"## {s['task']}\n\n{best_line(s, as_markdown)}\n\n{table}\n")
         page.append(f"<h2>{html.escape(s['task'])}</h2><p>{best_line(s, as_html)}</p>")
-        page.append(s["table"].to_html(index=False, na_rep="", escape=True))
+        page.append(html_table(s["table"], s["links"], s["metric"]))
         if not s["drift"].empty:
             md.append(f"### Drift of the retrained batches\n\n{DRIFT_NOTE}\n\n{markdown_table(s['drift'])}\n")
             page.append(f"<h3>Drift of the retrained batches</h3><p>{html.escape(DRIFT_NOTE)}</p>")
-            page.append(s["drift"].to_html(index=False, na_rep="", escape=True))
+            page.append(html_table(s["drift"]))
         for image, caption in s["images"]:
             md.append(f"![{caption}]({image})\n\n_{caption}_\n")
             page.append(
@@ -375,8 +451,14 @@ def task_section(experiment, out: Path) -> dict | None:
         drift_chart(drift, experiment.name, out / f"{slug}-drift.png")
         images.append((f"{slug}-drift.png", f"{experiment.name}: drift_score of each batch retrain read"))
     higher = metric is not None and task_objective(runs).direction(metric) == "max"
+    base = ui.base_url()
     return {
         "task": experiment.name,
+        "ui": base,
+        "links": {
+            run["tags.mlflow.runName"]: ui.run_link(base, experiment.experiment_id, run["run_id"])
+            for _, run in runs.iterrows()
+        },
         "metric": metric,
         "higher": higher,
         "best": best,

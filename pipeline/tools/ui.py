@@ -42,6 +42,11 @@ def experiment_link(base_url: str, experiment_id: str) -> str:
     return f"{base_url}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
+def run_link(base_url: str, experiment_id: str, run_id: str) -> str:
+    """The UI's page of one run."""
+    return f"{base_url}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
 def run_links(base_url: str) -> list[tuple[str, str]]:
     import mlflow
 

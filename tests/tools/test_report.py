@@ -1,10 +1,13 @@
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
+from selenium.webdriver.common.by import By
 
 from pipeline import cli
 from pipeline.errors import UserError
 from pipeline.tools import report
+from tests.helpers import REPO, needs_chromium
 
 QUICK = ["--quiet", "--set", "train.limit=150", "--set", "train.epochs=2"]
 
@@ -130,11 +133,85 @@ def test_the_report_shows_the_drift_of_the_batches_retrain_read(project):
     assert "### Drift of the retrained batches" in summary
     rows = [line for line in summary.splitlines() if line.startswith("| digits-classifier |")]
     assert [row.split(" | ")[2:6] for row in rows] == [
-        ["b1", "0.0", "", "none"],
-        ["b2", "0.05", "", "none"],
+        ["b1", "0.0", report.MISSING, "none"],
+        ["b2", "0.05", report.MISSING, "none"],
         ["inverted", "1.0", "brightness", "quarantine"],
-        ["odd", "", "", "not measured"],
+        ["odd", report.MISSING, report.MISSING, "not measured"],
     ]
     assert "| retrain-digits-classifier |" not in summary  # a cycle is not an experiment to rank
     assert (project / "reports" / "digits-classification-drift.png").stat().st_size > 1000
     assert "Drift of the retrained batches" in (project / "reports" / "index.html").read_text()
+
+
+def sibling_runs() -> pd.DataFrame:
+    """Three runs of a classification task as mlflow.search_runs gives them: one without a test
+    metric, params a sibling does not have (`n/a`, missing), and a logged model's config that MLflow
+    copied into the run unprefixed (`seasonal_order` beside `model.seasonal_order`)."""
+    return pd.DataFrame(
+        {
+            "run_id": ["r1", "r2", "r3"],
+            "tags.mlflow.runName": ["svc", "cnn", "broken"],
+            "tags.objective": ["classification"] * 3,
+            "tags.model_family": ["svc", "cnn", "cnn"],
+            "metrics.test_accuracy": [0.90, 0.95, np.nan],
+            "metrics.test_loss": [np.nan, 0.2, np.nan],
+            "metrics.model_params": [np.nan, 769.0, 12.0],
+            "params.model.C": ["10.0", "n/a", "n/a"],
+            "params.model.seasonal_order": [None, "[0, 1, 1, 52]", "[0, 1, 1, 12]"],
+            "params.seasonal_order": [None, "[0, 1, 1, 52]", "[0, 1, 1, 12]"],
+        }
+    )
+
+
+def test_the_table_is_ranked_by_the_headline_and_shows_one_form_of_a_missing_value():
+    table, metric, best = report.task_table(sibling_runs())
+    assert list(table["run"]) == ["cnn", "svc", "broken"]  # test_accuracy, higher first; none last
+    assert list(table.columns[:3]) == ["best", "run", "test_accuracy"]  # the headline next to the run
+    assert "seasonal_order" not in table and "model.seasonal_order" in table  # one column per param
+    links = {"cnn": "http://127.0.0.1:5000/#/experiments/1/runs/r2?workflowType=machine_learning"}
+    text = report.markdown_table(table, links)
+    assert f"| ★ | [cnn]({links['cnn']}) | 0.95 |" in text
+    page = report.html_table(table, links, metric)
+    assert f"★ <a href='{links['cnn']}'>cnn</a>" in page
+    for form in ("<NA>", "n/a", "nan", "None", "||", "| |"):
+        assert form not in text and form not in page.replace("<td class", ""), form
+    assert text.count(report.MISSING) == page.count(report.MISSING) == 7  # 3 + 1 + 3 cells
+
+
+def logged_runs(count: int = 6) -> None:
+    """`count` finished runs of one classification task, with many params (a wide table), logged
+    directly (no training)."""
+    mlflow.set_experiment("digits-classification")
+    for i in range(count):
+        with mlflow.start_run(run_name=f"experiment-number-{i}"):
+            mlflow.set_tags({"objective": "classification", "model_family": "cnn"})
+            mlflow.log_metrics({"test_accuracy": 0.5 + i / 20, "test_loss": 1 - i / 20, "model_params": 1e6})
+            mlflow.log_params({f"model.setting_{k}": f"a-rather-long-value-{i}-{k}" for k in range(8)})
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_the_report_in_a_1400_px_window_shows_the_runs_and_their_headline(project, browser):
+    logged_runs()
+    assert report.main(log=False) == 0
+    browser.set_window_size(1400, 1000)
+    browser.get((project / "reports" / "index.html").as_uri())
+    table = browser.find_element(By.CSS_SELECTOR, ".wide")
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width  # no page scroll
+    assert browser.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", table)
+
+    def visible(selector):
+        box = browser.find_element(By.CSS_SELECTOR, selector).rect
+        return box["x"] >= 0 and box["x"] + box["width"] <= width
+
+    assert visible("th.run") and visible("th.headline") and visible("td.run a")
+    browser.execute_script("arguments[0].scrollLeft = arguments[0].scrollWidth", table)  # the last params
+    assert visible("td.run a")  # the run's name stays in view
+    link = browser.find_element(By.CSS_SELECTOR, "td.run a").get_attribute("href")
+    assert link.startswith("http://127.0.0.1:5000/#/experiments/") and "/runs/" in link
+    assert link.endswith("?workflowType=machine_learning")
+    browser.execute_script("arguments[0].scrollLeft = 0", table)
+    shot = REPO / "reports" / "tests" / "report-1400px.png"  # reports/ is generated, ignored by git
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
