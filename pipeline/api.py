@@ -72,8 +72,9 @@ def link(task: str) -> str:
 @quietly
 def runs(task: str):
     """The latest finished run of each experiment of `task`, as `make report` tabulates them: a
-    pandas DataFrame (run, family, test metrics, size, the params that differ; `best` marks the
-    best by the task's headline metric, also in `.attrs["headline"]`). Empty when it has none."""
+    pandas DataFrame, best first (run, the headline metric, the other test metrics, size, family,
+    the params that differ; `best` marks the best by the task's headline metric, also in
+    `.attrs["headline"]`). Empty when it has none."""
     import pandas as pd
 
     from pipeline.tools import report

@@ -66,6 +66,8 @@ def relocate(old: Path, root: Path) -> None:
     for path in (root / "mlruns").rglob("*"):
         if path.suffix in TEXT_FILES and path.is_file() and not path.is_symlink():
             text = path.read_bytes()
+            if b"\0" in text:  # binary after all (a file without a suffix): never edited
+                continue
             changed = rewrite(text.decode("utf-8", "surrogateescape"), old, root)
             if changed.encode("utf-8", "surrogateescape") != text:
                 with atomic.atomic_open(path) as out:
