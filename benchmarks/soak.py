@@ -53,9 +53,9 @@ from pipeline import atomic
 from pipeline.config import project_root
 from pipeline.data import versions
 
-STEPS = ("quarantine", "append", "stage", "train", "files", "commit", "register", "decide", "gate", "move")
-COMMITTED = ("commit", "register", "decide", "gate", "move")  # killed after the data commit
-TRAINED = ("train", "files")  # killed after the challenger trained, before the data commit
+STEPS = ("quarantine", "append", "stage", "train", "decide", "files", "commit", "register", "gate", "move")
+COMMITTED = ("commit", "register", "gate", "move")  # killed after the data commit
+TRAINED = ("train", "decide", "files")  # killed after the challenger trained, before the data commit
 HOSTILE = ("link", "reason-link", "fifo", "newline-name", "bytes-name", "long-name", "bomb")
 MODEL = "digits-classifier"
 

@@ -176,7 +176,7 @@ def champions(tmp_path_factory, empty_store) -> Path:
             point_at(patch, root)
             edit_params(root, open_gates)
             for name in ("cnn-same", "lstm"):
-                assert train(name, CHAMPION_SETTINGS).decision["promoted"], name
+                assert train(name, CHAMPION_SETTINGS).decision.promoted, name
 
     return built_once(tmp_path_factory, "champions", build)
 

@@ -318,7 +318,7 @@ class Observer:
     def start_run(self, client) -> str:
         experiment_id = tracking.get_or_create_experiment(EXPERIMENT)
         run_name = f"serve-{self.name}"
-        tracking.close_orphaned_runs(experiment_id, run_name)  # a server killed with -9
+        tracking.close_left_running([experiment_id], f"attributes.run_name = '{run_name}'")  # killed with -9
         tags = {
             "model.name": self.name,
             "model.version": self.version,

@@ -24,6 +24,7 @@ from pipeline.data import streams
 from pipeline.models import fit_with_loop
 from pipeline.specs import Splits
 from pipeline.training import artifacts, keras_loop, registry, tracking
+from pipeline.training.gate import Decision
 from pipeline.training.plan import Plan, make_plan, params_to_log, run_tags
 
 
@@ -58,13 +59,10 @@ class Outcome:
     metrics: dict[str, float]
     model_version: str | None  # registered version, when the experiment has register_as
     splits: Any = dataclasses.field(default=None, repr=False, compare=False)  # the data it was scored on
-    decision: dict[str, Any] | None = None  # the promotion gate's record, when a caller applied it
+    decision: Decision | None = None  # the promotion gate's, when a caller applied it
     problem: str = ""  # what the run solves (its `problem` tag): runs are compared within one
     best_epoch: int | None = None  # Keras runs: the epoch (1-based) whose weights were kept
     model_uri: str | None = None  # the logged model (runs:/… or models:/…), when outputs were logged
-    # what its test metrics were scored on (registry.scored_on, its run's tag); '' when unknown:
-    # the gate then re-evaluates the champion rather than trust a recorded score
-    scored_on: str = ""
 
 
 def backup_dir(plan: Plan, dataset) -> Path:
@@ -192,7 +190,6 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
     started = time.perf_counter()
     run_name = options.run_name or name
     tags = {**run_tags(plan, dataset, tracking.git_commit()), **options.tags}
-    tags[registry.SCORED_ON_TAG] = registry.scored_on(plan, splits)  # a later gate may trust its score
     strategy = strategy_of(plan)
     logged = params_to_log(plan, dataset, len(splits.x_train))
     if plan.family.kind == "keras":
@@ -227,7 +224,6 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         tags["problem"],
         best_epoch(history),
         model_uri=model_info.model_uri if model_info else None,
-        scored_on=tags[registry.SCORED_ON_TAG],
     )
 
 

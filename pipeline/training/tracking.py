@@ -146,26 +146,29 @@ def _raise_on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def close_orphaned_runs(experiment_id: str, run_name: str) -> list[str]:
-    """Mark KILLED the RUNNING runs of `run_name` whose process on this host is gone (kill -9)."""
+def close_left_running(
+    experiment_ids: list[str],
+    where: str,
+    status: str = "KILLED",
+    reason: str = "its process died without ending the run",
+    dead_only: bool = True,
+) -> list[str]:
+    """End with `status` (tag `killed_reason`) the RUNNING runs `where` selects (an MLflow search
+    filter); dead_only: only those whose process on this host is gone (kill -9), never a live one's.
+    The one place runs left RUNNING are closed; returns their ids."""
     import mlflow
 
     client = mlflow.MlflowClient()
-    running = client.search_runs(
-        [experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and attributes.run_name = '{run_name}'",
-    )
+    query = f"attributes.status = 'RUNNING' and {where}"
     closed = []
-    for run in running:
+    for run in client.search_runs(experiment_ids, filter_string=query, max_results=10000):
         tags = run.data.tags
-        if (
-            tags.get("host") == socket.gethostname()
-            and tags.get("pid", "").isdigit()
-            and not atomic.running(int(tags["pid"]))
-        ):
-            client.set_tag(run.info.run_id, "killed_reason", "its process died without ending the run")
-            client.set_terminated(run.info.run_id, "KILLED")
-            closed.append(run.info.run_id)
+        mine = tags.get("host") == socket.gethostname() and tags.get("pid", "").isdigit()
+        if dead_only and not (mine and not atomic.running(int(tags["pid"]))):
+            continue
+        client.set_tag(run.info.run_id, "killed_reason", reason)
+        client.set_terminated(run.info.run_id, status)
+        closed.append(run.info.run_id)
     return closed
 
 
@@ -188,7 +191,7 @@ def _run(task: str, run_name: str, tags: dict[str, str], description: str):
 
     configure()
     experiment_id = get_or_create_experiment(task)
-    close_orphaned_runs(experiment_id, run_name)
+    close_left_running([experiment_id], f"attributes.run_name = '{run_name}'")
     tags = {**tags, "host": socket.gethostname(), "pid": str(os.getpid())}
     # signal handlers belong to the main thread (a Ray Tune trial trains in a worker thread)
     main = threading.current_thread() is threading.main_thread()

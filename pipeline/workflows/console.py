@@ -39,10 +39,8 @@ def summarise(outcome) -> Summary:
     headline = plan.objective.headline
     decision = None
     if outcome.decision is not None:
-        decision = (
-            f"{plan.register_as} v{outcome.model_version}: {outcome.decision['gate.decision']} "
-            f"({outcome.decision['gate.reason']})"
-        )
+        verdict, why = outcome.decision.verdict, outcome.decision.why
+        decision = f"{plan.register_as} v{outcome.model_version}: {verdict} ({why})"
     epochs = metrics.get("epochs_trained")
     return Summary(
         name=plan.exp.name,

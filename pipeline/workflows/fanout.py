@@ -252,23 +252,6 @@ def run_ray(schedule: Schedule, ordered, overrides, tags, cpus_per_task) -> None
             schedule.record(failure(name, value) if failed else Result(name, value))
 
 
-def close_left_running(tasks: list[str], fanout_id: str, status: str) -> list[str]:
-    """Runs of this train-all still RUNNING (a worker died mid-run) end with `status`."""
-    import mlflow
-
-    tracking.configure()
-    client = mlflow.MlflowClient()
-    ids = [e.experiment_id for t in tasks if (e := client.get_experiment_by_name(t)) is not None]
-    if not ids:
-        return []
-    query = f"attributes.status = 'RUNNING' and tags.`{TAG}` = '{fanout_id}'"
-    running = client.search_runs(ids, filter_string=query)
-    for run in running:
-        client.set_tag(run.info.run_id, "killed_reason", "its train-all worker ended without ending the run")
-        client.set_terminated(run.info.run_id, status)
-    return [r.info.run_id for r in running]
-
-
 def prepare(params: dict, experiments: dict, overrides: list[str]) -> list[str]:
     """Params stamps, data and store once, before anything runs in parallel; returns the tasks."""
     if not overrides:  # the params files make's stamps depend on, as make would write them
@@ -356,8 +339,10 @@ def run(
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    finally:
-        close_left_running(tasks, fanout_id, "KILLED" if status == "KILLED" else "FAILED")
+    finally:  # the runs its workers left RUNNING (a worker died mid-run)
+        ids = [tracking.get_or_create_experiment(task) for task in tasks]
+        reason, where = "its train-all worker ended without ending the run", f"tags.`{TAG}` = '{fanout_id}'"
+        tracking.close_left_running(ids, where, "KILLED" if status == "KILLED" else "FAILED", reason, False)
     return report(results, executor, time.perf_counter() - started)
 
 

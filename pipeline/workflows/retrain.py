@@ -13,27 +13,31 @@ takes too (registry.alias_lock), so two processes never move `champion` at once:
      the champion's training data (workflows/batch_drift.py: `drift_*` per batch, the gate's
      `drift:` limit, beyond which `action: quarantine` sets it aside too);
   3. train a challenger (nested run) on the data with the good batches merged (an image dataset's
-     new folder is staged, its training split appended to; nothing is committed);
+     new folder is staged, its training split appended to; nothing is committed), and judge it
+     (training/gate.py: the champion re-evaluated on the challenger's holdout); the decision is
+     journaled;
   4. commit the new data version (the manifest's atomic replace);
   5. register the challenger (alias `challenger`);
-  6. gate it: the decision is journaled, then `champion` moved when it passes, then recorded;
+  6. apply the decision: `champion` moved when it passes, then recorded;
   7. move the batches to consumed/; the journal is removed: the cycle is complete.
 Every step is journaled before the next starts and each is idempotent, so a kill -9 between any
 two leaves a state the next cycle completes or rolls back. PIPELINE_FAULT=<step> (append, stage,
-train, files, commit, register, decide, gate, move, quarantine) makes the process kill itself
-right after that step's effect: the crash tests and `make soak` use it.
+train, decide, files, commit, register, gate, move, quarantine) makes the process kill itself
+right after that step's effect: the crash tests and `make soak` use it. A cycle finished after a
+restart applies its journaled decision: it needs neither the data nor a model loaded again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 from pipeline import atomic, data, layout, startup
 from pipeline.config import PARAMS_FILE, load_params, resolve_experiment, retrain_params, suggest
-from pipeline.errors import UserError, first_line
+from pipeline.errors import PipelineError, UserError, first_line
 from pipeline.faults import fault
-from pipeline.training import registry
+from pipeline.training import gate, registry
 from pipeline.workflows import batch_drift, batches
 
 
@@ -125,7 +129,7 @@ def ingest(model: str, experiment: str, params, inbox, arrived: list) -> str:
             save(state, parent_run=parent.info.run_id)
             return challenge(plan, params, inbox, fresh, state)
     finally:
-        if state["step"] in ("started", "trained"):  # nothing committed: the batches wait in incoming/
+        if state["step"] in ("started", "decided"):  # nothing committed: the batches wait in incoming/
             clear(model)
 
 
@@ -170,7 +174,8 @@ def challenge(plan, params, inbox, arrived: list, state: dict) -> str:
     drift = f"\n  {screen.summary()}" if screen.judged else ""
     if not good:
         return f"no valid new data{note}{drift}"
-    save(state, batches=[{"id": b.id, "name": b.name, "sha256": b.sha256} for b in good])
+    journaled = [{"id": b.id, "name": b.name, "sha256": b.sha256, "examples": b.examples} for b in good]
+    save(state, batches=journaled)
     arrays, manifest = data.new_version(dataset, good)
     ids = ",".join(b.id for b in good)
     candidate = data.Dataset(dataset.name, manifest, arrays)
@@ -182,20 +187,22 @@ def challenge(plan, params, inbox, arrived: list, state: dict) -> str:
     )
     outcome = run(plan.exp.name, options=options)
     fault("train")
-    save(state, step="trained", run_id=outcome.run_id, model_uri=outcome.model_uri)
+    decision = gate.judge(outcome)  # before the commit: finishing the cycle later needs no data
+    trained = {"run_id": outcome.run_id, "model_uri": outcome.model_uri}
+    save(state, step="decided", **trained, decision=dataclasses.asdict(decision))
+    fault("decide")
     commit(dataset.name, arrays, manifest, good)
     fault("commit")
     save(state, step="committed")
-    decision = complete(state, params, inbox, outcome)
+    decision = complete(state, inbox)
     record_decision(decision)
     examples = sum(b.examples for b in good)
-    champion = decision["gate.champion_version"]
     versus = ""
-    if "gate_champion" in decision:
-        versus = f" vs champion v{champion} {decision['gate_champion']:.4f}"
+    if decision.champion is not None:
+        versus = f" vs champion v{decision.champion_version} {decision.champion:.4f}"
     return (
         f"batches {ids} (+{examples} examples){note} · challenger v{state['version']} "
-        f"{plan.gate.metric} {decision['gate_challenger']:.4f}{versus} · {decision['gate.decision']}{drift}"
+        f"{decision.metric} {decision.challenger:.4f}{versus} · {decision.verdict}{drift}"
     )
 
 
@@ -204,33 +211,31 @@ def commit(dataset: str, arrays, manifest, good) -> None:
     data.commit_version(dataset, arrays, manifest, good)
 
 
-def complete(state: dict, params, inbox, outcome=None) -> dict:
+def complete(state: dict, inbox) -> gate.Decision:
     """Steps 5-7 of a committed cycle, from wherever its journal says it stopped: register the
-    challenger, decide and apply the gate, move the batches; then the journal goes."""
-    import dataclasses
-
+    challenger, apply the journaled decision, move the batches; then the journal goes."""
     model = state["model"]
+    if not isinstance(state.get("decision"), dict) or set(state["decision"]) != gate.FIELDS:
+        raise PipelineError(
+            f"{layout.retrain_journal(model)}: a cycle an earlier release committed but did not gate; "
+            "finish it with that release, or delete the file (its batches then move to consumed/ "
+            "and its challenger stays ungated)"
+        )
     if "version" not in state:
         version = registry.register(state["model_uri"], model, state["run_id"])
         fault("register")
         save(state, step="registered", version=version)
-    if "decision" not in state:
-        outcome = outcome or rebuilt_outcome(state, params)
-        ids = [b["id"] for b in state["batches"]]
-        examples = data.read_manifest(state["dataset"])["batches"]
-        extra = {
-            "retrain.batches": ",".join(ids),
-            "retrain.examples": str(sum(e.get("examples", 0) for e in examples if e["id"] in ids)),
-        }
-        challenger = dataclasses.replace(outcome, model_version=state["version"])
-        save(state, step="decided", decision=registry.gate_decision(challenger, extra))
-        fault("decide")
-    registry.record_gate(model, state["version"], state["run_id"], state["decision"])
+    decision = gate.Decision(**{**state["decision"], "challenger_version": state["version"]})
+    tags = {
+        "retrain.batches": ",".join(b["id"] for b in state["batches"]),
+        "retrain.examples": str(sum(b["examples"] for b in state["batches"])),
+    }
+    decision = gate.apply(model, state["run_id"], decision, tags)
     fault("gate")
     save(state, step="gated")
     move_batches(state, inbox)
     clear(model)
-    return state["decision"]
+    return decision
 
 
 def move_batches(state: dict, inbox) -> list[str]:
@@ -253,29 +258,6 @@ def move_batches(state: dict, inbox) -> list[str]:
     return missing
 
 
-def rebuilt_outcome(state: dict, params):
-    """The challenger's outcome after a restart: its plan, metrics (from its run) and the holdout
-    of the committed data version (the same holdout it was scored on)."""
-    import mlflow
-
-    from pipeline.training.plan import make_plan
-    from pipeline.training.run import Outcome
-
-    plan = make_plan(params, state["experiment"])
-    dataset = data.load(state["dataset"], params)
-    splits, _ = plan.objective.prepare(dataset, plan.train, plan.objective_params)
-    run = mlflow.MlflowClient().get_run(state["run_id"]).data
-    return Outcome(
-        plan,
-        state["run_id"],
-        run.metrics,
-        state["version"],
-        splits,
-        model_uri=state["model_uri"],
-        scored_on=run.tags.get(registry.SCORED_ON_TAG, ""),
-    )
-
-
 def recover(state: dict, params, inbox) -> str:
     """Finish (after the data commit) or roll back (before it) a cycle that was killed."""
     import mlflow
@@ -287,7 +269,7 @@ def recover(state: dict, params, inbox) -> str:
     task = resolve_experiment(params, state["experiment"]).task
     experiment_id = tracking.get_or_create_experiment(task)
     for name in (f"retrain-{model}", state["experiment"]):  # runs the killed process left RUNNING
-        tracking.close_orphaned_runs(experiment_id, name)
+        tracking.close_left_running([experiment_id], f"attributes.run_name = '{name}'")
     manifest = data.read_manifest(state["dataset"]) or {}
     recorded = {(e["id"], e.get("sha256")) for e in manifest.get("batches", [])}
     batch_ids = [(b["id"], b["sha256"]) for b in state.get("batches", [])]
@@ -304,10 +286,10 @@ def recover(state: dict, params, inbox) -> str:
             f"retrain {model}: rolled back a cycle interrupted before its data commit "
             f"(at step '{state['step']}'); its batches wait in {inbox.incoming}"
         )
-    decision = complete(state, params, inbox)
+    decision = complete(state, inbox)
     return (
         f"retrain {model}: finished a cycle interrupted after its data commit: batches "
-        f"{','.join(b for b, _ in batch_ids)} · challenger v{state['version']} · {decision['gate.decision']}"
+        f"{','.join(b for b, _ in batch_ids)} · challenger v{state['version']} · {decision.verdict}"
     )
 
 
@@ -341,12 +323,12 @@ def record_arrivals(good: list, refused: list) -> None:
     mlflow.log_dict(listing, "retrain_batches.json")
 
 
-def record_decision(decision: dict) -> None:
+def record_decision(decision: gate.Decision) -> None:
     """The gate's decision on the `retrain-<model>` run as well (the challenger's run has it too)."""
     import mlflow
 
-    mlflow.set_tags({k: v for k, v in decision.items() if k.startswith("gate.")})
-    mlflow.log_metrics({k: v for k, v in decision.items() if k.startswith("gate_")})
+    mlflow.set_tags(decision.tags())
+    mlflow.log_metrics(decision.metrics())
 
 
 def main(model: str | None = None) -> int:

@@ -184,16 +184,15 @@ def finish_trial_runs(
     import mlflow
 
     client = mlflow.MlflowClient()
-    children = client.search_runs(
-        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
-    )
+    trials = f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    children = client.search_runs([experiment_id], filter_string=trials, max_results=10000)
     counts = {"trials": len(children), "trials_stopped_early": 0, "trials_failed": 0}
     for child in children:
         status, tags = child.info.status, child.data.tags
         stopped_early = tags.get("sweep.stopped_early") == "true"
         failed = (ended or {}).get(tags.get("sweep.trial_id", ""))
         if failed is None:
-            decided = "KILLED" if status == "RUNNING" else status
+            decided = status  # one still RUNNING is closed below (KILLED), with the others
         elif failed:
             decided = "FAILED"
         else:
@@ -205,6 +204,8 @@ def finish_trial_runs(
             client.set_terminated(child.info.run_id, decided)
         counts["trials_stopped_early"] += stopped_early
         counts["trials_failed"] += decided != "FINISHED"
+    reason = "the sweep ended without a word from Tune on this trial"
+    tracking.close_left_running([experiment_id], trials, reason=reason, dead_only=False)
     return counts
 
 

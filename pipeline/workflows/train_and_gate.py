@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.monitoring import reference
-from pipeline.training import registry
+from pipeline.training import gate, registry
 from pipeline.training.run import Outcome, RunOptions, run
 
 
@@ -21,5 +21,5 @@ def train(name: str, overrides: list[str] | None = None, options: RunOptions | N
     if outcome.model_version is None:
         return outcome
     with registry.alias_lock(f"gate of {name}", wait=True):
-        decision = registry.apply_gate(outcome)
+        decision = gate.apply(outcome.plan.register_as, outcome.run_id, gate.judge(outcome))
     return dataclasses.replace(outcome, decision=decision)

@@ -140,7 +140,7 @@ def slow_body(head: bytes, tail: bytes, release: threading.Event):
 def test_a_promoted_version_answers_within_the_bound_and_requests_finish_on_theirs(project, classifier):
     edit_params(project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(margin=1.0))
     second = train("cnn-same", [*QUICK, "train.seed=7"])  # v2, challenger only: promoted below
-    assert not second.decision["promoted"]
+    assert not second.decision.promoted
     body = json.dumps({"dataframe_records": [{"pixels": image.ravel().tolist()} for image in digits(4)]})
     with serving(project, "serve", "digits-classifier", "--poll", str(POLL)) as port:
         url = f"http://127.0.0.1:{port}/invocations"
