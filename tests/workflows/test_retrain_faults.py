@@ -4,7 +4,7 @@ or left half-quarantined; no run stays RUNNING; `champion` follows the gate's de
 
 Each kill costs a fresh process (TensorFlow's import and a training), so this test kills at a
 representative subset of the steps (KILLED_AT): both before the data commit (the half-made
-quarantine folder, the trained challenger rolled back) and two after it: after the registration and
+quarantine folder, the trained and judged challenger rolled back) and two after it: after the registration and
 after the champion's move (the two that must not happen twice). `make soak` (benchmarks/soak.py)
 kills at every step in STEPS in turn and checks the same invariants after each kill."""
 
@@ -22,7 +22,7 @@ from pipeline import data, layout
 from pipeline.workflows import retrain
 from tests.helpers import aliases, consumed, digits_batch, files_of, incoming, quarantined
 
-KILLED_AT = ["quarantine", "train", "register", "gate"]  # all of STEPS: `make soak`
+KILLED_AT = ["quarantine", "decide", "register", "gate"]  # all of STEPS: `make soak`
 
 
 def holdout_hash() -> str:
