@@ -158,7 +158,8 @@ def validate(arrived: list, dataset, source, inbox, max_pixels: int, screen=None
 
 
 def challenge(plan, params, inbox, arrived: list, state: dict) -> str:
-    """Read the batches, train a challenger on them, commit, register, gate, move (steps 2-7)."""
+    """Read the batches, train a challenger on them and judge it, commit, register, apply, move
+    (steps 2-7)."""
     from pipeline.monitoring import reference
     from pipeline.training.run import RunOptions, run
 
@@ -217,9 +218,9 @@ def complete(state: dict, inbox) -> gate.Decision:
     model = state["model"]
     if not isinstance(state.get("decision"), dict) or set(state["decision"]) != gate.FIELDS:
         raise PipelineError(
-            f"{layout.retrain_journal(model)}: a cycle an earlier release committed but did not gate; "
-            "finish it with that release, or delete the file (its batches then move to consumed/ "
-            "and its challenger stays ungated)"
+            f"{layout.retrain_journal(model)}: a committed cycle journaled by an earlier release, in "
+            "a form this one does not read; finish it with that release, or delete the file (its "
+            "batches then move to consumed/, its challenger stays ungated)"
         )
     if "version" not in state:
         version = registry.register(state["model_uri"], model, state["run_id"])

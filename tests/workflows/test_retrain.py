@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline import cli, data, layout
+from pipeline.errors import PipelineError
 from pipeline.training import registry
 from pipeline.workflows import retrain
 from tests.helpers import (
@@ -393,3 +394,18 @@ def test_a_training_gate_waits_while_a_retrain_holds_the_lock(retrain_project):
     assert process.returncode == 0, err
     assert "digits-classifier v2: " in out  # gated once the lock was free
     assert "gate.decision" in client.get_model_version("digits-classifier", "2").tags
+
+
+def test_a_committed_journal_of_an_earlier_release_stops_in_one_line(project):
+    """Its decision (the dict of an earlier release) cannot be replayed: nothing is registered."""
+    state = {
+        "model": "digits-classifier",
+        "step": "decided",
+        "run_id": "0" * 32,
+        "model_uri": "models:/m-0",
+        "batches": [{"id": "b1", "name": "b1", "sha256": "0" * 64}],
+        "decision": {"gate.decision": "promoted", "gate_challenger": 0.99, "promoted": True},
+    }
+    with pytest.raises(PipelineError, match="digits-classifier.json: a committed cycle journaled by an"):
+        retrain.complete(state, inbox=None)
+    assert "version" not in state
