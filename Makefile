@@ -168,16 +168,19 @@ server: $(VENV_STAMP) $(if $(value DB),$(VENV)/.extra-postgres) $(if $(filter 1 
 retrain: $(VENV_STAMP) $(STORE_STAMP) ## one retraining cycle: data/incoming/ batches → challenger → gate → champion
 	$(PY) -m pipeline retrain
 
-INPUT ?= data/predict
+INPUT ?=
 OUTPUT ?= predictions.csv
-MODEL ?= models:/digits-classifier@champion
-# the paths reach the command through the environment, so quotes, spaces and $ arrive as typed
+MODEL ?= digits-classifier
+MAX_UNREADABLE ?= 0
+# the values reach the command through the environment, so quotes, spaces and $ arrive as typed (and
+# its messages name these variables: it sees that make started it)
 predict: export PIPELINE_PREDICT_MODEL = $(value MODEL)
 predict: export PIPELINE_PREDICT_INPUT = $(value INPUT)
 predict: export PIPELINE_PREDICT_OUTPUT = $(value OUTPUT)
-predict: $(VENV_STAMP) ## batch prediction: make predict INPUT=<image folder or CSV> [OUTPUT=…] [MODEL=…]
+predict: export PIPELINE_PREDICT_MAX_UNREADABLE = $(value MAX_UNREADABLE)
+predict: $(VENV_STAMP) ## batch prediction: make predict INPUT=<image folder or CSV> [MODEL=<registered model, experiment or run id>] [OUTPUT=…] [MAX_UNREADABLE=N]
 	$(PY) -m pipeline predict --model "$$PIPELINE_PREDICT_MODEL" --input "$$PIPELINE_PREDICT_INPUT" \
-		--output "$$PIPELINE_PREDICT_OUTPUT"
+		--output "$$PIPELINE_PREDICT_OUTPUT" --max-unreadable "$$PIPELINE_PREDICT_MAX_UNREADABLE"
 
 SERVE_MODEL ?= digits-classifier
 ALIAS ?= champion

@@ -6,7 +6,7 @@
     trained.metric, trained.value, trained.link                # headline metric, its value, the UI page
     trained.model.keras().summary()                            # the logged model, loaded safely
     pipeline.runs("digits-classification")                     # what `make report` shows, a DataFrame
-    pipeline.load_model("digits-classifier")                   # a registered model by alias (champion)
+    pipeline.load_model("digits-classifier")                   # a registered model's champion, or a run
 
 Every call logs into the project's store as the CLI does (the project is PIPELINE_ROOT or the
 working directory, the store MLFLOW_TRACKING_URI or its mlruns/), with the CLI's settings for the
@@ -89,12 +89,14 @@ def runs(task: str):
 
 @quietly
 def load_model(name: str, alias: str = "champion"):
-    """The registered model `name` at `alias`, loaded through pipeline.training.loading (only the
-    forms the pipeline logs; the version the alias names now). `.predict(x)` answers on arrays,
-    `.keras()` / `.native()` give the model itself, `.pyfunc()` the model as MLflow serves it."""
-    from pipeline.training import loading
+    """The model `name` names, loaded through pipeline.training.loading (only the forms the pipeline
+    logs): a registered model at `alias` (the version the alias names now), an experiment of
+    params.yaml (its latest finished run), a run id (6+ hex digits) or a models:/… / runs:/… URI.
+    `.predict(x)` answers on arrays, `.keras()` / `.native()` give the model itself, `.pyfunc()`
+    the model as MLflow serves it."""
+    from pipeline.training import loading, resolve
 
-    return loading.load(loading.pinned(f"models:/{name}@{alias}"))
+    return loading.load(resolve.resolve(name, alias).uri)
 
 
 # --------------------------------------------------------------------------- training

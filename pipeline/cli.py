@@ -374,7 +374,7 @@ def add_retrain(sub) -> None:
 def cmd_predict(args) -> int:
     from pipeline.tools import predict
 
-    return predict.main(args.model, args.input, args.output, args.allow_unsafe_model)
+    return predict.main(args.model, args.input, args.output, args.allow_unsafe_model, args.max_unreadable)
 
 
 def add_predict(sub) -> None:
@@ -382,16 +382,24 @@ def add_predict(sub) -> None:
         "predict",
         help="batch prediction with a logged or registered model",
         description="Predict a folder of images or a CSV of features; writes one CSV row per input. "
+        "It prints which model answered and what it was trained on, and warns when the inputs do not "
+        "look like that (colour into a grey model, sizes an order of magnitude apart, high drift). "
         "Only models the pipeline logs are loaded (Keras in safe mode, scikit-learn via skops, its own "
         "models-from-code checked by sha256); anything else, e.g. a pickled python_model, is refused.",
     )
     p.add_argument(
         "--model",
-        default="models:/digits-classifier@champion",
-        help="MLflow model URI (default: models:/digits-classifier@champion)",
+        default="digits-classifier",
+        help="a registered model (its champion), an experiment of params.yaml (its latest finished run), "
+        "a run id (6+ hex digits) or an MLflow model URI (models:/…, runs:/…); default: digits-classifier",
     )
     p.add_argument("--input", required=True, help="image folder or CSV file")
     p.add_argument("--output", default="predictions.csv", help="output CSV (default: predictions.csv)")
+    p.add_argument(
+        "--max-unreadable",
+        default="0",
+        help="skip and list up to this many image files that cannot be read (default: 0, refuse the first)",
+    )
     p.add_argument(
         "--allow-unsafe-model",
         action="store_true",

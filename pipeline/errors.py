@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
+import shlex
 
 from pipeline import secrets
 
@@ -43,3 +46,25 @@ def require(module: str, extra: str, feature: str):
         f"{feature} needs the '{extra}' extra ({module} is not installed): "
         f"pip install -c requirements.lock 'dl-pipeline[{extra}]'"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A command's option as the user typed it, for its messages: `--model x`, or `MODEL=x` when make
+    passed the value through the environment (the Makefile exports PIPELINE_<TARGET>_<VARIABLE>)."""
+
+    flag: str  # e.g. --model
+    variable: str  # make's, e.g. MODEL
+    environ: str  # what the Makefile exports, e.g. PIPELINE_PREDICT_MODEL
+
+    def by_make(self, value) -> bool:
+        return self.environ in os.environ and os.environ[self.environ] == str(value)
+
+    def name(self, value) -> str:
+        """`MODEL=` or `--model` (what to type again)."""
+        return f"{self.variable}=" if self.by_make(value) else f"{self.flag} "
+
+    def shown(self, value) -> str:
+        """`MODEL=x` or `--model x` (`MODEL='a b'` where a shell would need quotes)."""
+        text = str(value)
+        return f"{self.name(value)}{text if shlex.quote(text) == text else repr(text)}"

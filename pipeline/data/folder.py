@@ -18,6 +18,8 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import images
 from pipeline.data import readers, split_files
 from pipeline.errors import UserError
@@ -37,26 +39,28 @@ class Decoder:
     known: frozenset[bytes]  # content digests the previous cache holds: not decoded again
     spool: Path  # where each process appends what it decodes (decoded-<pid>.u8)
 
-    def __call__(self, path: Path) -> tuple[str, bytes, tuple[str, int] | None, str | None, bool]:
+    def __call__(self, path: Path) -> tuple[str, bytes, tuple[str, int] | None, str | None, bool, Native]:
         """(split key, content digest, (file, row) of the decoded image or None when known or
-        unreadable, problem, whether the problem is an unreadable image rather than a refused file)."""
+        unreadable, problem, whether the problem is an unreadable image rather than a refused file,
+        the file's own size and colour)."""
         try:
             with readers.open_regular(path, follow_symlinks=True) as handle:
                 raw = handle.read(self.max_bytes + 1)
         except UserError as exc:
-            return "", b"", None, str(exc), False
+            return "", b"", None, str(exc), False, None
         name = os.fsencode(path.name)
         key = hashlib.sha256(len(name).to_bytes(4, "big") + name + raw + b"\0").hexdigest()
         digest = hashlib.sha256(raw).digest()
         if len(raw) > self.max_bytes:
-            return key, digest, None, f"{readers.shown(path)}: larger than {self.max_bytes} bytes", True
+            return key, digest, None, f"{readers.shown(path)}: larger than {self.max_bytes} bytes", True, None
+        native = readers.image_header(raw)
         if digest in self.known:
-            return key, digest, None, None, False
+            return key, digest, None, None, False, native
         try:
             pixels = images.decode_uint8(raw, self.shape, self.max_pixels)
         except images.ImageError as exc:
-            return key, digest, None, f"{readers.shown(path)}: {exc}", True
-        return key, digest, self.append(pixels.tobytes()), None, False
+            return key, digest, None, f"{readers.shown(path)}: {exc}", True, None
+        return key, digest, self.append(pixels.tobytes()), None, False, native
 
     def append(self, pixels: bytes) -> tuple[str, int]:
         """Write one image at the end of this process's file: (its name, the image's row)."""
@@ -70,6 +74,7 @@ class Decoder:
         return name, row
 
 
+Native = tuple[int, int, bool] | None  # a file's own (height, width, colour), from its header
 SPOOLS: dict[Path, io.FileIO] = {}  # this process's open decoded-<pid>.u8 files, by path
 
 
@@ -84,6 +89,22 @@ class Decoded:
     rows: list[int] = dataclasses.field(default_factory=list)
     unreadable: list[dict[str, str]] = dataclasses.field(default_factory=list)
     spools: list[str] = dataclasses.field(default_factory=list)  # the decoded-<pid>.u8 files used
+    native: list[Native] = dataclasses.field(default_factory=list)  # each file's own size and colour
+
+    def native_size(self) -> dict:
+        """The files' own sizes and colour (the manifest's `native_size`, what a model's metadata
+        says it was trained on): median, min and max [height, width], the share of colour files."""
+        known = [n for n in self.native if n is not None]
+        if not known:
+            return {}
+        sides = np.asarray([n[:2] for n in known])
+        return {
+            "median": [int(v) for v in np.median(sides, axis=0)],
+            "min": [int(v) for v in sides.min(axis=0)],
+            "max": [int(v) for v in sides.max(axis=0)],
+            "color_share": round(sum(n[2] for n in known) / len(known), 4),
+            "files": len(known),
+        }
 
 
 def results(decoder: Decoder, files: list[Path], progress):
@@ -117,7 +138,7 @@ def decode_folder(
     labels = [label for label, (_, fs) in enumerate(classes) for _ in fs]
     out = Decoded()
     try:
-        for label, f, (key, digest, where, problem, unreadable) in zip(
+        for label, f, (key, digest, where, problem, unreadable, native) in zip(
             labels, files, results(decoder, files, progress), strict=True
         ):
             if problem and not (unreadable and max_unreadable):
@@ -142,6 +163,7 @@ def decode_folder(
             out.keys.append(key)
             out.digests.append(digest)
             out.labels.append(label)
+            out.native.append(native)
     finally:  # this process's own spool file (a small folder decoded here)
         for path in [p for p in SPOOLS if p.parent == decoder.spool]:
             SPOOLS.pop(path).close()

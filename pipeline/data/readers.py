@@ -177,6 +177,50 @@ def read_image(
             raise UserError(f"{shown(path)}: {exc}") from None
 
 
+COMMON_FORMATS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".avif",
+    ".heic",
+    ".heif",
+)
+
+
+def formats_read() -> str:
+    """The image files read, as a message lists them: the common extensions Pillow has an opener for
+    (HEIC once pillow-heif registers one), and how many more it reads."""
+    from PIL import Image
+
+    Image.init()
+    readable = {ext for ext, name in Image.registered_extensions().items() if name in Image.OPEN}
+    common = [ext for ext in COMMON_FORMATS if ext in readable]
+    return f"formats read: {' '.join(common)} and {len(readable) - len(common)} more that Pillow reads"
+
+
+COLOR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA")
+
+
+def image_header(source) -> tuple[int, int, bool] | None:
+    """(height, width, colour) of an image file from its header alone (nothing decoded), or None when
+    Pillow cannot read it. Colour: the file stores colour (RGB, CMYK, a palette), whatever it shows."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            width, height = img.size
+            return height, width, img.mode in COLOR_MODES
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds; the decoder says what is wrong
+        return None
+
+
 # --------------------------------------------------------------------------- CSV files
 
 

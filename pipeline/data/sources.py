@@ -256,6 +256,7 @@ class ImageFolderSource(ImageSource):
             "value_range": [0.0, 1.0],
             "divisor": 255,
             "unreadable": decoded.unreadable,
+            "native_size": decoded.native_size(),
             "digests": digests,
         }
         return arrays, info

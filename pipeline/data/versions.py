@@ -257,6 +257,7 @@ KEPT = (
     "fill",
     "filled_gaps",
     "unreadable",
+    "native_size",
 )
 
 

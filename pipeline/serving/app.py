@@ -11,16 +11,19 @@ data once a minute (a run `serve-<model>` in the MLflow experiment `predictions`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 
 from pipeline import startup
 from pipeline.config import NAME_PATTERN, NAME_RULE
-from pipeline.errors import UserError
+from pipeline.errors import Option, UserError
 from pipeline.serving import follow, scoring
-from pipeline.training import tracking
+from pipeline.training import resolve, tracking
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MODEL = Option("serve", "SERVE_MODEL", "PIPELINE_SERVE_MODEL")
+ALIAS = Option("--alias", "ALIAS", "PIPELINE_SERVE_ALIAS")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -43,9 +46,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def check_names(settings: follow.Settings) -> None:
-    for what, value in (("MODEL", settings.name), ("--alias", settings.alias)):
+    for option, value in ((MODEL, settings.name), (ALIAS, settings.alias)):
         if not NAME_PATTERN.fullmatch(value):
-            raise UserError(f"{what} '{value}' is not a registered model name or alias ({NAME_RULE})")
+            raise UserError(f"{option.shown(value)} is not a registered model name or alias ({NAME_RULE})")
     if settings.poll <= 0 or settings.drift_seconds <= 0:
         raise UserError("--poll and --drift-seconds must be positive")
 
@@ -58,8 +61,13 @@ def main(settings: follow.Settings, host: str = "127.0.0.1", port: int = 5001, l
     logging.getLogger("mlflow.models.utils").setLevel(logging.ERROR)
     check_names(settings)
     sock = bind(host, port)
-    startup.quiet_tensorflow()
     tracking.configure()
+    said = MODEL.shown(settings.name)
+    name = resolve.registered_name(settings.name, said)  # an experiment: the model it registers
+    if name != settings.name:
+        follow.say(f"{said} is an experiment: serving the model it registers, {name}")
+    settings = dataclasses.replace(settings, name=name, said=said)
+    startup.quiet_tensorflow()
     follower = follow.Follower(settings)
     served = follower.load()  # a model that cannot be served stops here, in one line
     shown = f"[{host}]" if ":" in host else host

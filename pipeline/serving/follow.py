@@ -32,7 +32,7 @@ import numpy as np
 from pipeline import images, monitoring, secrets
 from pipeline.errors import UserError, first_line
 from pipeline.monitoring import reference
-from pipeline.training import tracking
+from pipeline.training import resolve, tracking
 
 EXPERIMENT = "predictions"  # where the served versions' drift windows are written
 
@@ -50,6 +50,7 @@ class Settings:
     poll: float = 10.0  # seconds between two reads of the alias
     drift_seconds: float = 60.0  # one drift comparison per this many seconds of requests
     allow_unsafe: bool = False  # --allow-unsafe-model (with PIPELINE_ALLOW_UNSAFE_MODELS=1)
+    said: str = ""  # how the user named the model (`SERVE_MODEL=x`), for the messages
 
 
 @dataclasses.dataclass(eq=False)
@@ -150,10 +151,7 @@ class Follower:
         name, alias = self.settings.name, self.settings.alias
         version = alias_version(name, alias)
         if version is None:
-            raise UserError(
-                f"registered model '{name}' has no version with alias '{alias}' in "
-                f"{tracking.shown_uri()}: train and promote one first (make train-all)"
-            )
+            raise resolve.no_alias(name, alias, self.settings.said or f"model '{name}'")
         self.current = load_version(name, version, self.settings)
         return self.current
 

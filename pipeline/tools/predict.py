@@ -24,32 +24,83 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import atomic, config, data
-from pipeline.errors import UserError
-from pipeline.training import loading
+from pipeline import atomic, config, data, images
+from pipeline.errors import Option, UserError
+from pipeline.monitoring import inputs
+from pipeline.training import loading, resolve
 
 CHUNK_BYTES = 32 * 2**20  # images read, predicted and written at a time: about this many float32 bytes
+DEFAULT_MODEL = "digits-classifier"  # its champion; a warning says when the inputs do not fit it
+MODEL = Option("--model", "MODEL", "PIPELINE_PREDICT_MODEL")
+INPUT = Option("--input", "INPUT", "PIPELINE_PREDICT_INPUT")
+OUTPUT = Option("--output", "OUTPUT", "PIPELINE_PREDICT_OUTPUT")
+MAX_UNREADABLE = Option("--max-unreadable", "MAX_UNREADABLE", "PIPELINE_PREDICT_MAX_UNREADABLE")
+SAMPLE = "data/samples/digits"  # what the messages suggest
+OTHER = "<a model trained on such images: a registered model, an experiment or a run id>"
+
+
+@dataclasses.dataclass
+class Unreadable:
+    """Image files that could not be read: skipped and listed up to `limit` (--max-unreadable),
+    refused beyond it (default 0: the first is refused)."""
+
+    limit: int = 0
+    files: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (name, why)
+
+    def add(self, name: str, problem: str) -> None:
+        self.files.append((name, problem))
+        if len(self.files) <= self.limit:
+            return
+        skip = MAX_UNREADABLE.name(self.limit)
+        formats = data.readers.formats_read()
+        if not self.limit:
+            raise UserError(f"{name}: {problem}; {formats}; to skip unreadable images give {skip}N")
+        raise UserError(
+            f"more than {skip.strip()} {self.limit} unreadable images (the last: {name}: {problem}); "
+            f"{formats}; give a larger {skip.strip()}"
+        )
 
 
 def read_images(
-    folder: Path, shape: tuple[int, ...], max_pixels: int = data.readers.MAX_PIXELS
+    folder: Path,
+    shape: tuple[int, ...],
+    max_pixels: int = data.readers.MAX_PIXELS,
+    seen: inputs.Inputs | None = None,
+    unreadable: Unreadable | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """Every image under `folder` (junk such as .DS_Store skipped; links and special files refused
-    now, before any is read), as (names, images) a chunk at a time."""
+    now, before any is read), as (names, images) a chunk at a time. Each file's own size and colour
+    go to `seen`; a file that is no image this reads to `unreadable` (refused by default)."""
     if len(shape) != 3:
         raise UserError(f"{folder}: the model expects inputs of shape {shape}, not images")
     files = data.regular_files(folder)
     if not files:
         raise UserError(f"{folder}: no images to predict")
+    seen, unreadable = seen or inputs.Inputs(), unreadable or Unreadable()
     step = max(1, min(1024, CHUNK_BYTES // (4 * int(np.prod(shape)))))
-    parts = (files[start : start + step] for start in range(0, len(files), step))
-    return (
-        (
-            [data.shown(f.relative_to(folder)) for f in part],
-            np.stack([data.read_image(f, shape, max_pixels) for f in part]),
-        )
-        for part in parts
-    )
+    for start in range(0, len(files), step):
+        names, x = [], []
+        for f in files[start : start + step]:
+            name = data.shown(f.relative_to(folder))
+            try:
+                pixels, native = read_image(f, shape, max_pixels)
+            except images.ImageError as exc:
+                unreadable.add(name, str(exc))
+                continue
+            names.append(name)
+            x.append(pixels)
+            seen.add(native)
+        if names:
+            yield names, np.stack(x)
+
+
+def read_image(path: Path, shape: tuple[int, ...], max_pixels: int):
+    """(pixels as the model takes them, the file's own (height, width, colour)); an ImageError when
+    it is not an image this reads. Only a regular file is opened (links were refused)."""
+    with data.readers.open_regular(path) as handle:
+        native = data.readers.image_header(handle)
+        handle.seek(0)
+        return images.decode(handle, shape, max_pixels), native
 
 
 def read_table(path: Path, shape: tuple[int, ...]) -> tuple[list[str], np.ndarray]:
@@ -71,24 +122,71 @@ def image_cap() -> int:
         return data.readers.MAX_PIXELS
 
 
-def main(model_uri: str, input_path: str, output: str, allow_unsafe: bool = False) -> int:
+def checked_paths(input_path: str, output: str) -> tuple[Path, Path]:
+    """The input and output paths, or one line naming the option (or make variable) to fix."""
+    if not input_path:
+        raise UserError(
+            f"{INPUT.name(input_path).strip()} is empty: give the image folder or CSV file to predict, "
+            f"e.g. {INPUT.name(input_path)}{SAMPLE}"
+        )
     source, target = Path(input_path), Path(output)
     if not os.path.lexists(source):
-        raise UserError(f"--input '{input_path}' does not exist")
+        raise UserError(
+            f"{INPUT.shown(input_path)} does not exist: give an image folder or a CSV file, "
+            f"e.g. {INPUT.name(input_path)}{SAMPLE}"
+        )
     if target.is_dir():
         example = target / "predictions.csv"
-        raise UserError(f"--output '{output}' is a folder; give a file name, e.g. {example}")
+        raise UserError(
+            f"{OUTPUT.shown(output)} is a folder; give a file name, e.g. {OUTPUT.name(output)}{example}"
+        )
+    return source, target
+
+
+def unreadable_limit(value: int | str) -> int:
+    text = str(value).strip()
+    if not text.isdigit():
+        raise UserError(
+            f"{MAX_UNREADABLE.shown(value)} is not a count: give a whole number of image files to skip, "
+            f"e.g. {MAX_UNREADABLE.name(value)}5"
+        )
+    return int(text)
+
+
+def main(
+    model_uri: str, input_path: str, output: str, allow_unsafe: bool = False, max_unreadable: int | str = 0
+) -> int:
+    source, target = checked_paths(input_path, output)
+    max_unreadable = unreadable_limit(max_unreadable)
     max_pixels = image_cap()
-    # an alias is read once: the version loaded is the version recorded
-    model = loading.load(loading.pinned(model_uri), allow_unsafe)  # only what the pipeline logs
+    resolved = resolve.resolve(model_uri, said=MODEL.shown(model_uri))  # an alias is read once
+    for note in resolved.notes:
+        print(f"note: {note}")
+    model = loading.load(resolved.uri, allow_unsafe)  # only what the pipeline logs
+    shown = model_uri if resolved.kind != "experiment" else resolved.shown()
+    print(f"predict: model {inputs.describe(model, shown)}", flush=True)
     shape = model.input_shape()
-    chunks = read_images(source, shape, max_pixels) if source.is_dir() else iter([read_table(source, shape)])
+    seen, unreadable = inputs.Inputs(), Unreadable(max_unreadable)
+    if source.is_dir():
+        chunks = read_images(source, shape, max_pixels, seen, unreadable)
+    else:
+        chunks = iter([read_table(source, shape)])
     drift = Folded.of(model)
     with atomic.atomic_open(target, "w") as handle:  # renamed into place once every row is written
         count = write_predictions(handle, model, model_uri, chunks, drift)
-    line = record(model, model_uri, input_path, count, drift)
-    version = f" v{model.version}" if model.version else ""
-    print(f"predict: {count} inputs → {output} (model {model_uri}{version})\n  {line}")
+    channels = shape[-1] if len(shape) == 3 else 0
+    warned = inputs.warnings(
+        model, shown, seen, channels, drift.compared(), f"{MODEL.name(model_uri)}{OTHER}"
+    )
+    line = record(model, resolved.uri, input_path, count, drift, unreadable, warned)
+    print(f"predict: {count} inputs → {output}\n  {line}")
+    if unreadable.files:
+        limit = MAX_UNREADABLE.shown(max_unreadable)
+        print(f"predict: skipped {len(unreadable.files)} unreadable images ({limit})")
+        for name, problem in unreadable.files:
+            print(f"  {name}: {problem}")
+    for warning in warned:
+        print(warning, flush=True)
     return 0
 
 
@@ -118,6 +216,7 @@ class Folded:
     profile: Any  # the model's image drift profile, or None
     why: str = ""
     stats: Any = None  # ImageStats of the chunks so far
+    drift: Any = None  # the Drift, once compared
 
     @classmethod
     def of(cls, model) -> Folded:
@@ -141,10 +240,21 @@ class Folded:
             return
         self.stats = part if self.stats is None else self.stats.merge(part)
 
+    def compared(self):
+        """The inputs' Drift from the training data, or None when not measured (`why`)."""
+        if self.profile is None or self.stats is None:
+            return None
+        if self.drift is None:
+            self.drift = self.profile.compare(self.stats)
+        return self.drift
 
-def record(model, uri: str, input_path: str, count: int, drift: Folded) -> str:
+
+def record(
+    model, uri: str, input_path: str, count: int, drift: Folded, unreadable: Unreadable, warned
+) -> str:
     """The call as a run `predict` in the MLflow experiment `predictions`: which model answered, how
-    many inputs, and their drift from the model's training data; returns the drift line."""
+    many inputs, the images skipped, the warnings, and the inputs' drift from the model's training
+    data; returns the drift line."""
     import mlflow
 
     from pipeline import secrets
@@ -157,11 +267,15 @@ def record(model, uri: str, input_path: str, count: int, drift: Folded) -> str:
         "model.run_id": model.run_id,
         "predict.input": input_path[:500],
     }
+    if warned:
+        tags["predict.warning"] = " | ".join(warned)[:5000]
     with tracking.start_run("predictions", "predict", tags):
-        mlflow.log_metric("predict_inputs", count)
-        if drift.profile is None or drift.stats is None:
+        mlflow.log_metrics({"predict_inputs": count, "predict_unreadable": len(unreadable.files)})
+        if unreadable.files:
+            mlflow.log_text("".join(f"{name}\t{why}\n" for name, why in unreadable.files), "unreadable.tsv")
+        compared = drift.compared()
+        if compared is None:
             mlflow.set_tag("drift.profile", drift.why[:500])
             return f"drift: not measured ({drift.why})"
-        compared = drift.profile.compare(drift.stats)
         compared.log("drift.png")
         return compared.line()

@@ -1,11 +1,12 @@
 """`python -m pipeline retrieve IMAGE... [--k 10] [--model autoencoder|pca]`: image retrieval.
 
-Each query image is encoded by the latest finished run of the experiment `--model` (an
-autoencoder's encoder or PCA's components, as logged in MLflow) and compared with the codes of
-every image of the dataset's training split (all classes, also those the model never trained
-on); the k nearest (Euclidean distance in code space) are printed, drawn as a picture grid
-(`reports/retrieval/<model>.png`, or `--output`) and logged as a run `retrieve` of the MLflow
-experiment `retrieval` (the grid, neighbours.csv, the model run it used).
+Each query image is encoded by the model `--model` names (an experiment: its latest finished run;
+or a registered model, a run id, a URI: pipeline/training/resolve.py), an autoencoder's encoder or
+PCA's components as logged in MLflow, and compared with the codes of every image of the dataset's
+training split (all classes, also those the model never trained on); the k nearest (Euclidean
+distance in code space) are printed, drawn as a picture grid (`reports/retrieval/<model>.png`, or
+`--output`) and logged as a run `retrieve` of the MLflow experiment `retrieval` (the grid,
+neighbours.csv, the model run it used).
 
 Query images are untrusted input, read as `make predict` reads images (`data.read_image`): only
 regular files (symlinks refused), their size checked from the header before anything is decoded.
@@ -24,7 +25,7 @@ import numpy as np
 from pipeline import atomic, config, data, plots, startup
 from pipeline.errors import UserError
 from pipeline.objectives import anomaly
-from pipeline.training import tracking
+from pipeline.training import resolve, tracking
 
 TASK, RUN_NAME = "retrieval", "retrieve"
 CODE_FAMILIES = ("autoencoder", "pca")  # families whose model has a code space
@@ -36,42 +37,36 @@ def read_queries(images: list[str], shape: tuple[int, ...]) -> np.ndarray:
 
 
 def code_model(name: str):
-    """(the experiment as params.yaml resolves it, its latest finished run) for a model with a code
-    space. The experiment is not planned (that imports its family, and so TensorFlow): its run is
-    already trained, and what it logged is what is loaded."""
+    """The finished run of a model with a code space that `--model` names (an experiment: its latest
+    finished run; a registered model, a run id or a URI: resolve.py), read from its tags without
+    loading it (that imports TensorFlow). An experiment's family is checked first, from params.yaml."""
     import mlflow
 
-    exp = config.resolve_experiment(config.load_params(), name)
-    if exp.family not in CODE_FAMILIES:
+    params = config.load_params()
+    if name in params["experiments"]:
+        check_family(name, config.resolve_experiment(params, name).family)
+    resolved = resolve.resolve(name, said=f"--model {name}")
+    if not resolved.run_id:
+        raise UserError(f"--model {name}: {resolved.uri} names no run; give an experiment or a run id")
+    run = mlflow.MlflowClient().get_run(resolved.run_id)
+    check_family(name, run.data.tags.get("model_family", ""))
+    return run
+
+
+def check_family(name: str, family: str) -> None:
+    if family not in CODE_FAMILIES:
         raise UserError(
-            f"--model {name}: family '{exp.family}' has no code space to search; "
+            f"--model {name}: family '{family}' has no code space to search; "
             f"use an experiment of family {' or '.join(CODE_FAMILIES)}"
         )
-    tracking.configure()
-    experiment = mlflow.MlflowClient().get_experiment_by_name(exp.task)
-    runs = (
-        mlflow.MlflowClient().search_runs(
-            [experiment.experiment_id],
-            filter_string=f"attributes.status = 'FINISHED' and attributes.run_name = '{name}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        if experiment
-        else []
-    )
-    if not runs:
-        raise UserError(
-            f"no finished run of '{name}' in {tracking.shown_uri()}: train it first (make train-{name})"
-        )
-    return exp, runs[0]
 
 
-def load(run):
-    """The run's logged model itself (the autoencoder's Keras model, PCA's fitted pipeline), loaded
-    only in a form the pipeline logs (pipeline/training/loading.py): nothing in it runs."""
+def load(uri: str):
+    """The logged model itself (the autoencoder's Keras model, PCA's fitted pipeline), loaded only in
+    a form the pipeline logs (pipeline/training/loading.py): nothing in it runs."""
     from pipeline.training import loading
 
-    return loading.load(f"runs:/{run.info.run_id}/model").native()
+    return loading.load(uri).native()
 
 
 def neighbours(model, queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,12 +119,13 @@ def report(images, distances, indices, labels, class_names) -> None:
 def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
     import mlflow
 
-    exp, run = code_model(model_name)
-    dataset = data.load(exp.dataset)
+    run = code_model(model_name)
+    family = run.data.tags["model_family"]
+    dataset = data.load(run.data.tags["dataset"])
     pool, labels = dataset.examples("train")
     queries = read_queries(images, tuple(pool.shape[1:]))
     startup.quiet_tensorflow()  # only now: every error above answers without its ~5 s import
-    model = load(run)
+    model = load(f"runs:/{run.info.run_id}/model")
     distances, indices = neighbours(model, queries, pool, k)
     report(images, distances, indices, labels, dataset.class_names)
     if run.data.tags.get("data_hash") not in (None, dataset.sha256):
@@ -139,7 +135,7 @@ def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
     out = Path(output) if output else config.project_root() / "reports" / "retrieval" / f"{model_name}.png"
     with atomic.atomic_open(out) as handle:
         figure.savefig(handle, format="png", dpi=110)
-    tags = {"model_run_id": run.info.run_id, "model_family": exp.family, "dataset": dataset.name}
+    tags = {"model_run_id": run.info.run_id, "model_family": family, "dataset": dataset.name}
     with tracking.start_run(TASK, RUN_NAME, {**tags, "data_hash": dataset.sha256}) as logged:
         tracking.log_params(
             {"model": model_name, "k": indices.shape[1], "images": [Path(i).name for i in images]}

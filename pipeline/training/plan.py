@@ -49,12 +49,13 @@ class Plan:
     gate: Gate | None = None
 
 
-def gate_for(params: dict[str, Any], model_name: str, objective: Objective) -> Gate:
+def gate_for(params: dict[str, Any], model_name: str, objective: Objective, experiment: str = "") -> Gate:
     """The promotion rule of `model_name`, checked against the objective that will be scored."""
     where = f"retrain.gates.{model_name}"
     gates = (params.get("retrain") or {}).get("gates") or {}
     if model_name not in gates:
-        raise UserError(f"{PARAMS_FILE}: {where} is missing (the promotion rule)")
+        example = gate_example(params, experiment, model_name, objective) if experiment else ""
+        raise UserError(f"{PARAMS_FILE}: {where} is missing (the promotion rule){example and '; ' + example}")
     gate = parse_section(Gate, gates[model_name], where)
     if not (math.isfinite(gate.threshold) and math.isfinite(gate.margin)):
         raise UserError(f"{PARAMS_FILE}: {where}: threshold and margin must be finite numbers")
@@ -76,6 +77,66 @@ def gate_for(params: dict[str, Any], model_name: str, objective: Objective) -> G
             f"{gate.metric}, which is better when {'higher' if higher else 'lower'} (drop the key)"
         )
     return dataclasses.replace(gate, greater_is_better=higher)
+
+
+def gate_example(params: dict[str, Any], experiment: str, model_name: str, objective: Objective) -> str:
+    """What to paste into params.yaml for `model_name`'s gate, in YAML flow style: the objective's
+    headline metric and a threshold that fits the task (suggested_threshold)."""
+    threshold, why = suggested_threshold(params, experiment, objective)
+    gate = f"{model_name}: {{metric: {objective.headline}, threshold: {threshold!r}, margin: 0.005}}"
+    if (params.get("retrain") or {}).get("gates"):
+        return f"under retrain.gates add `{gate}` ({why})"
+    return f"add `retrain: {{gates: {{{gate}}}}}` ({why})"
+
+
+def registration_example(params: dict[str, Any], experiment: str, objective: Objective) -> str:
+    """What to paste into params.yaml so that `experiment` registers a model: its register_as line
+    and a gate (gate_example)."""
+    return (
+        f"in {PARAMS_FILE} add `register_as: {experiment}` to experiments.{experiment} and "
+        f"{gate_example(params, experiment, experiment, objective).removeprefix('add ')}, then "
+        f"make train-{experiment}"
+    )
+
+
+def suggested_threshold(params: dict[str, Any], experiment: str, objective: Objective) -> tuple[float, str]:
+    """(a threshold for the objective's headline metric, why). A score (higher is better): 0.05 under
+    the experiment's latest run, but not under 1.5 x chance (or the run itself, when lower); without
+    a run, 1.5 x chance. An error (lower is better): 10 % over the latest run, else over the task's
+    best run. Never another task's figure (digits' 0.95)."""
+    from pipeline.training import tracking
+
+    metric, exp = objective.headline, config.resolve_experiment(params, experiment)
+    tracking.configure()
+    latest = tracking.latest_run(exp.task, experiment)
+    value = latest.data.metrics.get(metric) if latest else None
+    if objective.direction(metric) == "max":
+        chance = chance_level(metric, exp.dataset)
+        if chance is None and value is None:
+            return 0.5, f"dataset '{exp.dataset}' not prepared yet: its chance level is unknown"
+        floor = 1.5 * chance if chance is not None else 0.0
+        if value is None:
+            return math.floor(100 * floor) / 100, f"1.5 x chance {chance:.3g}"
+        threshold = max(value - 0.05, min(value, floor))
+        return math.floor(100 * threshold) / 100, f"{metric} {value:.4g} of its latest run, less 0.05"
+    where = "its latest run"
+    if value is None:
+        best = tracking.latest_run(exp.task, order_by=f"metrics.{metric} ASC")
+        value, where = (best.data.metrics.get(metric) if best else None), f"the best run of {exp.task}"
+    if value is None:
+        return 1e6, f"no run of {exp.task} yet: set it after the first run"
+    return float(f"{1.1 * value:.3g}"), f"{metric} {value:.4g} of {where}, plus 10 %"
+
+
+def chance_level(metric: str, dataset: str) -> float | None:
+    """What guessing scores on `metric`: 0.5 for a ROC AUC, 1/classes for an accuracy (the classes
+    of the prepared dataset; None when it is not prepared yet)."""
+    from pipeline import data
+
+    if "accuracy" not in metric:
+        return 0.5
+    names = (data.read_manifest(dataset) or {}).get("class_names")
+    return 1 / len(names) if names else None
 
 
 def reported_exactly(objective: Objective, metric: str) -> bool:
@@ -136,7 +197,7 @@ def make_plan(params: dict, name: str, overrides: list[str] | None = None) -> Pl
     register_as, gate = extra.pop("register_as", None), None
     if register_as is not None:
         config.check_name(register_as, f"{PARAMS_FILE}: {where}.register_as")
-        gate = gate_for(params, register_as, objective)
+        gate = gate_for(params, register_as, objective, name)
     return Plan(exp, family, objective, model_params, train_params, objective_params, register_as, gate)
 
 

@@ -145,7 +145,28 @@ def model_metadata(plan: Plan, splits: Splits, dataset) -> dict:
         metadata["model_name"] = plan.register_as
     if splits.class_names:
         metadata["class_names"] = list(splits.class_names)
+    metadata["trained_on"] = trained_on(plan, splits, dataset)
     return metadata
+
+
+def trained_on(plan: Plan, splits: Splits, dataset) -> dict:
+    """What the model learnt from, which `predict` compares its inputs with: the dataset, its source
+    and classes, the shape fed to the model and, for images, their size and colour mode as fed and
+    as the source files were (`native_size`: recorded by image-folder prep; the other image sources
+    store images as their source holds them)."""
+    shape = [int(n) for n in splits.x_train.shape[1:]]
+    facts = {"dataset": dataset.name, "source": dataset.manifest["source"], "input_shape": shape}
+    if splits.class_names:
+        facts["classes"] = len(splits.class_names)
+    if dataset.kind == "images" and len(shape) == 3:
+        color = shape[2] == 3
+        facts.update(image_size=shape[:2], color_mode="rgb" if color else "grayscale")
+        native = dataset.manifest.get("native_size")
+        if native is None and dataset.manifest["source"] != "image-folder":  # unknown for an older prep
+            native = {"median": shape[:2], "min": shape[:2], "max": shape[:2], "color_share": float(color)}
+        if native:
+            facts["native_size"] = native
+    return facts
 
 
 def log_model(plan: Plan, model, splits: Splits, dataset):

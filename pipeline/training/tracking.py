@@ -113,6 +113,27 @@ def init_store(experiments: list[str]) -> str:
     return uri
 
 
+def latest_run(task: str, run_name: str | None = None, order_by: str = "attributes.start_time DESC"):
+    """The first FINISHED run of the MLflow experiment `task` (named `run_name`, when given) by
+    `order_by` (default: the latest), or None."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(task)
+    named = f" and attributes.run_name = '{run_name}'" if run_name else ""
+    runs = (
+        client.search_runs(
+            [found.experiment_id],
+            filter_string=f"attributes.status = 'FINISHED'{named}",
+            order_by=[order_by],
+            max_results=1,
+        )
+        if found
+        else []
+    )
+    return runs[0] if runs else None
+
+
 @functools.cache  # once per process: train-all's workers train many runs of one checkout
 def git_commit() -> str:
     try:

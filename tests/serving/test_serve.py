@@ -256,7 +256,7 @@ def test_what_cannot_be_served_is_one_line_before_serving(project, capsys):
     no_alias = "registered model 'digits-classifier' has no version with alias 'champion'"
     for args, fragment in (
         (["digits-classifier", "--port", str(free_port())], no_alias),
-        (["no such/model"], "MODEL 'no such/model' is not"),
+        (["no such/model"], "serve 'no such/model' is not"),
     ):
         assert cli.main(["serve", *args]) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -281,7 +281,7 @@ def test_make_serve_passes_the_names_as_typed(project):
     (project / "mlruns" / ".initialized").touch()
     done = make(project, "serve", "SERVE_MODEL=it's $HOME", "PORT=" + str(free_port()))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "error: MODEL 'it's $HOME' is not a registered model name" in done.stderr
+    assert "error: SERVE_MODEL=\"it's $HOME\" is not a registered model name" in done.stderr
 
 
 def drift_runs(name: str) -> pd.DataFrame:

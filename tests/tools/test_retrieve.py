@@ -44,7 +44,7 @@ def test_bad_queries_and_models_are_one_line_errors(project, capsys):
     """Each refused before TensorFlow is imported; the first in a real process (its exit code and
     stderr), the others in this one (`cli_in_process`), which already has TensorFlow."""
     assert_one_line_error(
-        run_cli(project, "retrieve", "x.png"), "no finished run of 'autoencoder'", "train-autoencoder"
+        run_cli(project, "retrieve", "x.png"), "'autoencoder' has no finished run", "make train-autoencoder"
     )
     assert_one_line_error(
         cli_in_process(project, capsys, "retrieve", "x.png", "--model", "lstm"),
