@@ -45,7 +45,11 @@ def test_each_kind_of_name_resolves(project):
     new = finished("digits-classification", "cnn-same", test_accuracy=0.95)
     registered("digits-classifier", old)
     champion = resolve.resolve("digits-classifier")
-    assert (champion.kind, champion.uri, champion.run_id) == ("registered", "models:/digits-classifier/1", old)
+    assert (champion.kind, champion.uri, champion.run_id) == (
+        "registered",
+        "models:/digits-classifier/1",
+        old,
+    )
     assert not champion.notes  # cnn-same registers as digits-classifier: the same model, no note
     latest = resolve.resolve("cnn-same")
     assert (latest.kind, latest.uri, latest.run_id) == ("experiment", f"runs:/{new}/model", new)
@@ -108,7 +112,9 @@ def pasted(message: str) -> dict:
 
 
 def test_serving_what_registers_nothing_shows_what_to_paste(project):
-    assert resolve.registered_name("digits-classifier", "SERVE_MODEL=digits-classifier") == "digits-classifier"
+    assert (
+        resolve.registered_name("digits-classifier", "SERVE_MODEL=digits-classifier") == "digits-classifier"
+    )
     assert resolve.registered_name("cnn-same", "SERVE_MODEL=cnn-same") == "digits-classifier"
     finished("digits-classification", "cnn-valid", test_accuracy=0.97)
     with pytest.raises(UserError) as error:
