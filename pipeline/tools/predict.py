@@ -51,13 +51,13 @@ class Unreadable:
         self.files.append((name, problem))
         if len(self.files) <= self.limit:
             return
-        skip = MAX_UNREADABLE.name(self.limit)
         formats = data.readers.formats_read()
         if not self.limit:
-            raise UserError(f"{name}: {problem}; {formats}; to skip unreadable images give {skip}N")
+            skip = f"to skip unreadable images give {MAX_UNREADABLE.name(0)}N"
+            raise UserError(f"{name}: {problem}; {formats}; {skip}")
         raise UserError(
-            f"more than {skip.strip()} {self.limit} unreadable images (the last: {name}: {problem}); "
-            f"{formats}; give a larger {skip.strip()}"
+            f"more than {MAX_UNREADABLE.shown(self.limit)} unreadable images (the last: {name}: {problem}); "
+            f"{formats}; give a larger {MAX_UNREADABLE.name(self.limit)}N"
         )
 
 
@@ -76,11 +76,15 @@ def read_images(
     files = data.regular_files(folder)
     if not files:
         raise UserError(f"{folder}: no images to predict")
-    seen, unreadable = seen or inputs.Inputs(), unreadable or Unreadable()
     step = max(1, min(1024, CHUNK_BYTES // (4 * int(np.prod(shape)))))
-    for start in range(0, len(files), step):
+    parts = (files[start : start + step] for start in range(0, len(files), step))
+    return chunks(folder, parts, shape, max_pixels, seen or inputs.Inputs(), unreadable or Unreadable())
+
+
+def chunks(folder: Path, parts, shape, max_pixels: int, seen: inputs.Inputs, unreadable: Unreadable):
+    for part in parts:
         names, x = [], []
-        for f in files[start : start + step]:
+        for f in part:
             name = data.shown(f.relative_to(folder))
             try:
                 pixels, native = read_image(f, shape, max_pixels)

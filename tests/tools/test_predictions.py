@@ -5,11 +5,12 @@ model's training data (its drift profile: `drift_*` metrics and drift.png)."""
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from pipeline import cli, data
 from pipeline.tools import predict
-from tests.helpers import relocate_project, train
+from tests.helpers import REPO, relocate_project, train
 
 QUICK = ["train.limit=300", "train.epochs=2"]
 
@@ -37,7 +38,8 @@ def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(
     for folder in (same, inverted):
         assert cli.main(["predict", "--input", str(folder), "--output", str(tmp_path / "out.csv")]) == 0
     printed = capsys.readouterr().out
-    assert "(model models:/digits-classifier@champion v1)" in printed and "drift_score 1.00" in printed
+    assert "predict: model digits-classifier v1 (run " in printed and "drift_score 1.00" in printed
+    assert printed.count("warning: drift_score 1.00 (high: above 0.3") == 1  # the inverted digits only
     runs = predictions()
     assert list(runs["tags.mlflow.runName"]) == ["predict", "predict"]
     assert set(runs["status"]) == {"FINISHED"} and list(runs["metrics.predict_inputs"]) == [40, 40]
@@ -70,3 +72,47 @@ def test_a_model_without_a_profile_still_predicts_and_says_so(project, tmp_path,
     runs = predictions()
     assert runs["metrics.predict_inputs"][0] == 5 and runs["tags.model.run_id"][0] == unregistered.run_id
     assert "no image drift profile" in runs["tags.drift.profile"][0]
+
+
+def predicted(capsys, *args) -> str:
+    assert cli.main(["predict", *args]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_predict_names_its_model_and_warns_when_the_inputs_do_not_fit(project, champions, tmp_path, capsys):
+    relocate_project(champions, project)  # its own copy: each call is logged
+    samples, out = REPO / "data" / "samples", str(tmp_path / "out.csv")
+    champion = mlflow.MlflowClient().get_model_version_by_alias("digits-classifier", "champion")
+    printed = predicted(capsys, "--input", str(samples / "digits"), "--output", out)
+    assert (
+        f"predict: model digits-classifier v1 (run {champion.run_id[:8]}, experiment cnn-same) · trained on "
+        "digits (sklearn-digits): 10 classes (0, 1 … 9), 8x8 grayscale images, source files 8x8 px"
+    ) in printed
+    assert "warning" not in printed and "predict: 10 inputs" in printed
+    printed = predicted(capsys, "--input", str(samples / "photos"), "--output", out)
+    assert (
+        "warning: these inputs are not what digits-classifier was trained on (digits): colour images "
+        "(100% of the files) into a model trained on grey ones; files of 120x160 px (median) against "
+        "training files of 8x8 px"
+    ) in printed
+    assert "give --model <a model trained on such images" in printed and "predict: 4 inputs" in printed
+    assert "colour images" in predictions()["tags.predict.warning"].iloc[-1]  # and recorded with the call
+    # the experiment's latest run and the run id the training line prints name the same model
+    for name in ("cnn-same", champion.run_id[:8]):
+        printed = predicted(capsys, "--model", name, "--input", str(samples / "digits"), "--output", out)
+        assert f"run {champion.run_id[:8]}, experiment cnn-same) · trained on digits" in printed
+
+
+@pytest.mark.integration
+def test_a_model_logged_before_the_facts_still_predicts(project, champions, tmp_path, capsys):
+    relocate_project(champions, project)
+    for path in (project / "mlruns").rglob("MLmodel"):  # as a model registered before this change
+        mlmodel = yaml.safe_load(path.read_text())
+        if (mlmodel.get("metadata") or {}).pop("trained_on", None) is not None:
+            path.write_text(yaml.safe_dump(mlmodel))
+    photos, out = REPO / "data" / "samples" / "photos", tmp_path / "out.csv"
+    printed = predicted(capsys, "--input", str(photos), "--output", str(out))
+    assert "· trained on: not recorded (logged before models recorded it)" in printed
+    assert "colour images (100% of the files) into a model trained on grey ones" in printed
+    assert len(out.read_text().splitlines()) == 5  # a header and the 4 photos
