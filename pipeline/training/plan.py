@@ -116,9 +116,9 @@ def suggested_threshold(params: dict[str, Any], experiment: str, objective: Obje
             return 0.5, f"dataset '{exp.dataset}' not prepared yet: its chance level is unknown"
         floor = 1.5 * chance if chance is not None else 0.0
         if value is None:
-            return math.floor(100 * floor) / 100, f"1.5 x chance {chance:.3g}"
+            return floor2(floor), f"1.5 x chance {chance:.3g}"
         threshold = max(value - 0.05, min(value, floor))
-        return math.floor(100 * threshold) / 100, f"{metric} {value:.4g} of its latest run, less 0.05"
+        return floor2(threshold), f"{metric} {value:.4g} of its latest run, less 0.05"
     where = "its latest run"
     if value is None:
         best = tracking.latest_run(exp.task, order_by=f"metrics.{metric} ASC")
@@ -126,6 +126,11 @@ def suggested_threshold(params: dict[str, Any], experiment: str, objective: Obje
     if value is None:
         return 1e6, f"no run of {exp.task} yet: set it after the first run"
     return float(f"{1.1 * value:.3g}"), f"{metric} {value:.4g} of {where}, plus 10 %"
+
+
+def floor2(value: float) -> float:
+    """`value` rounded down to two decimals (0.6 - 0.05 is 0.55, not 0.54)."""
+    return math.floor(round(100 * value, 6)) / 100
 
 
 def chance_level(metric: str, dataset: str) -> float | None:

@@ -257,6 +257,7 @@ def test_what_cannot_be_served_is_one_line_before_serving(project, capsys):
     for args, fragment in (
         (["digits-classifier", "--port", str(free_port())], no_alias),
         (["no such/model"], "serve 'no such/model' is not"),
+        (["cnn-valid", "--port", str(free_port())], "add `register_as: cnn-valid` to experiments.cnn-valid"),
     ):
         assert cli.main(["serve", *args]) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

@@ -2,10 +2,12 @@
 model that answered (name, version, run id), the input count, and how far the inputs are from the
 model's training data (its drift profile: `drift_*` metrics and drift.png)."""
 
+import csv
+import shutil
+
 import mlflow
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from pipeline import cli, data
@@ -105,14 +107,21 @@ def test_predict_names_its_model_and_warns_when_the_inputs_do_not_fit(project, c
 
 
 @pytest.mark.integration
-def test_a_model_logged_before_the_facts_still_predicts(project, champions, tmp_path, capsys):
-    relocate_project(champions, project)
-    for path in (project / "mlruns").rglob("MLmodel"):  # as a model registered before this change
-        mlmodel = yaml.safe_load(path.read_text())
-        if (mlmodel.get("metadata") or {}).pop("trained_on", None) is not None:
-            path.write_text(yaml.safe_dump(mlmodel))
-    photos, out = REPO / "data" / "samples" / "photos", tmp_path / "out.csv"
-    printed = predicted(capsys, "--input", str(photos), "--output", str(out))
-    assert "· trained on: not recorded (logged before models recorded it)" in printed
-    assert "colour images (100% of the files) into a model trained on grey ones" in printed
-    assert len(out.read_text().splitlines()) == 5  # a header and the 4 photos
+def test_a_champion_registered_before_the_facts_still_predicts(project, tmp_path, capsys):
+    """digits-classifier as 068cd6e registered it (tests/fixtures): no `trained_on` in its metadata."""
+    source = shutil.copytree(REPO / "tests" / "fixtures" / "digits-classifier-068cd6e", tmp_path / "earlier")
+    client = mlflow.MlflowClient()
+    client.create_registered_model("digits-classifier")
+    client.create_model_version("digits-classifier", str(source))
+    client.set_registered_model_alias("digits-classifier", "champion", "1")
+    samples, out = REPO / "data" / "samples", tmp_path / "out.csv"
+    printed = predicted(capsys, "--input", str(samples / "digits"), "--output", str(out))
+    assert (
+        "predict: model digits-classifier v1 (run cf131418, experiment cnn-same) · trained on: not recorded"
+        in printed
+    )
+    assert "warning: these inputs" not in printed
+    rows = list(csv.DictReader(out.open()))
+    assert sum(r["predicted_class"] + ".png" == r["input"] for r in rows) >= 7  # it scored 0.88 when logged
+    printed = predicted(capsys, "--input", str(samples / "photos"), "--output", str(out))
+    assert "colour images (100% of the files) into a model trained on grey ones" in printed  # its input: grey

@@ -4,9 +4,11 @@ what `train` checks before importing a family."""
 import subprocess
 import sys
 
+import mlflow
 import pytest
+import yaml
 
-from pipeline import config
+from pipeline import config, data
 from pipeline.errors import UserError
 from pipeline.training.plan import DriftLimit, check_unimported, make_plan
 from tests.helpers import edit_params
@@ -79,3 +81,49 @@ def test_what_passes_unimported_is_what_make_plan_accepts(project, name):
         make_plan(params, name, ["train.pace=1"])
     with pytest.raises(UserError, match=rf"unknown key 'experiments.{name}.train.pace'"):
         check_unimported(params, name, ["train.pace=1"])
+
+
+def pasted(message: str) -> dict:
+    """The YAML between the last pair of backticks of a message, parsed."""
+    return yaml.safe_load(message.rsplit("`", 2)[1])
+
+
+def missing_gate(project, name: str, register_as: str) -> str:
+    edit_params(project, lambda p: p["experiments"][name].update(register_as=register_as))
+    with pytest.raises(UserError) as error:
+        make_plan(config.load_params(), name)
+    return str(error.value)
+
+
+def test_a_missing_gate_shows_one_to_paste_with_a_threshold_that_fits(project):
+    message = missing_gate(project, "cnn-valid", "my-model")
+    assert message.startswith("params.yaml: retrain.gates.my-model is missing (the promotion rule); under ")
+    assert "not prepared yet" in message  # digits is not prepared: its chance level is unknown
+    data.load("digits")  # prepared: 10 classes, chance 0.1
+    message = missing_gate(project, "cnn-valid", "my-model")
+    assert pasted(message) == {"my-model": {"metric": "test_accuracy", "threshold": 0.15, "margin": 0.005}}
+    assert message.endswith("(1.5 x chance 0.1)")
+    mlflow.set_experiment("digits-classification")
+    with mlflow.start_run(run_name="cnn-valid"):  # a run: just under what it scored, never digits' 0.95
+        mlflow.log_metric("test_accuracy", 0.6)
+    assert pasted(missing_gate(project, "cnn-valid", "my-model"))["my-model"]["threshold"] == 0.55
+    mlflow.set_experiment("co2-forecast")
+    with mlflow.start_run(run_name="naive"):  # an error metric: 10 % over the task's best run
+        mlflow.log_metric("test_rmse", 2.0)
+    message = missing_gate(project, "lstm", "co2-mine")
+    assert pasted(message)["co2-mine"] == {"metric": "test_rmse", "threshold": 2.2, "margin": 0.005}
+    assert message.endswith("(test_rmse 2 of the best run of co2-forecast, plus 10 %)")
+
+
+def test_without_a_retrain_section_the_whole_section_is_shown(project):
+    edit_params(project, lambda p: p.pop("retrain"))
+    message = missing_gate(project, "mlp", "digits-mlp")
+    snippet = pasted(message)
+    assert (
+        list(snippet) == ["retrain"]
+        and snippet["retrain"]["gates"]["digits-mlp"]["metric"] == "test_accuracy"
+    )
+    assert (
+        "params.yaml: retrain.gates.digits-mlp is missing (the promotion rule); add `retrain: {gates:"
+        in message
+    )
