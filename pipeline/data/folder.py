@@ -142,13 +142,14 @@ def decode_folder(
             labels, files, results(decoder, files, progress), strict=True
         ):
             if problem and not (unreadable and max_unreadable):
-                raise UserError(problem)
+                skip = f"; {readers.formats_read()}; the dataset's max_unreadable: N skips such files"
+                raise UserError(problem + (skip if unreadable else ""))
             if problem:
                 out.unreadable.append({"file": readers.shown(f.relative_to(root)), "reason": problem})
                 if len(out.unreadable) > max_unreadable:
                     raise UserError(
                         f"{readers.shown(root)}: more than max_unreadable={max_unreadable} unreadable "
-                        f"images (the last: {problem})"
+                        f"images (the last: {problem}); {readers.formats_read()}"
                     )
                 continue
             if where is None:

@@ -130,6 +130,33 @@ def test_unreadable_images_are_skipped_up_to_max_unreadable(project):
     assert sum(ds.count(s) for s in data.SPLITS) == 16
 
 
+def test_the_files_own_sizes_and_colour_are_recorded(project):
+    """What a model's `trained_on` later says: the source files' sizes (from their headers) and colour."""
+    root = make_image_folder(project / "data/raw/imgs", per_class=6, size=(10, 20))
+    for i in range(6):  # larger colour files in a third class
+        (root / "c").mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "c" / f"{i}.jpg")
+    use_dataset(project, "imgs", IMAGES)
+    native = data.load("imgs").manifest["native_size"]
+    assert native == {
+        "median": [10, 20],
+        "min": [10, 20],
+        "max": [30, 40],
+        "color_share": 0.3333,
+        "files": 18,
+    }
+
+
+def test_an_unreadable_file_lists_the_formats_read_and_max_unreadable(project):
+    root = make_image_folder(project / "data/raw/imgs")
+    (root / "b" / "photo.heic").write_bytes(b"not decodable here")
+    use_dataset(project, "imgs", IMAGES)
+    with pytest.raises(UserError) as refused:
+        data.prepare("imgs")
+    assert "data/raw/imgs/b/photo.heic: not an image; formats read: .jpg .jpeg .png" in str(refused.value)
+    assert str(refused.value).endswith("; the dataset's max_unreadable: N skips such files")
+
+
 def test_a_file_over_the_byte_cap_is_refused(project):
     make_image_folder(project / "data/raw/imgs")
     use_dataset(project, "imgs", {**IMAGES, "max_file_bytes": 20})

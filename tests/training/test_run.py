@@ -7,7 +7,7 @@ import pytest
 from pipeline import cli, data
 from pipeline.errors import PipelineError
 from pipeline.training import keras_loop, loading
-from tests.helpers import train
+from tests.helpers import point_at, train
 
 QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
 
@@ -99,3 +99,20 @@ def test_user_errors_start_no_run(project):
     assert cli.main(["train", "cnn-valid", "--set", "model.filters=[8,8,8,8]"]) == 2
     assert all(r.info.status != "RUNNING" for r in runs_of("digits-classification"))
     assert len(runs_of("digits-classification")) <= 1  # only the shrink error gets as far as a run
+
+
+@pytest.mark.integration
+def test_a_registered_model_records_what_it_was_trained_on(champions, monkeypatch):
+    point_at(monkeypatch, champions)
+    classifier = loading.load("models:/digits-classifier/1")
+    assert classifier.metadata["trained_on"] == {
+        "dataset": "digits",
+        "source": "sklearn-digits",
+        "input_shape": [8, 8, 1],
+        "classes": 10,
+        "image_size": [8, 8],
+        "color_mode": "grayscale",
+        "native_size": {"median": [8, 8], "min": [8, 8], "max": [8, 8], "color_share": 0.0},
+    }
+    forecaster = loading.load("models:/co2-forecaster/1").metadata["trained_on"]
+    assert forecaster["dataset"] == "co2" and "image_size" not in forecaster
