@@ -185,6 +185,7 @@ def test_example_returns_its_numbers_and_the_figure_it_logged(project):
     assert faster.numbers["learning_rate"] == 0.05
 
 
+@pytest.mark.integration
 def test_load_model_loads_a_registered_model_by_alias_through_the_safe_loader(champions, monkeypatch):
     point_at(monkeypatch, champions)
     champion = pipeline.load_model("digits-classifier")
@@ -193,5 +194,8 @@ def test_load_model_loads_a_registered_model_by_alias_through_the_safe_loader(ch
     import numpy as np
 
     assert champion.predict(np.zeros((2, *x), np.float32)).shape == (2, 10)
-    with pytest.raises(UserError, match="digits-classifier@nobody"):
+    with pytest.raises(UserError, match="'digits-classifier' has no version with alias 'nobody'"):
         pipeline.load_model("digits-classifier", alias="nobody")
+    # what else a name may be: an experiment (its latest finished run), the run id the training line prints
+    for name in ("cnn-same", champion.run_id[:8]):
+        assert pipeline.load_model(name).run_id == champion.run_id
