@@ -9,9 +9,11 @@ the family's docstring.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Literal
 
 from pipeline.config import TrainParams
+from pipeline.errors import UserError
 
 Activation = Literal["relu", "tanh", "gelu", "elu"]
 Padding = Literal["same", "valid", "full"] | int | tuple[int, int]
@@ -62,14 +64,48 @@ class PretrainParams(CnnParams):
     publish_dir: str  # where the hub module is written (relative to the project root)
 
 
+# keras.applications networks the transfer family offers (pipeline/models/backbones.py builds them)
+Backbone = Literal["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet50"]
+BACKBONE_INPUT = (224, 224, 3)  # what each was trained on at ImageNet: the default image_size, channels
+
+
 @dataclasses.dataclass(frozen=True)
 class TransferParams:
-    hub_handle: str  # a TF Hub URL or a directory holding a reusable SavedModel
+    """Exactly one of `hub_handle` and `backbone`; a backbone's image_size and channels default to
+    what it was trained on (resolved here, so the run logs the values it used)."""
+
     mode: Literal["feature", "finetune", "scratch"]
-    image_size: tuple[int, int]  # (height, width) the module expects
-    channels: int  # channels the module expects (1 grey, 3 RGB)
     head_dropout: float  # before the new classification head
+    hub_handle: str | None = None  # a TF Hub URL or a directory holding a reusable SavedModel
+    backbone: Backbone | None = None  # or a keras.applications ImageNet network
+    # backbone: imagenet (downloaded once by Keras), a .weights.h5/.keras/.h5 file, or null (random)
+    weights: str | None = "imagenet"
+    image_size: tuple[int, int] | None = None  # (height, width) the network takes
+    channels: int | None = None  # channels the network takes (1 grey, 3 RGB)
     augment: Augment | None = AUGMENT  # random changes to the training images (null: none)
+
+    def __post_init__(self):
+        if (self.hub_handle is None) == (self.backbone is None):
+            raise UserError(
+                "model: give exactly one of hub_handle (a TF Hub module) and backbone "
+                f"(a keras.applications network: {', '.join(typing.get_args(Backbone))})"
+            )
+        if self.hub_handle is not None:
+            if self.image_size is None or self.channels is None:
+                raise UserError(
+                    "model.image_size and model.channels: required with hub_handle (what the module "
+                    "takes, e.g. [224, 224] and 3)"
+                )
+            if self.weights != "imagenet":
+                raise UserError("model.weights: for model.backbone only (a hub module brings its own)")
+            object.__setattr__(self, "weights", None)
+            return
+        if self.channels not in (None, BACKBONE_INPUT[2]):
+            raise UserError(f"model.channels: {self.backbone} takes 3 (RGB; grey images are repeated)")
+        object.__setattr__(self, "image_size", self.image_size or BACKBONE_INPUT[:2])
+        object.__setattr__(self, "channels", BACKBONE_INPUT[2])
+        if self.mode == "scratch":  # the architecture alone, trained end to end
+            object.__setattr__(self, "weights", None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Transfer learning from a TF Hub module: frozen feature extractor, fine-tuning, or from scratch.
+"""Transfer learning from a pretrained network: frozen feature extractor, fine-tuning, or from scratch.
+
+The network is a TF Hub module (`model.hub_handle`: a folder or URL, e.g. the module `pretrain`
+publishes) or a keras.applications ImageNet backbone (`model.backbone`, `model.weights`:
+pipeline/models/backbones.py). Below, "the module" is either.
 
   feature   the module frozen (called with training=False), a new classification head trained on
             its features, computed once per split and cached in .build/features/ (keyed by the
@@ -8,11 +12,12 @@
             (recompiled after unfreezing; batch norm stays in inference mode, as in the keras-io
             transfer-learning guide, so a few examples cannot wreck its statistics)
   scratch   the module's architecture with random weights, trained end to end (the baseline);
-            needs the Keras architecture a `pretrain` module carries
+            a hub module needs the Keras architecture a `pretrain` module carries
 
 Inputs are resized to `image_size` and converted to `channels` (1 → 3 repeats the grey channel,
-3 → 1 averages) before the module; values are kept in [0, 1], the TF Hub image convention. An
-optional `augment:` block changes the training images at random first (pipeline/models/augment.py).
+3 → 1 averages) before the module; a hub module gets values in [0, 1] (the TF Hub image
+convention), a backbone what its weights expect (backbones.preprocessed). An optional `augment:`
+block changes the training images at random first (pipeline/models/augment.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import keras
 from keras import layers
 
 from pipeline.errors import UserError
-from pipeline.models import Family, FitLoop, hub, pretrain
+from pipeline.models import Family, FitLoop, backbones, hub, pretrain
 from pipeline.models.augment import augmented
 from pipeline.models.schemas import TransferParams as Params
 from pipeline.models.schemas import TransferTrainParams as TrainParams
@@ -33,6 +38,8 @@ HUB_LAYER = "hub_module"
 
 
 def tags(params: Params) -> dict[str, str]:
+    if params.backbone:
+        return {"backbone": params.backbone, "transfer_mode": params.mode}
     return {"hub_handle": params.hub_handle, "transfer_mode": params.mode}
 
 
@@ -53,7 +60,9 @@ def check(params: Params, spec: ClassifierSpec) -> None:
         raise UserError(
             f"model.channels: cannot convert {source}-channel images to {params.channels} channels"
         )
-    if params.mode == "scratch":
+    if params.backbone:  # builds it once: a failed download or a wrong file answers before the run
+        backbones.network(params.backbone, module_shape(params), params.weights)
+    elif params.mode == "scratch":
         architecture(params)
     else:
         module = hub.load(params.hub_handle)
@@ -104,7 +113,9 @@ def adapt(images, params: Params):
     height, width, channels = images.shape[1:]
     if (height, width) != tuple(params.image_size):
         images = layers.Resizing(*params.image_size, name="resize")(images)
-    if channels != params.channels:
+    if channels == 1 and params.channels == 3:  # a built-in layer: the model serves with Keras alone
+        images = layers.Concatenate(name="to_channels")([images] * 3)
+    elif channels != params.channels:
         images = ToChannels(params.channels, name="to_channels")(images)
     return images
 
@@ -113,7 +124,11 @@ def build(params: Params, spec: ClassifierSpec) -> keras.Model:
     inputs = keras.Input(shape=spec.input_shape, name="image")
     x = augmented(inputs, params.augment, spec.seed)  # random changes while training only
     x = adapt(x, params)
-    if params.mode == "scratch":
+    if params.backbone:
+        network = backbones.network(params.backbone, module_shape(params), params.weights)
+        network.trainable = params.mode == "scratch"  # frozen: batch norm in inference mode too
+        features = network(backbones.preprocessed(x, params.backbone))
+    elif params.mode == "scratch":
         features = architecture(params)(x)  # trained end to end, batch norm in training mode
     else:
         # inference mode even when unfrozen (keras-io recipe): few examples would wreck batch norm
@@ -134,18 +149,30 @@ def features_once(params: Params) -> bool:
 
 def head(model: keras.Model) -> keras.Model:
     """The model's head alone (its own layers, shared): frozen features in, class probabilities out."""
-    features = keras.Input(shape=(model.get_layer(HUB_LAYER).output_dim,), name="features")
+    features = keras.Input(shape=model.get_layer("head_dropout").input.shape[1:], name="features")
     outputs = model.get_layer("probabilities")(model.get_layer("head_dropout")(features))
     return keras.Model(features, outputs, name="transfer_head")
 
 
 def frozen_features(model: keras.Model, params: Params):
     """images → the frozen module's features as the model computes them (resized, converted),
-    computed once per split and cached on disk (hub.cached_features)."""
-    layer = model.get_layer(HUB_LAYER)
-    extractor = keras.Model(model.inputs, layer.output, name="transfer_features")
-    scope = f"{hub.module_digest(layer.module_path)}|{list(params.image_size)}|{params.channels}"
+    computed once per split and cached on disk (hub.cached_features), keyed by the module's
+    files or the backbone's weights."""
+    extractor = keras.Model(model.inputs, model.get_layer("head_dropout").input, name="transfer_features")
+    if params.backbone:
+        module = f"{params.backbone}|{backbones.digest(model.get_layer(backbones.BACKBONE))}"
+    else:
+        module = hub.module_digest(model.get_layer(HUB_LAYER).module_path)
+    scope = f"{module}|{list(params.image_size)}|{params.channels}"
     return lambda images: hub.cached_features(extractor, images, scope)
+
+
+def unfreeze(model: keras.Model, params: Params) -> None:
+    """The module's weights trainable, its batch norm still in inference mode."""
+    if params.backbone:
+        backbones.unfreeze(model.get_layer(backbones.BACKBONE))
+    else:
+        model.get_layer(HUB_LAYER).trainable = True  # HubLayer(inference_only=True)
 
 
 def fit(model: keras.Model, params: Params, train: TrainParams, loop: FitLoop) -> dict[str, list[float]]:
@@ -157,7 +184,7 @@ def fit(model: keras.Model, params: Params, train: TrainParams, loop: FitLoop) -
     history = loop(model)
     if params.mode != "finetune" or train.fine_tune_epochs < 1:
         return history
-    model.get_layer(HUB_LAYER).trainable = True  # the loop recompiles, so the change takes effect
+    unfreeze(model, params)  # the loop recompiles, so the change takes effect
     more = loop(
         model,
         learning_rate=train.fine_tune_learning_rate,
