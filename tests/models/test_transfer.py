@@ -2,6 +2,7 @@
 
 import shutil
 
+import keras
 import mlflow
 import numpy as np
 import pytest
@@ -151,3 +152,53 @@ def test_scratch_needs_an_architecture(project):
     save_raw_module(project / "raw")
     assert cli.main(["train", "transfer-scratch", "--set", "model.hub_handle=raw"]) == 2
     assert runs_of() == []
+
+
+# a keras.applications backbone in place of the hub module: MobileNetV3Small at 32x32 (the
+# digits resized, grey repeated to RGB), built offline
+BACKBONE = [
+    *("--set", "model.hub_handle=null", "--set", "model.backbone=mobilenet_v3_small"),
+    *("--set", "model.image_size=[32, 32]", "--set", "model.channels=null"),
+]
+
+
+@pytest.mark.integration
+def test_a_backbone_run_logs_it_and_computes_its_frozen_features_once(project):
+    from pipeline import layout
+
+    random = [*BACKBONE, "--set", "model.weights=null"]
+    assert cli.main(["train", "transfer-feature", *QUICK, *random]) == 0
+    cached = {p: p.stat().st_mtime_ns for p in layout.features().glob("*.npy")}
+    assert len(cached) == 2  # the training and validation splits' features
+    assert cli.main(["train", "transfer-feature", *QUICK, *random]) == 0
+    assert {p: p.stat().st_mtime_ns for p in layout.features().glob("*.npy")} == cached  # read back
+    first, again = sorted(runs_of(), key=lambda r: r.info.start_time)
+    assert first.data.metrics["test_accuracy"] == again.data.metrics["test_accuracy"]
+    tags, params = first.data.tags, first.data.params
+    assert tags["backbone"] == "mobilenet_v3_small" and tags["transfer_mode"] == "feature"
+    assert "hub_handle" not in tags and params["model.hub_handle"] == "None"
+    assert params["model.backbone"] == "mobilenet_v3_small" and params["model.weights"] == "None"
+    assert params["model.image_size"] == "[32, 32]" and params["model.channels"] == "3"  # resolved
+    model = mlflow.keras.load_model(f"runs:/{first.info.run_id}/model")  # the whole model is logged
+    assert model.input_shape == (None, 8, 8, 1) and not model.get_layer("backbone").trainable
+
+
+@pytest.mark.integration
+def test_a_backbone_fine_tunes_its_weights_and_keeps_batch_norm(project):
+    from pipeline.models import backbones
+
+    start = backbones.network("mobilenet_v3_small", (32, 32, 3), None)
+    start.save_weights(project / "start.weights.h5")
+    weights = [*BACKBONE, "--set", "model.weights=start.weights.h5"]
+    assert cli.main(["train", "transfer-finetune", *QUICK, *weights]) == 0
+    (run,) = runs_of()
+    assert run.data.params["model.weights"] == "start.weights.h5"
+    tuned = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model").get_layer("backbone")
+    changed = {
+        layer.name
+        for layer, before in zip(tuned.layers, start.layers, strict=True)
+        for a, b in zip(layer.weights, before.weights, strict=True)
+        if not np.array_equal(a.numpy(), b.numpy())
+    }
+    norms = {layer.name for layer in tuned.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert changed and not changed & norms  # the convolutions trained, batch norm as loaded

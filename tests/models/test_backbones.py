@@ -1,0 +1,140 @@
+"""keras.applications backbones for the transfer family, built offline (weights=None or a file
+written here): the params they resolve, the inputs each network gets, frozen and trainable
+weights, the weights file's checks, and the one line an offline `imagenet` download gives."""
+
+import json
+import typing
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.config import check_type
+from pipeline.errors import UserError
+from pipeline.models import backbones, schemas, transfer
+from pipeline.specs import ClassifierSpec
+
+SMALL = {"backbone": "mobilenet_v3_small", "weights": None, "image_size": [32, 32]}
+
+
+def params(**model) -> schemas.TransferParams:
+    return check_type({"mode": "feature", "head_dropout": 0.2, **model}, schemas.TransferParams, "model")
+
+
+def test_every_backbone_params_yaml_offers_is_built_by_keras():
+    assert set(typing.get_args(schemas.Backbone)) == set(backbones.NETWORKS)
+
+
+def test_a_backbone_resolves_its_input_and_weights():
+    resolved = params(backbone="efficientnet_b0")
+    assert (resolved.image_size, resolved.channels, resolved.weights) == ((224, 224), 3, "imagenet")
+    assert params(backbone="resnet50", image_size=[64, 96]).image_size == (64, 96)
+    assert params(backbone="resnet50", mode="scratch", weights="w.weights.h5").weights is None  # random
+    hub = params(hub_handle="models/hub/digits-0-4", image_size=[8, 8], channels=1)
+    assert (hub.backbone, hub.weights) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "model, problem",
+    [
+        ({}, "exactly one of hub_handle"),
+        ({"hub_handle": "m", "backbone": "resnet50"}, "exactly one of hub_handle"),
+        ({"hub_handle": "m"}, "model.image_size and model.channels: required with hub_handle"),
+        ({"hub_handle": "m", "image_size": [8, 8], "channels": 1, "weights": None}, "backbone only"),
+        ({"backbone": "resnet50", "channels": 1}, "resnet50 takes 3"),
+    ],
+)
+def test_conflicting_keys_are_one_line(model, problem):
+    with pytest.raises(UserError, match=problem) as error:
+        params(**model)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("mobilenet_v3_small", lambda rgb: 255 * rgb),  # rescales inside the network
+        ("efficientnet_b0", lambda rgb: 255 * rgb),
+        ("mobilenet_v2", lambda rgb: 2 * rgb - 1),
+        ("resnet50", lambda rgb: 255 * rgb[..., ::-1] - np.array([103.939, 116.779, 123.68])),  # caffe: BGR
+    ],
+)
+def test_images_in_0_1_reach_each_network_as_its_weights_expect(name, expected):
+    images = keras.Input((4, 4, 3))
+    model = keras.Model(images, backbones.preprocessed(images, name))
+    rgb = np.random.default_rng(0).random((2, 4, 4, 3), dtype=np.float32)
+    assert np.allclose(model.predict(rgb, verbose=0), expected(rgb), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def models():
+    """A transfer model per mode on grey 8x8 inputs (resized to 32x32, repeated to RGB)."""
+    built = {mode: transfer.build(params(**SMALL, mode=mode), ClassifierSpec((8, 8, 1), 5, 0)) for mode in
+             ("feature", "finetune", "scratch")}
+    transfer.unfreeze(built["finetune"], params(**SMALL, mode="finetune"))  # its second phase
+    return built
+
+
+def test_frozen_fine_tuned_and_scratch_train_what_they_should(models):
+    head = {"probabilities/kernel", "probabilities/bias"}
+    assert {w.path for w in models["feature"].trainable_weights} == head
+    network = models["finetune"].get_layer(backbones.BACKBONE)
+    norms = {w.path for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)
+             for w in layer.weights}
+    tuned = {w.path for w in models["finetune"].trainable_weights}
+    assert head < tuned and not tuned & norms  # batch norm stays in inference mode
+    assert len(tuned) == len(models["finetune"].weights) - len(norms)
+    assert len(models["scratch"].trainable_weights) > len(tuned)  # batch norm's scale and offset too
+
+
+def test_the_model_takes_the_dataset_images_and_loads_with_keras_alone(models, tmp_path):
+    model = models["feature"]
+    assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 5)
+    assert model.get_layer("to_channels").output.shape[1:] == (32, 32, 3)
+    model.save(tmp_path / "model.keras")
+    config = zipfile.ZipFile(tmp_path / "model.keras").read("config.json").decode()
+    assert "pipeline" not in json.dumps(json.loads(config))  # no custom layer: a server needs only Keras
+    again = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    x = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
+    assert np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_weights_file_is_loaded_and_one_of_another_network_is_one_line(project):
+    saved = backbones.network("mobilenet_v3_small", (32, 32, 3), None)
+    saved.save_weights(project / "small.weights.h5")
+    loaded = backbones.network("mobilenet_v3_small", (32, 32, 3), "small.weights.h5")  # project-relative
+    assert backbones.digest(loaded) == backbones.digest(saved)
+    with pytest.raises(UserError, match="not mobilenet_v3_large's weights at image_size") as error:
+        backbones.network("mobilenet_v3_large", (32, 32, 3), "small.weights.h5")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name, make, problem",
+    [
+        ("gone.weights.h5", lambda path: None, "no such file"),
+        ("link.weights.h5", lambda path: path.symlink_to(path.parent / "params.yaml"), "a symbolic link"),
+        ("folder.keras", lambda path: path.mkdir(), "not a regular file"),
+        ("weights.bin", lambda path: path.write_bytes(b"x"), "expected imagenet, null or a weights file"),
+    ],
+)
+def test_a_weights_path_is_checked_before_keras_reads_it(project, name, make, problem):
+    make(project / name)
+    with pytest.raises(UserError, match=problem) as error:
+        backbones.weights_file(name)
+    assert str(error.value).startswith(f"model.weights '{name}'") and "\n" not in str(error.value)
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_say_what_to_do(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(fname=None, origin=None, **kwargs):  # what Keras raises without a network
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(UserError) as error:
+        backbones.network("mobilenet_v3_small", (32, 32, 3), "imagenet")
+    line = str(error.value)
+    assert line.startswith("model.weights imagenet: cannot download mobilenet_v3_small's ImageNet weights")
+    assert ".keras/models" in line and "set model.weights to a weights file" in line and "\n" not in line
