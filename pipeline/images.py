@@ -4,7 +4,8 @@ Data prep, retrain batches and `predict` read image files through `pipeline.data
 opens regular files only); the served `digits-classifier` decodes uploaded bytes with the same
 functions. So this module imports nothing from the pipeline (numpy and Pillow only): the registered
 model carries a copy of this file (checked by sha256 against the installed one before it runs), and
-loads outside the project.
+loads outside the project. HEIC/HEIF files (phone photos) are read when pillow-heif is installed
+(an optional import: without it they are not images, and everything else works).
 
 The rules: the size is checked from the header, before anything is decoded (`max_pixels`); EXIF
 orientation is applied; every mode Pillow reads is converted by its meaning — 16-bit images scaled
@@ -17,6 +18,7 @@ expects, resized to its input, and scaled to [0, 1]. Any failure is an ImageErro
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 
@@ -44,10 +46,34 @@ def decode_uint8(source, shape: tuple[int, ...], max_pixels: int = MAX_PIXELS, f
     return to_uint8(opened(source, shape, max_pixels, formats, to_pixels))
 
 
+@functools.cache
+def heif_opener() -> bool:
+    """Pillow reads HEIC/HEIF once pillow-heif registers its opener (on the first image read, not at
+    import); False where pillow-heif is not installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+def readable(formats):
+    """The formats of `formats` (e.g. a served model's PNG, JPEG, HEIF) Pillow reads here; None: any."""
+    from PIL import Image
+
+    if formats is None:
+        return None
+    Image.init()
+    return [name for name in formats if name in Image.OPEN]
+
+
 def opened(source, shape, max_pixels, formats, convert):
     """`convert(image, shape)` of the decoded image, every failure an ImageError of one line."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    heif_opener()
+    formats = readable(formats)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is lower

@@ -153,6 +153,25 @@ def png_header_only(path, width, height):
     return path
 
 
+def write_heic(path: Path, pixels) -> Path:
+    """A phone's photo format: uint8 RGB pixels (height, width, 3) as an HEIC file, by pillow-heif."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.from_pillow(Image.fromarray(pixels)).save(path, quality=95)
+    return path
+
+
+def smooth_photo(height: int, width: int, seed: int = 0):
+    """uint8 RGB pixels of a colour gradient (what lossy formats keep within a level or two)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    planes = [np.sin(3 * xx + 2 * yy + phase) for phase in rng.uniform(0, 6, 3)]
+    return ((np.stack(planes, axis=-1) + 1) * 127.5).astype(np.uint8)
+
+
 def weeks_after(dataset, n, start=1):
     """n weekly (date, value) rows continuing the series; `start` 2 skips a week."""
     last, value = dataset.arrays["dates_test"][-1], dataset.arrays["values_test"][-1]

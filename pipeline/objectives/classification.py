@@ -107,7 +107,7 @@ def served_config(splits: Splits, dataset) -> dict:
         "input_shape": list(splits.x_test.shape[1:]),
         "max_pixels": images.MAX_PIXELS,
         "max_bytes": MAX_IMAGE_BYTES,
-        "formats": ["PNG", "JPEG"],
+        "formats": ["PNG", "JPEG", "HEIF"],  # HEIF: HEIC photos, where pillow-heif is installed
     }
 
 

@@ -157,7 +157,9 @@ def log_served(served: Served, model, splits, dataset, metadata: dict):
             signature=served.signature(),
             input_example=served.example(splits, dataset),
             metadata={**metadata, PIPELINE_KEY: {"code": records}},
-            pip_requirements=requirements("mlflow", "numpy", "pandas", "pillow", "tensorflow", "keras"),
+            pip_requirements=requirements(
+                "mlflow", "numpy", "pandas", "pillow", "pillow-heif", "tensorflow", "keras"
+            ),
         )
 
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from pipeline import atomic, data
 from pipeline.errors import UserError
-from tests.helpers import edit_params
+from tests.helpers import edit_params, smooth_photo, write_heic
 
 
 def make_image_folder(root, classes=("a", "b"), per_class=6, size=(8, 8)):
@@ -121,6 +121,21 @@ def test_image_folder_source(project):
     assert ds.class_names == ["cat", "dog", "eel"]
     assert ds.arrays["x_train"].shape[1:] == (6, 5, 3)
     assert sum(len(ds.examples(s)[1]) for s in data.SPLITS) == 18
+
+
+def test_an_image_folder_of_phone_photos(project):
+    folder = project / "data/raw/imgs"
+    photos = [smooth_photo(24, 32, seed=i) for i in range(4)]
+    for name, save in (("heic", write_heic), ("png", lambda path, p: Image.fromarray(p).save(path))):
+        (folder / name).mkdir(parents=True)
+        for i, pixels in enumerate(photos):
+            save(folder / name / f"IMG_{i:04d}.{name.upper()}", pixels)
+    use_dataset(project, "imgs", {**IMAGES, "image_size": [12, 16], "color_mode": "rgb"})
+    ds = data.load("imgs")
+    x, y = (np.concatenate(part) for part in zip(*(ds.examples(s) for s in data.SPLITS), strict=True))
+    assert ds.class_names == ["heic", "png"] and np.bincount(y).tolist() == [4, 4]
+    for heic in x[y == 0]:  # each HEIC photo decoded as its PNG twin, within lossy compression
+        assert min(np.abs(heic - png).max() for png in x[y == 1]) < 0.03
 
 
 def test_csv_table_source(project):

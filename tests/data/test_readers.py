@@ -3,6 +3,8 @@ CSV files read as a person reads them (or the line named)."""
 
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from PIL import Image
 
 from pipeline.data import readers
 from pipeline.errors import UserError
-from tests.helpers import png_header_only
+from tests.helpers import REPO, png_header_only, smooth_photo, write_heic
 
 GRAY = (8, 8, 1)
 
@@ -79,6 +81,41 @@ def test_exif_orientation_is_applied(tmp_path):
     image.save(tmp_path / "rotated.png", exif=exif)
     shown = readers.read_image(tmp_path / "rotated.png", (4, 2, 1))[..., 0]
     assert shown[0, 1] == 1.0 and shown.sum() == 1.0  # stored top-left is displayed top-right
+
+
+def test_heic_photos_are_read(tmp_path):
+    pixels = smooth_photo(32, 48)
+    path = write_heic(tmp_path / "IMG_0001.HEIC", pixels)
+    expected = np.asarray(Image.fromarray(pixels).resize((24, 16), Image.Resampling.BILINEAR)) / 255
+    assert np.abs(readers.read_image(path, (16, 24, 3)) - expected).max() < 0.03  # lossy, as a JPEG
+    assert readers.read_image(path, (16, 24, 1)).shape == (16, 24, 1)
+
+
+# pipeline/images.py as a served model loads it (by path) where pillow-heif is not installed
+WITHOUT_HEIF = """
+import importlib.util, sys
+sys.modules["pillow_heif"] = None  # not importable
+spec = importlib.util.spec_from_file_location("rules", sys.argv[1])
+rules = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rules)
+formats = ["PNG", "JPEG", "HEIF"]  # a served model's list
+print(rules.decode(open(sys.argv[2], "rb").read(), (4, 4, 3), formats=formats).shape)
+try:
+    rules.decode(open(sys.argv[3], "rb").read(), (4, 4, 3), formats=formats)
+except rules.ImageError as exc:
+    print(exc)
+"""
+
+
+def test_without_pillow_heif_heic_is_not_an_image_and_the_rest_reads(tmp_path):
+    Image.fromarray(smooth_photo(8, 8)).save(tmp_path / "photo.png")
+    write_heic(tmp_path / "photo.heic", smooth_photo(8, 8))
+    files = [REPO / "pipeline" / "images.py", tmp_path / "photo.png", tmp_path / "photo.heic"]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_HEIF, *map(str, files)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["(4, 4, 3)", "not an image (PNG or JPEG)"]
 
 
 def test_image_size_is_checked_from_the_header_before_decoding(tmp_path):

@@ -1,12 +1,13 @@
-"""Data sources: reading a retrain batch of a series (date,value CSV files) for its dataset."""
+"""Data sources: reading a retrain batch of a series (date,value CSV files) or of images for its dataset."""
 
 import numpy as np
 import pytest
 
 from pipeline import data
+from pipeline.config import load_params
 from pipeline.data.sources import read_series_batch as read_with_fill
 from pipeline.errors import UserError
-from tests.helpers import weeks_after, write_series_batch
+from tests.helpers import smooth_photo, weeks_after, write_heic, write_series_batch
 
 
 def read_series_batch(folder, dataset, accepted):
@@ -90,3 +91,11 @@ def test_a_late_batch_replaces_only_filled_weeks(project):
         assert np.array_equal(final[f"values_{split}"], co2.arrays[f"values_{split}"])
     with pytest.raises(UserError, match="already covered"):  # an observed week is never replaced
         read_series_batch(write_series_batch(project, "again", after[:1]), merged, [])
+
+
+def test_an_image_batch_may_hold_phone_photos(project, tmp_path):
+    digits = data.load("digits")
+    (tmp_path / "batch" / "7").mkdir(parents=True)
+    write_heic(tmp_path / "batch" / "7" / "IMG_0001.HEIC", smooth_photo(32, 32))
+    x, y = data.source_of("digits", load_params()).read_batch(tmp_path / "batch", digits, [])
+    assert x.shape == (1, 8, 8, 1) and y.tolist() == [7]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline import data
 from pipeline.training import loading
-from tests.helpers import point_at
+from tests.helpers import point_at, write_heic
 
 # what a user outside the project runs: MLflow only (the pipeline cannot be imported)
 OUTSIDE = """
@@ -71,13 +71,14 @@ def test_the_classifier_answers_outside_the_pipeline_as_inside(project, tmp_path
     for i, image in enumerate(x[:3]):
         files.append(tmp_path / f"{i}.png")
         files[-1].write_bytes(png(image))
+    files.append(write_heic(tmp_path / "IMG_0001.HEIC", (x[3].repeat(3, axis=-1) * 255).astype(np.uint8)))
     records = [{"image": base64.b64encode(f.read_bytes()).decode()} for f in files]
-    records += [{"pixels": image.ravel().tolist()} for image in x[3:]]
+    records += [{"pixels": image.ravel().tolist()} for image in x[4:]]
     answers = answers_outside(project, tmp_path, classifier, records)
 
     # inside: the pipeline's reader on the same files, the champion's Keras model on the arrays
     model = loading.load(classifier)
-    inputs = np.stack([*(data.read_image(f, (8, 8, 1)) for f in files), *x[3:]])
+    inputs = np.stack([*(data.read_image(f, (8, 8, 1)) for f in files), *x[4:]])
     proba = model.predict(inputs).astype(np.float64)
     proba /= proba.sum(axis=1, keepdims=True)
     names = model.class_names
@@ -100,7 +101,10 @@ def big_png() -> str:
     "record, message",
     [
         ({"image": "not base64!"}, "record 0: 'image' is not valid base64"),
-        ({"image": base64.b64encode(b"GIF89a....").decode()}, "record 0: 'image' not an image (PNG or JPEG)"),
+        (
+            {"image": base64.b64encode(b"GIF89a....").decode()},
+            "record 0: 'image' not an image (PNG or JPEG or HEIF)",
+        ),
         ({"image": "BIG"}, "4097x4097 pixels exceeds the limit of 16777216 pixels"),
         ({"pixels": [0.5] * 10}, "record 0: 'pixels' must be 64 finite numbers"),
         ({"pixels": [float("nan")] * 64}, "record 0: 'pixels' must be 64 finite numbers"),

@@ -11,7 +11,7 @@ from PIL import Image
 from pipeline.errors import UserError
 from pipeline.monitoring import inputs
 from pipeline.tools import predict
-from tests.helpers import REPO, assert_one_line_error, run_cli, write_batch
+from tests.helpers import REPO, assert_one_line_error, run_cli, smooth_photo, write_batch, write_heic
 
 
 def test_a_headerless_csv_keeps_its_first_row(tmp_path):
@@ -175,3 +175,11 @@ def test_make_predict_names_its_variables(project, tmp_path):
     assert_one_line_error(
         run_cli(project, "predict", "--input", "nowhere"), "error: --input nowhere does not exist"
     )
+
+
+def test_phone_photos_are_predicted_like_any_image(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_heic(tmp_path / "in" / "IMG_0001.HEIC", smooth_photo(16, 16))
+    Image.fromarray(smooth_photo(16, 16)).save(tmp_path / "in" / "twin.png")
+    ((names, x),) = predict.read_images(tmp_path / "in", (8, 8, 3), 1000)
+    assert names == ["IMG_0001.HEIC", "twin.png"] and np.abs(x[0] - x[1]).max() < 0.03
