@@ -14,6 +14,7 @@ from pipeline.config import check_type
 from pipeline.errors import UserError
 from pipeline.models import backbones, schemas, transfer
 from pipeline.specs import ClassifierSpec
+from tests.helpers import REPO
 
 SMALL = {"backbone": "mobilenet_v3_small", "weights": None, "image_size": [32, 32]}
 
@@ -70,8 +71,10 @@ def test_images_in_0_1_reach_each_network_as_its_weights_expect(name, expected):
 @pytest.fixture(scope="module")
 def models():
     """A transfer model per mode on grey 8x8 inputs (resized to 32x32, repeated to RGB)."""
-    built = {mode: transfer.build(params(**SMALL, mode=mode), ClassifierSpec((8, 8, 1), 5, 0)) for mode in
-             ("feature", "finetune", "scratch")}
+    built = {
+        mode: transfer.build(params(**SMALL, mode=mode), ClassifierSpec((8, 8, 1), 5, 0))
+        for mode in ("feature", "finetune", "scratch")
+    }
     transfer.unfreeze(built["finetune"], params(**SMALL, mode="finetune"))  # its second phase
     return built
 
@@ -80,8 +83,12 @@ def test_frozen_fine_tuned_and_scratch_train_what_they_should(models):
     head = {"probabilities/kernel", "probabilities/bias"}
     assert {w.path for w in models["feature"].trainable_weights} == head
     network = models["finetune"].get_layer(backbones.BACKBONE)
-    norms = {w.path for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)
-             for w in layer.weights}
+    norms = {
+        w.path
+        for layer in network.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for w in layer.weights
+    }
     tuned = {w.path for w in models["finetune"].trainable_weights}
     assert head < tuned and not tuned & norms  # batch norm stays in inference mode
     assert len(tuned) == len(models["finetune"].weights) - len(norms)
@@ -138,3 +145,31 @@ def test_imagenet_weights_that_cannot_be_downloaded_say_what_to_do(monkeypatch):
     line = str(error.value)
     assert line.startswith("model.weights imagenet: cannot download mobilenet_v3_small's ImageNet weights")
     assert ".keras/models" in line and "set model.weights to a weights file" in line and "\n" not in line
+
+
+def uncomment(text: str, first: str) -> str:
+    """`text` with the commented-out YAML entry that starts with the line `first` uncommented (up
+    to the next comment at its level)."""
+    lines = text.splitlines()
+    start, indent = lines.index(first), first.index("#")
+    end = start + 1
+    while end < len(lines) and lines[end].startswith(first[: indent + 2] + " "):
+        end += 1
+    lines[start:end] = [line[:indent] + line[indent + 2 :] for line in lines[start:end]]
+    return "\n".join(lines)
+
+
+def test_the_commented_photos_recipe_in_params_yaml_is_valid(project):
+    import yaml
+
+    from pipeline.training.plan import make_plan
+
+    text = uncomment(uncomment((REPO / "params.yaml").read_text(), "  # photos-mobilenet:"), "  # my-images:")
+    plan = make_plan(yaml.safe_load(text), "photos-mobilenet")
+    assert (plan.model.backbone, plan.model.weights, plan.model.mode) == (
+        "mobilenet_v3_small",
+        "imagenet",
+        "feature",
+    )
+    assert plan.model.image_size == (224, 224) and plan.model.channels == 3
+    assert plan.exp.dataset == "my-images" and plan.objective_params.labels_per_class is None
