@@ -194,7 +194,7 @@ def bad_requests(x: np.ndarray) -> list:
             "not an image",
             {"json": {"inputs": [{"image": base64.b64encode(b"GIF89a..").decode()}]}},
             400,
-            "record 0: 'image' not an image (PNG or JPEG)",
+            "record 0: 'image' not an image (PNG or JPEG or HEIF)",
         ),
         (
             "not base64",
