@@ -6,8 +6,8 @@ pipeline/models/backbones.py). Below, "the module" is either.
 
   feature   the module frozen (called with training=False), a new classification head trained on
             its features, computed once per split and cached in .build/features/ (keyed by the
-            module's files and the images); with `augment:` the images change every epoch, so the
-            module stays in the loop
+            module's files or the backbone's weights, and the images); with `augment:` the images
+            change every epoch, so the module stays in the loop
   finetune  the same, then the module's weights trained too at `train.fine_tune_learning_rate`
             (recompiled after unfreezing; batch norm stays in inference mode, as in the keras-io
             transfer-learning guide, so a few examples cannot wreck its statistics)
@@ -48,7 +48,8 @@ def module_shape(params: Params) -> tuple[int, int, int]:
 
 
 def check(params: Params, spec: ClassifierSpec) -> None:
-    """Before the run starts: the handle resolves, loads, accepts the inputs, returns features."""
+    """Before the run starts: the handle resolves, loads, accepts the inputs, returns features; a
+    backbone builds with its weights (downloaded, or read from its file)."""
     if len(spec.input_shape) != 3:
         raise UserError(
             f"transfer needs images (height, width, channels); dataset has shape {spec.input_shape}"
