@@ -51,7 +51,17 @@ class RegressionSpec:
     seed: int
 
 
-Spec = ClassifierSpec | ForecastSpec | AnomalySpec | RegressionSpec
+@dataclasses.dataclass(frozen=True)
+class TextSpec:
+    """Next-character prediction: windows of character codes → the next character's probabilities
+    at every position."""
+
+    vocabulary_size: int  # codes 0..vocabulary_size - 1 (0: a character the training text never had)
+    window: int  # characters per window in training and scoring
+    seed: int
+
+
+Spec = ClassifierSpec | ForecastSpec | AnomalySpec | RegressionSpec | TextSpec
 
 
 class Splits(Protocol):

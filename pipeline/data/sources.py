@@ -13,6 +13,8 @@ subclass `ImageSource`, `TableSource` or `SeriesSource` and list it in SOURCES.
   function         a 1-D function sampled with noise, generated from a seed (regression, offline)
   npz              a file with x_train, y_train, x_test, y_test (the layout of keras' mnist.npz)
   keras-dataset    mnist, fashion_mnist or cifar10 through keras.datasets (downloaded once)
+  python-reference the Python reference shipped with Python, as text (data/corpus.py)
+  text-file        your text file (data/corpus.py)
 
 Image sources store uint8 pixels (value x `divisor` of the float the models see): they return
 them as uint8 arrays (small, in memory: the bundled digits, an npz file) or, for a folder, as
@@ -665,6 +667,11 @@ SOURCES: dict[str, type[Source]] = {
     "npz": NpzSource,
     "keras-dataset": KerasDatasetSource,
 }
+
+# text sources (pipeline/data/corpus.py, which subclasses Source above)
+from pipeline.data.corpus import PythonReferenceSource, TextFileSource  # noqa: E402
+
+SOURCES |= {"python-reference": PythonReferenceSource, "text-file": TextFileSource}
 
 
 def parse_source(name: str, entry: Any) -> Source:

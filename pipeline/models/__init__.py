@@ -65,6 +65,8 @@ FAMILIES = {
     "naive": Declared("pipeline.models.naive", "forecasting", s.NoParams, "estimator"),
     "seasonal-naive": Declared("pipeline.models.seasonal_naive", "forecasting", s.NoParams, "estimator"),
     "sarimax": Declared("pipeline.models.sarimax", "forecasting", s.SarimaxParams, "estimator"),
+    "char-recurrent": Declared("pipeline.models.char_recurrent", "next_character", s.CharRecurrentParams),
+    "char-ngram": Declared("pipeline.models.char_ngram", "next_character", s.NgramParams, "estimator"),
 }
 
 
@@ -137,6 +139,11 @@ def fit_with_loop(model, params, train, loop: FitLoop) -> dict[str, list[float]]
     return loop(model)
 
 
+def fit_arrays(model, x_train, y_train, validation) -> None:
+    """Default estimator training: `.fit(x, y)` on the training split (validation unused)."""
+    model.fit(x_train, y_train)
+
+
 def publish_nothing(model, params) -> Published | None:
     return None
 
@@ -168,6 +175,9 @@ class Family:
     tags: Callable[[Any], dict[str, str]] = no_tags  # extra MLflow tags from the params
     # (model, params, train params, loop) → history: its own training (e.g. two phases)
     fit: Callable[[Any, Any, Any, FitLoop], dict[str, list[float]]] = fit_with_loop
+    # estimators: (model, x_train, y_train, validation (x, y) or None) → None, e.g. an n-gram model
+    # that chooses its order on the validation split
+    fit_estimator: Callable[[Any, Any, Any, Any], None] = fit_arrays
     logged: Logged = Logged()
     # (model, params) → files later experiments read, written inside the run after the model is logged
     publish: Callable[[Any, Any], Published | None] = publish_nothing

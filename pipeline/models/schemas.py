@@ -130,6 +130,19 @@ class RecurrentParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class CharRecurrentParams:
+    cell: Literal["rnn", "lstm", "gru"]  # SimpleRNN (no gates) | LSTM | GRU
+    units: tuple[int, ...]  # one recurrent layer per entry (stacked)
+    embedding_dim: int  # each character's learned vector
+    dropout: float  # on each recurrent layer's inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class NgramParams:
+    max_order: int  # the longest n-gram counted; the order used is chosen on the validation split
+
+
+@dataclasses.dataclass(frozen=True)
 class DenseWindowParams:
     units: tuple[int, ...]  # one Dense layer per entry
     activation: Activation

@@ -31,6 +31,7 @@ OBJECTIVES = {
     "forecasting": "pipeline.objectives.forecasting",
     "anomaly": "pipeline.objectives.anomaly",
     "regression": "pipeline.objectives.regression",
+    "next_character": "pipeline.objectives.next_character",
 }
 
 
@@ -85,6 +86,9 @@ class Objective:
     problem: Callable[[Any, Any], str] = same_dataset
     # how a registered Keras model of this task is logged (None: as its family says)
     served: Served | None = None
+    # (Keras model, splits, objective params) → {artifact name: text} the run logs after every
+    # epoch, each file growing by one section an epoch (e.g. text completion's prompts completed)
+    epoch_artifacts: Callable[[Any, Any, Any], dict[str, str]] | None = None
 
     def direction(self, metric: str) -> Direction:
         """Which way `metric` (e.g. test_rmse, val_accuracy, test_precision_at_10) improves."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from pipeline.data import streams
+from pipeline.data import corpus, streams
 from pipeline.errors import PipelineError
 
 
@@ -95,9 +95,10 @@ def fit(
 
 
 def inputs(x, y, validation, batch_size: int, seed: int) -> dict:
-    """What Keras' fit reads: images (streams.Rows) as tf.data streams, shuffled with the run's seed
-    (small or large, one path); arrays (tables, windows) as arrays, shuffled by Keras."""
-    if not isinstance(x, streams.Rows | streams.Computed):
+    """What Keras' fit reads: images (streams.Rows) and text (corpus.Windows) as tf.data streams,
+    shuffled with the run's seed (small or large, one path); arrays (tables, a series' windows) as
+    arrays, shuffled by Keras."""
+    if not isinstance(x, streams.Rows | streams.Computed | corpus.Windows):
         return {"x": x, "y": y, "validation_data": validation, "batch_size": batch_size, "shuffle": True}
     if validation is not None:
         x_val, y_val = validation

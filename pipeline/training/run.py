@@ -77,13 +77,16 @@ def backup_dir(plan: Plan, dataset) -> Path:
 def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: Path | None):
     """Keras families go through the core's loop (or their own `fit` hook); estimators `.fit(x, y)`."""
     if plan.family.kind == "estimator":
-        model.fit(splits.x_train, splits.y_train)
+        plan.family.fit_estimator(model, splits.x_train, splits.y_train, splits.validation)
         return None
     # the family's callbacks first: what they add to an epoch's logs, the epoch logger logs
     extra = plan.family.callbacks(plan.model, splits.x_train, splits.y_train)
     callbacks = (*extra, tracking.epoch_logger(), *options.callbacks)
-    verbose = default_verbosity() if options.verbose is None else options.verbose
     objective = plan.objective
+    if objective.epoch_artifacts is not None and options.log_outputs:  # e.g. completions, each epoch
+        texts = objective.epoch_artifacts
+        callbacks += (tracking.epoch_texts(lambda model: texts(model, splits, plan.objective_params)),)
+    verbose = default_verbosity() if options.verbose is None else options.verbose
 
     def loop(model, extra=(), inputs=None, **kwargs):
         x, validation = splits.x_train, splits.validation

@@ -326,3 +326,20 @@ def epoch_logger():
             mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch, synchronous=False)
 
     return keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
+
+
+def epoch_texts(texts):
+    """A Keras callback logging text artifacts after each epoch: `texts(model)` gives {name: text};
+    each file holds every epoch's text so far, under an `epoch N` heading."""
+    import keras
+    import mlflow
+
+    logged: dict[str, str] = {}
+
+    def log_texts(epoch: int, logs: dict | None) -> None:
+        for name, text in texts(callback.model).items():
+            logged[name] = logged.get(name, "") + f"epoch {epoch + 1}\n{text}\n"
+            mlflow.log_text(logged[name], name)
+
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=log_texts)
+    return callback
