@@ -234,3 +234,89 @@ def example(name: str, **settings: Any) -> Worked:
     run_id = run.log(worked, figure)
     link = ui.experiment_link(ui.base_url(), task_id(run.TASK))
     return Worked(chosen, worked.title, worked.numbers, figure, run_id, link)
+
+
+# --------------------------------------------------------------------------- text completion
+
+
+def latest_run(experiment: str):
+    """The latest finished run of `experiment` (an MLflow Run); UserError when it has none."""
+    import mlflow
+
+    from pipeline import config
+    from pipeline.errors import UserError
+
+    exp = config.resolve_experiment(config.load_params(), experiment)
+    found = mlflow.search_runs(
+        [task_id(exp.task)],
+        filter_string=f"attributes.run_name = '{experiment}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    if not found:
+        raise UserError(
+            f"'{experiment}' has no finished run in {exp.task} yet: pipeline.train('{experiment}')"
+        )
+    return found[0]
+
+
+def text_model(experiment: str):
+    """(the latest run, its model loaded safely, its vocabulary) of a text-completion experiment."""
+    from pipeline.errors import UserError
+    from pipeline.text import UNKNOWN, Vocabulary
+    from pipeline.training import loading
+
+    run = latest_run(experiment)
+    loaded = loading.load(f"runs:/{run.info.run_id}/model")
+    chars = loaded.class_names or []
+    if "objective.window" not in run.data.params or not chars or chars[0] != UNKNOWN:
+        raise UserError(f"'{experiment}' is not a text-completion experiment (its model reads no characters)")
+    return run, loaded, Vocabulary(tuple(chars))
+
+
+@quietly
+def complete(
+    prompt: str | Sequence[str],
+    experiment: str,
+    *,
+    length: int = 200,
+    temperature: float = 0.5,
+    seed: int = 0,
+) -> str | list[str]:
+    """`prompt` continued by `length` characters of the latest run of a text-completion `experiment`
+    (char-lstm, char-rnn, char-gru, char-ngram), its model loaded safely. Each character is drawn
+    from the model's odds sharpened by `temperature` (0: always the likeliest); the same seed draws
+    the same text. A list of prompts gives a list of completions."""
+    from pipeline import inference, startup
+    from pipeline.text import complete as completed
+
+    startup.quiet_tensorflow()
+    run, loaded, vocabulary = text_model(experiment)
+    model = loaded.keras() if loaded.form == "keras" else loaded
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    window = int(run.data.params["objective.window"])
+    predict = inference.for_many_calls(model)
+    made = completed(predict, vocabulary, prompts, length, window, temperature, seed)
+    return made[0] if isinstance(prompt, str) else made
+
+
+@quietly
+def memory(experiment: str):
+    """How far back the latest run of a text-completion `experiment` remembers, on the test text:
+    a pandas DataFrame of bits per character when it sees only the last m characters, and on
+    closing brackets by how far back their opening bracket is (pipeline.objectives.next_character)."""
+    import pandas as pd
+
+    from pipeline import config, data, startup
+    from pipeline.objectives import next_character
+    from pipeline.training import plan
+
+    startup.quiet_tensorflow()
+    _, loaded, _ = text_model(experiment)
+    chosen = plan.make_plan(config.load_params(), experiment)
+    dataset = data.load(chosen.exp.dataset)
+    splits, _ = chosen.objective.prepare(dataset, chosen.train, chosen.objective_params)
+    model = loaded.keras() if loaded.form == "keras" else loaded
+    rows = next_character.memory(model, splits, chosen.objective_params)
+    return pd.DataFrame(rows).set_index("what")

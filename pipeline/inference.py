@@ -35,3 +35,14 @@ def predict(model, x: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
 def chunk_rows(x, chunk: int = CHUNK) -> int:
     """Rows of `x` per call: at most `chunk`, and at most about CHUNK_BYTES of float32 input."""
     return max(1, min(chunk, CHUNK_BYTES // (4 * max(1, int(np.prod(x.shape[1:]))))))
+
+
+def for_many_calls(model):
+    """`predict` for many small calls of one shape (text completed a character at a time): a Keras
+    model's `predict_on_batch`, traced once (an eager call of a recurrent layer costs ~40 times
+    more); anything else's `predict`."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        return lambda x: np.asarray(model.predict_on_batch(x))
+    return lambda x: np.asarray(model.predict(x, verbose=0))

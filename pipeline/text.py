@@ -72,9 +72,9 @@ def complete(
     made: list[list[int]] = [[] for _ in prompts]
     for _ in range(length):
         context = [(row + new)[-window:] for row, new in zip(rows, made, strict=True)]
-        width = max(len(c) for c in context)
-        # prompts of different lengths: left-aligned, each read at its own last character
-        batch = np.zeros((len(context), width), np.int32)
+        # one shape every call (a traced model is traced once): left-aligned, padded after, each
+        # read at its own last character (what follows it cannot change a prediction before it)
+        batch = np.zeros((len(context), window), np.int32)
         for i, c in enumerate(context):
             batch[i, : len(c)] = c
         probabilities = np.asarray(predict(batch))

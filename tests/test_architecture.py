@@ -26,6 +26,7 @@ SHARED = {
     "images",
     "secrets",
     "inference",
+    "text",
 }
 ENTRY = {"cli", "__main__"}  # `python -m pipeline`
 # layer → the layers it must never import (a layer may import any layer below it, not a sibling);

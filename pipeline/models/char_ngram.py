@@ -55,6 +55,6 @@ FAMILY = Family(
     check=check,
     fit_estimator=fit,
     count_params=count_params,
-    # models-from-code: kneser_ney.py rebuilds the model from its config and count tables
-    logged=Logged("code", code=kneser_ney, config=KneserNey.config, files=tables_file),
+    # models-from-code: kneser_ney.py rebuilds the model from its count tables
+    logged=Logged("code", code=kneser_ney, files=tables_file),
 )

@@ -193,12 +193,15 @@ class KneserNey:
             out[first : first + per_call] = answer.reshape(len(rows), length, self.size)
         return out
 
-    def config(self) -> dict:
-        return {"vocabulary_size": self.size, "max_order": self.max_order, "order": self.order}
+    def __repr__(self) -> str:
+        bits = ", ".join(f"{n}: {b:.3f}" for n, b in self.validation_bits.items())
+        chosen = f"; validation bits per character by order: {bits}" if bits else ""
+        return f"KneserNey(order {self.order} of at most {self.max_order}, {self.size} characters{chosen})"
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The count tables up to the chosen order, as the .npz the logged model reads."""
-        found: dict[str, np.ndarray] = {}
+        """The fitted model as the .npz the logged model reads: its sizes and the count tables up
+        to the chosen order (no model_config: MLflow would log it as params beside the run's own)."""
+        found = {"sizes": np.array([self.size, self.max_order, self.order])}
         for k in range(self.order):
             found |= self.raw[k].arrays(f"raw_{k + 1}")
             if k < self.order - 1:
@@ -206,9 +209,9 @@ class KneserNey:
         return found
 
     @classmethod
-    def rebuilt(cls, config: dict, arrays) -> KneserNey:
-        """A fitted model from its `config()` and `arrays()`."""
-        model = cls(config["vocabulary_size"], config["max_order"], config["order"])
+    def rebuilt(cls, arrays) -> KneserNey:
+        """A fitted model from its `arrays()`."""
+        model = cls(*(int(n) for n in arrays["sizes"]))
         size, order = model.size, model.order
         model.raw = [
             Table(arrays[f"raw_{k}_keys"], arrays[f"raw_{k}_counts"], size) for k in range(1, order + 1)
@@ -225,9 +228,9 @@ class CharacterModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context):
         with np.load(context.artifacts["tables"], allow_pickle=False) as tables:
-            self.model = KneserNey.rebuilt(context.model_config, tables)
+            self.model = KneserNey.rebuilt(tables)
 
-    def predict(self, context, model_input, params: dict | None = None) -> np.ndarray:
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         return self.model.predict(np.asarray(model_input))
 
 

@@ -124,7 +124,7 @@ def completions(model, splits: Splits, params: Params) -> str:
     """The prompts, each completed (same seed every time: what changes is the model)."""
     vocabulary = Vocabulary(tuple(splits.vocabulary))
     made = complete(
-        lambda x: predict(model, x),
+        inference.for_many_calls(model),
         vocabulary,
         list(params.prompts),
         params.completion_length,
@@ -185,8 +185,11 @@ def memory(model, splits: Splits, params: Params, sample: int = 2000, seed: int 
     )
     lengths = [m for m in (1, 2, 4, 8, 16, 32, 64, 128, 256) if m <= window]
     for m in lengths:
-        inputs = codes[at[:, None] - m + 1 + np.arange(m)].astype(np.int32)
-        last = np.concatenate([predict(model, inputs[i : i + 512])[:, -1] for i in range(0, len(at), 512)])
+        # the m characters first in a window, read at its m-th position (what follows cannot
+        # change a prediction before it): every model reads windows of one shape
+        inputs = np.zeros((len(at), window), np.int32)
+        inputs[:, :m] = codes[at[:, None] - m + 1 + np.arange(m)]
+        last = np.concatenate([predict(model, inputs[i : i + 512])[:, m - 1] for i in range(0, len(at), 512)])
         bits = -np.log2(np.maximum(last[np.arange(len(at)), codes[at + 1]], 1e-30))
         rows.append({"what": f"context {m}", "characters": len(at), "bits_per_char": float(bits.mean())})
     return rows + bracket_rows(model, splits, params)
