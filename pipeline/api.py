@@ -302,10 +302,11 @@ def complete(
 
 
 @quietly
-def memory(experiment: str):
+def memory(experiment: str, sample: int = 2000):
     """How far back the latest run of a text-completion `experiment` remembers, on the test text:
-    a pandas DataFrame of bits per character when it sees only the last m characters, and on
-    closing brackets by how far back their opening bracket is (pipeline.objectives.next_character)."""
+    a pandas DataFrame of bits per character when it sees only the last m characters (at `sample`
+    fixed positions), and on the closing brackets by how far back their opening bracket is
+    (pipeline.objectives.next_character.memory)."""
     import pandas as pd
 
     from pipeline import config, data, startup
@@ -318,5 +319,5 @@ def memory(experiment: str):
     dataset = data.load(chosen.exp.dataset)
     splits, _ = chosen.objective.prepare(dataset, chosen.train, chosen.objective_params)
     model = loaded.keras() if loaded.form == "keras" else loaded
-    rows = next_character.memory(model, splits, chosen.objective_params)
+    rows = next_character.memory(model, splits, chosen.objective_params, sample)
     return pd.DataFrame(rows).set_index("what")

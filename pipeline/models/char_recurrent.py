@@ -44,4 +44,11 @@ def build(params: Params, spec: TextSpec) -> keras.Model:
     return keras.Model(characters, next_character, name=f"char_{params.cell}")
 
 
-FAMILY = Family(name="char-recurrent", build=build, check=check)
+def callbacks(params: Params, x_train, y_train) -> tuple[keras.callbacks.Callback, ...]:
+    """Cut the learning rate to 30 % after an epoch that did not lower the validation loss (by
+    0.003 nats a character): a high rate learns fast, a lower one then settles (logged per epoch as
+    `learning_rate`)."""
+    return (keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=0, min_delta=0.003),)
+
+
+FAMILY = Family(name="char-recurrent", build=build, check=check, callbacks=callbacks)

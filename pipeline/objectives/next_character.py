@@ -177,7 +177,7 @@ def memory(model, splits: Splits, params: Params, sample: int = 2000, seed: int 
     `context m`: bits per character when the model sees only the last m characters before each of
     `sample` fixed positions (a model with short memory stops improving as m grows); `closing
     bracket, opened d back`: the scored closing brackets, by how far back their opening bracket is."""
-    rows = []
+    rows, predict_many = [], inference.for_many_calls(model)  # traced once: many calls of one shape
     codes, window = splits.x_test.codes, params.window
     rng = np.random.default_rng(seed)
     at = np.sort(
@@ -189,7 +189,7 @@ def memory(model, splits: Splits, params: Params, sample: int = 2000, seed: int 
         # change a prediction before it): every model reads windows of one shape
         inputs = np.zeros((len(at), window), np.int32)
         inputs[:, :m] = codes[at[:, None] - m + 1 + np.arange(m)]
-        last = np.concatenate([predict(model, inputs[i : i + 512])[:, m - 1] for i in range(0, len(at), 512)])
+        last = np.concatenate([predict_many(inputs[i : i + 500])[:, m - 1] for i in range(0, len(at), 500)])
         bits = -np.log2(np.maximum(last[np.arange(len(at)), codes[at + 1]], 1e-30))
         rows.append({"what": f"context {m}", "characters": len(at), "bits_per_char": float(bits.mean())})
     return rows + bracket_rows(model, splits, params)
