@@ -239,40 +239,22 @@ def example(name: str, **settings: Any) -> Worked:
 # --------------------------------------------------------------------------- text completion
 
 
-def latest_run(experiment: str):
-    """The latest finished run of `experiment` (an MLflow Run); UserError when it has none."""
+def text_model(name: str):
+    """(the run's params, the model loaded safely, its vocabulary) of what `name` names (as
+    `load_model` resolves it: a text-completion experiment's latest finished run, a run id, …)."""
     import mlflow
 
-    from pipeline import config
-    from pipeline.errors import UserError
-
-    exp = config.resolve_experiment(config.load_params(), experiment)
-    found = mlflow.search_runs(
-        [task_id(exp.task)],
-        filter_string=f"attributes.run_name = '{experiment}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    if not found:
-        raise UserError(
-            f"'{experiment}' has no finished run in {exp.task} yet: pipeline.train('{experiment}')"
-        )
-    return found[0]
-
-
-def text_model(experiment: str):
-    """(the latest run, its model loaded safely, its vocabulary) of a text-completion experiment."""
     from pipeline.errors import UserError
     from pipeline.text import UNKNOWN, Vocabulary
-    from pipeline.training import loading
+    from pipeline.training import loading, resolve
 
-    run = latest_run(experiment)
-    loaded = loading.load(f"runs:/{run.info.run_id}/model")
+    found = resolve.resolve(name)
+    loaded = loading.load(found.uri)
+    params = mlflow.MlflowClient().get_run(found.run_id).data.params if found.run_id else {}
     chars = loaded.class_names or []
-    if "objective.window" not in run.data.params or not chars or chars[0] != UNKNOWN:
-        raise UserError(f"'{experiment}' is not a text-completion experiment (its model reads no characters)")
-    return run, loaded, Vocabulary(tuple(chars))
+    if "objective.window" not in params or not chars or chars[0] != UNKNOWN:
+        raise UserError(f"model '{name}' is not a text-completion run's (its model reads no characters)")
+    return params, loaded, Vocabulary(tuple(chars))
 
 
 @quietly
@@ -292,10 +274,10 @@ def complete(
     from pipeline.text import complete as completed
 
     startup.quiet_tensorflow()
-    run, loaded, vocabulary = text_model(experiment)
+    params, loaded, vocabulary = text_model(experiment)
     model = loaded.keras() if loaded.form == "keras" else loaded
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    window = int(run.data.params["objective.window"])
+    window = int(params["objective.window"])
     predict = inference.for_many_calls(model)
     made = completed(predict, vocabulary, prompts, length, window, temperature, seed)
     return made[0] if isinstance(prompt, str) else made

@@ -66,7 +66,12 @@ def test_every_model_is_scored_on_the_same_characters(text_dataset):
     ngram = KneserNey(spec.vocabulary_size, 4).fit(splits.x_train.codes, splits.x_val.codes)
     metrics, artifacts = next_character.evaluate(ngram, splits, PARAMS)
     assert metrics["test_bits_per_char"] < 1.0 and metrics["test_accuracy"] > 0.7  # a repeated line
-    assert set(metrics) == {"test_bits_per_char", "test_accuracy", "validation_bits_per_char", "validation_accuracy"}
+    assert set(metrics) == {
+        "test_bits_per_char",
+        "test_accuracy",
+        "validation_bits_per_char",
+        "validation_accuracy",
+    }
     assert artifacts["completions.txt"].startswith("'ab' → ")
     assert next_character.OBJECTIVE.direction("test_bits_per_char") == "min"
 
@@ -96,7 +101,10 @@ def test_the_text_task_trains_logs_completions_and_completes_prompts(project):
     ngram = train("char-ngram", small)
     for outcome in (lstm, ngram):
         assert 0 < outcome.metrics["test_bits_per_char"] < math.log2(len(outcome.splits.vocabulary))
-    runs = {r.info.run_name: r for r in mlflow.search_runs(experiment_names=["text-completion"], output_format="list")}
+    runs = {
+        r.info.run_name: r
+        for r in mlflow.search_runs(experiment_names=["text-completion"], output_format="list")
+    }
     assert set(runs["char-lstm"].data.params) == set(runs["char-ngram"].data.params)
     assert runs["char-ngram"].data.params["train.epochs"] == "n/a"
     listed = {a.path for a in mlflow.MlflowClient().list_artifacts(lstm.run_id)}
