@@ -70,7 +70,7 @@ print("MLflow UI:", forecasters["lstm"].link)
 # 465,000 characters of English and code; whole topics go to train, validation and test) is read
 # one character at a time, and each model predicts the next one: a character n-gram with
 # Kneser-Ney smoothing (the baseline: it sees the last few characters only), a plain RNN and an
-# LSTM. Every model is scored on the same test characters, each with at least 64 characters
+# LSTM. Every model is scored on the same test characters, each with at least 32 characters
 # before it, in **bits per character** (lower is better; a uniform guess over the 104 characters
 # costs 6.7 bits).
 
@@ -81,13 +81,14 @@ writers = {
 {name: round(t.value, 3) for name, t in writers.items()}  # test bits per character
 
 # %% [markdown]
-# The same prompt, completed by each (temperature 0: always the likeliest next character). The
-# networks' runs also log `completions_by_epoch.txt`: the prompts completed after every epoch.
+# The same prompt, completed by each: every character drawn from the model's odds, sharpened by
+# the temperature (0 would always take the likeliest one, and loops). The networks' runs also log
+# `completions_by_epoch.txt`: the prompts completed after every epoch.
 
 # %%
 PROMPT = "The default value of "
 for name in writers:
-    print(f"{name:>10}: {PROMPT}{pipeline.complete(PROMPT, name, length=60, temperature=0)!r}")
+    print(f"{name:>10}: {PROMPT}{pipeline.complete(PROMPT, name, length=60, temperature=0.5)!r}")
 
 # %% [markdown]
 # ## Short- and long-term memory, in numbers

@@ -267,7 +267,7 @@ def complete(
     seed: int = 0,
 ) -> str | list[str]:
     """`prompt` continued by `length` characters of the latest run of a text-completion `experiment`
-    (char-lstm, char-rnn, char-gru, char-ngram), its model loaded safely. Each character is drawn
+    (char-lstm, char-rnn, char-ngram), its model loaded safely. Each character is drawn
     from the model's odds sharpened by `temperature` (0: always the likeliest); the same seed draws
     the same text. A list of prompts gives a list of completions."""
     from pipeline import inference, startup

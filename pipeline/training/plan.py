@@ -227,16 +227,12 @@ def params_to_log(plan: Plan, dataset, train_examples: int) -> dict[str, Any]:
 
 
 def sibling_params(plan: Plan) -> set[str]:
-    """The model, objective and training params the task's other experiments log (a Keras sibling's
-    train.epochs is `n/a` for a baseline that has no epochs)."""
     params = config.load_params()
     names: set[str] = set()
     for other in config.experiment_names(params):
         exp = config.resolve_experiment(params, other)
         if exp.task == plan.exp.task and other != plan.exp.name:
-            names |= {k for k in config.flatten(exp.raw) if k.startswith(("model.", "objective.", "train."))}
-            if models.declaration(exp.family).kind == "keras":
-                names.add("train.num_replicas")  # the run's devices (run.py)
+            names |= {k for k in config.flatten(exp.raw) if k.startswith(("model.", "objective."))}
     return names
 
 
