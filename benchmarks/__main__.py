@@ -145,13 +145,58 @@ def add_soak(sub) -> None:
     p.set_defaults(func=cmd_soak)
 
 
+def cmd_photos(args) -> int:
+    from benchmarks import photos
+
+    cases = photos.grid(args.grid)
+    if args.cases:
+        cases = [c for c in cases if c.name in args.cases]
+    settings = photos.Settings(
+        cases=tuple(cases),
+        configs=tuple(args.configs or photos.CONFIGS),
+        epochs=args.epochs,
+        patience=args.patience,
+        overrides=tuple(args.set or ()),
+        data_dir=args.data,
+    )
+    return photos.main(settings)
+
+
+def add_photos(sub) -> None:
+    from benchmarks import photos
+
+    p = sub.add_parser(
+        "photos",
+        help="own photos: the cnn family's defaults and cnn-same's block copied vs two bare keras-io scripts",
+        description="Generate folders of photographs (10 classes; benchmarks/photo_folders.py, needs the "
+        "bench extra: make .venv/.extra-bench), train each config on the same splits and write the test "
+        "accuracies to reports/photos.json and reports/photos.md. The pilot takes minutes, the full grid "
+        "hours.",
+    )
+    p.add_argument("--grid", choices=["pilot", "full"], default="pilot", help="pilot: 300 photos at 64², "
+                   "one seed; full: 300 and 2,000 at 64² (3 seeds), 20,000 at 64², 2,000 at 224², 2,000 grey "
+                   "(default: pilot)")  # fmt: skip
+    p.add_argument(
+        "--cases", action="append", help="only this case of the grid, e.g. photos-300-64px-s0 (repeatable)"
+    )
+    p.add_argument("--configs", action="append", choices=photos.CONFIGS, help="only this config (repeatable)")
+    p.add_argument("--epochs", type=positive, default=15, help="at most this many epochs (default: 15)")
+    p.add_argument("--patience", type=positive, default=5, help="early stopping's patience (default: 5)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a param of the pipeline configs"
+    )
+    p.add_argument("--data", type=Path, default=photos.DATA_DIR, help=f"generated folders and the scratch "
+                   f"project (default: {photos.DATA_DIR})")  # fmt: skip
+    p.set_defaults(func=cmd_photos)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Benchmarks and soak tests of the pipeline, each in a throw-away project.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for add in (add_bench, add_soak):
+    for add in (add_bench, add_soak, add_photos):
         add(sub)
     return parser
 

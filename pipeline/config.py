@@ -390,8 +390,12 @@ def explain(error: dict, hint: Any, where: str) -> str:
     keyed = kind in UNKNOWN or (kind == "missing" and isinstance(loc[-1], str))  # about a key
     path, found = "", hint
     # down the fields and items to the one at fault (a key's or an item's container if that is missing);
-    # a union member's tag ends the walk
+    # a union member's tag ends the walk, unless it names the union's mapping (e.g. augment's Augment)
     for part in loc[:-1] if kind in (*UNKNOWN, "missing") else loc:
+        section = section_of(found)
+        if section is not None and part == section.__name__ and section is not found:
+            found = section
+            continue
         inner = member(found, part)
         if inner is None:
             break

@@ -17,6 +17,7 @@ class ClassifierSpec:
     input_shape: tuple[int, ...]
     num_classes: int
     seed: int
+    steps_per_epoch: int | None = None  # training batches an epoch (set by the training core)
 
 
 @dataclasses.dataclass(frozen=True)

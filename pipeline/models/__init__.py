@@ -130,6 +130,11 @@ def no_check(params, spec) -> None:
     """Default: the schema says everything there is to say."""
 
 
+def as_written(params, spec):
+    """Default: nothing is chosen from the data; the params are the run's as written."""
+    return params
+
+
 def no_tags(params) -> dict[str, str]:
     return {}
 
@@ -173,6 +178,9 @@ class Family:
     # raise UserError when the model cannot work on this data, before any run starts
     check: Callable[[Any, Any], None] = no_check
     tags: Callable[[Any], dict[str, str]] = no_tags  # extra MLflow tags from the params
+    # (params, spec) → the params with what depends on the data chosen (cnn's `auto` knobs): the
+    # run builds with, and logs, what this returns
+    resolve: Callable[[Any, Any], Any] = as_written
     # (model, params, train params, loop) → history: its own training (e.g. two phases)
     fit: Callable[[Any, Any, Any, FitLoop], dict[str, list[float]]] = fit_with_loop
     # estimators: (model, x_train, y_train, validation (x, y) or None) → None, e.g. an n-gram model

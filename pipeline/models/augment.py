@@ -19,8 +19,8 @@ from pipeline.models.schemas import Augment
 def active(params) -> bool:
     """Whether a family's params augment the training images (precomputed features of frozen
     layers would then not be what the model sees, so nothing may cache them)."""
-    augment: Augment | None = getattr(params, "augment", None)
-    if augment is None:
+    augment = getattr(params, "augment", None)
+    if not isinstance(augment, Augment):  # none, or `auto` not yet chosen
         return False
     return augment.flip != "none" or any(
         (augment.rotation, augment.zoom, augment.translation, augment.contrast)

@@ -15,6 +15,7 @@ from pipeline.specs import ClassifierSpec
 def build(params: cnn.Params, spec: ClassifierSpec) -> keras.Model:
     cnn.check(params, spec)
     inputs = cnn.image_input(spec, "cnn-binary")
+    params = cnn.resolve(params, spec)
     x = augmented(inputs, params.augment, spec.seed)  # random changes while training only
     x = cnn.features(x, params)
     outputs = layers.Dense(1, activation="sigmoid", name="probability")(x)
@@ -30,5 +31,6 @@ FAMILY = Family(
     name="cnn-binary",
     build=build,
     check=cnn.check,
+    resolve=cnn.resolve,
     logged=Logged("keras", output=probability),
 )

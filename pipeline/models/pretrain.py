@@ -1,7 +1,7 @@
 """Pretrain a CNN on the source task and publish its trunk as a TF Hub module (reusable SavedModel).
 
 The model is the `cnn` family's network; the trunk is its convolutional part, up to the
-`flatten` layer, whose output is the feature vector. `publish()` writes the trunk to
+`flatten` (or `average`) layer, whose output is the feature vector. `publish()` writes the trunk to
 `model.publish_dir` in the TF Hub "reusable SavedModel" format (`__call__(images,
 training=False)`, `variables`, `trainable_variables`, `regularization_losses`), with a README
 stating its input contract and the trunk's Keras architecture (so `transfer-scratch` can
@@ -34,13 +34,14 @@ def tags(params: Params) -> dict[str, str]:
 
 
 def trunk(model: keras.Model) -> keras.Model:
-    """The feature extractor: the convolutional blocks, flattened (weights shared).
+    """The feature extractor: the convolutional blocks, flattened or averaged (weights shared).
 
     Measured on digits 5-9, these features transfer far better than the dense layer after them,
     which specialises in the source classes.
     """
-    (flatten,) = [layer for layer in model.layers if isinstance(layer, keras.layers.Flatten)]
-    return keras.Model(model.input, flatten.output, name="trunk")
+    heads = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D)  # cnn's `head`
+    (pooled,) = [layer for layer in model.layers if isinstance(layer, heads)]
+    return keras.Model(model.input, pooled.output, name="trunk")
 
 
 def export_module(trunk: keras.Model, path) -> None:
@@ -76,7 +77,7 @@ the source task (see the MLflow run that logged this folder as its `hub_module` 
 - Other sizes are rejected; `pipeline.models.transfer` resizes and converts channels first.
 
 ## Output
-- float32 feature vector of shape (batch, {dim}): the convolutional blocks' output, flattened.
+- float32 feature vector of shape (batch, {dim}): the convolutional blocks' output, flattened or averaged.
 
 ## Use
     import tensorflow_hub as hub
@@ -116,6 +117,7 @@ FAMILY = Family(
     name="pretrain",
     build=build,
     check=cnn.check,
+    resolve=cnn.resolve,
     tags=tags,
     publish=publish,
 )

@@ -45,23 +45,37 @@ AUGMENT = dataclasses.field(default=None, kw_only=True)
 
 @dataclasses.dataclass(frozen=True)
 class CnnParams:
-    filters: tuple[int, ...]  # one Conv2D per entry
-    kernel_size: Pair  # (rows, cols) = (height, width)
-    strides: Pair  # (rows, cols) = (height, width)
-    padding: Padding
-    activation: Activation
-    batch_norm: bool  # BatchNormalization between each Conv2D and its activation
-    pooling: Literal["max", "min", "avg", "none"]
-    pool_size: int
-    pool_every: int  # pool after every n-th Conv2D (0: once, after the last)
-    dropout: float  # before the dense head and before the output
-    dense_units: int
-    augment: Augment | None = AUGMENT  # random changes to the training images (null: none)
+    """Every knob has a default (`family: cnn` alone is a good network for a folder of photos); the
+    `auto` ones are chosen from the data when the run starts and logged with the value used
+    (pipeline/models/cnn.py: resolve)."""
+
+    filters: tuple[int, ...] = (32, 64, 128)  # one Conv2D per entry
+    kernel_size: Pair = 3  # (rows, cols) = (height, width)
+    strides: Pair = 1  # (rows, cols) = (height, width)
+    padding: Padding = "same"
+    activation: Activation = "relu"
+    batch_norm: bool = True  # BatchNormalization between each Conv2D and its activation
+    pooling: Literal["max", "min", "avg", "none"] = "max"
+    pool_size: int = 2
+    pool_every: int = 1  # pool after every n-th Conv2D (0: once, after the last)
+    dropout: float = 0.3  # before the dense head and before the output
+    dense_units: int = 128
+    # auto: 1 - 1/steps an epoch, within [0.9, 0.99] (the moving statistics settle within an epoch)
+    bn_momentum: float | Literal["auto"] = "auto"
+    # auto: stride-2 Conv2D blocks (twice the filters, at most 256) until the map is at most 8x8
+    extra_blocks: int | Literal["auto"] = "auto"
+    # auto: flatten a map of at most 4x4 positions, else average it (GlobalAveragePooling2D)
+    head: Literal["auto", "flatten", "average"] = "auto"
+    # random changes to the training images (null: none); auto: flips and turns for images 32 px
+    # or larger, none for smaller ones (digits)
+    augment: Augment | Literal["auto"] | None = dataclasses.field(default="auto", kw_only=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainParams(CnnParams):
-    publish_dir: str  # where the hub module is written (relative to the project root)
+    publish_dir: str = dataclasses.field(
+        kw_only=True
+    )  # where the hub module is written (relative to the project root)
 
 
 # keras.applications networks the transfer family offers (pipeline/models/backbones.py builds them)

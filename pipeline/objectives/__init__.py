@@ -89,6 +89,9 @@ class Objective:
     # (Keras model, splits, objective params) → {artifact name: text} the run logs after every
     # epoch, each file growing by one section an epoch (e.g. text completion's prompts completed)
     epoch_artifacts: Callable[[Any, Any, Any], dict[str, str]] | None = None
+    # (test metrics, the kept epoch's Keras logs or None, splits) → one line naming what looks wrong
+    # with the trained model and its likely cause, or None (the run's tag `quality_warning`)
+    warning: Callable[[dict, dict | None, Any], str | None] | None = None
 
     def direction(self, metric: str) -> Direction:
         """Which way `metric` (e.g. test_rmse, val_accuracy, test_precision_at_10) improves."""

@@ -91,6 +91,44 @@ def evaluate(model, splits: Splits, params=None) -> tuple[dict[str, float], dict
     return metrics, artifacts
 
 
+# a run warns when its test or validation accuracy is under this many times chance (1 / classes),
+# or when its validation accuracy is more than GAP below its training accuracy
+NEAR_CHANCE = 1.5
+GAP = 0.3
+
+
+def quality_warning(metrics: dict, kept: dict | None, splits: Splits) -> str | None:
+    """One line when the model is near chance or far better on its training images than on others,
+    with the likely cause; None when neither. `kept`: the Keras logs of the epoch whose weights were
+    kept (training and validation accuracy), None for an estimator."""
+    classes = len(splits.class_names)
+    chance, kept = 1 / classes, kept or {}
+    train, val = kept.get("accuracy"), kept.get("val_accuracy")
+    low = {name: value for name, value in (("test", metrics.get("test_accuracy")), ("validation", val))
+           if value is not None and value < NEAR_CHANCE * chance}  # fmt: skip
+    size = f"{len(splits.y_train)} training images, {int(metrics.get('model_params', 0)):,} weights"
+    if low:
+        name, value = next(iter(low.items()))
+        said = f"{name} accuracy {value:.3f} is near chance (1/{classes} = {chance:.3f})"
+        if train is None:  # an estimator: no training curve to tell more
+            return f"{said}: check that each class holds its own examples, and the model's settings ({size})"
+        if train < NEAR_CHANCE * chance:
+            return (
+                f"{said} and so is training accuracy ({train:.3f}): nothing was learned; check that each "
+                "class folder holds its own images, or try more epochs or another train.learning_rate"
+            )
+        return (
+            f"{said} while training accuracy is {train:.3f}: the model does not generalise ({size}); "
+            "try model.augment, a smaller model or more images"
+        )
+    if train is not None and val is not None and train - val > GAP:
+        return (
+            f"validation accuracy {val:.3f} is {train - val:.2f} below training accuracy {train:.3f}: the "
+            f"model memorises its training images ({size}); try model.augment, dropout or more images"
+        )
+    return None
+
+
 def problem(dataset, params=None) -> str:
     """Runs that predict the same classes of the same dataset are ranked together."""
     return f"{dataset.name}: classes {', '.join(dataset.class_names)}"
@@ -150,6 +188,7 @@ OBJECTIVE = Objective(
     predict=predict,
     keras_metrics=keras_metrics,
     problem=problem,
+    warning=quality_warning,
     # a registered classifier takes {"image": base64} or {"pixels": [...]} records, answers class names
     served=Served(
         code=image_classifier,

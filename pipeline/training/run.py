@@ -10,6 +10,7 @@ pipeline/workflows/train_and_gate.py and retrain.py). How it runs is one `RunOpt
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ import mlflow
 from pipeline import config, data, layout, plots
 from pipeline.data import streams
 from pipeline.models import fit_with_loop
-from pipeline.specs import Splits
+from pipeline.specs import ClassifierSpec, Splits
 from pipeline.training import artifacts, keras_loop, registry, tracking
 from pipeline.training.gate import Decision
 from pipeline.training.plan import Plan, make_plan, params_to_log, run_tags
@@ -63,6 +64,7 @@ class Outcome:
     problem: str = ""  # what the run solves (its `problem` tag): runs are compared within one
     best_epoch: int | None = None  # Keras runs: the epoch (1-based) whose weights were kept
     model_uri: str | None = None  # the logged model (runs:/… or models:/…), when outputs were logged
+    quality_warning: str | None = None  # what looks wrong with the model (the run's tag), if anything
 
 
 def backup_dir(plan: Plan, dataset) -> Path:
@@ -141,6 +143,29 @@ def evaluate(plan: Plan, model, splits: Splits, history) -> tuple[dict, dict]:
     return metrics, found
 
 
+def resolved(plan: Plan, spec, splits: Splits) -> tuple[Plan, Any]:
+    """The plan with the family's data-dependent choices made (e.g. cnn's `auto` knobs), and the
+    spec with the steps an epoch: the run builds with, and logs, these params."""
+    if isinstance(spec, ClassifierSpec) and plan.family.kind == "keras":
+        spec = dataclasses.replace(
+            spec, steps_per_epoch=math.ceil(len(splits.x_train) / plan.train.batch_size)
+        )
+    return dataclasses.replace(plan, model=plan.family.resolve(plan.model, spec)), spec
+
+
+def quality_warning(plan: Plan, metrics: dict, history, splits: Splits) -> str | None:
+    """The objective's warning about the trained model, printed as one line and set as the run's
+    tag `quality_warning`."""
+    if plan.objective.warning is None:
+        return None
+    kept = {k: v[best_epoch(history) - 1] for k, v in history.items()} if history else None
+    warning = plan.objective.warning(metrics, kept, splits)
+    if warning:
+        mlflow.set_tag("quality_warning", warning)
+        print(f"{plan.exp.name}: warning: {warning}", file=sys.stderr, flush=True)
+    return warning
+
+
 def model_metadata(plan: Plan, splits: Splits, dataset) -> dict:
     """What the logged model says about itself (MLmodel's metadata)."""
     metadata = {"experiment": plan.exp.name, "data_hash": dataset.sha256}
@@ -207,6 +232,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
     dataset = options.dataset or data.load(exp.dataset, params)
     splits, spec = plan.objective.prepare(dataset, plan.train, plan.objective_params)
     plan.family.check(plan.model, spec)  # a model that cannot work on this data, a missing module
+    plan, spec = resolved(plan, spec, splits)
     if plan.family.kind == "estimator":  # fitted and scored on whole arrays: bounded, refused beyond
         for x in (splits.x_train, splits.x_test):
             streams.require_in_memory(x)
@@ -229,6 +255,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         metrics, found = evaluate(plan, model, splits, history)
         metrics["train_seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)
+        warning = quality_warning(plan, metrics, history, splits)
         model_info = None
         if options.log_outputs:
             if plan.register_as and options.extra_artifacts:
@@ -248,6 +275,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
         tags["problem"],
         best_epoch(history),
         model_uri=model_info.model_uri if model_info else None,
+        quality_warning=warning,
     )
 
 

@@ -26,6 +26,10 @@ def params(**changes) -> cnn.Params:
         pool_every=0,
         dropout=0.0,
         dense_units=5,
+        bn_momentum=0.99,
+        extra_blocks=0,
+        head="flatten",
+        augment=None,
     )
     return cnn.Params(**{**base, **changes})
 
@@ -134,3 +138,70 @@ def test_min_pooling_takes_the_smallest_value_and_survives_save_and_load(tmp_pat
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.get_layer(pool.name), MinPooling2D)
     assert np.allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# ---------------------------------------------------------------------------- `auto` knobs
+
+
+@pytest.mark.parametrize(
+    "steps, momentum", [(None, 0.99), (8, 0.9), (10, 0.9), (37, 0.973), (100, 0.99), (438, 0.99)]
+)
+def test_batch_norm_momentum_averages_over_about_one_epoch(steps, momentum):
+    assert cnn.bn_momentum(steps) == momentum
+
+
+@pytest.mark.parametrize(
+    "shape, blocks, head",
+    [
+        ((4, 4, 64), 0, "flatten"),
+        ((8, 8, 64), 0, "average"),
+        ((32, 32, 64), 2, "average"),
+        ((112, 112, 3), 4, "average"),
+        ((9, 9, 8), 1, "average"),
+    ],
+)
+def test_extra_blocks_halve_a_large_map_to_8x8_and_the_head_flattens_only_a_small_one(shape, blocks, head):
+    assert cnn.extra_blocks(shape) == blocks
+    assert cnn.head(shape) == head
+
+
+def copied_block() -> cnn.Params:
+    """cnn-same's model block as users copied it (068cd6e): no `auto` knob written."""
+    from pipeline import config
+
+    block = {"filters": [32, 64], "kernel_size": 3, "strides": 1, "padding": "same", "activation": "relu",
+             "batch_norm": True, "pooling": "max", "pool_size": 2, "pool_every": 2, "dropout": 0.3,
+             "dense_units": 128}  # fmt: skip
+    return config.parse_section(cnn.Params, block, "experiments.x.model")
+
+
+def test_the_copied_block_keeps_digits_as_they_were_and_adapts_to_photos():
+    digits = cnn.resolve(copied_block(), Spec((8, 8, 1), 10, 0, steps_per_epoch=37))
+    assert (digits.extra_blocks, digits.head, digits.augment, digits.bn_momentum) == (
+        0,
+        "flatten",
+        None,
+        0.973,
+    )
+    photos = cnn.resolve(copied_block(), Spec((64, 64, 3), 10, 0, steps_per_epoch=7))
+    assert (photos.extra_blocks, photos.head, photos.bn_momentum) == (2, "average", 0.9)
+    assert photos.augment == cnn.PHOTO_AUGMENT
+    model = cnn.build(photos, Spec((64, 64, 3), 10, 0))
+    assert model.get_layer("conv4").output.shape[1:] == (8, 8, 256)  # 32 → 16 → 8, filters doubled
+    assert isinstance(model.get_layer("average"), keras.layers.GlobalAveragePooling2D)
+    assert model.get_layer("bn1").momentum == 0.9
+    assert cnn.resolve(photos, Spec((64, 64, 3), 10, 0, steps_per_epoch=500)) == photos  # chosen once
+
+
+def test_family_cnn_alone_is_a_complete_model_block():
+    from pipeline import config
+
+    default = config.parse_section(cnn.Params, {}, "experiments.x.model")
+    resolved = cnn.resolve(default, Spec((64, 64, 3), 10, 0, steps_per_epoch=50))
+    assert (resolved.filters, resolved.extra_blocks, resolved.head) == ((32, 64, 128), 0, "average")
+    assert cnn.build(default, Spec((64, 64, 1), 3, 0)).output.shape[1:] == (3,)
+
+
+def test_written_knobs_are_kept():
+    block = params(head="average", extra_blocks=1, bn_momentum=0.95, augment=None)
+    assert cnn.resolve(block, Spec((64, 64, 3), 10, 0, steps_per_epoch=8)) == block

@@ -116,3 +116,36 @@ def test_a_registered_model_records_what_it_was_trained_on(champions, monkeypatc
     }
     forecaster = loading.load("models:/co2-forecaster/1").metadata["trained_on"]
     assert forecaster["dataset"] == "co2" and "image_size" not in forecaster
+
+
+@pytest.mark.integration
+def test_a_run_near_chance_gets_the_quality_warning_tag_and_one_line(project, capsys):
+    from tests.helpers import edit_params
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        f"x_{s}": rng.integers(0, 256, (n, 8, 8), dtype=np.uint8) for s, n in (("train", 200), ("test", 100))
+    }
+    arrays |= {f"y_{s}": rng.integers(0, 10, n) for s, n in (("train", 200), ("test", 100))}  # random labels
+    (project / "data" / "raw").mkdir(parents=True)
+    np.savez(project / "data" / "raw" / "noise.npz", **arrays)
+
+    def add(params):
+        params["data"]["noise"] = {
+            "source": "npz",
+            "path": "data/raw/noise.npz",
+            "val_fraction": 0.2,
+            "seed": 0,
+        }
+        params["experiments"]["noise"] = {
+            "task": "noise", "family": "mlp", "dataset": "noise", "train": {"epochs": 2},
+            "model": {"hidden_units": [16], "activation": "relu", "dropout": 0.0},
+        }  # fmt: skip
+
+    edit_params(project, add)
+    outcome = train("noise")
+    assert outcome.metrics["test_accuracy"] < 0.15 and "near chance" in outcome.quality_warning
+    tag = mlflow.MlflowClient().get_run(outcome.run_id).data.tags["quality_warning"]
+    assert tag == outcome.quality_warning
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert lines == [f"noise: warning: {tag}"]
