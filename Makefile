@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 # an optional feature's packages (pyproject.toml's extras), installed for the targets that use it
 # (.venv/.extra-<name>); `make test` and `make lock` install them all
-EXTRAS := $(addprefix $(VENV)/.extra-,ray postgres auth notebooks)
+EXTRAS := $(addprefix $(VENV)/.extra-,ray postgres auth notebooks bench)
 # the same path as pipeline/layout.py's STORE_STAMP (a test keeps them equal)
 STORE_STAMP := mlruns/.initialized
 # Each stage's code prerequisites are computed (the modules it imports) into .build/pipeline.mk,
