@@ -13,9 +13,10 @@ The pipeline prepares the folder (`python -m pipeline data`); the bare scripts r
 symlinks to the files the pipeline put in each split (the manifest's content digests), so every
 config trains, stops early and is tested on the same images. Every config: at most --epochs
 epochs, EarlyStopping(--patience, best weights restored), batch 32, Adam 0.001, the case's seed.
-Writes reports/photos.json (after every training) and reports/photos.md. A third config, the
-transfer family's `model.backbone` with a weights file trained on another folder, is pending
-until that family has it (CONFIGS).
+Writes reports/photos.json (after every training; runs of other cases measured earlier with the
+same epochs and patience are kept, so a grid can be measured in parts) and reports/photos.md. A
+third config, the transfer family's `model.backbone` with a weights file trained on another
+folder, is pending until that family has it (CONFIGS).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def measure(settings: Settings) -> dict:
     project = settings.data_dir / "project"
     (project / "mlruns").mkdir(parents=True, exist_ok=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params(settings), sort_keys=False))
-    results = {"settings": settings_record(settings), "runs": []}
+    results = {"settings": settings_record(settings), "runs": earlier(settings)}
     for case in settings.cases:
         folder = photo_folders.folder(settings.data_dir, case.kind, case.count, case.seed)
         scale.command(project, ["-m", "pipeline", "data", case.name], "data.log")
@@ -175,6 +176,8 @@ def measure(settings: Settings) -> dict:
                 found = bare_config(project, case, config, settings, splits)
             record = {"case": case.name, "group": case.group, "config": config, **found}
             record["seconds"] = round(time.perf_counter() - started, 1)
+            record["date"] = time.strftime("%Y-%m-%d")
+            results["runs"] = [r for r in results["runs"] if (r["case"], r["config"]) != (case.name, config)]
             results["runs"].append(record)
             print(
                 f"bench photos: {case.name} {config}: test accuracy {found['test_accuracy']:.3f}", flush=True
@@ -182,6 +185,17 @@ def measure(settings: Settings) -> dict:
             REPORT_JSON.parent.mkdir(exist_ok=True)
             REPORT_JSON.write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def earlier(settings: Settings) -> list[dict]:
+    """The runs reports/photos.json holds from earlier invocations with the same epochs and patience
+    (a grid measured in parts); a case and config measured again replaces its record."""
+    try:
+        previous = json.loads(REPORT_JSON.read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    same = all(previous["settings"].get(k) == getattr(settings, k) for k in ("epochs", "patience"))
+    return previous["runs"] if same else []
 
 
 def settings_record(settings: Settings) -> dict:
