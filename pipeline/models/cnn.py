@@ -10,6 +10,12 @@
 them (height, width), so [3, 2] is 3 rows high and 2 columns wide. `pooling` is max, min (a
 layer of this package, pipeline.models.layers), avg or none. An optional `augment:` block changes
 the training images at random (pipeline/models/augment.py).
+
+Every knob has a default, so `family: cnn` alone is a network for a folder of photos. Four are
+`auto` unless written, chosen from the data by `resolve` when the run starts and logged with the
+value used: `bn_momentum` (from the steps an epoch), `extra_blocks` (stride-2 blocks that bring a
+large map down to 8x8), `head` (flatten a small final map, average a large one) and `augment`
+(flips and turns for images of 32 px or more). On digits they leave the network as written.
 """
 
 from __future__ import annotations
@@ -70,13 +76,18 @@ def conv_layers(filters: int, params: Params, index: int, strides: Pair | None =
 
 
 def conv(x, filters: int, params: Params, index: int):
+    """`x` through one convolutional block (the lecture's worked examples call it)."""
     for layer in conv_layers(filters, params, index):
         x = layer(x)
     return x
 
 
+def pool_layer(params: Params, index: int):
+    return POOLING[params.pooling](params.pool_size, name=f"pool{index}")
+
+
 def pool(x, params: Params, index: int):
-    return POOLING[params.pooling](params.pool_size, name=f"pool{index}")(x)
+    return pool_layer(params, index)(x)
 
 
 def trunk_layers(params: Params, extra_blocks: int) -> list[tuple[int, list]]:
@@ -87,7 +98,7 @@ def trunk_layers(params: Params, extra_blocks: int) -> list[tuple[int, list]]:
         block = conv_layers(filters, params, i)
         last = i == len(params.filters)
         if params.pooling != "none" and ((every and i % every == 0) or (not every and last)):
-            block.append(POOLING[params.pooling](params.pool_size, name=f"pool{i}"))
+            block.append(pool_layer(params, i))
         found.append((i, block))
     filters = params.filters[-1] if params.filters else 16
     for i in range(len(params.filters) + 1, len(params.filters) + 1 + extra_blocks):
