@@ -139,13 +139,13 @@ PHOTO_AUGMENT = Augment(flip="horizontal", rotation=0.1)  # keras-io's image cla
 
 
 def bn_momentum(steps_per_epoch: int | None) -> float:
-    """Batch norm's moving statistics (what inference uses) average over about one epoch: Keras'
-    0.99 from 100 steps an epoch on, down to 0.9 for a few hundred images (8 steps), whose
-    statistics would otherwise still hold their initial values when early stopping keeps an
-    early epoch."""
-    if not steps_per_epoch:
+    """Batch norm's moving statistics (what inference uses): Keras' 0.99, a window of about 100
+    steps, when three epochs hold that many; for shorter epochs (a few hundred images) a window of
+    one epoch, 1 - 1/steps and at least 0.9: at 0.99 their statistics would still hold their
+    initial values when early stopping keeps an early epoch."""
+    if not steps_per_epoch or 3 * steps_per_epoch >= 100:
         return 0.99
-    return round(min(0.99, max(0.9, 1 - 1 / steps_per_epoch)), 3)
+    return round(max(0.9, 1 - 1 / steps_per_epoch), 3)
 
 
 def extra_blocks(shape: tuple) -> int:
