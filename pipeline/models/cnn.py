@@ -140,12 +140,13 @@ PHOTO_AUGMENT = Augment(flip="horizontal", rotation=0.1)  # keras-io's image cla
 
 def bn_momentum(steps_per_epoch: int | None) -> float:
     """Batch norm's moving statistics (what inference uses): Keras' 0.99, a window of about 100
-    steps, when three epochs hold that many; for shorter epochs (a few hundred images) a window of
-    one epoch, 1 - 1/steps and at least 0.9: at 0.99 their statistics would still hold their
-    initial values when early stopping keeps an early epoch."""
+    steps, when three epochs hold that many. Shorter epochs (a few hundred images) get a window of
+    a quarter epoch, at least 2 steps (1 - 4/steps, at least 0.5): their weights change so much
+    an epoch that a longer average still describes earlier weights (or the initial statistics)
+    when early stopping compares the first epochs, and keeps one of them."""
     if not steps_per_epoch or 3 * steps_per_epoch >= 100:
         return 0.99
-    return round(max(0.9, 1 - 1 / steps_per_epoch), 3)
+    return round(max(0.5, 1 - 4 / steps_per_epoch), 3)
 
 
 def extra_blocks(shape: tuple) -> int:

@@ -145,7 +145,17 @@ def test_min_pooling_takes_the_smallest_value_and_survives_save_and_load(tmp_pat
 
 @pytest.mark.parametrize(
     "steps, momentum",
-    [(None, 0.99), (7, 0.9), (10, 0.9), (19, 0.947), (33, 0.97), (34, 0.99), (37, 0.99), (438, 0.99)],
+    [
+        (None, 0.99),
+        (7, 0.5),
+        (8, 0.5),
+        (10, 0.6),
+        (19, 0.789),
+        (33, 0.879),
+        (34, 0.99),
+        (37, 0.99),
+        (438, 0.99),
+    ],
 )
 def test_batch_norm_momentum_is_kerass_unless_epochs_are_short(steps, momentum):
     assert cnn.bn_momentum(steps) == momentum
@@ -182,12 +192,12 @@ def test_the_copied_block_keeps_digits_as_they_were_and_adapts_to_photos():
         copied_block(), extra_blocks=0, head="flatten", augment=None, bn_momentum=0.99
     )
     photos = cnn.resolve(copied_block(), Spec((64, 64, 3), 10, 0, steps_per_epoch=7))
-    assert (photos.extra_blocks, photos.head, photos.bn_momentum) == (2, "average", 0.9)
+    assert (photos.extra_blocks, photos.head, photos.bn_momentum) == (2, "average", 0.5)
     assert photos.augment == cnn.PHOTO_AUGMENT
     model = cnn.build(photos, Spec((64, 64, 3), 10, 0))
     assert model.get_layer("conv4").output.shape[1:] == (8, 8, 256)  # 32 → 16 → 8, filters doubled
     assert isinstance(model.get_layer("average"), keras.layers.GlobalAveragePooling2D)
-    assert model.get_layer("bn1").momentum == 0.9
+    assert model.get_layer("bn1").momentum == 0.5
     assert cnn.resolve(photos, Spec((64, 64, 3), 10, 0, steps_per_epoch=500)) == photos  # chosen once
 
 
