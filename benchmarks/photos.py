@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import photo_folders, scale
+from benchmarks.scratch import Project
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path("/tmp/pipeline-photos")
@@ -118,16 +119,16 @@ def params(settings: Settings) -> dict:
     return {"data": data, "defaults": {"train": defaults}, "experiments": experiments}
 
 
-def split_folders(project: Path, case: Case, folder: Path) -> Path:
+def split_folders(project: Project, case: Case, folder: Path) -> Path:
     """<project>/bare/<case>/{train,val,test}/<class>/: symlinks to the files of each split."""
     from pipeline.data import split_files
     from pipeline.data.versions import processed_dir, read_manifest
 
     by_digest = {hashlib.sha256(p.read_bytes()).digest(): p for p in folder.rglob("*.jpg")}
-    with scale.environment_of(project):
+    with project.active():
         manifest = read_manifest(case.name)
         digests = split_files.read_digests(processed_dir(case.name) / manifest["images"]["folder"])
-    target = project / "bare" / case.name
+    target = project.root / "bare" / case.name
     shutil.rmtree(target, ignore_errors=True)
     for split in ("train", "val", "test"):
         for name in manifest["class_names"]:  # every class folder, empty or not
@@ -138,7 +139,7 @@ def split_folders(project: Path, case: Case, folder: Path) -> Path:
     return target
 
 
-def pipeline_config(project: Path, case: Case, config: str, settings: Settings) -> dict:
+def pipeline_config(project: Project, case: Case, config: str, settings: Settings) -> dict:
     name = f"{config}--{case.name}"
     sets = [arg for override in settings.overrides for arg in ("--set", override)]
     scale.command(project, ["-m", "pipeline", "train", name, "--quiet", *sets], "train.log")
@@ -146,8 +147,8 @@ def pipeline_config(project: Path, case: Case, config: str, settings: Settings) 
     return {"test_accuracy": metrics["test_accuracy"], "epochs_trained": metrics.get("epochs_trained")}
 
 
-def bare_config(project: Path, case: Case, config: str, settings: Settings, splits: Path) -> dict:
-    out = project / f"{config}.json"
+def bare_config(project: Project, case: Case, config: str, settings: Settings, splits: Path) -> dict:
+    out = project.root / f"{config}.json"
     args = [
         "-m", "benchmarks.bare_photos", "--data", str(splits), "--out", str(out),
         "--image-size", str(case.side), str(case.side), "--epochs", str(settings.epochs),
@@ -161,9 +162,9 @@ def bare_config(project: Path, case: Case, config: str, settings: Settings, spli
 
 def measure(settings: Settings) -> dict:
     """Train every config on every case; reports/photos.json is rewritten after each training."""
-    project = settings.data_dir / "project"
-    (project / "mlruns").mkdir(parents=True, exist_ok=True)
-    (project / "params.yaml").write_text(yaml.safe_dump(params(settings), sort_keys=False))
+    project = Project(settings.data_dir / "project")  # kept: prepared folders are reused
+    (project.root / "mlruns").mkdir(parents=True, exist_ok=True)
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params(settings), sort_keys=False))
     results = {"settings": settings_record(settings), "runs": earlier(settings)}
     for case in settings.cases:
         folder = photo_folders.folder(settings.data_dir, case.kind, case.count, case.seed)
