@@ -188,9 +188,11 @@ SERVE_FLAGS ?=
 # the names reach the command through the environment, so they arrive as typed (the command checks them)
 serve: export PIPELINE_SERVE_MODEL = $(value SERVE_MODEL)
 serve: export PIPELINE_SERVE_ALIAS = $(value ALIAS)
+serve: export PIPELINE_SERVE_PORT = $(or $(value PORT),5001)
+serve: export PIPELINE_SERVE_HOST = $(or $(value HOST),127.0.0.1)
 serve: $(VENV_STAMP) $(STORE_STAMP) ## serve a registered model over HTTP (MLflow scoring protocol, follows champion): make serve [SERVE_MODEL=co2-forecaster] [ALIAS=] [PORT=5001] [HOST=]
-	$(PY) -m pipeline serve "$$PIPELINE_SERVE_MODEL" --alias "$$PIPELINE_SERVE_ALIAS" --port $${PORT:-5001} \
-		$(if $(HOST),--host '$(HOST)') $(SERVE_FLAGS)
+	$(PY) -m pipeline serve "$$PIPELINE_SERVE_MODEL" --alias "$$PIPELINE_SERVE_ALIAS" \
+		--port "$$PIPELINE_SERVE_PORT" --host "$$PIPELINE_SERVE_HOST" $(SERVE_FLAGS)
 
 # ---------------------------------------------------------------------------- quality
 # pytest-xdist workers: one per core (tests that share nothing run side by side)

@@ -142,7 +142,10 @@ def retrain_params(params: dict[str, Any]) -> RetrainParams:
     """The checked `retrain:` section (every key optional; a misspelt one is an error)."""
     section = params.get("retrain") or {}
     if not isinstance(section, dict):
-        raise UserError(f"{PARAMS_FILE}: retrain must be a mapping")
+        raise UserError(
+            f"{PARAMS_FILE}: retrain must be a mapping, not {type(section).__name__} "
+            "(e.g. retrain: {settle_seconds: 60, gates: {…}})"
+        )
     found = parse_section(RetrainParams, section, "retrain")
     if found.settle_seconds < 0 or found.max_image_pixels < 1:
         raise UserError(
@@ -154,6 +157,7 @@ def retrain_params(params: dict[str, Any]) -> RetrainParams:
 # grid/choice take a list of values; uniform, loguniform and randint take [low, high]
 SAMPLERS = ("grid", "choice", "uniform", "loguniform", "randint")
 
+EXAMPLE_NAMES = {"task": "digits-classification", "family": "cnn", "dataset": "digits"}  # for the messages
 TOP_LEVEL = ("data", "defaults", "experiments", "retrain", "transfer_curve")
 EXPERIMENT_KEYS = {"task", "family", "dataset", "description", "model", "train", "needs", "search"}
 
@@ -166,7 +170,10 @@ def load_params(path: Path | None = None) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise UserError(f"{path}: parameter file not found") from None
+        raise UserError(
+            f"{path}: parameter file not found; run in the project folder, "
+            "or set PIPELINE_ROOT=<project folder>"
+        ) from None
     try:
         params = yaml.load(text, Loader=YamlLoader) or {}
     except yaml.YAMLError as exc:
@@ -175,14 +182,19 @@ def load_params(path: Path | None = None) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise UserError(f"{path}{where}: {problem}") from None
     if not isinstance(params, dict):
-        raise UserError(f"{path}: expected a mapping at the top level")
+        raise UserError(
+            f"{path}: expected a mapping at the top level (data:, experiments:, …), "
+            f"not {type(params).__name__}"
+        )
     unknown = set(params) - set(TOP_LEVEL)
     if unknown:
         key = sorted(unknown)[0]
         raise UserError(f"{path}: unknown top-level key '{key}'{suggest(key, TOP_LEVEL)}")
     for section in ("data", "experiments"):
         if not isinstance(params.get(section), dict) or not params[section]:
-            raise UserError(f"{path}: section '{section}' is missing or empty")
+            raise UserError(
+                f"{path}: section '{section}' is missing or empty (docs/configuration.md shows one)"
+            )
         for name in params[section]:  # before any training: names become paths, targets, run names
             check_name(name, f"{path}: {section[:-1] if section == 'experiments' else 'dataset'}")
     retrain_params(params)
@@ -222,7 +234,10 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
         apply_override(resolved, override, where)
     for key in ("task", "family", "dataset"):
         if not isinstance(resolved.get(key), str):
-            raise UserError(f"{PARAMS_FILE}: {where}.{key} is missing (a name is required)")
+            raise UserError(
+                f"{PARAMS_FILE}: {where}.{key} is missing (a name is required, "
+                f"e.g. {key}: {EXAMPLE_NAMES[key]})"
+            )
     if resolved["dataset"] not in params["data"]:
         raise UserError(
             f"{PARAMS_FILE}: {where}.dataset '{resolved['dataset']}' is not defined under data:"
@@ -230,10 +245,14 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
         )
     for key in ("model", "train"):
         if not isinstance(resolved.setdefault(key, {}), dict):
-            raise UserError(f"{PARAMS_FILE}: {where}.{key} must be a mapping")
+            raise UserError(
+                f"{PARAMS_FILE}: {where}.{key} must be a mapping of keys (e.g. {key}: {{epochs: 5}})"
+            )
     needs = resolved.get("needs", [])
     if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-        raise UserError(f"{PARAMS_FILE}: {where}.needs must be a list of experiment names")
+        raise UserError(
+            f"{PARAMS_FILE}: {where}.needs must be a list of experiment names (e.g. needs: [pretrain])"
+        )
     for upstream in needs:
         if upstream not in experiments or upstream == name:
             raise UserError(
@@ -327,7 +346,10 @@ def apply_override(mapping: dict[str, Any], override: str, where: str) -> None:
     try:
         value = yaml.load(text, Loader=YamlLoader) if text else None
     except yaml.YAMLError:
-        raise UserError(f"--set '{override}': value is not valid YAML") from None
+        raise UserError(
+            f"--set '{override}': value is not valid YAML "
+            "(e.g. --set train.epochs=5, --set 'model.filters=[16, 32]')"
+        ) from None
     parts = key.split(".")
     node = mapping
     for i, part in enumerate(parts[:-1]):
@@ -336,7 +358,9 @@ def apply_override(mapping: dict[str, Any], override: str, where: str) -> None:
             child = node[part] = {}
         if not isinstance(child, dict):
             dotted = ".".join(parts[: i + 1])
-            raise UserError(f"--set '{override}': {where}.{dotted} is not a section")
+            raise UserError(
+                f"--set '{override}': {where}.{dotted} is a value, not a section (set it: --set {dotted}=…)"
+            )
         node = child
     node[parts[-1]] = value
 

@@ -128,7 +128,7 @@ def limit_rows(n: int, limit: int | None, merged: int = 0):
     if limit is None:
         return np.arange(n)
     if limit < 1:
-        raise UserError(f"train.limit must be at least 1 (got {limit})")
+        raise UserError(f"train.limit must be at least 1 (got {limit}), e.g. 300, or null for every example")
     base = n - merged
     return np.concatenate([np.arange(min(limit, base)), np.arange(base, n)])
 

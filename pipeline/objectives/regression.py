@@ -51,7 +51,7 @@ def prepare(dataset, train, params=None) -> tuple[Splits, RegressionSpec]:
     )
     if train.limit is not None:
         if train.limit < 1:
-            raise UserError(f"train.limit must be at least 1 (got {train.limit})")
+            raise UserError(f"train.limit must be at least 1 (got {train.limit}), e.g. 300, or null for all")
         x_train, y_train = x_train[: train.limit], y_train[: train.limit]  # already shuffled
     curve = (dataset.arrays.get("curve_x"), dataset.arrays.get("curve_y"))
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, *curve)

@@ -24,6 +24,8 @@ from pipeline.training import resolve, tracking
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MODEL = Option("serve", "SERVE_MODEL", "PIPELINE_SERVE_MODEL")
 ALIAS = Option("--alias", "ALIAS", "PIPELINE_SERVE_ALIAS")
+PORT = Option("--port", "PORT", "PIPELINE_SERVE_PORT")
+HOST = Option("--host", "HOST", "PIPELINE_SERVE_HOST")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -31,7 +33,10 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise UserError(f"--host '{host}': not an address of this machine ({exc.strerror})") from None
+        raise UserError(
+            f"{HOST.shown(host)}: not an address of this machine ({exc.strerror}); e.g. "
+            f"{HOST.name(host)}127.0.0.1 (this machine only) or {HOST.name(host)}0.0.0.0 (every interface)"
+        ) from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -39,7 +44,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); give another --port") from None
+        raise UserError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); give another port, "
+            f"e.g. {PORT.name(port)}{port + 1}"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -50,7 +58,10 @@ def check_names(settings: follow.Settings) -> None:
         if not NAME_PATTERN.fullmatch(value):
             raise UserError(f"{option.shown(value)} is not a registered model name or alias ({NAME_RULE})")
     if settings.poll <= 0 or settings.drift_seconds <= 0:
-        raise UserError("--poll and --drift-seconds must be positive")
+        raise UserError(
+            f"--poll {settings.poll:g} and --drift-seconds {settings.drift_seconds:g} must be positive "
+            "seconds, e.g. --poll 10 --drift-seconds 60 (make: SERVE_FLAGS='--poll 10')"
+        )
 
 
 def main(settings: follow.Settings, host: str = "127.0.0.1", port: int = 5001, limits=None) -> int:

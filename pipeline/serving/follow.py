@@ -95,7 +95,10 @@ def warm_up(model, example, label: str) -> None:
     try:
         model.predict(example)
     except Exception as exc:  # noqa: BLE001 - whatever it is, this version cannot serve
-        raise UserError(f"{label} fails on its own input example: {first_line(exc)}") from None
+        raise UserError(
+            f"{label} fails on its own input example: {first_line(exc)}; retrain it "
+            "(make train-<experiment>), or serve another version (--alias / ALIAS=)"
+        ) from None
     if isinstance(example, list) and len(example) > 1:
         with contextlib.suppress(Exception):  # e.g. a forecaster's history: one record is too short
             model.predict(example[:1])

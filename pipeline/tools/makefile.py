@@ -144,7 +144,7 @@ def make_path(path: str) -> str:
     """A user's path as a make prerequisite: spaces, `$`, `#`, `:` and wildcards escaped, so any
     name a user can type works (a line break cannot be written in a makefile: one-line error)."""
     if any(ch in path for ch in "\n\r\0"):
-        raise UserError(f"{PARAMS_FILE}: path {path!r} has a line break; make cannot name it")
+        raise UserError(f"{PARAMS_FILE}: path {path!r} has a line break; make cannot name it: rename it")
     escaped = path.replace("\\", "\\\\").replace("$", "$$")
     for ch in " #:*?[]":
         escaped = escaped.replace(ch, "\\" + ch)

@@ -72,10 +72,17 @@ def read_images(
     now, before any is read), as (names, images) a chunk at a time. Each file's own size and colour
     go to `seen`; a file that is no image this reads to `unreadable` (refused by default)."""
     if len(shape) != 3:
-        raise UserError(f"{folder}: the model expects inputs of shape {shape}, not images")
+        raise UserError(
+            f"{folder}: a folder of images, but the model takes inputs of shape {shape}: give a CSV "
+            f"file of {shape[-1] if shape else 1} numeric columns, or a model trained on images "
+            f"({MODEL.flag}/MODEL=)"
+        )
     files = data.regular_files(folder)
     if not files:
-        raise UserError(f"{folder}: no images to predict")
+        raise UserError(
+            f"{folder}: no images to predict (sub-folders are searched; dot-files, Thumbs.db and "
+            "__MACOSX/ are skipped); give a folder holding image files"
+        )
     step = max(1, min(1024, CHUNK_BYTES // (4 * int(np.prod(shape)))))
     parts = (files[start : start + step] for start in range(0, len(files), step))
     return chunks(folder, parts, shape, max_pixels, seen or inputs.Inputs(), unreadable or Unreadable())
@@ -111,10 +118,13 @@ def read_table(path: Path, shape: tuple[int, ...]) -> tuple[list[str], np.ndarra
     """A CSV of numeric feature columns; a first row of numbers only is data (no header)."""
     frame = data.read_csv(path, header=None)
     if frame.empty:
-        raise UserError(f"{path}: no rows to predict (only a header)")
+        raise UserError(f"{path}: no rows to predict (only a header); add rows of numbers below it")
     x = np.stack([data.numeric_column(frame, c, path, allow_missing=False) for c in frame.columns], axis=1)
     if x.shape[1:] != shape:
-        raise UserError(f"{path}: {x.shape[1]} columns, but the model expects inputs of shape {shape}")
+        raise UserError(
+            f"{path}: {x.shape[1]} columns, but the model takes inputs of shape {shape}: give a CSV of "
+            f"{shape[-1] if shape else 1} columns, or another model ({MODEL.flag}/MODEL=)"
+        )
     return [f"line {line}" for line in frame.attrs["lines"]], x.astype(np.float32)
 
 
@@ -204,7 +214,10 @@ def write_predictions(handle, model, model_uri: str, chunks, drift: Folded) -> i
     for names, x in chunks:
         proba = np.asarray(model.predict(x), dtype=np.float64)
         if proba.ndim != 2:
-            raise UserError(f"model '{model_uri}' answers shape {proba.shape[1:]}, not class probabilities")
+            raise UserError(
+                f"model '{model_uri}' answers shape {proba.shape[1:]}, not class probabilities: predict "
+                f"writes classes, so give a classifier ({MODEL.flag}/MODEL=)"
+            )
         class_names = model.class_names or [str(i) for i in range(proba.shape[1])]
         for name, k, row in zip(names, proba.argmax(axis=1), proba, strict=True):
             writer.writerow([name, class_names[k], f"{row[k]:.6f}"])

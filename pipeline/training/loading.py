@@ -164,7 +164,10 @@ class Loaded:
             return tuple(self.keras().input_shape[1:])
         schema = self.mlmodel.get_input_schema()
         if schema is None or not schema.is_tensor_spec():
-            raise UserError(f"model '{self.uri}' has no tensor input signature: what input does it expect?")
+            raise UserError(
+                f"model '{self.uri}' has no tensor input signature, so its input is unknown; give a model "
+                "the pipeline logged (they all have one)"
+            )
         return tuple(schema.inputs[0].shape[1:])
 
 
@@ -263,7 +266,10 @@ def download(uri: str) -> tuple[tempfile.TemporaryDirectory, Path]:
     refuse_links(uri, folder)
     if not (folder / "MLmodel").is_file():
         keep.cleanup()
-        raise UserError(f"model '{uri}' is not an MLflow model (no MLmodel file)")
+        raise UserError(
+            f"model '{uri}' is not an MLflow model (no MLmodel file); give a registered model, an "
+            "experiment, a run id, a models:/… or runs:/<id>/model URI, or a folder holding an MLmodel file"
+        )
     return keep, folder
 
 
@@ -311,7 +317,10 @@ def sklearn_predictor(loaded: Loaded) -> Predictor:
     model = skops_model(loaded, loaded.mlmodel.flavors["sklearn"].get("pickled_model", "model.skops"))
     method = (loaded.mlmodel.flavors.get("python_function") or {}).get("predict_fn", "predict")
     if method not in ARRAY_METHODS or not callable(getattr(model, method, None)):
-        raise UserError(f"model '{loaded.uri}': predict function '{method}' is not one the pipeline calls")
+        raise UserError(
+            f"model '{loaded.uri}': predict function '{method}' is not one the pipeline calls "
+            f"({' or '.join(ARRAY_METHODS)}); retrain it with the pipeline"
+        )
     return Predictor(getattr(model, method))
 
 
@@ -374,12 +383,18 @@ def check_code(loaded: Loaded) -> None:
     }
     unlisted = sorted((python | {code_file}) - set(records))
     if unlisted:
-        raise UserError(f"model '{loaded.uri}': code file {unlisted[0]} has no sha256 in its metadata")
+        raise UserError(
+            f"model '{loaded.uri}': code file {unlisted[0]} has no sha256 in its metadata, so it is not run; "
+            "retrain the model with the pipeline"
+        )
     installed, released = trusted_code(), released_code()
     for relative, record in records.items():
         module = record.get("module", "")
         if module not in installed and module not in released:
-            raise UserError(f"model '{loaded.uri}': its code is '{module}', not a module the pipeline logs")
+            raise UserError(
+                f"model '{loaded.uri}': its code is '{module}', not a module the pipeline logs, so it is not "
+                "run; retrain the model with the pipeline"
+            )
         actual = artifacts.sha256(inside(loaded, relative))
         shipped = released.get(module, frozenset())
         if module in installed:

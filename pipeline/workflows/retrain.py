@@ -37,7 +37,7 @@ from pipeline import atomic, data, layout, startup
 from pipeline.config import PARAMS_FILE, load_params, resolve_experiment, retrain_params, suggest
 from pipeline.errors import PipelineError, UserError, first_line
 from pipeline.faults import fault
-from pipeline.training import gate, registry
+from pipeline.training import gate, registry, resolve
 from pipeline.workflows import batch_drift, batches
 
 
@@ -332,16 +332,34 @@ def record_decision(decision: gate.Decision) -> None:
     mlflow.log_metrics(decision.metrics())
 
 
+def not_retrained(params, model: str, targets: dict[str, str]) -> str:
+    """The line for `--model` naming no registered model: the one an experiment registers, or the
+    register_as line and gate to paste."""
+    known = f"known: {', '.join(targets)}"
+    entry = params["experiments"].get(model)
+    if isinstance(entry, dict) and entry.get("register_as"):
+        name = entry["register_as"]
+        return f"--model {model} is an experiment; the model it registers is '{name}': --model {name}"
+    if isinstance(entry, dict):
+        return (
+            f"--model {model}: experiment '{model}' registers no model ({known}); "
+            + resolve.registration_example(params, model)
+        )
+    return f"unknown registered model '{model}'{suggest(model, targets)}; {known}"
+
+
 def main(model: str | None = None) -> int:
     params = load_params()
     targets = registered(params)
     if not targets:
-        raise UserError(f"{PARAMS_FILE}: no experiment has register_as; nothing to retrain")
+        first = next(iter(params["experiments"]))
+        raise UserError(
+            f"{PARAMS_FILE}: no experiment has register_as, so nothing is retrained; e.g. "
+            + resolve.registration_example(params, first)
+        )
     if model is not None:
         if model not in targets:
-            raise UserError(
-                f"unknown registered model '{model}'{suggest(model, targets)}; known: {', '.join(targets)}"
-            )
+            raise UserError(not_retrained(params, model, targets))
         targets = {model: targets[model]}
     with lock():
         for name, experiment in targets.items():

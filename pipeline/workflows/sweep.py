@@ -235,7 +235,11 @@ def resolve_search(params, experiment, num_samples, max_concurrent, overrides):
     """The experiment's search: block with the command line's overrides, checked."""
     exp = config.resolve_experiment(params, experiment, overrides)
     if exp.search is None:
-        raise UserError(f"{PARAMS_FILE}: experiments.{experiment} has no search: block to sweep over")
+        raise UserError(
+            f"{PARAMS_FILE}: experiments.{experiment} has no search: block to sweep over; e.g. add "
+            "`search: {metric: val_loss, space: {train.learning_rate: {loguniform: [0.0001, 0.01]}}}` "
+            "(docs/scale-out.md)"
+        )
     # --num-samples, --max-concurrent and --cpus-per-trial are checked by the CLI, the block by config
     changes = {"num_samples": num_samples, "max_concurrent": max_concurrent}
     search = dataclasses.replace(exp.search, **{k: v for k, v in changes.items() if v is not None})

@@ -37,14 +37,20 @@ class CurveParams:
 def load_curve_params(params: dict, sizes: list[int | None] | None, seeds: int | None) -> CurveParams:
     section = dict(params.get("transfer_curve") or {})
     if not section:
-        raise UserError(f"{PARAMS_FILE}: section 'transfer_curve' is missing")
+        raise UserError(
+            f"{PARAMS_FILE}: section 'transfer_curve' is missing; e.g. add `transfer_curve: {{experiments: "
+            "[transfer-scratch, transfer-feature], labels_per_class: [1, 5, null], seeds: 2}`"
+        )
     if sizes is not None:
         section["labels_per_class"] = sizes
     if seeds is not None:
         section["seeds"] = seeds
     curve = parse_section(CurveParams, section, "transfer_curve")
     if not curve.experiments or not curve.labels_per_class or curve.seeds < 1:
-        raise UserError(f"{PARAMS_FILE}: transfer_curve needs experiments, labels_per_class and seeds >= 1")
+        raise UserError(
+            f"{PARAMS_FILE}: transfer_curve needs experiments, labels_per_class and seeds >= 1, e.g. "
+            "`transfer_curve: {experiments: [transfer-scratch], labels_per_class: [1, 5], seeds: 2}`"
+        )
     if any(n is not None and n < 1 for n in curve.labels_per_class):
         raise UserError(f"transfer_curve.labels_per_class {list(curve.labels_per_class)}: sizes must be >= 1")
     return curve

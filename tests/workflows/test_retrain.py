@@ -10,6 +10,7 @@ import time
 import mlflow
 import numpy as np
 import pytest
+import yaml
 
 from pipeline import cli, data, layout
 from pipeline.errors import PipelineError
@@ -409,3 +410,14 @@ def test_a_committed_journal_of_an_earlier_release_stops_in_one_line(project):
     with pytest.raises(PipelineError, match="digits-classifier.json: a committed cycle journaled by an"):
         retrain.complete(state, inbox=None)
     assert "version" not in state
+
+
+def test_retraining_what_registers_nothing_shows_what_to_paste(project):
+    with pytest.raises(PipelineError) as refused:
+        retrain.main("cnn-valid")
+    message = str(refused.value)
+    assert message.startswith("--model cnn-valid: experiment 'cnn-valid' registers no model (known: ")
+    gate = yaml.safe_load(message.rsplit("`", 2)[1])["cnn-valid"]  # under retrain.gates, ready to paste
+    assert gate["metric"] == "test_accuracy" and 0 < gate["threshold"] < 0.95
+    with pytest.raises(PipelineError, match="the model it registers is 'digits-classifier': --model digits-"):
+        retrain.main("cnn-same")
