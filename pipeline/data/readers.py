@@ -198,6 +198,7 @@ def formats_read() -> str:
     from PIL import Image
 
     Image.init()
+    images.heif_opener()  # registered on the first image read: list HEIC before one is read
     readable = {ext for ext, name in Image.registered_extensions().items() if name in Image.OPEN}
     common = [ext for ext in COMMON_FORMATS if ext in readable]
     return f"formats read: {' '.join(common)} and {len(readable) - len(common)} more that Pillow reads"
