@@ -234,10 +234,7 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
         apply_override(resolved, override, where)
     for key in ("task", "family", "dataset"):
         if not isinstance(resolved.get(key), str):
-            raise UserError(
-                f"{PARAMS_FILE}: {where}.{key} is missing (a name is required, "
-                f"e.g. {key}: {EXAMPLE_NAMES[key]})"
-            )
+            raise UserError(f"{PARAMS_FILE}: {where}.{key} is missing (e.g. {key}: {EXAMPLE_NAMES[key]})")
     if resolved["dataset"] not in params["data"]:
         raise UserError(
             f"{PARAMS_FILE}: {where}.dataset '{resolved['dataset']}' is not defined under data:"
@@ -245,14 +242,10 @@ def resolve_experiment(params: dict[str, Any], name: str, overrides: list[str] |
         )
     for key in ("model", "train"):
         if not isinstance(resolved.setdefault(key, {}), dict):
-            raise UserError(
-                f"{PARAMS_FILE}: {where}.{key} must be a mapping of keys (e.g. {key}: {{epochs: 5}})"
-            )
+            raise UserError(f"{PARAMS_FILE}: {where}.{key} must be a mapping (e.g. {key}: {{epochs: 5}})")
     needs = resolved.get("needs", [])
     if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-        raise UserError(
-            f"{PARAMS_FILE}: {where}.needs must be a list of experiment names (e.g. needs: [pretrain])"
-        )
+        raise UserError(f"{PARAMS_FILE}: {where}.needs must list experiments (e.g. needs: [pretrain])")
     for upstream in needs:
         if upstream not in experiments or upstream == name:
             raise UserError(
