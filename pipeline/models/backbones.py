@@ -60,11 +60,14 @@ def network(name: str, input_shape: tuple[int, int, int], weights: str | None) -
     try:
         with warnings.catch_warnings():  # "weights for input shape (224, 224) will be loaded": intended
             warnings.simplefilter("ignore", UserWarning)
-            return NETWORKS[name].build(
-                input_shape=input_shape, include_top=False, weights=source, pooling="avg", name=BACKBONE
+            built = NETWORKS[name].build(
+                input_shape=input_shape, include_top=False, weights=source, pooling="avg"
             )
     except Exception as exc:  # Keras' download, file and shape errors
         raise UserError(failure(name, input_shape, weights, exc)) from None
+    # one name in every transfer model (not the constructor's `name=`: EfficientNet names its
+    # weights file after it)
+    return keras.Model(built.input, built.output, name=BACKBONE)
 
 
 def failure(name: str, input_shape, weights: str | None, exc: Exception) -> str:

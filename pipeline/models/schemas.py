@@ -110,7 +110,7 @@ class TransferParams:
                     "model.image_size and model.channels: required with hub_handle (what the module "
                     "takes, e.g. [224, 224] and 3)"
                 )
-            if self.weights != "imagenet":
+            if self.weights not in ("imagenet", None):  # the default, or resolved already
                 raise UserError("model.weights: for model.backbone only (a hub module brings its own)")
             object.__setattr__(self, "weights", None)
             return

@@ -4,6 +4,7 @@ weights, the weights file's checks, the one line an offline `imagenet` download 
 params.yaml recipe, and a backbone trained on one folder beating the same network from scratch on
 another."""
 
+import dataclasses
 import json
 import typing
 import zipfile
@@ -17,6 +18,7 @@ from pipeline.config import check_type
 from pipeline.errors import UserError
 from pipeline.models import backbones, schemas, transfer
 from pipeline.specs import ClassifierSpec
+from pipeline.training import keras_loop
 from tests.helpers import REPO
 
 SMALL = {"backbone": "mobilenet_v3_small", "weights": None, "image_size": [32, 32]}
@@ -37,6 +39,8 @@ def test_a_backbone_resolves_its_input_and_weights():
     assert params(backbone="resnet50", mode="scratch", weights="w.weights.h5").weights is None  # random
     hub = params(hub_handle="models/hub/digits-0-4", image_size=[8, 8], channels=1)
     assert (hub.backbone, hub.weights) == (None, None)
+    for resolved in (hub, params(backbone="resnet50", mode="scratch")):  # resolving twice changes nothing
+        assert dataclasses.replace(resolved) == resolved
 
 
 @pytest.mark.parametrize(
@@ -45,7 +49,7 @@ def test_a_backbone_resolves_its_input_and_weights():
         ({}, "exactly one of hub_handle"),
         ({"hub_handle": "m", "backbone": "resnet50"}, "exactly one of hub_handle"),
         ({"hub_handle": "m"}, "model.image_size and model.channels: required with hub_handle"),
-        ({"hub_handle": "m", "image_size": [8, 8], "channels": 1, "weights": None}, "backbone only"),
+        ({"hub_handle": "m", "image_size": [8, 8], "channels": 1, "weights": "w.keras"}, "backbone only"),
         ({"backbone": "resnet50", "channels": 1}, "resnet50 takes 3"),
     ],
 )
@@ -139,6 +143,24 @@ def test_a_weights_path_is_checked_before_keras_reads_it(project, name, make, pr
     assert str(error.value).startswith(f"model.weights '{name}'") and "\n" not in str(error.value)
 
 
+@pytest.mark.integration  # builds every network once (seconds)
+@pytest.mark.parametrize("name", list(backbones.NETWORKS))
+def test_each_network_asks_keras_for_its_own_imagenet_file(monkeypatch, name):
+    from keras.src.utils import file_utils
+
+    asked = []
+
+    def offline(fname=None, origin=None, **kwargs):
+        asked.append(fname)
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(UserError, match="cannot download"):
+        backbones.network(name, (224, 224, 3), "imagenet")
+    (file,) = asked
+    assert file.endswith(".h5") and "notop" in file.replace("_", "") and backbones.BACKBONE not in file
+
+
 def test_imagenet_weights_that_cannot_be_downloaded_say_what_to_do(monkeypatch):
     from keras.src.utils import file_utils
 
@@ -219,7 +241,7 @@ def pretrained_weights(folder, path) -> None:
     files = sorted(folder.glob("*/*.png"))
     x = np.stack([np.asarray(Image.open(f), np.float32) for f in files])  # [0, 255]: what it takes
     y = np.array([sorted({f.parent.name for f in files}).index(f.parent.name) for f in files])
-    keras.utils.set_random_seed(0)
+    keras_loop.seed_everything(0)  # as the pipeline's runs: the same weights whatever ran before
     network = backbones.network("mobilenet_v3_small", (SIDE, SIDE, 3), None)
     for layer in network.layers:  # its momentum 0.999 needs thousands of steps to settle; these are few
         if isinstance(layer, keras.layers.BatchNormalization):

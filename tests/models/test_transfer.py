@@ -202,3 +202,26 @@ def test_a_backbone_fine_tunes_its_weights_and_keeps_batch_norm(project):
     }
     norms = {layer.name for layer in tuned.layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert changed and not changed & norms  # the convolutions trained, batch norm as loaded
+
+
+def offline(fname=None, origin=None, **kwargs):  # what Keras' download raises without a network
+    raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+
+@pytest.mark.parametrize(
+    "weights, problem",
+    [
+        ("imagenet", "error: model.weights imagenet: cannot download mobilenet_v3_small's ImageNet weights"),
+        ("mine.weights.h5", "error: model.weights 'mine.weights.h5': no such file"),
+    ],
+)
+def test_backbone_weights_that_cannot_be_had_start_no_run(project, capsys, monkeypatch, weights, problem):
+    from keras.src.utils import file_utils
+
+    monkeypatch.setattr(file_utils, "get_file", offline)  # tests never download
+    result = cli_in_process(
+        project, capsys, "train", "transfer-feature", *BACKBONE, "--set", f"model.weights={weights}"
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(problem)
+    assert runs_of() == []  # checked before the run starts
