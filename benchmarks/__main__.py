@@ -167,7 +167,8 @@ def add_photos(sub) -> None:
 
     p = sub.add_parser(
         "photos",
-        help="own photos: the cnn family's defaults and cnn-same's block copied vs two bare keras-io scripts",
+        help="own photos: the cnn family's defaults, cnn-same's block copied and a backbone trained on "
+        "another folder vs two bare keras-io scripts",
         description="Generate folders of photographs (10 classes; benchmarks/photo_folders.py, needs the "
         "bench extra: make .venv/.extra-bench), train each config on the same splits and write the test "
         "accuracies to reports/photos.json and reports/photos.md. The pilot takes minutes, the full grid "

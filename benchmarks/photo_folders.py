@@ -5,7 +5,10 @@ grace_hopper, scikit-image's astronaut, coffee, chelsea, rocket, brick, grass an
 image is a random crop of it (a quarter to all of its shorter side, aspect 3:4 to 4:3), turned
 grey one time in three and otherwise jittered in brightness, contrast and saturation, saved as a
 JPEG of 64 to 300 px a side. So no image is repeated, and a class is not told by its mean colour
-alone: the network must read texture. `grey` folders hold the same images, all grey.
+alone: the network must read texture. `grey` folders hold the same images, all grey. `other`
+folders are made the same way from ten other photographs (scikit-image's camera, moon, coins,
+text, page, clock, hubble_deep_field, immunohistochemistry, retina and stereo_motorcycle's left
+view): what the `backbone` config's network learns from before it meets the ten classes above.
 
 Image i depends only on (seed, i): a folder is the same wherever it is written. It is written once
 under the data folder, keyed by kind, count and seed, and reused (benchmarks/folders.py's way: a
@@ -22,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 CHUNK = 64  # images per task of the pool
-KINDS = ("photos", "grey")
+KINDS = ("photos", "grey", "other")
 _SOURCES: list = []  # the photographs, loaded once per process
+_OTHERS: list = []  # the other photographs, likewise
 
 
 def sources() -> list[tuple[str, np.ndarray]]:
@@ -44,11 +48,29 @@ def sources() -> list[tuple[str, np.ndarray]]:
     return _SOURCES
 
 
-def image(i: int, seed: int, grey: bool):
-    """(class name, a PIL image): image i of a folder."""
+def others() -> list[tuple[str, np.ndarray]]:
+    """(class name, RGB uint8 photograph) of each class of an `other` folder."""
+    if not _OTHERS:
+        import skimage.data
+
+        found = [("motorcycle", skimage.data.stereo_motorcycle()[0])]
+        for name in ("camera", "moon", "coins", "text", "page", "clock", "hubble_deep_field",
+                     "immunohistochemistry", "retina"):  # fmt: skip
+            image = getattr(skimage.data, name)()
+            found.append((name, np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]))
+        _OTHERS.extend(found)
+    return _OTHERS
+
+
+def photographs(kind: str) -> list[tuple[str, np.ndarray]]:
+    return others() if kind == "other" else sources()
+
+
+def image(i: int, seed: int, kind: str):
+    """(class name, a PIL image): image i of a folder of `kind`."""
     from PIL import Image, ImageEnhance
 
-    name, photo = sources()[i % len(sources())]
+    name, photo = photographs(kind)[i % len(photographs(kind))]
     rng = np.random.default_rng([seed, i])
     height, width = photo.shape[:2]
     side = rng.uniform(0.25, 1.0) * min(height, width)
@@ -58,7 +80,7 @@ def image(i: int, seed: int, grey: bool):
     crop = Image.fromarray(photo[top : top + h, left : left + w])
     out_side = int(rng.integers(64, 301))
     crop = crop.resize((out_side, max(64, min(300, int(out_side * h / w)))), Image.BILINEAR)
-    if grey or rng.random() < 1 / 3:
+    if kind == "grey" or rng.random() < 1 / 3:
         return name, crop.convert("L")
     for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         crop = enhance(crop).enhance(rng.uniform(0.6, 1.4))
@@ -68,7 +90,7 @@ def image(i: int, seed: int, grey: bool):
 def write_chunk(task: tuple[str, Path, int, int, int]) -> int:
     kind, folder, seed, start, stop = task
     for i in range(start, stop):
-        name, picture = image(i, seed, kind == "grey")
+        name, picture = image(i, seed, kind)
         quality = int(np.random.default_rng([seed, i, 1]).integers(75, 96))
         (folder / name).mkdir(exist_ok=True)
         picture.save(folder / name / f"{i:06d}.jpg", quality=quality)
@@ -84,7 +106,7 @@ def folder(root: Path, kind: str, count: int, seed: int = 0) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tasks = [(kind, staging, seed, start, min(start + CHUNK, count)) for start in range(0, count, CHUNK)]
-    sources()  # loaded once, before the workers fork
+    photographs(kind)  # loaded once, before the workers fork
     if len(tasks) == 1:
         write_chunk(tasks[0])
     else:  # fork: the workers import nothing (a spawned worker would re-run `python -m benchmarks`)

@@ -1,11 +1,15 @@
-"""`python -m benchmarks photos`: a user's own photos, trained with the cnn family's defaults, against
-two bare keras-io scripts on the same splits (issue 33's measurements (a) and (b)).
+"""`python -m benchmarks photos`: a user's own photos, trained with the cnn family's defaults and with
+a backbone trained on another folder, against two bare keras-io scripts on the same splits (issue
+33's measurements (a), (b) and (c)).
 
 For each case (a generated folder of benchmarks/photo_folders.py at one image size, one seed), in
 a scratch project under the data folder:
 
   default  an experiment naming only `family: cnn` (no model block)
   copied   cnn-same's model block as it stood at 068cd6e (batch norm, flatten head), copied
+  backbone the transfer family's recipe (model.backbone mobilenet_v3_small, mode feature) with
+           a weights file: the network trained first on an `other` folder, ten other photographs'
+           crops (benchmarks/bare_backbone.py, once per image size, kept in the data folder)
   bare     benchmarks/bare_photos.py (no pipeline code), without batch norm
   bare-bn  the same with BatchNormalization
 
@@ -14,9 +18,7 @@ symlinks to the files the pipeline put in each split (the manifest's content dig
 config trains, stops early and is tested on the same images. Every config: at most --epochs
 epochs, EarlyStopping(--patience, best weights restored), batch 32, Adam 0.001, the case's seed.
 Writes reports/photos.json (after every training; runs of other cases measured earlier with the
-same epochs and patience are kept, so a grid can be measured in parts) and reports/photos.md. A
-third config, the transfer family's `model.backbone` with a weights file trained on another
-folder, is not added yet (PENDING).
+same epochs and patience are kept, so a grid can be measured in parts) and reports/photos.md.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ COPIED = {
     "dense_units": 128,
 }  # fmt: skip
 PIPELINE_CONFIGS = {"default": None, "copied": COPIED}  # config → its model block (None: none)
+# the transfer family's own-photos recipe (params.yaml's photos-mobilenet) with a weights file
+BACKBONE = {"backbone": "mobilenet_v3_small", "mode": "feature", "head_dropout": 0.2}
+TRANSFER_TRAIN = {"learning_rate": 0.01, "fine_tune_learning_rate": 0.0001, "fine_tune_epochs": 0}
+OTHER_IMAGES = 2000  # the `other` folder the backbone learns from first
 BARE_CONFIGS = {"bare": False, "bare-bn": True}  # config → batch norm
-CONFIGS = (*PIPELINE_CONFIGS, *BARE_CONFIGS)
-# issue 33's (c), not measured here yet: the transfer family's model.backbone landed on main while
-# this harness was being measured; its config needs a weights file trained on another folder first
-PENDING = {"backbone": "model.backbone with a weights file trained on another folder: not added yet"}
+CONFIGS = (*PIPELINE_CONFIGS, "backbone", *BARE_CONFIGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +112,7 @@ def params(settings: Settings) -> dict:
         for config, block in PIPELINE_CONFIGS.items():
             experiment = {"task": "photos", "family": "cnn", "dataset": case.name, "train": train}
             experiments[f"{config}--{case.name}"] = experiment | ({"model": block} if block else {})
+        experiments[f"backbone--{case.name}"] = backbone_experiment(settings, case, train)
     defaults = {
         "batch_size": 32,
         "learning_rate": 0.001,
@@ -117,6 +121,33 @@ def params(settings: Settings) -> dict:
         "strategy": "default",
     }
     return {"data": data, "defaults": {"train": defaults}, "experiments": experiments}
+
+
+def backbone_experiment(settings: Settings, case: Case, train: dict) -> dict:
+    weights = str(weights_file(settings, case.side))
+    return {
+        "task": "photos", "family": "transfer", "dataset": case.name,
+        "model": {**BACKBONE, "weights": weights, "image_size": [case.side, case.side]},
+        "train": {**train, **TRANSFER_TRAIN},
+        "objective": {"classes": list(range(CLASSES)), "labels_per_class": None},
+    }  # fmt: skip
+
+
+def weights_file(settings: Settings, side: int) -> Path:
+    return settings.data_dir / f"backbone-{side}px.weights.h5"
+
+
+def backbone_weights(project: Project, settings: Settings, side: int) -> Path:
+    """The backbone config's weights for images of `side`: trained on the `other` folder once."""
+    path = weights_file(settings, side)
+    if not path.exists():
+        other = photo_folders.folder(settings.data_dir, "other", OTHER_IMAGES, seed=0)
+        args = [
+            "-m", "benchmarks.bare_backbone", "--data", str(other), "--out", str(path),
+            "--image-size", str(side), str(side),
+        ]  # fmt: skip
+        scale.command(project, args, "backbone.log")
+    return path
 
 
 def split_folders(project: Project, case: Case, folder: Path) -> Path:
@@ -172,8 +203,10 @@ def measure(settings: Settings) -> dict:
         splits = split_folders(project, case, folder)
         for config in settings.configs:
             print(f"bench photos: {case.name} {config} ...", flush=True)
+            if config == "backbone":
+                backbone_weights(project, settings, case.side)  # once per size, before the clock starts
             started = time.perf_counter()
-            if config in PIPELINE_CONFIGS:
+            if config in (*PIPELINE_CONFIGS, "backbone"):
                 found = pipeline_config(project, case, config, settings)
             else:
                 found = bare_config(project, case, config, settings, splits)
@@ -243,8 +276,7 @@ def render(results: dict) -> str:
             + " | ".join(cell(found.get(c, [])) if c in found else "" for c in configs)
             + f" | {met} |"
         )
-    pending = [f"{name}: pending ({why})" for name, why in PENDING.items()]
-    return "\n".join([*lines, "", *pending]) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def main(settings: Settings) -> int:

@@ -24,7 +24,14 @@ def test_photo_folders_are_the_same_each_time_with_ten_classes_of_varied_crops(t
     assert {Image.open(f).mode for f in grey.rglob("*.jpg")} == {"L"}
 
 
-def test_the_scratch_project_has_a_default_and_a_copied_experiment_per_case(tmp_path):
+@pytest.mark.integration  # twenty photographs decoded and 10 JPEGs written: a few seconds
+def test_the_other_folder_the_backbone_learns_from_shares_no_photograph_with_the_photos():
+    assert not {name for name, _ in photo_folders.others()} & {name for name, _ in photo_folders.sources()}
+    others = [photo for _, photo in photo_folders.others()]
+    assert not any(o.shape == p.shape and (o == p).all() for o in others for _, p in photo_folders.sources())
+
+
+def test_the_scratch_project_has_a_default_a_copied_and_a_backbone_experiment_per_case(tmp_path):
     settings = photos.Settings(cases=tuple(photos.grid("pilot")), data_dir=tmp_path)
     params = photos.params(settings)
     (case,) = settings.cases
@@ -34,6 +41,10 @@ def test_the_scratch_project_has_a_default_and_a_copied_experiment_per_case(tmp_
     for exp in (default, copied):
         checked_sections(exp, FAMILIES["cnn"])  # both are valid experiments as written
     assert len(photos.grid("full")) == 9
+    backbone = config.resolve_experiment(params, f"backbone--{case.name}")
+    model, _ = checked_sections(backbone, FAMILIES["transfer"])  # the transfer recipe, valid as written
+    assert (model.backbone, model.mode, model.image_size) == ("mobilenet_v3_small", "feature", (64, 64))
+    assert model.weights == str(tmp_path / "backbone-64px.weights.h5")
 
 
 def test_the_table_shows_mean_and_spread_and_whether_the_target_is_met():
@@ -47,4 +58,4 @@ def test_the_table_shows_mean_and_spread_and_whether_the_target_is_met():
     assert "0.850 ± 0.050 (n=3)" in table and "not met (floor 0.770)" in table
     better = [dict(r, test_accuracy=0.79) if r["config"] == "copied" else r for r in runs]
     assert "| met (floor 0.770)" in photos.render({"runs": better})
-    assert "backbone: pending" in table
+    assert "backbone" not in table  # a column only where it was measured
