@@ -49,7 +49,7 @@ COPIED = {
 PIPELINE_CONFIGS = {"default": None, "copied": COPIED}  # config → its model block (None: none)
 # the transfer family's own-photos recipe (params.yaml's photos-mobilenet) with a weights file
 BACKBONE = {"backbone": "mobilenet_v3_small", "mode": "feature", "head_dropout": 0.2}
-TRANSFER_TRAIN = {"learning_rate": 0.01, "fine_tune_learning_rate": 0.0001, "fine_tune_epochs": 0}
+TRANSFER_TRAIN = {"fine_tune_learning_rate": 0.0001, "fine_tune_epochs": 0}  # feature: no second phase
 OTHER_IMAGES = 2000  # the `other` folder the backbone learns from first
 BARE_CONFIGS = {"bare": False, "bare-bn": True}  # config → batch norm
 CONFIGS = (*PIPELINE_CONFIGS, "backbone", *BARE_CONFIGS)
