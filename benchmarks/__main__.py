@@ -148,9 +148,7 @@ def add_soak(sub) -> None:
 def cmd_photos(args) -> int:
     from benchmarks import photos
 
-    cases = photos.grid(args.grid)
-    if args.cases:
-        cases = [c for c in cases if c.name in args.cases]
+    cases = args.cases or photos.grid(args.grid)
     settings = photos.Settings(
         cases=tuple(cases),
         configs=tuple(args.configs or photos.CONFIGS),
@@ -160,6 +158,15 @@ def cmd_photos(args) -> int:
         data_dir=args.data,
     )
     return photos.main(settings)
+
+
+def case(text: str):
+    from benchmarks import photos
+
+    try:
+        return photos.Case.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_photos(sub) -> None:
@@ -177,14 +184,13 @@ def add_photos(sub) -> None:
     p.add_argument("--grid", choices=["pilot", "full"], default="pilot", help="pilot: 300 photos at 64², "
                    "one seed; full: 300 and 2,000 at 64² (3 seeds), 20,000 at 64², 2,000 at 224², 2,000 grey "
                    "(default: pilot)")  # fmt: skip
-    p.add_argument(
-        "--cases", action="append", help="only this case of the grid, e.g. photos-300-64px-s0 (repeatable)"
-    )
+    p.add_argument("--cases", action="append", type=case, help="this case instead of the grid, e.g. "
+                   "grey-300-64px-s0 (<photos|grey>-<images>-<side>px-s<seed>; repeatable)")  # fmt: skip
     p.add_argument("--configs", action="append", choices=photos.CONFIGS, help="only this config (repeatable)")
     p.add_argument("--epochs", type=positive, default=15, help="at most this many epochs (default: 15)")
     p.add_argument("--patience", type=positive, default=5, help="early stopping's patience (default: 5)")
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a param of the pipeline configs"
+        "--set", action="append", metavar="KEY=VALUE", help="override a param of default and copied"
     )
     p.add_argument("--data", type=Path, default=photos.DATA_DIR, help=f"generated folders and the scratch "
                    f"project (default: {photos.DATA_DIR})")  # fmt: skip

@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True)
     history = network.fit(train, validation_data=val, epochs=args.epochs, callbacks=[stop], verbose=0)
     loss, accuracy = network.evaluate(test, verbose=0)
-    result = {"test_accuracy": accuracy, "test_loss": loss, "epochs_trained": len(history.history["loss"])}
+    epochs = len(history.history["loss"])
+    result = {"test_accuracy": accuracy, "test_loss": loss, "epochs_trained": epochs}
+    result["val_accuracy"] = network.evaluate(val, verbose=0)[1]  # of the epoch early stopping kept
     Path(args.out).write_text(json.dumps(result) + "\n")
     return 0
 

@@ -18,7 +18,10 @@ symlinks to the files the pipeline put in each split (the manifest's content dig
 config trains, stops early and is tested on the same images. Every config: at most --epochs
 epochs, EarlyStopping(--patience, best weights restored), batch 32, Adam 0.001, the case's seed.
 Writes reports/photos.json (after every training; runs of other cases measured earlier with the
-same epochs and patience are kept, so a grid can be measured in parts) and reports/photos.md.
+same epochs and patience are kept, so a grid can be measured in parts; a run with --set overrides
+is kept beside them, a row of its own) and reports/photos.md. A record holds the test accuracy,
+the validation accuracy of the epoch early stopping kept, the resolved bn_momentum, the run's
+quality warning, the seconds and the 1-minute load average at its start and end.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import shutil
 import statistics
 import time
@@ -71,6 +76,14 @@ class Case:
         """Cases that differ only by seed: a row of the table."""
         return f"{self.kind} {self.count:,} at {self.side}²"
 
+    @classmethod
+    def parse(cls, name: str) -> Case:
+        """`photos-1000-64px-s0` → that case (any kind, count, side and seed)."""
+        found = re.fullmatch(r"(\w+)-(\d+)-(\d+)px-s(\d+)", name)
+        if not found or found[1] not in ("photos", "grey") or min(map(int, found.groups()[1:3])) < 1:
+            raise ValueError(f"'{name}' is not a case: photos|grey-<count>-<side>px-s<seed>")
+        return cls(found[1], int(found[2]), int(found[3]), int(found[4]))
+
 
 def grid(which: str) -> list[Case]:
     """pilot: 300 photos at 64², one seed; full: issue 33's grid."""
@@ -91,7 +104,7 @@ class Settings:
     configs: tuple[str, ...] = CONFIGS
     epochs: int = 15
     patience: int = 5
-    overrides: tuple[str, ...] = ()  # --set for the pipeline configs
+    overrides: tuple[str, ...] = ()  # --set for default and copied (a row of their own)
     data_dir: Path = DATA_DIR
 
 
@@ -172,10 +185,31 @@ def split_folders(project: Project, case: Case, folder: Path) -> Path:
 
 def pipeline_config(project: Project, case: Case, config: str, settings: Settings) -> dict:
     name = f"{config}--{case.name}"
-    sets = [arg for override in settings.overrides for arg in ("--set", override)]
+    overrides = settings.overrides if config in PIPELINE_CONFIGS else ()  # cnn's knobs
+    sets = [arg for override in overrides for arg in ("--set", override)]
     scale.command(project, ["-m", "pipeline", "train", name, "--quiet", *sets], "train.log")
-    _, _, metrics = scale.run_record(project, name)
-    return {"test_accuracy": metrics["test_accuracy"], "epochs_trained": metrics.get("epochs_trained")}
+    return kept_epoch(project, name)
+
+
+def kept_epoch(project: Project, name: str) -> dict:
+    """The latest run's test accuracy, and the validation accuracy of the epoch early stopping kept."""
+    import mlflow
+
+    client = mlflow.MlflowClient(project.tracking_uri)
+    (run,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        f"tags.mlflow.runName = '{name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    metrics, best = run.data.metrics, int(run.data.metrics.get("epochs_to_converge", 0))
+    history = sorted(client.get_metric_history(run.info.run_id, "val_accuracy"), key=lambda m: m.step)
+    found = {"test_accuracy": metrics["test_accuracy"], "epochs_trained": metrics.get("epochs_trained")}
+    found["best_epoch"] = best or None
+    found["val_accuracy"] = history[best - 1].value if 0 < best <= len(history) else None
+    found["bn_momentum"] = run.data.params.get("model.bn_momentum")  # as resolved
+    found["quality_warning"] = run.data.tags.get("quality_warning")
+    return found
 
 
 def bare_config(project: Project, case: Case, config: str, settings: Settings, splits: Path) -> dict:
@@ -205,7 +239,7 @@ def measure(settings: Settings) -> dict:
             print(f"bench photos: {case.name} {config} ...", flush=True)
             if config == "backbone":
                 backbone_weights(project, settings, case.side)  # once per size, before the clock starts
-            started = time.perf_counter()
+            started, load = time.perf_counter(), os.getloadavg()[0]
             if config in (*PIPELINE_CONFIGS, "backbone"):
                 found = pipeline_config(project, case, config, settings)
             else:
@@ -213,7 +247,10 @@ def measure(settings: Settings) -> dict:
             record = {"case": case.name, "group": case.group, "config": config, **found}
             record["seconds"] = round(time.perf_counter() - started, 1)
             record["date"] = time.strftime("%Y-%m-%d")
-            results["runs"] = [r for r in results["runs"] if (r["case"], r["config"]) != (case.name, config)]
+            record["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]  # 1-minute average, start and end
+            if settings.overrides and config in PIPELINE_CONFIGS:
+                record["overrides"] = list(settings.overrides)
+            results["runs"] = [r for r in results["runs"] if key(r) != key(record)]
             results["runs"].append(record)
             print(
                 f"bench photos: {case.name} {config}: test accuracy {found['test_accuracy']:.3f}", flush=True
@@ -221,6 +258,10 @@ def measure(settings: Settings) -> dict:
             REPORT_JSON.parent.mkdir(exist_ok=True)
             REPORT_JSON.write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def key(run: dict) -> tuple:
+    return run["case"], run["config"], tuple(run.get("overrides", ()))
 
 
 def earlier(settings: Settings) -> list[dict]:
@@ -247,12 +288,18 @@ def cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
 
 
+def row(run: dict) -> str:
+    """The table row of a run: its group, and the overrides it ran with."""
+    sets = " ".join(f"--set {o}" for o in run.get("overrides", ()))
+    return f"{run['group']} ({sets})" if sets else run["group"]
+
+
 def render(results: dict) -> str:
     """The markdown table: test accuracy per case and config (mean ± standard deviation over seeds),
     and whether default and copied reach the better bare script's mean minus 0.03 and beat 1.5x chance."""
     groups: dict[str, dict[str, list[float]]] = {}
     for run in results["runs"]:
-        groups.setdefault(run["group"], {}).setdefault(run["config"], []).append(run["test_accuracy"])
+        groups.setdefault(row(run), {}).setdefault(run["config"], []).append(run["test_accuracy"])
     configs = [c for c in CONFIGS if any(c in g for g in groups.values())]
     lines = [
         f"| images | {' | '.join(configs)} | target: ≥ best bare − 0.03, > {1.5 / CLASSES:.2f} |",
@@ -276,7 +323,7 @@ def render(results: dict) -> str:
             + " | ".join(cell(found.get(c, [])) if c in found else "" for c in configs)
             + f" | {met} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", f"Chance: {1 / CLASSES:.2f}."]) + "\n"
 
 
 def main(settings: Settings) -> int:

@@ -59,3 +59,14 @@ def test_the_table_shows_mean_and_spread_and_whether_the_target_is_met():
     better = [dict(r, test_accuracy=0.79) if r["config"] == "copied" else r for r in runs]
     assert "| met (floor 0.770)" in photos.render({"runs": better})
     assert "backbone" not in table  # a column only where it was measured
+    overridden = [dict(r, overrides=["model.bn_momentum=0.9"]) for r in runs if r["config"] == "default"]
+    table = photos.render({"runs": runs + overridden})  # a row of its own, beside the defaults
+    assert "| photos 300 at 64² (--set model.bn_momentum=0.9) | 0.850 ± 0.050 (n=3) |" in table
+    assert "| photos 300 at 64² | 0.850 ± 0.050 (n=3) | 0.700 ± 0.000 (n=3) |" in table
+
+
+def test_a_case_is_read_from_its_name():
+    assert photos.Case.parse("grey-300-128px-s2") == photos.Case("grey", 300, 128, 2)
+    for bad in ("photos-300-64-s0", "other-300-64px-s0", "photos-0-64px-s0"):
+        with pytest.raises(ValueError, match="is not a case"):
+            photos.Case.parse(bad)
