@@ -75,8 +75,8 @@ ax.legend(loc="lower right");
 from pipeline import data
 from pipeline.tools import retrieve
 
-experiment, run = retrieve.code_model("autoencoder")  # its latest finished run
-digits = data.load(experiment.dataset)
+run = retrieve.code_model("autoencoder")  # its latest finished run
+digits = data.load(run.data.tags["dataset"])
 pool, labels = digits.examples("train")
 queries = splits.x_test[[0, 1, 2]]
 distances, indices = retrieve.neighbours(retrieve.load(run), queries, pool, k=8)

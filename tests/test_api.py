@@ -69,7 +69,13 @@ def caller_state(monkeypatch):
         matplotlib.get_backend(),
     )
     mlflow_logger.setLevel(logging.DEBUG)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_LOGGING_LEVEL", *startup.ENVIRONMENT):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_LOGGING_LEVEL",
+        "VERBOSE",
+        "PIPELINE_VERBOSE",
+        *startup.ENVIRONMENT,
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CALLER_VARIABLE", "kept")
     gc.set_threshold(1234, 11, 12)
@@ -102,9 +108,7 @@ def assert_as_found(before: dict) -> None:
     assert plt.get_backend() == "svg" and not plt.get_fignums(), "pyplot changed"
 
 
-def test_a_calls_settings_hold_for_the_call_only(caller_state, monkeypatch):
-    monkeypatch.delenv("VERBOSE", raising=False)
-    monkeypatch.delenv("PIPELINE_VERBOSE", raising=False)
+def test_a_calls_settings_hold_for_the_call_only(caller_state):
     retracing = logging.makeLogRecord({"msg": "5 out of the last 5 calls triggered tf.function retracing"})
 
     @api.quietly
