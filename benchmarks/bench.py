@@ -139,7 +139,7 @@ def store_sizes(folder: Path | str) -> tuple[float, dict[str, float], float]:
     import mlflow
 
     folder = Path(folder)
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    client = mlflow.MlflowClient(Project(folder).tracking_uri)
     sizes, seconds = {}, 0.0
     for experiment in client.search_experiments():
         for run in client.search_runs([experiment.experiment_id]):

@@ -286,15 +286,19 @@ def later_epochs(ends: list[float]) -> list[float]:
     return [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
-def pipeline_side(project: Project, experiment: str, examples: int) -> dict[str, float]:
-    measured = command(project, ["-m", "pipeline", "train", experiment, "--quiet"], "train.log")
-    ends, _, _ = run_record(project, experiment)
-    epochs = later_epochs(ends)
+def side(measured: peak.Measured, epochs: list[float], examples: int) -> dict[str, float]:
+    """One side's run: images/s of its median timed epoch, its peak memory and wall time."""
     return {
         "images_per_s": examples / statistics.median(epochs) if epochs else float("nan"),
         "peak_mib": measured.peak_mib,
         "wall_s": measured.seconds,
     }
+
+
+def pipeline_side(project: Project, experiment: str, examples: int) -> dict[str, float]:
+    measured = command(project, ["-m", "pipeline", "train", experiment, "--quiet"], "train.log")
+    ends, _, _ = run_record(project, experiment)
+    return side(measured, later_epochs(ends), examples)
 
 
 def bare_side(
@@ -308,12 +312,7 @@ def bare_side(
         "--epochs", str(epochs), "--seed", str(SEED), *(["--cache"] if cache else []),
     ]  # fmt: skip
     measured = command(project, args, "bare.log")
-    seconds = json.loads(out.read_text())["epoch_seconds"][1:]
-    return {
-        "images_per_s": examples / statistics.median(seconds) if seconds else float("nan"),
-        "peak_mib": measured.peak_mib,
-        "wall_s": measured.seconds,
-    }
+    return side(measured, json.loads(out.read_text())["epoch_seconds"][1:], examples)
 
 
 def compare(project: Project, data: Folder, settings: Settings, repeats: int, by_digest) -> dict:
