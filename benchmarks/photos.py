@@ -202,11 +202,15 @@ def kept_epoch(project: Project, name: str) -> dict:
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    metrics, best = run.data.metrics, int(run.data.metrics.get("epochs_to_converge", 0))
-    history = sorted(client.get_metric_history(run.info.run_id, "val_accuracy"), key=lambda m: m.step)
+    history = {
+        key: [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+        for key in ("val_loss", "val_accuracy")
+    }
+    metrics, losses = run.data.metrics, history["val_loss"]
+    best = min(range(len(losses)), key=losses.__getitem__) if losses else None  # EarlyStopping's choice
     found = {"test_accuracy": metrics["test_accuracy"], "epochs_trained": metrics.get("epochs_trained")}
-    found["best_epoch"] = best or None
-    found["val_accuracy"] = history[best - 1].value if 0 < best <= len(history) else None
+    found["best_epoch"] = None if best is None else best + 1
+    found["val_accuracy"] = None if best is None else history["val_accuracy"][best]
     found["bn_momentum"] = run.data.params.get("model.bn_momentum")  # as resolved
     found["quality_warning"] = run.data.tags.get("quality_warning")
     return found
