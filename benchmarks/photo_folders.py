@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 CHUNK = 64  # images per task of the pool
-KINDS = ("photos", "grey", "other")
 _SOURCES: list = []  # the photographs, loaded once per process
 _OTHERS: list = []  # the other photographs, likewise
 

@@ -57,7 +57,7 @@ def cmd_train(args) -> int:
     from pipeline import api
 
     # the Python API's train: name, dataset, family and train-section errors answer before
-    # TensorFlow's ~6 s import
+    # TensorFlow's slow import
     trained = api.train(args.experiment, args.set, verbose=verbosity(args))
     from pipeline.workflows import console
 

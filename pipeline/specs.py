@@ -62,9 +62,6 @@ class TextSpec:
     seed: int
 
 
-Spec = ClassifierSpec | ForecastSpec | AnomalySpec | RegressionSpec | TextSpec
-
-
 class Splits(Protocol):
     """What the training core reads of an objective's splits (each objective adds its own fields;
     each objective's Splits is a dataclass: the gate fingerprints all its fields)."""

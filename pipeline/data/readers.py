@@ -23,7 +23,6 @@ from pipeline import images
 from pipeline.config import project_root
 from pipeline.errors import UserError
 
-FILLS = ("time", "linear", "ffill")
 JUNK = {"thumbs.db", "desktop.ini", "__macosx"}  # and every dot-file (.DS_Store, ._x, .git/)
 MAX_PIXELS = images.MAX_PIXELS  # the default cap on an image's width x height (retrain.max_image_pixels)
 

@@ -5,7 +5,7 @@ A hub module here is a TF2 SavedModel in the "reusable SavedModel" format: a cal
 `regularization_losses` — what published image feature-vector modules provide, whether written
 with Keras or in raw TensorFlow (a `tf.Module`).
 
-Why not the ready-made wrappers (measured with TF 2.21 / Keras 3.15 / tensorflow-hub 0.16):
+Why not the ready-made wrappers (as of TF 2.21 / Keras 3.15 / tensorflow-hub 0.16):
 `hub.KerasLayer` is a tf_keras (Keras 2) layer and cannot join a Keras 3 model, and
 `keras.layers.TFSMLayer` never passes `training` to the module and fails to fine-tune with a
 momentum optimizer because the restored variable names keep their `:0` suffix. `HubLayer` shares

@@ -12,7 +12,6 @@ Memory stays bounded: the per-example statistics keep a uniform sample of at mos
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 import threading
 import time
@@ -21,8 +20,6 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.monitoring.drift import Drift
-
-_logger = logging.getLogger(__name__)
 
 
 class DriftWindow:

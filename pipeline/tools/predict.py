@@ -30,7 +30,6 @@ from pipeline.monitoring import inputs
 from pipeline.training import loading, resolve
 
 CHUNK_BYTES = 32 * 2**20  # images read, predicted and written at a time: about this many float32 bytes
-DEFAULT_MODEL = "digits-classifier"  # its champion; a warning says when the inputs do not fit it
 MODEL = Option("--model", "MODEL", "PIPELINE_PREDICT_MODEL")
 INPUT = Option("--input", "INPUT", "PIPELINE_PREDICT_INPUT")
 OUTPUT = Option("--output", "OUTPUT", "PIPELINE_PREDICT_OUTPUT")

@@ -124,7 +124,7 @@ def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
     dataset = data.load(run.data.tags["dataset"])
     pool, labels = dataset.examples("train")
     queries = read_queries(images, tuple(pool.shape[1:]))
-    startup.quiet_tensorflow()  # only now: every error above answers without its ~5 s import
+    startup.quiet_tensorflow()  # only now: every error above answers without its slow import
     model = load(f"runs:/{run.info.run_id}/model")
     distances, indices = neighbours(model, queries, pool, k)
     report(images, distances, indices, labels, dataset.class_names)

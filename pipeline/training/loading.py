@@ -42,15 +42,6 @@ ARRAY_METHODS = ("predict", "predict_proba")  # what a scikit-learn model's pyfu
 RELEASED = Path(__file__).with_name("released_code.sha256")  # every shipped version of the model code
 ALIAS_URI = re.compile(r"models:/([^/@]+)@([^/@]+)")  # models:/<name>@<alias>
 VERSION_URI = re.compile(r"models:/([^/@]+)/(\d+)")  # models:/<name>/<version>
-MODEL_FILES = {  # what MLflow writes beside a model; nothing here is executed
-    "MLmodel",
-    "conda.yaml",
-    "python_env.yaml",
-    "requirements.txt",
-    "input_example.json",
-    "serving_input_example.json",
-    "registered_model_meta",
-}
 
 
 class Predictor:

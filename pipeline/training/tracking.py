@@ -32,7 +32,7 @@ RUN_ENVIRONMENT = {
     # MLflow samples system metrics every 10 s by default, so a run shorter than that records
     # none; one sample a second gives a 5-second run four or five
     "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1",
-    # per-epoch metrics are logged asynchronously (~5 ms an epoch off the training thread). With a
+    # per-epoch metrics are logged asynchronously (off the training thread). With a
     # buffer, MLflow's queue waits on the run's end instead of polling once a second: ending the
     # run flushes at once, and the epochs of the last second go to the store in one batch
     "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "1",
