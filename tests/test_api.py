@@ -129,6 +129,7 @@ def test_a_calls_settings_hold_for_the_call_only(caller_state):
     assert logging.getLogger("tensorflow").filter(retracing)
 
 
+@pytest.mark.integration  # trains mlp in-process
 def test_train_returns_the_run_its_headline_and_its_model_and_leaves_the_process_as_found(
     project, caller_state
 ):

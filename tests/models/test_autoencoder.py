@@ -38,6 +38,7 @@ def test_noise_layer_only_when_denoising():
     assert "noise" not in [layer.name for layer in autoencoder.build(params(), SPEC).layers]
 
 
+@pytest.mark.integration  # 15 epochs
 def test_reconstruction_improves_with_training():
     rng = np.random.default_rng(0)
     x = (rng.random((64, 8, 8, 1)) < 0.3).astype("float32")

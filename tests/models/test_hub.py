@@ -79,6 +79,7 @@ def test_regularization_losses_count_when_trainable(raw_module):
 
 
 @pytest.mark.parametrize("handle_now", ["gone", "another module"])
+@pytest.mark.integration  # fits, saves and reloads a model
 def test_saved_model_reloads_without_the_hub_directory(raw_module, tmp_path, handle_now):
     layer = hub.HubLayer(str(raw_module), input_shape=(8, 8, 1), trainable=True)
     model = model_on(layer)

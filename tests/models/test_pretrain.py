@@ -32,6 +32,7 @@ def test_published_module_is_the_trained_trunk(published_module, monkeypatch):
     assert list(module.regularization_losses) == []
 
 
+@pytest.mark.integration  # reads published_module (pretrain trained once)
 def test_module_folder_documents_its_contract_and_is_logged(published_module):
     module_dir = published_module["module"]
     readme = (module_dir / "README.md").read_text()

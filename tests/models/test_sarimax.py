@@ -22,6 +22,7 @@ def test_windows_after_a_jump_are_left_out_of_the_series():
     assert np.allclose(series, values)
 
 
+@pytest.mark.integration  # fits SARIMAX (statsmodels): seconds
 def test_sarimax_forecasts_a_trend_plus_season_in_levels():
     t = np.arange(160.0)
     values = 300 + 0.5 * t + 3 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 0.05, 160)
@@ -36,6 +37,7 @@ def test_sarimax_forecasts_a_trend_plus_season_in_levels():
     assert np.sqrt(np.mean((naive - y_test) ** 2)) > 2
 
 
+@pytest.mark.integration  # fits SARIMAX twice: seconds
 def test_simple_differencing_gives_levels_like_the_state_space_differencing():
     t = np.arange(120.0)
     values = 10 + 0.2 * t + np.sin(2 * np.pi * t / 6) + np.random.default_rng(2).normal(0, 0.1, 120)

@@ -100,16 +100,19 @@ def test_core_code_change_retrains_all_but_family_code_only_its_own(built):
     assert sorted(trainings(built)) == sorted(EXPERIMENTS)
 
 
+@pytest.mark.integration  # make runs `python -m pipeline makefile`
 def test_an_objective_retrains_the_experiments_it_scores(built):
     (built / "pipeline" / "objectives" / "forecasting.py").touch()
     assert sorted(trainings(built)) == ["dense-window", "lstm", "naive", "rnn", "sarimax", "seasonal-naive"]
 
 
+@pytest.mark.integration  # make runs `python -m pipeline makefile`
 def test_a_shared_model_helper_retrains_the_families_that_import_it(built):
     (built / "pipeline" / "models" / "forecast_baselines.py").touch()
     assert sorted(trainings(built)) == ["naive", "sarimax", "seasonal-naive"]
 
 
+@pytest.mark.integration  # make runs `python -m pipeline makefile`
 def test_the_recurrent_front_end_retrains_the_network_forecasters_only(built):
     (built / "pipeline" / "models" / "windows.py").touch()
     assert sorted(trainings(built)) == ["dense-window", "lstm", "rnn"]
@@ -139,6 +142,7 @@ def test_tools_that_read_the_store_retrain_nothing(built, module):
     assert "pipeline train " not in out.stdout and ">> .build/train-queue" not in out.stdout, out.stdout
 
 
+@pytest.mark.integration  # make runs `python -m pipeline makefile`
 def test_runs_with_train_flags_are_not_marked_up_to_date(built):
     (built / ".build" / "runs" / "mlp.done").unlink()
     assert make(built, "train-mlp", "TRAIN_FLAGS=--set train.epochs=1").returncode == 0
@@ -147,6 +151,7 @@ def test_runs_with_train_flags_are_not_marked_up_to_date(built):
     assert (built / ".build" / "runs" / "mlp.done").exists()
 
 
+@pytest.mark.integration  # make runs `python -m pipeline makefile`
 def test_one_experiments_params_retrain_that_experiment_only(built):
     edit_params(built, lambda p: p["experiments"]["cnn-valid"]["model"].__setitem__("dropout", 0.5))
     assert trainings(built) == ["cnn-valid"]
@@ -165,6 +170,7 @@ def test_unchanged_data_rerun_keeps_experiments_fresh(built):
     assert trainings(built) == []
 
 
+@pytest.mark.integration  # make runs `python -m pipeline makefile`
 def test_needs_trains_upstream_first_and_retrains_downstream(built):
     text = (built / ".build" / "pipeline.mk").read_text()
     rule = next(line for line in text.splitlines() if line.startswith(".build/runs/transfer-feature.done:"))
@@ -187,6 +193,7 @@ def test_needs_must_name_other_experiments_without_loops(project):
         makefile.write_makefile(".build/pipeline.mk")
 
 
+@pytest.mark.integration  # make runs `python -m pipeline makefile`
 def test_transfer_curve_target_trains_pretrain_first(built):
     (built / ".build" / "runs" / "pretrain.done").unlink()
     out = make(built, "transfer-curve")

@@ -84,6 +84,7 @@ def test_curve_logs_nested_runs_and_a_summary(transfer_project):
     assert parent.data.metrics["module_bytes"] > 10_000 and "parameters," in markdown
 
 
+@pytest.mark.integration  # transfer_project: pretrain trained once
 def test_sizes_larger_than_the_data_fail_before_any_run(transfer_project, capsys):
     assert cli.main(["transfer-curve", "--sizes", "1", "5000", "--seeds", "1"]) == 2
     assert "labels_per_class = 5000" in capsys.readouterr().err
