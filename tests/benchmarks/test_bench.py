@@ -40,6 +40,7 @@ def test_overhead_data_prep_inference_and_serving_run_in_a_scratch_project(bare_
     assert not folder.exists() and not store.exists()  # nothing written to the user's project
 
 
+@pytest.mark.integration  # trains svc, reads the store in a child process
 def test_store_sizes_name_each_run_and_sum_their_durations(project):
     from tests.helpers import train
 

@@ -158,6 +158,7 @@ def test_rnn_and_dense_window_end_to_end_beside_the_lstm(project, experiment):
 
 
 @pytest.mark.parametrize("experiment", ["naive", "seasonal-naive"])
+@pytest.mark.integration  # a training run and its logged model, per baseline
 def test_baselines_end_to_end_loadable_from_mlflow(project, experiment):
     assert cli.main(["train", experiment, "--quiet"]) == 0
     (run,) = co2_runs()

@@ -62,6 +62,7 @@ def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(
     assert np.allclose(last.iloc[0][drift].astype(float), last.iloc[1][drift].astype(float), rtol=1e-12)
 
 
+@pytest.mark.integration  # trains mlp
 def test_a_model_without_a_profile_still_predicts_and_says_so(project, tmp_path, capsys):
     unregistered = train("mlp", QUICK)  # not registered: its run has no drift profile
     folder = image_folder(tmp_path / "same", data.load("digits").examples("test")[0][:5])

@@ -44,6 +44,7 @@ def test_report_compares_the_latest_runs(project, monkeypatch):
     }
 
 
+@pytest.mark.integration  # trains svc and mlp
 def test_sibling_runs_share_param_names(project, monkeypatch):
     assert cli.main(["train", "svc", "--quiet", "--set", "train.limit=200"]) == 0
     assert cli.main(["train", "mlp", *QUICK]) == 0
@@ -111,6 +112,7 @@ def cycle_run(batches, limit, experiment="digits-classification", model="digits-
         )
 
 
+@pytest.mark.integration  # trains svc
 def test_the_report_shows_the_drift_of_the_batches_retrain_read(project):
     assert cli.main(["train", "svc", "--quiet", "--set", "train.limit=200"]) == 0
     cycle_run([{"index": 0, "batch": "b1", "drift_score": 0.0, "worst": "", "action": "none"}], None)

@@ -110,6 +110,7 @@ def test_parallel_make_records_each_experiment_once(bare_project):
     assert (runs["status"] == "FINISHED").all()
 
 
+@pytest.mark.integration  # trains mlp for 2 epochs
 def test_a_torn_backup_falls_back_or_starts_over(project):
     """kill -9 while the backup was being written: the next run still trains to the end."""
     from pipeline import config, data

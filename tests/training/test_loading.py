@@ -67,6 +67,7 @@ def image_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.integration  # predict in a real process, then the gate in this one
 def test_a_pickled_champion_never_runs(project, tmp_path, capsys):
     """predict in a real process (refused before TensorFlow is imported); the gate's training in
     this one, which already has TensorFlow."""
@@ -139,6 +140,7 @@ def test_logged_models_load_back_and_score_as_their_run(project, experiment, for
     assert model.metadata["data_hash"] == data.read_manifest(plan.exp.dataset)["sha256"]
 
 
+@pytest.mark.integration  # trains pca through the pipeline
 def test_pca_answers_its_codes(project):
     outcome = train("pca")
     model = loading.load(f"runs:/{outcome.run_id}/model")
@@ -163,6 +165,7 @@ def rewrite_mlmodel(folder: Path, change) -> None:
     path.write_text(yaml.safe_dump(conf))
 
 
+@pytest.mark.integration  # trains and logs naive through the pipeline
 def test_tampered_code_is_refused_before_it_runs(project, tmp_path):
     outcome = train("naive", QUICK)
     original = local_copy(f"runs:/{outcome.run_id}/model", tmp_path / "model")

@@ -86,6 +86,7 @@ def test_a_run_that_raises_ends_failed(project, monkeypatch):
     assert run.info.status == "FAILED"
 
 
+@pytest.mark.integration  # trains mlp until it diverges
 def test_divergence_fails_the_run_with_a_reason(project):
     with pytest.raises(PipelineError, match="training diverged"):
         train("mlp", ["train.limit=200", "train.epochs=3", "train.optimizer=sgd", "train.learning_rate=1e12"])

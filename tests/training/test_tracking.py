@@ -81,6 +81,7 @@ def test_system_metrics_can_be_turned_off(project, monkeypatch):
     assert not any(k.startswith("system/") for k in mlflow.get_run(run.info.run_id).data.metrics)
 
 
+@pytest.mark.integration  # trains mlp for 4 epochs
 def test_every_epoch_is_logged_before_the_run_ends(project):
     outcome = train("mlp", ["train.epochs=4", "train.patience=5", "train.limit=200"], log_outputs=False)
     history = mlflow.MlflowClient().get_metric_history(outcome.run_id, "val_loss")

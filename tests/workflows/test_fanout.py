@@ -121,6 +121,7 @@ def test_worker_processes_score_like_a_sequential_run_name_a_failure_and_skip_wh
     assert all(r.info.status == "FINISHED" for r in runs() if r.info.run_name != "mlp-diverges")
 
 
+@pytest.mark.integration  # train-all trains svc
 def test_the_queue_trains_exactly_what_make_found_out_of_date(project):
     edit_params(project, cheap)
     edit_params(project, lambda p: p["experiments"]["svc"].update(needs=["mlp"]))

@@ -110,6 +110,7 @@ def test_no_new_data_is_a_quick_no_op_without_tensorflow(project):
     assert "no new data" in out.stdout
 
 
+@pytest.mark.integration  # a whole retrain cycle (nothing trained)
 def test_bad_batches_are_quarantined_with_a_reason(project):
     x, y = data.load("digits").examples("train")
     corrupt = write_batch(incoming(project, "corrupt"), x[:5], y[:5])
