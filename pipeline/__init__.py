@@ -1,13 +1,13 @@
 """A Keras 3 / TensorFlow deep-learning pipeline with MLflow experiment tracking.
 
-Its Python API (docs/api.md) is `pipeline.train`, `pipeline.example`, `pipeline.runs`,
-`pipeline.load_model`, `pipeline.link`, `pipeline.complete` and `pipeline.memory`, from
-pipeline/api.py: imported on first use, so `import pipeline` stays cheap (no TensorFlow, no MLflow)
-and changes nothing in the process.
+Its Python API (docs/api.md) is `pipeline.train`, `pipeline.fit`, `pipeline.show`,
+`pipeline.example`, `pipeline.runs`, `pipeline.load_model`, `pipeline.link`, `pipeline.complete`
+and `pipeline.memory`, from pipeline/api.py: imported on first use, so `import pipeline` stays
+cheap (no TensorFlow, no MLflow) and changes nothing in the process.
 """
 
 __version__ = "0.1.0"
-API = ("train", "example", "runs", "load_model", "link", "complete", "memory")
+API = ("train", "fit", "show", "example", "runs", "load_model", "link", "complete", "memory")
 __all__ = list(API)
 
 

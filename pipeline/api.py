@@ -2,16 +2,21 @@
 
     import pipeline
 
-    trained = pipeline.train("cnn-same", {"train.epochs": 5})  # one MLflow run, as the CLI trains it
+    trained = pipeline.train("cnn-same", {"train.epochs": 5})  # one MLflow run, sandboxed
     trained.metric, trained.value, trained.link                # headline metric, its value, the UI page
-    trained.model.keras().summary()                            # the logged model, loaded safely
-    pipeline.runs("digits-classification")                     # what `make report` shows, a DataFrame
+    trained.summary()                                          # the logged model's Keras summary
+    pipeline.show("cnn-same")                                  # the Keras code of its family's model
+    mine = pipeline.fit(my_keras_model, "cnn-same", name="my-cnn")  # your model, as a family's run
+    pipeline.runs("digits-classification", sandbox=True)       # `make report`'s rows and yours
     pipeline.load_model("digits-classifier")                   # a registered model's champion, or a run
 
 Every call logs into the project's store as the CLI does (the project is PIPELINE_ROOT or the
 working directory, the store MLFLOW_TRACKING_URI or its mlruns/), with the CLI's settings for the
 call's span only (`quietly`), so it leaves the caller's process as it found it. Nothing heavy is
 imported until a function needs it: importing `pipeline` imports neither TensorFlow nor MLflow.
+A training is sandboxed unless `sandbox=False` (training/run.py's RunOptions.sandbox): it
+registers and promotes nothing, publishes only to this process's sandbox, and its runs are left
+out of `make report` and of `runs(task)`; only the CLI and make targets change production.
 """
 
 from __future__ import annotations
@@ -70,16 +75,17 @@ def link(task: str) -> str:
 
 
 @quietly
-def runs(task: str):
+def runs(task: str, sandbox: bool = False):
     """The latest finished run of each experiment of `task`, as `make report` tabulates them: a
     pandas DataFrame, best first (run, the headline metric, the other test metrics, size, family,
     the params that differ; `best` marks the best by the task's headline metric, also in
-    `.attrs["headline"]`). Empty when it has none."""
+    `.attrs["headline"]`). Empty when it has none. Sandboxed runs (the API's trainings) are left
+    out; `sandbox=True` adds the latest sandboxed run of each name beside them, marked `sandbox`."""
     import pandas as pd
 
     from pipeline.tools import report
 
-    latest = report.task_runs(task_id(task))
+    latest = report.task_runs(task_id(task), sandbox)
     if latest.empty:
         return pd.DataFrame()
     table, headline, _ = report.task_table(latest)
@@ -151,6 +157,14 @@ class Trained:
         with open(path, "rb") as handle:
             return Picture(name, handle.read())
 
+    def summary(self) -> None:
+        """Keras' `model.summary()` of the model the run logged (an estimator: its repr)."""
+        loaded = self.model
+        if loaded.form in ("keras", "served"):
+            loaded.keras().summary()
+        else:
+            print(loaded.native())
+
 
 def as_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
     """{"train.epochs": 5} or ["train.epochs=5"] → ["train.epochs=5"] (values as YAML reads them)."""
@@ -161,36 +175,19 @@ def as_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[st
     return list(overrides)
 
 
-@quietly
-def train(
-    experiment: str,
-    overrides: Mapping[str, Any] | Sequence[str] | None = None,
-    *,
-    epochs: int | None = None,
-    limit: int | None = None,
-    verbose: int | str | None = 0,
-) -> Trained:
-    """Train one experiment of params.yaml as `python -m pipeline train` does: one MLflow run in its
-    task, a registered model through the promotion gate. `overrides` as `--set` takes them:
-    {"train.epochs": 5, "model.padding": "valid"}; `epochs` and `limit` (at most that many
-    training examples) are short for train.epochs and train.limit, None keeping params.yaml's.
-    `verbose`: Keras' fit verbosity (None: the CLI's default, progress bars on a terminal)."""
-    from pipeline import config, startup
-    from pipeline.tools import ui
-    from pipeline.training import plan
-
+def changes(overrides, epochs: int | None, limit: int | None) -> list[str]:
+    """The `--set` strings of a call: `epochs` and `limit` first (None keeping params.yaml's)."""
     short = {"train.epochs": epochs, "train.limit": limit}
-    changes = as_overrides({k: v for k, v in short.items() if v is not None}) + as_overrides(overrides)
-    # name, dataset, family and train-section errors answer before TensorFlow's import
-    plan.check_unimported(config.load_params(), experiment, changes)
-    startup.quiet_tensorflow()
-    from pipeline.training.run import RunOptions
-    from pipeline.workflows import train_and_gate as workflow
+    return as_overrides({k: v for k, v in short.items() if v is not None}) + as_overrides(overrides)
 
-    outcome = workflow.train(experiment, changes, RunOptions(verbose=verbose))
+
+def trained(outcome, name: str) -> Trained:
+    """What a training call returns, from the training core's Outcome."""
+    from pipeline.tools import ui
+
     task, headline = outcome.plan.exp.task, outcome.plan.objective.headline
     return Trained(
-        experiment=experiment,
+        experiment=name,
         task=task,
         run_id=outcome.run_id,
         metric=headline,
@@ -200,6 +197,97 @@ def train(
         link=ui.experiment_link(ui.base_url(), task_id(task)),
         outcome=outcome,
     )
+
+
+@quietly
+def train(
+    experiment: str,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    *,
+    epochs: int | None = None,
+    limit: int | None = None,
+    verbose: int | str | None = 0,
+    sandbox: bool = True,
+) -> Trained:
+    """Train one experiment of params.yaml: one MLflow run in its task. `overrides` as `--set`
+    takes them: {"train.epochs": 5, "model.padding": "valid"}; `epochs` and `limit` (at most that
+    many training examples) are short for train.epochs and train.limit, None keeping params.yaml's.
+    `verbose`: Keras' fit verbosity (None: the CLI's default, progress bars on a terminal).
+    Sandboxed (the default): nothing registered, published only to this process's sandbox, left
+    out of reports. `sandbox=False` is `python -m pipeline train`: a registered model goes through
+    the promotion gate."""
+    from pipeline import config, startup
+    from pipeline.training import plan
+
+    planned = changes(overrides, epochs, limit)
+    # name, dataset, family and train-section errors answer before TensorFlow's import
+    plan.check_unimported(config.load_params(), experiment, planned)
+    startup.quiet_tensorflow()
+    from pipeline.training.run import RunOptions
+    from pipeline.workflows import train_and_gate as workflow
+
+    outcome = workflow.train(experiment, planned, RunOptions(verbose=verbose, sandbox=sandbox))
+    return trained(outcome, experiment)
+
+
+@quietly
+def fit(
+    model,
+    experiment: str,
+    name: str | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+    *,
+    epochs: int | None = None,
+    limit: int | None = None,
+    verbose: int | str | None = 0,
+    sandbox: bool = True,
+) -> Trained:
+    """Train your own Keras `model` as `experiment`'s family would be (training/given.py): its
+    data, objective and `train:` settings (`overrides`, `epochs`, `limit` as for `train`), one
+    MLflow run in its task named `name` (default: the model's name), with the same callbacks,
+    per-epoch metrics, evaluation, figures and logged model. An uncompiled model gets the
+    experiment's optimizer and loss, a compiled one keeps its own; the metrics are the objective's.
+    `model` may also be a function of the data's spec that builds it. Sandboxed as `train`; never
+    registered. A model whose shapes do not fit the task is one line naming the expected shapes."""
+    from pipeline import config, startup
+    from pipeline.errors import UserError
+    from pipeline.training import plan
+
+    params = config.load_params()
+    planned = changes(overrides, epochs, limit)
+    plan.check_unimported(params, experiment, planned)
+    named = name or getattr(model, "name", None) or getattr(model, "__name__", None)
+    run_name = config.check_name(named, "pipeline.fit: name")
+    if run_name in config.experiment_names(params):
+        raise UserError(
+            f"pipeline.fit: name '{run_name}' is an experiment of params.yaml; give your model its own "
+            "name (name='my-cnn')"
+        )
+    startup.quiet_tensorflow()
+    from pipeline.training import given, run
+
+    options = run.RunOptions(run_name=run_name, verbose=verbose, resume=False, sandbox=sandbox)
+    base = run.sandboxed(plan.make_plan(params, experiment, planned), options)  # what it reads, too
+    return trained(run.run_plan(given.plan_for(base, model), options, params), run_name)
+
+
+@quietly
+def show(name: str):
+    """The Keras code of an experiment's model (or a family's, by its name): its family's `build`
+    and the model code it calls, as the training core runs it. Jupyter shows it as Python."""
+    from pipeline import config, models
+    from pipeline.errors import UserError
+    from pipeline.lecture import keras_view
+
+    params = config.load_params()
+    experiments = config.experiment_names(params)
+    family = config.resolve_experiment(params, name).family if name in experiments else name
+    if family not in models.FAMILIES:
+        raise UserError(
+            f"pipeline.show: '{name}' is neither an experiment of params.yaml nor a model family"
+            f"{config.suggest(name, [*experiments, *models.FAMILIES])}"
+        )
+    return keras_view.code(family)
 
 
 # --------------------------------------------------------------------------- the lecture's examples

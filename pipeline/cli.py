@@ -58,7 +58,7 @@ def cmd_train(args) -> int:
 
     # the Python API's train: name, dataset, family and train-section errors answer before
     # TensorFlow's slow import
-    trained = api.train(args.experiment, args.set, verbose=verbosity(args))
+    trained = api.train(args.experiment, args.set, verbose=verbosity(args), sandbox=False)
     from pipeline.workflows import console
 
     summary = console.summarise(trained.outcome)

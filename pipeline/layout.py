@@ -1,5 +1,6 @@
 """Where the pipeline keeps its generated files: one owner for every path make, fan-out and the
-tests agree on (build stamps, generated params, the retrain lock and journal, training backups).
+tests agree on (build stamps, generated params, the retrain lock and journal, training backups,
+the Python API's sandbox).
 
 Templates are relative to the project root (the generated makefile uses them as they are); the
 functions give absolute paths under `config.project_root()`.
@@ -8,6 +9,9 @@ functions give absolute paths under `config.project_root()`.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 from pipeline import atomic, config
@@ -27,6 +31,7 @@ RETRAIN_JOURNAL = BUILD + "/retrain/{model}.json"  # a retrain cycle's steps, un
 BACKUPS = f"{BUILD}/backup"  # Keras BackupAndRestore folders (a killed run resumes)
 RAY_RESULTS = f"{BUILD}/ray"  # Ray Tune's trial folders
 FEATURES = f"{BUILD}/features"  # a frozen hub module's features of a split (transfer `mode: feature`)
+SANDBOX = BUILD + "/sandbox/{session}"  # what a sandboxed run publishes (a notebook's pretrain), per process
 
 
 def _absolute(relative: str) -> Path:
@@ -71,6 +76,25 @@ def features() -> Path:
 
 def backups() -> Path:
     return _absolute(BACKUPS)
+
+
+# a session is a process: its pid (ended sessions' folders are removed) and this token (a reused pid
+# never finds an ended session's files)
+SESSION_TOKEN = secrets.token_hex(4)
+
+
+def sandbox() -> Path:
+    """This process's sandbox: where its sandboxed runs publish files for later ones (a notebook's
+    `pretrain` its hub module, read by the same kernel's transfer runs), never where make's
+    experiments read them. Made on first use; the folders of processes that have ended go then."""
+    folder = _absolute(SANDBOX.format(session=f"{os.getpid()}-{SESSION_TOKEN}"))
+    if not folder.exists():
+        for other in folder.parent.glob("*-*"):
+            pid = other.name.split("-")[0]
+            if pid.isdigit() and not atomic.running(int(pid)):
+                shutil.rmtree(other, ignore_errors=True)
+        folder.mkdir(parents=True)
+    return folder
 
 
 def touch(path: Path) -> None:

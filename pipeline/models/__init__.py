@@ -75,7 +75,8 @@ class FitLoop(Protocol):
 
     Compiles and fits `model`; returns the Keras history. `learning_rate` and `epochs` default to
     the `train:` section's; `initial_epoch` continues a history (a second phase); `inputs` maps the
-    run's training and validation inputs to what `model` takes (e.g. a frozen module's features).
+    run's training and validation inputs to what `model` takes (e.g. a frozen module's features);
+    `keep_compiled`: a model compiled already keeps its optimizer and loss (a caller's own model).
     """
 
     def __call__(
@@ -86,6 +87,7 @@ class FitLoop(Protocol):
         epochs: int | None = None,
         initial_epoch: int = 0,
         inputs: Callable[[Any], Any] | None = None,
+        keep_compiled: bool = False,
     ) -> dict[str, list[float]]: ...
 
 
@@ -153,6 +155,17 @@ def publish_nothing(model, params) -> Published | None:
     return None
 
 
+def unchanged(params, folder: Path):
+    """Default `sandboxed`: a family that publishes and reads no files."""
+    return params
+
+
+def in_folder(path: str, folder: Path) -> Path:
+    """A family's file path moved under `folder` (a sandbox), an absolute one too."""
+    relative = Path(path)
+    return folder / relative.relative_to(relative.anchor) if relative.is_absolute() else folder / relative
+
+
 def no_callbacks(params, x_train, y_train) -> tuple:
     return ()
 
@@ -194,6 +207,9 @@ class Family:
     callbacks: Callable[[Any, Any, Any], tuple] = no_callbacks
     # trained model → its number of learned parameters (the run's `model_params` metric), or None
     count_params: Callable[[Any], int | None] = count_weights
+    # (params, folder) → the params of a sandboxed run (the Python API's): what it publishes written
+    # under `folder`, and what it reads read from there when a sandboxed run published it
+    sandboxed: Callable[[Any, Path], Any] = unchanged
 
     # what FAMILIES declares of it, read as its own
     objective = property(lambda self: FAMILIES[self.name].objective)

@@ -10,6 +10,7 @@ rebuild it with random weights).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from pipeline.config import project_root
-from pipeline.models import Family, Published, cnn
+from pipeline.models import Family, Published, cnn, in_folder
 from pipeline.models.schemas import PretrainParams as Params
 from pipeline.specs import ClassifierSpec
 
@@ -109,8 +110,15 @@ def publish(model: keras.Model, params: Params) -> Published:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"pretrain: hub module published to {target}")
+    shown = target.relative_to(project_root()) if target.is_relative_to(project_root()) else target
+    print(f"pretrain: hub module published to {shown}")
     return Published(target, "hub_module")
+
+
+def sandboxed(params: Params, folder) -> Params:
+    """A sandboxed run publishes its module under `folder`, never where the transfer experiments
+    read theirs."""
+    return dataclasses.replace(params, publish_dir=str(in_folder(params.publish_dir, folder)))
 
 
 FAMILY = Family(
@@ -120,4 +128,5 @@ FAMILY = Family(
     resolve=cnn.resolve,
     tags=tags,
     publish=publish,
+    sandboxed=sandboxed,
 )

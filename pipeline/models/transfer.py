@@ -22,13 +22,14 @@ block changes the training images at random first (pipeline/models/augment.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import keras
 from keras import layers
 
 from pipeline.errors import UserError
-from pipeline.models import Family, FitLoop, backbones, hub, pretrain
+from pipeline.models import Family, FitLoop, backbones, hub, in_folder, pretrain
 from pipeline.models.augment import augmented
 from pipeline.models.schemas import TransferParams as Params
 from pipeline.models.schemas import TransferTrainParams as TrainParams
@@ -195,10 +196,20 @@ def fit(model: keras.Model, params: Params, train: TrainParams, loop: FitLoop) -
     return {key: history[key] + more.get(key, []) for key in history}
 
 
+def sandboxed(params: Params, folder) -> Params:
+    """A sandboxed run reads the module a sandboxed `pretrain` published under `folder` (the same
+    notebook's), else the handle's own."""
+    if params.hub_handle is None or hub.is_url(params.hub_handle):  # a backbone, or a module online
+        return params
+    published = in_folder(params.hub_handle, folder)
+    return dataclasses.replace(params, hub_handle=str(published)) if published.exists() else params
+
+
 FAMILY = Family(
     name="transfer",
     build=build,
     check=check,
     tags=tags,
     fit=fit,
+    sandboxed=sandboxed,
 )

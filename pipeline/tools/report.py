@@ -20,6 +20,7 @@ from pipeline.objectives import Objective
 from pipeline.tools import ui
 from pipeline.training import tracking
 
+SANDBOX_COLUMN = "tags.sandbox"  # training/run.py's SANDBOX_TAG: the report never imports the core
 NOT_TASKS = {"Default", "reports", "benchmarks", "predictions", "lecture", "retrieval"}
 # the params logged from params.yaml's sections (data.* is the dataset's, the same for every run)
 PARAM_SECTIONS = ("params.model.", "params.train.", "params.objective.")
@@ -34,8 +35,15 @@ DRIFT_ROWS = 30  # the newest batches shown per registered model
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def latest_runs(experiment_id: str) -> pd.DataFrame:
-    """The latest FINISHED run of each run name (= experiment of params.yaml) in one task."""
+def sandboxed(runs: pd.DataFrame) -> pd.Series:
+    """Which runs are sandboxed (the Python API's: tag `sandbox`, training/run.py)."""
+    return runs.get(SANDBOX_COLUMN, pd.Series([None] * len(runs), index=runs.index)) == "true"
+
+
+def latest_runs(experiment_id: str, sandbox: bool = False) -> pd.DataFrame:
+    """The latest FINISHED run of each run name (= experiment of params.yaml) in one task.
+    Sandboxed runs are left out before the latest is chosen, so the production run stays;
+    `sandbox=True`: the latest sandboxed run of each name too, beside it."""
     import mlflow
 
     runs = mlflow.search_runs(
@@ -45,7 +53,11 @@ def latest_runs(experiment_id: str) -> pd.DataFrame:
     )
     if runs.empty:
         return runs
-    return runs.drop_duplicates("tags.mlflow.runName").reset_index(drop=True)
+    runs = runs.assign(_sandbox=sandboxed(runs))
+    if not sandbox:
+        runs = runs[~runs["_sandbox"]]
+    latest = runs.drop_duplicates(["tags.mlflow.runName", "_sandbox"]).sort_values("_sandbox", kind="stable")
+    return latest.drop(columns="_sandbox").reset_index(drop=True)
 
 
 def key_params(runs: pd.DataFrame) -> list[str]:
@@ -85,8 +97,8 @@ def ranking(objective: Objective, columns) -> tuple[list[str], list[bool]]:
     return keys, [k != objective.headline or objective.direction(k) == "min" for k in keys]
 
 
-def best_per_problem(runs: pd.DataFrame, objective: Objective) -> dict[str, str]:
-    """{problem: the best run's name} by the objective's headline metric (ties: lower test_loss)."""
+def best_rows(runs: pd.DataFrame, objective: Objective) -> dict[str, int]:
+    """{problem: the best run's row label} by the objective's headline metric (ties: lower test_loss)."""
     column = f"metrics.{objective.headline}"
     if column not in runs or not runs[column].notna().any():
         return {}
@@ -96,8 +108,15 @@ def best_per_problem(runs: pd.DataFrame, objective: Objective) -> dict[str, str]
     for problem, group in runs.assign(_problem=problems(runs)).groupby("_problem", sort=False):
         ranked = group.sort_values(keys, ascending=ascending, na_position="last")
         if pd.notna(ranked.iloc[0][column]):
-            best[problem] = ranked.iloc[0]["tags.mlflow.runName"]
+            best[problem] = ranked.index[0]
     return best
+
+
+def best_per_problem(runs: pd.DataFrame, objective: Objective) -> dict[str, str]:
+    """{problem: the best run's name} by the objective's headline metric (ties: lower test_loss)."""
+    return {
+        problem: runs.at[row, "tags.mlflow.runName"] for problem, row in best_rows(runs, objective).items()
+    }
 
 
 def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, str]]:
@@ -111,6 +130,8 @@ def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, 
     # how big each model is and how fast it got there (the lecture's "fewer parameters", "faster")
     metrics += [c for c in SIZE_AND_SPEED if c in runs and runs[c].notna().any()]
     table = pd.DataFrame({"run": runs["tags.mlflow.runName"]})
+    if sandboxed(runs).any():  # pipeline.runs(task, sandbox=True): the student's runs marked
+        table["sandbox"] = sandboxed(runs).map({True: "yes", False: ""})
     if problems(runs).nunique() > 1:
         table["problem"] = problems(runs).to_numpy()
     for column in metrics:
@@ -121,9 +142,10 @@ def task_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict[str, 
     table["family"] = runs.get("tags.model_family", "")
     for column in key_params(runs):
         table[column.removeprefix("params.")] = runs[column]
-    best = best_per_problem(runs, objective) if objective else {}
+    rows = best_rows(runs, objective) if objective else {}
+    best = {problem: runs.at[row, "tags.mlflow.runName"] for problem, row in rows.items()}
     if best:
-        table.insert(0, "best", ["★" if name in best.values() else "" for name in table["run"]])
+        table.insert(0, "best", ["★" if row in rows.values() else "" for row in table.index])
     if objective and headline in table:
         keys, ascending = ranking(objective, table.columns)
         table = table.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
@@ -417,9 +439,10 @@ def update_readme(path: Path, block: str) -> None:
     atomic.write_text(path, head + block + rest.split(README_END, 1)[1])
 
 
-def task_runs(experiment_id: str) -> pd.DataFrame:
-    """The latest finished run of each experiment of a task, retrain cycles left out."""
-    runs = latest_runs(experiment_id)
+def task_runs(experiment_id: str, sandbox: bool = False) -> pd.DataFrame:
+    """The latest finished run of each experiment of a task, retrain cycles left out (`sandbox`:
+    as latest_runs)."""
+    runs = latest_runs(experiment_id, sandbox)
     if runs.empty:
         return runs
     return runs[~runs["tags.mlflow.runName"].str.startswith(CYCLE_PREFIX)].reset_index(drop=True)

@@ -59,18 +59,19 @@ def fit(
     learning_rate: float | None = None,
     epochs: int | None = None,
     initial_epoch: int = 0,
+    keep_compiled: bool = False,
 ) -> dict[str, list[float]]:
     """Compile and fit on `data` = (x, y, validation); returns the Keras history.
 
     Raises PipelineError when the loss diverges. `train.batch_size` is per replica: the model's
-    strategy (built in its scope) sets the global batch.
+    strategy (built in its scope) sets the global batch. `keep_compiled`: a model its builder
+    compiled keeps its optimizer and loss (pipeline.fit); only `metrics` are the run's.
     """
     batch_size = train.batch_size * model.distribute_strategy.num_replicas_in_sync
-    model.compile(
-        optimizer=make_optimizer(train.optimizer, learning_rate or train.learning_rate),
-        loss=loss,
-        metrics=metrics,
-    )
+    optimizer = make_optimizer(train.optimizer, learning_rate or train.learning_rate)
+    if keep_compiled:
+        optimizer, loss = model.optimizer, model.loss or loss
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     monitor = "val_loss" if data[2] is not None else "loss"
     history = model.fit(
         **inputs(*data, batch_size, train.seed),

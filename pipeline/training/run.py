@@ -51,6 +51,13 @@ class RunOptions:
     # register the model (register_as) at the end of the run; False: the caller registers
     # `Outcome.model_uri` later (retrain commits the data version first)
     register: bool = True
+    # a sandboxed run (the Python API's default) registers nothing, publishes its files to this
+    # process's sandbox (layout.sandbox(), where the family reads them back) and is tagged
+    # SANDBOX_TAG, so reports and make leave it out; only the CLI and make train unsandboxed
+    sandbox: bool = False
+
+
+SANDBOX_TAG = "sandbox"  # "true" on a sandboxed run (docs/api.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,10 +231,22 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
 
     Inside an active run (the transfer learning curve, a sweep) the run is nested under it.
     """
-    options = options or RunOptions()
-    keras_loop.split_cpu()  # before TensorFlow's first op
     params = config.load_params()
-    plan = make_plan(params, name, overrides)
+    return run_plan(make_plan(params, name, overrides), options or RunOptions(), params)
+
+
+def sandboxed(plan: Plan, options: RunOptions) -> Plan:
+    """The plan a run trains: a sandboxed run's family publishes and reads in the sandbox."""
+    if not options.sandbox:
+        return plan
+    return dataclasses.replace(plan, model=plan.family.sandboxed(plan.model, layout.sandbox()))
+
+
+def run_plan(plan: Plan, options: RunOptions, params: dict | None = None) -> Outcome:
+    """`run` for a plan made already (`params`: params.yaml as read for it), e.g. one whose model
+    the caller built (training/given.py)."""
+    keras_loop.split_cpu()  # before TensorFlow's first op
+    plan = sandboxed(plan, options)
     exp = plan.exp
     dataset = options.dataset or data.load(exp.dataset, params)
     splits, spec = plan.objective.prepare(dataset, plan.train, plan.objective_params)
@@ -238,8 +257,10 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             streams.require_in_memory(x)
 
     started = time.perf_counter()
-    run_name = options.run_name or name
+    run_name = options.run_name or exp.name
     tags = {**run_tags(plan, dataset, tracking.git_commit()), **options.tags}
+    if options.sandbox:
+        tags[SANDBOX_TAG] = "true"
     strategy = strategy_of(plan)
     logged = params_to_log(plan, dataset, len(splits.x_train))
     if plan.family.kind == "keras":
@@ -263,7 +284,7 @@ def run(name: str, overrides: list[str] | None = None, options: RunOptions | Non
             model_info = log_outputs(plan, model, splits, dataset, found, f"{run_name} ({exp.task})")
         run_id = active.info.run_id
         version = None
-        if plan.register_as and model_info and options.register:
+        if plan.register_as and model_info and options.register and not options.sandbox:
             version = registry.register(model_info.model_uri, plan.register_as, run_id)
     return Outcome(
         plan,

@@ -138,13 +138,14 @@ def table_markdown(rows: list[dict], module: dict | None = None) -> str:
     return text
 
 
-def module_size(params: dict, curve: CurveParams, overrides: list[str]) -> dict | None:
+def module_size(params: dict, curve: CurveParams, overrides: list[str], sandbox: bool = False) -> dict | None:
     """The hub module the curve's transfer runs load: its parameter count and size on disk."""
     from pipeline.models import hub
     from pipeline.training.plan import make_plan
+    from pipeline.training.run import RunOptions, sandboxed
 
     for name in curve.experiments:
-        plan = make_plan(params, name, overrides)
+        plan = sandboxed(make_plan(params, name, overrides), RunOptions(sandbox=sandbox))
         handle = plan.family.tags(plan.model).get("hub_handle")  # the transfer family's tag
         if handle:
             path = Path(hub.resolve(handle))
@@ -183,8 +184,8 @@ def figure(rows: list[dict]):
     return fig
 
 
-def record(rows: list[dict], module: dict | None) -> Path:
-    """The curve's tables and plot on the parent run and in reports/transfer-curve/."""
+def record(rows: list[dict], module: dict | None, sandbox: bool = False) -> Path | None:
+    """The curve's tables and plot on the parent run and, unless sandboxed, in reports/transfer-curve/."""
     import mlflow
 
     for r in rows:
@@ -197,6 +198,8 @@ def record(rows: list[dict], module: dict | None) -> Path:
     mlflow.log_text(csv, "transfer_curve.csv")
     mlflow.log_text(markdown, "transfer_curve.md")
     mlflow.log_figure(fig, "transfer_curve.png")
+    if sandbox:
+        return None
     out = config.project_root() / REPORT_DIR
     atomic.write_text(out / "transfer_curve.csv", csv)
     atomic.write_text(out / "transfer_curve.md", markdown)
@@ -210,9 +213,11 @@ def run(
     seeds: int | None = None,
     overrides: list[str] | None = None,
     verbose: int | str | None = None,
+    sandbox: bool = False,
 ) -> list[dict]:
-    """Train the whole curve under one parent MLflow run; returns the summary rows."""
-    from pipeline.training.run import RunOptions
+    """Train the whole curve under one parent MLflow run; returns the summary rows. `sandbox`: every
+    run sandboxed (the Python API's, docs/api.md), reports/ left as it is."""
+    from pipeline.training.run import SANDBOX_TAG, RunOptions
     from pipeline.training.run import run as train
 
     params = config.load_params()
@@ -220,7 +225,11 @@ def run(
     overrides = list(overrides or [])
     runs = plan_runs(params, curve, overrides)
     task = config.resolve_experiment(params, curve.experiments[0]).task
-    tags = {"git_commit": tracking.git_commit(), "kind": "learning-curve"}
+    tags = {
+        "git_commit": tracking.git_commit(),
+        "kind": "learning-curve",
+        **({SANDBOX_TAG: "true"} if sandbox else {}),
+    }
     description = f"Test accuracy vs labels per class for {', '.join(curve.experiments)} (nested runs)."
     results = []
     with tracking.start_run(task, RUN_NAME, tags, description) as parent:
@@ -234,7 +243,10 @@ def run(
         )
         for i, (name, n, seed, changes) in enumerate(runs, start=1):
             options = RunOptions(
-                run_name=f"{name} n={label(n)} seed={seed}", log_outputs=False, verbose=verbose
+                run_name=f"{name} n={label(n)} seed={seed}",
+                log_outputs=False,
+                verbose=verbose,
+                sandbox=sandbox,
             )
             metrics = train(name, changes, options).metrics
             accuracy = metrics["test_accuracy"]
@@ -249,9 +261,10 @@ def run(
                 }
             )
         rows = summarise(results)
-        module = module_size(params, curve, overrides)
-        out = record(rows, module)
+        module = module_size(params, curve, overrides, sandbox)
+        out = record(rows, module, sandbox)
         parent_id = parent.info.run_id
     print(table_markdown(rows, module))
-    print(f"transfer-curve: {len(runs)} runs under parent run {parent_id} · table and plot in {out}")
+    where = out or "the run"
+    print(f"transfer-curve: {len(runs)} runs under parent run {parent_id} · table and plot in {where}")
     return rows
