@@ -33,7 +33,7 @@ export PYTHONUNBUFFERED := 1
 export VERBOSE
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak test-fast notebooks
+.PHONY: help venv data train-all transfer-curve store ui test lint clean lock retrain predict serve report server bench sweep lecture soak test-fast notebooks notebooks-render
 
 help: ## show this help
 	@echo "Keras 3 / TensorFlow pipeline with MLflow tracking. Start with: make train-all"
@@ -133,6 +133,11 @@ notebooks: export PIPELINE_ROOT = $(CURDIR)
 notebooks: $(VENV)/.extra-notebooks ## the lecture as notebooks: JupyterLab on 127.0.0.1 with the project's kernel (PORT=8888)
 	$(PY) -m jupyter lab --ip 127.0.0.1 --port $${PORT:-8888} --ServerApp.root_dir=notebooks \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
+
+NOTEBOOKS ?=
+# trained first (train-all trains only what changed): the pages compare the student's runs with the project's
+notebooks-render: train-all $(VENV)/.extra-notebooks ## run the notebooks here and write docs/notebooks/*.md with their figures (NOTEBOOKS="02_convolutional_networks")
+	$(PY) -m pipeline.lecture.render $(NOTEBOOKS)
 
 store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
 

@@ -13,12 +13,16 @@
 # pipeline's own layers and optimizer. Every worked example is logged as a run of the MLflow
 # experiment `lecture`, every training as a run of its task, as `python -m pipeline` logs them.
 # Change a number, rerun the cell.
+#
+# What you train here is **sandboxed**: it registers no model, moves no `champion`, and is left
+# out of `make report`; `pipeline.runs(task, sandbox=True)` shows it beside the project's own runs
+# (marked `sandbox`). Only `make train-…` and `make retrain` change production.
 
 # %% tags=["parameters"]
 EPOCHS = None  # None: each experiment's own (params.yaml); EarlyStopping ends most runs sooner
 LIMIT = None  # train on at most LIMIT examples (None: all)
 
-# %%
+# %% tags=["setup"]
 # %matplotlib inline
 import os
 from pathlib import Path
@@ -28,6 +32,7 @@ import numpy as np
 # the project folder: params.yaml, data/, and the MLflow store mlruns/ (`make notebooks` sets it)
 os.environ.setdefault("PIPELINE_ROOT", str(Path.cwd().parent))
 import pipeline
+from pipeline.lecture import exercises
 
 # %% [markdown]
 # ## Perceptron recap
@@ -86,11 +91,27 @@ step.figure
 # `mlp-wide` (one hidden layer of 256 ReLU units) and `mlp-deep` (four layers of 16) have about
 # as many weights and fit the same wavy function. A ReLU network is piecewise linear; each layer
 # can fold the pieces of the one before, so depth multiplies the pieces where width adds to them.
+# Both are the `mlp-regressor` family: this is its Keras code, as the pipeline runs it
+# (`hidden_units` is `[256]` for the wide one, `[16, 16, 16, 16]` for the deep one).
+
+# %%
+pipeline.show("mlp-deep")
 
 # %%
 wide = pipeline.train("mlp-wide", epochs=EPOCHS, limit=LIMIT)
 deep = pipeline.train("mlp-deep", epochs=EPOCHS, limit=LIMIT)
 {t.experiment: (t.metric, round(t.value, 4), int(t.metrics["model_params"])) for t in (wide, deep)}
+
+# %% [markdown]
+# Keras' own account of each trained model. A Dense layer has (inputs + 1)·units weights: one per
+# input and a bias, per unit. The wide net: (1 + 1)·256 + (256 + 1)·1 = 769; the deep one
+# (1 + 1)·16 + 3·(16 + 1)·16 + (16 + 1)·1 = 865, as Keras counts.
+
+# %%
+wide.summary()
+
+# %%
+deep.summary()
 
 # %%
 wide.figure("fitted_curve.png")
@@ -99,11 +120,73 @@ wide.figure("fitted_curve.png")
 deep.figure("fitted_curve.png")
 
 # %% [markdown]
-# The latest run of each experiment of the task, as `make report` shows them, and the runs in the
-# MLflow UI (`make ui` serves it). Try `pipeline.train("mlp-deep", {"model.hidden_units": [8, 8]})`.
+# ## Your own network, tracked like the families
+#
+# `pipeline.fit` trains any Keras model on an experiment's data and objective (its splits,
+# EarlyStopping, per-epoch metrics, test metrics and figures), as a run of the same task under
+# your name. Change the layers and run it again.
 
 # %%
-pipeline.runs("function-approximation")
+import keras
+from keras import layers
+
+my_mlp = keras.Sequential(
+    [
+        keras.Input(shape=(1,)),
+        layers.Dense(32, activation="relu"),
+        layers.Dense(32, activation="relu"),
+        layers.Dense(1),  # linear: any real number
+    ],
+    name="my-mlp",
+)
+mine = pipeline.fit(my_mlp, "mlp-deep", epochs=EPOCHS, limit=LIMIT)
+mine.metric, round(mine.value, 4), int(mine.metrics["model_params"])
+
+# %%
+mine.figure("fitted_curve.png")
+
+# %% [markdown]
+# The latest run of each experiment of the task, as `make report` shows them, and yours beside
+# them (`sandbox`: yes). The runs are in the MLflow UI (`make ui` serves it).
+
+# %%
+pipeline.runs("function-approximation", sandbox=True)
+
+# %% [markdown]
+# ## Exercises
+#
+# Write your answer in place of the `...`, run the cell, then the check below it.
+#
+# **1. A perceptron that computes AND.** Two inputs, each 0 or 1, one neuron with a step
+# activation: output 1 when w·x + b > 0. Choose the weights and the bias so that it fires for
+# (1, 1) only.
+
+# %% tags=["answer:perceptron-and"]
+WEIGHTS = [..., ...]  # w1, w2
+BIAS = ...
+
+# %% tags=["check:perceptron-and"]
+exercises.perceptron_and(WEIGHTS, BIAS)
+
+# %% [markdown]
+# **2. A step too far.** With the gradient-step example's data, find a learning rate η for which
+# one step makes the loss *larger* than before.
+
+# %% tags=["answer:overshoot"]
+LEARNING_RATE = ...
+
+# %% tags=["check:overshoot"]
+exercises.overshooting_step(LEARNING_RATE)
+
+# %% [markdown]
+# **3. Count the weights.** Without running a model: how many weights would `mlp-deep` (one
+# input, one output) have with three hidden layers of 32 units instead of four of 16?
+
+# %% tags=["answer:deep-weights"]
+DEEP_WEIGHTS = ...
+
+# %% tags=["check:deep-weights"]
+exercises.weights_of("mlp-deep", DEEP_WEIGHTS, hidden_units=[32, 32, 32])
 
 # %%
 print("MLflow UI:", deep.link)

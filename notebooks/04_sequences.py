@@ -12,13 +12,14 @@
 # The weekly Mauna Loa CO2 series, forecast 4 weeks ahead from the last 104: a plain RNN, an LSTM,
 # an MLP on the flattened window, and the baselines a forecaster would otherwise use; then the
 # lecture's sentence completion, character by character ([docs/lecture.md](../docs/lecture.md),
-# section 7).
+# section 7). What you train here is sandboxed: no model registered, no `champion` moved, nothing
+# in `make report`.
 
 # %% tags=["parameters"]
 EPOCHS = None  # None: each experiment's own (params.yaml); EarlyStopping ends most runs sooner
 LIMIT = None  # train on at most LIMIT windows (None: all; for text, windows of 128 characters)
 
-# %%
+# %% tags=["setup"]
 # %matplotlib inline
 import os
 from pathlib import Path
@@ -28,6 +29,25 @@ import numpy as np
 # the project folder: params.yaml, data/, and the MLflow store mlruns/ (`make notebooks` sets it)
 os.environ.setdefault("PIPELINE_ROOT", str(Path.cwd().parent))
 import pipeline
+from pipeline.lecture import exercises, keras_view
+
+# %% [markdown]
+# ## The recurrent families in Keras
+#
+# Each network reads the window's one-step changes, scaled (a fixed Conv1D and a Normalization
+# layer), and predicts the change from the last level for each week ahead, which is added back:
+# the network never has to extrapolate the rising level. Between them, the LSTM family stacks
+# `layers.LSTM`, the RNN family `layers.SimpleRNN`, and `dense-window` flattens the weeks into a
+# Dense stack, which forgets their order.
+
+# %%
+pipeline.show("lstm")
+
+# %%
+pipeline.show("rnn")
+
+# %%
+pipeline.show("dense-window")
 
 # %%
 forecasters = {
@@ -36,11 +56,25 @@ forecasters = {
 }
 {name: round(t.value, 4) for name, t in forecasters.items()}  # test RMSE in ppm
 
-# %%
-forecasters["lstm"].figure("forecast.png")
+# %% [markdown]
+# Keras' account of the trained networks, and the lecture's formulas beside its counts: an LSTM
+# layer has 4·((inputs + units)·units + units) weights (four gates, each a Dense layer on the
+# input and the previous state), a SimpleRNN (inputs + units)·units + units.
 
 # %%
-pipeline.runs("co2-forecast")
+forecasters["lstm"].summary()
+
+# %%
+keras_view.layer_counts(forecasters["lstm"].model.keras())
+
+# %%
+keras_view.layer_counts(forecasters["rnn"].model.keras())
+
+# %%
+forecasters["dense-window"].summary()
+
+# %%
+forecasters["lstm"].figure("forecast.png")
 
 # %% [markdown]
 # ## Vanishing gradients, seen through the gradient's norm
@@ -60,8 +94,33 @@ for name in ("rnn", "lstm"):
 ax.set(xlabel="epoch", ylabel="gradient norm", yscale="log", title="recurrent_grad_norm_1")
 ax.legend();
 
+# %% [markdown]
+# ## Your own forecaster: a GRU
+#
+# A model of the data's shape can also be given as a function of its spec (`pipeline.specs`):
+# here the window's length and the training split's statistics, for the same front and back end
+# as the families (`pipeline.models.windows`). `pipeline.fit` builds it when it starts the run and
+# trains it on `lstm`'s data and settings.
+
 # %%
-print("MLflow UI:", forecasters["lstm"].link)
+import keras
+from keras import layers
+
+from pipeline.models.windows import forecast_levels, scaled_differences
+
+
+def my_gru(spec):
+    levels = keras.Input(shape=(spec.lookback, 1), name="levels")
+    x = scaled_differences(levels, spec)  # the weekly changes, scaled
+    x = layers.GRU(16)(x)
+    return keras.Model(levels, forecast_levels(x, levels, spec), name="my-gru")
+
+
+mine = pipeline.fit(my_gru, "lstm", epochs=EPOCHS, limit=LIMIT)
+mine.metric, round(mine.value, 4), int(mine.metrics["model_params"])
+
+# %%
+pipeline.runs("co2-forecast", sandbox=True)
 
 # %% [markdown]
 # ## Sentence completion: the next character
@@ -74,11 +133,25 @@ print("MLflow UI:", forecasters["lstm"].link)
 # before it, in **bits per character** (lower is better; a uniform guess over the 104 characters
 # costs 6.7 bits).
 
+# %% [markdown]
+# Both networks are the `char-recurrent` family: each character is looked up in an embedding,
+# the recurrent layer (`SimpleRNN` for `char-rnn`, `LSTM` for `char-lstm`) reads the window, and a
+# Dense softmax gives the odds of every next character, at every position of the window at once.
+
+# %%
+pipeline.show("char-lstm")
+
 # %%
 writers = {
     name: pipeline.train(name, epochs=EPOCHS, limit=LIMIT) for name in ("char-ngram", "char-rnn", "char-lstm")
 }
 {name: round(t.value, 3) for name, t in writers.items()}  # test bits per character
+
+# %%
+writers["char-lstm"].summary()
+
+# %%
+keras_view.layer_counts(writers["char-rnn"].model.keras())
 
 # %% [markdown]
 # The same prompt, completed by each: every character drawn from the model's odds, sharpened by
@@ -88,7 +161,7 @@ writers = {
 # %%
 PROMPT = "The default value of "
 for name in writers:
-    print(f"{name:>10}: {PROMPT}{pipeline.complete(PROMPT, name, length=60, temperature=0.5)!r}")
+    print(f"{name:>10}: {PROMPT}{pipeline.complete(PROMPT, writers[name], length=60, temperature=0.5)!r}")
 
 # %% [markdown]
 # ## Short- and long-term memory, in numbers
@@ -101,4 +174,33 @@ for name in writers:
 # %%
 import pandas as pd
 
-pd.concat({name: pipeline.memory(name, sample=500)["bits_per_char"] for name in writers}, axis=1).round(3)
+pd.concat({name: pipeline.memory(t, sample=500)["bits_per_char"] for name, t in writers.items()}, axis=1).round(3)
+
+# %% [markdown]
+# ## Exercises
+#
+# Write your answer in place of the `...`, run the cell, then the check below it.
+#
+# **1. Why the RNN's gradient shrinks, with numbers.** In a SimpleRNN the state is
+# h_t = tanh(W x_t + U h_(t−1) + b); the gradient reaching the input k steps back is multiplied by
+# U·tanh′ once per step. Take one unit with U = 0.9 and small inputs (tanh′ ≈ 1): how many steps
+# back does the gradient first fall below 1 % of the last step's? The check measures it with
+# Keras' GradientTape on such a SimpleRNN.
+
+# %% tags=["answer:vanishing"]
+STEPS = ...
+
+# %% tags=["check:vanishing"]
+exercises.vanishing_steps(STEPS)
+
+# %% [markdown]
+# **2. An LSTM's weights.** How many parameters has `layers.LSTM(32)` reading one number per week?
+
+# %% tags=["answer:lstm-params"]
+LSTM_PARAMS = ...
+
+# %% tags=["check:lstm-params"]
+exercises.lstm_parameters(LSTM_PARAMS)
+
+# %%
+print("MLflow UI:", forecasters["lstm"].link)

@@ -13,7 +13,7 @@ import pytest
 import pipeline
 from pipeline import api, startup
 from pipeline.errors import UserError
-from tests.helpers import point_at
+from tests.helpers import point_at, relocate_project
 
 SMALL = {"train.epochs": 1, "train.limit": 100}
 
@@ -151,9 +151,10 @@ def test_train_returns_the_run_its_headline_and_its_model_and_leaves_the_process
     assert "training_curves.png" in trained.figures()
     assert trained.figure("confusion_matrix.png")._repr_png_().startswith(b"\x89PNG")
 
-    table = pipeline.runs("digits-classification")  # what `make report` shows
+    assert pipeline.runs("digits-classification").empty  # what `make report` shows: no sandboxed run
+    table = pipeline.runs("digits-classification", sandbox=True)
     (row,) = table[table["run"] == "mlp"].to_dict("records")
-    assert row["test_accuracy"] == round(trained.value, 4) and row["best"] == "★"
+    assert row["test_accuracy"] == round(trained.value, 4) and row["best"] == "★" and row["sandbox"] == "yes"
     assert table.attrs["headline"] == "test_accuracy"
 
 
@@ -204,3 +205,102 @@ def test_load_model_loads_a_registered_model_by_alias_through_the_safe_loader(ch
     # what else a name may be: an experiment (its latest finished run), the run id the training line prints
     for name in ("cnn-same", champion.run_id[:8]):
         assert pipeline.load_model(name).run_id == champion.run_id
+
+
+def registry_state(name: str) -> tuple[list[str], dict]:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    versions = sorted(v.version for v in client.search_model_versions(f"name = '{name}'"))
+    return versions, dict(client.get_registered_model(name).aliases)
+
+
+@pytest.mark.integration
+def test_an_api_training_is_sandboxed_and_the_production_row_stays(project, champions):
+    """A registered experiment trained through the API: no version, no alias moved, tagged, left
+    out of runs(task) (the production run stays its row) and shown beside it with sandbox=True."""
+    import mlflow
+
+    relocate_project(champions, project)
+    before = registry_state("digits-classifier")
+    production = pipeline.runs("digits-classification")
+    trained = pipeline.train("cnn-same", SMALL)
+    assert trained.outcome.model_version is None and trained.outcome.decision is None
+    assert registry_state("digits-classifier") == before
+    assert mlflow.get_run(trained.run_id).data.tags["sandbox"] == "true"
+    assert pipeline.runs("digits-classification").equals(production)
+    both = pipeline.runs("digits-classification", sandbox=True)
+    assert sorted(zip(both["run"], both["sandbox"], strict=True)) == [("cnn-same", ""), ("cnn-same", "yes")]
+    assert list(both["test_accuracy"]).count(production["test_accuracy"].iloc[0]) >= 1
+
+
+@pytest.mark.integration
+def test_fit_trains_your_model_as_the_experiments_family_would(project):
+    import keras
+    import mlflow
+    from keras import layers
+
+    model = keras.Sequential(
+        [layers.Conv2D(4, 3, activation="relu"), layers.Flatten(), layers.Dense(10, "softmax")]
+    )
+    mine = pipeline.fit(model, "cnn-valid", name="tiny-cnn", epochs=2, limit=100)
+    run = mlflow.get_run(mine.run_id)
+    assert run.info.run_name == "tiny-cnn" and mine.task == "digits-classification"
+    assert run.data.tags["model_family"] == "own" and run.data.tags["sandbox"] == "true"
+    params = run.data.params
+    assert (
+        params["experiment"] == "cnn-valid"
+        and params["family"] == "own"
+        and params["train.optimizer"] == "adam"
+    )
+    assert params["data.train_examples"] == "100" and params["model.padding"] == "n/a"
+    history = mlflow.MlflowClient().get_metric_history(mine.run_id, "val_accuracy")
+    assert (
+        len(history) == 2
+        and "test_accuracy" in mine.metrics
+        and mine.metrics["model_params"] == model.count_params()
+    )
+    assert {"training_curves.png", "confusion_matrix.png"} <= set(mine.figures())
+    assert mine.model.predict(mine.outcome.splits.x_test[:2]).shape == (2, 10)
+    assert "tiny-cnn" in set(pipeline.runs("digits-classification", sandbox=True)["run"])
+
+    compiled = keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(10, "softmax")])
+    compiled.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    optimizer = compiled.optimizer
+    fitted = pipeline.fit(compiled, "cnn-valid", name="sgd-linear", epochs=1, limit=100)
+    assert compiled.optimizer is optimizer  # its own, kept
+    params = mlflow.get_run(fitted.run_id).data.params
+    assert params["train.optimizer"] == "SGD" and float(params["train.learning_rate"]) == pytest.approx(0.05)
+    assert "test_accuracy" in fitted.metrics  # the objective's metrics
+
+
+def test_fit_refuses_a_model_that_does_not_fit_the_task_in_one_line_before_any_run(project):
+    import keras
+    import mlflow
+    from keras import layers
+
+    flat = keras.Sequential([keras.Input((64,)), layers.Dense(10, "softmax")])
+    with pytest.raises(
+        UserError, match=r"takes inputs of shape \(64,\).*\(8, 8, 1\).*keras.Input\(shape=\(8, 8, 1\)\)"
+    ):
+        pipeline.fit(flat, "cnn-valid", name="flat")
+    five = keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(5, "softmax")])
+    with pytest.raises(UserError, match=r"gives \(5,\).*needs \(10,\).*Dense\(10, activation=\"softmax\"\)"):
+        pipeline.fit(five, "cnn-valid", name="five")
+    with pytest.raises(UserError, match="'cnn-same' is an experiment of params.yaml"):
+        pipeline.fit(five, "cnn-valid", name="cnn-same")
+    with pytest.raises(UserError, match="'svc' trains a svc estimator"):
+        pipeline.fit(five, "svc", name="five")
+    assert not mlflow.search_runs(search_all_experiments=True, output_format="list")
+
+
+def test_show_gives_the_keras_code_of_an_experiments_family(project):
+    code = pipeline.show("cnn-same")
+    text = code._repr_markdown_()
+    assert text.startswith("**the `cnn` family's model") and "```python" in text
+    assert "def build(" in code.source and "layers.Conv2D(" in code.source and "def conv(" in code.source
+    assert "def check(" not in code.source  # the checks are not the model
+    assert "layers.LSTM(" in pipeline.show("lstm").source  # a family by its name
+    assert "cnn.build(params, spec)" in pipeline.show("pretrain").source
+    with pytest.raises(UserError, match="'cnn-sme' is neither.*did you mean 'cnn-same'"):
+        pipeline.show("cnn-sme")

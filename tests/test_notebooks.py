@@ -1,11 +1,15 @@
 """The lecture's notebooks (notebooks/): each is paired with its .py (jupytext's percent format),
-committed without outputs, and runs headless from start to end (nbclient) with small settings in a
-throw-away project and store; JupyterLab serves them to a headless Chromium. Needs the `notebooks`
-extra (`make test` installs it)."""
+committed without outputs, rendered as a current page under docs/notebooks/, and runs headless
+from start to end (nbclient) with small settings in a throw-away project and store — 02 and 03 in
+a trained one, which they must leave as they found it (registry, hub module, report);
+JupyterLab serves them to a headless Chromium. Needs the `notebooks` extra (`make test` installs it)."""
 
 import contextlib
+import hashlib
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, free_port, needs_chromium
+from pipeline.lecture import render
+from tests.helpers import REPO, free_port, needs_chromium, relocate_project
 
 nbformat = pytest.importorskip("nbformat", reason="the notebooks extra is not installed: make test")
 jupytext = pytest.importorskip("jupytext", reason="the notebooks extra is not installed: make test")
@@ -59,11 +64,26 @@ def parameterised(notebook: Path, settings: str):
     return nb
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_a_notebook_runs_from_start_to_end(notebook: Path, project, capsys):
-    """In the test's project and store (the kernel inherits PIPELINE_ROOT and MLFLOW_TRACKING_URI),
-    every cell runs without an error, and every figure shows inline."""
+def test_a_notebooks_rendered_page_is_current(notebook: Path):
+    """docs/notebooks/<notebook>.md was rendered from the .py as it is now, and its figures are there."""
+    source = notebook.with_suffix(".py")
+    page = REPO / render.PAGES / f"{notebook.stem}.md"
+    assert page.exists(), (
+        f"{page.relative_to(REPO)} is missing: make notebooks-render NOTEBOOKS={notebook.stem}"
+    )
+    found = render.HEADER.match(page.read_text())
+    assert found and found["source"] == f"notebooks/{source.name}", f"{page.name}: no render header"
+    assert found["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest(), (
+        f"{page.name} is older than {source.name}: make notebooks-render NOTEBOOKS={notebook.stem}"
+    )
+    figures = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", page.read_text())
+    assert figures and all((page.parent / f).exists() for f in figures), f"{page.name}: a figure is missing"
+
+
+def run_notebook(notebook: Path, project: Path, capsys):
+    """The notebook run from start to end with small settings in `project` (the kernel inherits
+    PIPELINE_ROOT and MLFLOW_TRACKING_URI): every cell without an error, figures shown inline."""
     from nbclient import NotebookClient
 
     nb = parameterised(notebook, SMALL[notebook.stem])
@@ -82,6 +102,75 @@ def test_a_notebook_runs_from_start_to_end(notebook: Path, project, capsys):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure shown inline"
     assert any("workflowType=machine_learning" in o.get("text", "") for o in outputs), "no link to its runs"
+    assert any("```python" in o.get("data", {}).get("text/markdown", "") for o in outputs), "no Keras code"
+    assert any("Trainable params" in str(o.get("data", o.get("text", ""))) for o in outputs), "no summary"
+    return nb
+
+
+IN_A_TRAINED_PROJECT = ("02_convolutional_networks", "03_transfer_learning")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "notebook", [n for n in NOTEBOOKS if n.stem not in IN_A_TRAINED_PROJECT], ids=lambda p: p.stem
+)
+def test_a_notebook_runs_from_start_to_end(notebook: Path, project, capsys):
+    run_notebook(notebook, project, capsys)
+
+
+def production(project: Path) -> dict:
+    """What a notebook must not change: the registry's versions and aliases, the published hub
+    modules' bytes, `make report`'s tables (less its date), make's stamps."""
+    import mlflow
+
+    from pipeline.tools import report
+
+    client = mlflow.MlflowClient()
+    registry = {
+        model.name: (
+            sorted(v.version for v in client.search_model_versions(f"name = '{model.name}'")),
+            model.aliases,
+        )
+        for model in client.search_registered_models()
+    }
+    hub = project / "models" / "hub"
+    modules = {str(p.relative_to(hub)): p.read_bytes() for p in sorted(hub.rglob("*")) if p.is_file()}
+    report.main(log=False)
+    summary = (project / "reports" / "summary.md").read_text()
+    stamps = sorted(str(p.relative_to(project)) for p in (project / ".build").rglob("*.done"))
+    return {
+        "registry": registry,
+        "modules": modules,
+        "report": re.sub(r"generated .*", "", summary),
+        "stamps": stamps,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", IN_A_TRAINED_PROJECT)
+def test_a_students_notebook_run_leaves_production_as_it_was(
+    notebook, project, champions, published_module, capsys
+):
+    """Notebooks 02 (cnn-same: a registered model) and 03 (pretrain: the hub module the transfer
+    experiments read) run as a student runs them, in a trained project: champions in the registry,
+    the hub module published. Registry, module and report are the same after; the transfer runs
+    read the module the notebook's own pretrain published to its sandbox."""
+    import mlflow
+
+    relocate_project(champions, project)
+    shutil.copytree(published_module["module"], project / "models" / "hub" / "digits-0-4")
+    before = production(project)
+    assert before["registry"]["digits-classifier"][1] == {"champion": "1"}
+    nb = run_notebook(FOLDER / f"{notebook}.ipynb", project, capsys)
+    after = production(project)
+    assert after == before
+    sandboxed = mlflow.search_runs(search_all_experiments=True, filter_string="tags.sandbox = 'true'")
+    assert len(sandboxed) >= 3 and set(sandboxed["status"]) == {"FINISHED"}
+    if notebook == "03_transfer_learning":
+        feature = sandboxed[sandboxed["tags.mlflow.runName"] == "transfer-feature"]
+        assert "/.build/sandbox/" in feature["params.model.hub_handle"].iloc[0]
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        assert "pretrain: hub module published to .build/sandbox/" in text
 
 
 # where the browser test keeps its screenshot (reports/ is generated and ignored by git)

@@ -37,7 +37,8 @@ def verdict(passed: bool, right: str, wrong: str) -> Checked:
 
 def missing(*answers) -> Checked | None:
     """The not-yet-answered answer (the notebook's `...`)."""
-    if any(a is Ellipsis or a is None for a in answers):
+    flat = [b for a in answers for b in (a if isinstance(a, list | tuple) else [a])]
+    if any(a is Ellipsis or a is None for a in flat):
         return Checked(False, "replace the `...` in the cell above with your answer, run it, then this cell")
     return None
 
@@ -74,21 +75,22 @@ def overshooting_step(learning_rate) -> Checked:
     )
 
 
-def family_model(experiment: str):
+def family_model(experiment: str, overrides: list[str] | None = None):
     """The model the experiment's family builds for its data (not trained)."""
     from pipeline import config, data
     from pipeline.training.plan import make_plan
 
-    plan = make_plan(config.load_params(), experiment)
+    plan = make_plan(config.load_params(), experiment, overrides)
     _, spec = plan.objective.prepare(data.load(plan.exp.dataset), plan.train, plan.objective_params)
     return plan.family.build(plan.model, spec)
 
 
-def weights_of(experiment: str, answer) -> Checked:
-    """The number of weights of the experiment's model, as Keras counts them."""
+def weights_of(experiment: str, answer, hidden_units: list[int] | None = None) -> Checked:
+    """The number of weights of the experiment's model (with these `hidden_units`), as Keras counts them."""
     if (gap := missing(answer)) is not None:
         return gap
-    model = family_model(experiment)
+    changes = None if hidden_units is None else [f"model.hidden_units={list(hidden_units)}"]
+    model = family_model(experiment, changes)
     dense = [layer for layer in model.layers if layer.count_params()]
     terms = " + ".join(f"({layer.input.shape[-1]} + 1)·{layer.units}" for layer in dense)
     return verdict(
@@ -213,17 +215,22 @@ def feature_length(answer) -> Checked:
     )
 
 
-def trainable_weights(answer) -> Checked:
-    """How many weights transfer-feature trains: the new head only, the module frozen."""
+def trainable_weights(answer, classes: int = 10) -> Checked:
+    """How many weights transfer-feature would train for `classes` classes: the new head only, the
+    module frozen; Keras counts them on transfer-feature's model with such a head."""
     if (gap := missing(answer)) is not None:
         return gap
+    import keras
+
     model = transfer_model("transfer-feature")
-    trained = sum(math.prod(v.shape) for v in model.trainable_weights)
-    frozen = sum(math.prod(v.shape) for v in model.non_trainable_weights)
-    head = model.get_layer("probabilities")
+    features = model.get_layer("hub_module").output
+    head = keras.layers.Dense(classes, activation="softmax")
+    wider = keras.Model(model.inputs, head(model.get_layer("head_dropout")(features)))
+    trained = sum(math.prod(v.shape) for v in wider.trainable_weights)
+    frozen = sum(math.prod(v.shape) for v in wider.non_trainable_weights)
     return verdict(
         int(answer) == trained,
-        f"({head.input.shape[-1]} + 1)·{head.units} = {trained:,} trained; the module's {frozen:,} frozen",
+        f"({features.shape[-1]} + 1)·{classes} = {trained:,} trained; the module's {frozen:,} stay frozen",
         f"not {int(answer):,}: the module is frozen; only the new Dense head learns (a weight per feature "
         "and class, and a bias per class)",
     )

@@ -14,8 +14,6 @@ import inspect
 import math
 import types
 
-import keras
-
 from pipeline import models
 
 # not the model: what a family checks before building (shown by the error it raises instead)
@@ -90,20 +88,28 @@ def output_size(layer, padded: tuple[int, int], size: tuple[int, int]) -> str:
 
 def parameters(layer) -> tuple[str, int | None, str]:
     """(the lecture's formula with the layer's numbers, its count, why Keras may differ)."""
+    import keras
+
     c_in = layer.input.shape[-1] if isinstance(layer.input, keras.KerasTensor) else None
     if isinstance(layer, keras.layers.Conv2D):
         kh, kw = layer.kernel_size
         bias = int(layer.use_bias)
-        note = "" if bias else "no bias: the batch norm after it adds its own shift β per filter"
+        note = "" if bias else "no bias: batch norm's β is the shift"
         return f"({kh}·{kw}·{c_in} + {bias})·{layer.filters}", (kh * kw * c_in + bias) * layer.filters, note
+    if isinstance(layer, keras.layers.Conv1D):
+        (k,), bias = layer.kernel_size, int(layer.use_bias)
+        return f"({k}·{c_in} + {bias})·{layer.filters}", (k * c_in + bias) * layer.filters, ""
     if isinstance(layer, keras.layers.Dense):
         bias = int(layer.use_bias)
         return f"({c_in} + {bias})·{layer.units}", (c_in + bias) * layer.units, ""
     if isinstance(layer, keras.layers.BatchNormalization):
-        return f"4·{c_in}", 4 * c_in, "γ, β trained; the moving mean and variance are tracked, not trained"
+        return f"4·{c_in}", 4 * c_in, "γ, β trained; mean, variance tracked"
+    if isinstance(layer, keras.layers.Embedding):
+        size, dim = layer.input_dim, layer.output_dim
+        return f"{size}·{dim}", size * dim, "a vector of numbers per symbol"
     if isinstance(layer, keras.layers.LSTM):
         u = layer.units
-        return f"4·(({c_in} + {u})·{u} + {u})", 4 * ((c_in + u) * u + u), "4 gates, each a Dense on [x, h]"
+        return f"4·(({c_in} + {u})·{u} + {u})", 4 * ((c_in + u) * u + u), "4 gates, each Dense on [x, h]"
     if isinstance(layer, keras.layers.GRU):
         u = layer.units
         return (
@@ -121,10 +127,11 @@ def weights(variables) -> int:
     return sum(math.prod(v.shape) for v in variables)
 
 
-def layer_counts(model: keras.Model):
+def layer_counts(model):
     """A pandas DataFrame, one row per layer with weights or a changed shape: its output shape, the
     output-size formula (convolutions and pooling), the parameter formula and its count beside
     Keras' (`params`, split into `trained` and `not trained`), and a note where they differ."""
+    import keras
     import pandas as pd
 
     rows, padded = [], (0, 0)
@@ -141,6 +148,8 @@ def layer_counts(model: keras.Model):
         formula, count, note = parameters(layer)
         if not (layer.count_params() or size or isinstance(layer, keras.layers.Flatten)):
             continue
+        if layer.count_params() and not layer.trainable_weights:
+            note = "frozen: set, not trained"
         rows.append(
             {
                 "layer": layer.name,
@@ -148,24 +157,19 @@ def layer_counts(model: keras.Model):
                 "output shape": shape,
                 "output size (n + 2p − k)/s + 1": size,
                 "formula": formula,
-                "by formula": count,
+                "by formula": "" if count is None else count,
                 "params (Keras)": layer.count_params(),
                 "trained": weights(layer.trainable_weights),
                 "not trained": weights(layer.non_trainable_weights),
                 "note": note,
             }
         )
-    table = pd.DataFrame(rows).set_index("layer")
-    table.loc["total"] = [
-        "",
-        "",
-        "",
-        "",
-        table["by formula"].sum(),
-        model.count_params(),
-        weights(model.trainable_weights),
-        weights(model.non_trainable_weights),
-        "",
-    ]
-    table["by formula"] = table["by formula"].astype("Int64")
-    return table
+    table = pd.DataFrame(rows).set_index("layer").rename_axis(None)
+    total = sum(count for count in table["by formula"] if count != "")
+    table.loc["total"] = ["", "", "", "", total, model.count_params(), *totals(model), ""]
+    return table.loc[:, (table != "").any()]  # no empty column (no convolution: no output sizes)
+
+
+def totals(model) -> tuple[int, int]:
+    """(trained, not trained) weights of the whole model."""
+    return weights(model.trainable_weights), weights(model.non_trainable_weights)

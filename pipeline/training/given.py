@@ -22,6 +22,8 @@ from pipeline.models import Family
 from pipeline.training.plan import Plan
 
 OWN_FAMILY = "own"  # the runs' `model_family` tag and `family` param
+# sub-models an objective reads by name (anomaly: the codes of `encoder`, for retrieval)
+READ_BY_NAME = ("encoder",)
 
 # a Keras model, or a function of the data's spec (pipeline.specs) that builds one: for what
 # depends on the data, such as the forecasters' scaling (pipeline.models.windows)
@@ -99,6 +101,10 @@ def fits(shape: tuple, expected: tuple) -> bool:
     )
 
 
+def names(model: keras.Model) -> set[str]:
+    return {layer.name for layer in model.layers}
+
+
 def last_layer(model: keras.Model) -> str:
     """How the experiment's model ends, e.g. Dense(10, activation="softmax")."""
     layer = model.layers[-1]
@@ -129,6 +135,12 @@ def check(given: Given, spec, plan: Plan) -> None:
             f"pipeline.fit: the model takes inputs of shape {given_in}, {experiment}'s data are "
             f"{expected_in} per example: start it with keras.Input(shape={expected_in})"
         )
+    for name in READ_BY_NAME:
+        if name in names(reference) and name not in names(model):
+            raise UserError(
+                f"pipeline.fit: {plan.exp.task} reads the output of a sub-model named '{name}' "
+                f"(as {experiment}'s model): build it as keras.Sequential([...], name='{name}')"
+            )
     if not fits(given_out, expected_out):
         raise UserError(
             f"pipeline.fit: the model gives {given_out} per example, {plan.exp.task} needs {expected_out} "

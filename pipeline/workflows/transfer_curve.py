@@ -61,11 +61,13 @@ def label(n: int | None) -> str:
 
 
 def plan_runs(
-    params: dict, curve: CurveParams, overrides: list[str]
+    params: dict, curve: CurveParams, overrides: list[str], sandbox: bool = False
 ) -> list[tuple[str, int | None, int, list]]:
-    """Every (experiment, size, seed, overrides), all validated before the first run starts."""
+    """Every (experiment, size, seed, overrides), all validated (as sandboxed runs when `sandbox`)
+    before the first run starts."""
     from pipeline import data
     from pipeline.training.plan import make_plan
+    from pipeline.training.run import RunOptions, sandboxed
 
     runs = []
     for name in curve.experiments:
@@ -75,7 +77,7 @@ def plan_runs(
         base_seed = base_plan.train.seed
         for n in curve.labels_per_class:
             changes = [*overrides, f"objective.labels_per_class={'null' if n is None else n}"]
-            plan = make_plan(params, name, changes)
+            plan = sandboxed(make_plan(params, name, changes), RunOptions(sandbox=sandbox))
             dataset = data.load(plan.exp.dataset, params)
             _, spec = plan.objective.prepare(dataset, plan.train, plan.objective_params)  # enough labels?
             runs += [
@@ -223,7 +225,7 @@ def run(
     params = config.load_params()
     curve = load_curve_params(params, sizes, seeds)
     overrides = list(overrides or [])
-    runs = plan_runs(params, curve, overrides)
+    runs = plan_runs(params, curve, overrides, sandbox)
     task = config.resolve_experiment(params, curve.experiments[0]).task
     tags = {
         "git_commit": tracking.git_commit(),
