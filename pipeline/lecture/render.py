@@ -49,9 +49,10 @@ def header(source: Path, root: Path, seconds: float) -> str:
 
 
 def kept(output) -> bool:
-    """Outputs worth a reader's eye: not the empty displays rich leaves behind in Jupyter."""
+    """Outputs worth a reader's eye: not stderr's log lines, nor the empty displays rich leaves
+    behind in Jupyter."""
     if output.get("output_type") == "stream":
-        return bool(output.get("text", "").strip())
+        return output.get("name") == "stdout" and bool(output.get("text", "").strip())
     data = output.get("data", {})
     text = data.get("text/html", "") or data.get("text/plain", "")
     shown = re.sub(r"<[^>]+>", "", text if isinstance(text, str) else "".join(text))

@@ -202,7 +202,10 @@ def sandboxed(params: Params, folder) -> Params:
     if params.hub_handle is None or hub.is_url(params.hub_handle):  # a backbone, or a module online
         return params
     published = in_folder(params.hub_handle, folder)
-    return dataclasses.replace(params, hub_handle=str(published)) if published.exists() else params
+    if not published.exists():
+        return params
+    # `weights` back to its default, as params.yaml gave it: the schema resolves it again (None)
+    return dataclasses.replace(params, hub_handle=str(published), weights="imagenet")
 
 
 FAMILY = Family(

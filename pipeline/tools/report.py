@@ -20,7 +20,7 @@ from pipeline.objectives import Objective
 from pipeline.tools import ui
 from pipeline.training import tracking
 
-SANDBOX_COLUMN = "tags.sandbox"  # training/run.py's SANDBOX_TAG: the report never imports the core
+SANDBOX_COLUMN = f"tags.{tracking.SANDBOX_TAG}"  # the Python API's runs (training/run.py)
 NOT_TASKS = {"Default", "reports", "benchmarks", "predictions", "lecture", "retrieval"}
 # the params logged from params.yaml's sections (data.* is the dataset's, the same for every run)
 PARAM_SECTIONS = ("params.model.", "params.train.", "params.objective.")

@@ -91,7 +91,7 @@ def made(given: Given, spec) -> keras.Model:
 def taken(model: keras.Model, example: keras.KerasTensor) -> tuple:
     """The shape of one example the model takes; a Sequential without an Input is built for `example`."""
     if not model.built:
-        model.build(example.shape)
+        model.build((None, *example.shape[1:]))
     return tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else tuple(example.shape[1:])
 
 

@@ -53,11 +53,8 @@ class RunOptions:
     register: bool = True
     # a sandboxed run (the Python API's default) registers nothing, publishes its files to this
     # process's sandbox (layout.sandbox(), where the family reads them back) and is tagged
-    # SANDBOX_TAG, so reports and make leave it out; only the CLI and make train unsandboxed
+    # tracking.SANDBOX_TAG, so reports and make leave it out; only the CLI and make train unsandboxed
     sandbox: bool = False
-
-
-SANDBOX_TAG = "sandbox"  # "true" on a sandboxed run (docs/api.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +257,7 @@ def run_plan(plan: Plan, options: RunOptions, params: dict | None = None) -> Out
     run_name = options.run_name or exp.name
     tags = {**run_tags(plan, dataset, tracking.git_commit()), **options.tags}
     if options.sandbox:
-        tags[SANDBOX_TAG] = "true"
+        tags[tracking.SANDBOX_TAG] = "true"
     strategy = strategy_of(plan)
     logged = params_to_log(plan, dataset, len(splits.x_train))
     if plan.family.kind == "keras":

@@ -113,25 +113,34 @@ def init_store(experiments: list[str]) -> str:
     return uri
 
 
+# "true" on a sandboxed run (the Python API's, training/run.py's RunOptions.sandbox): left out of
+# what production reads (reports, the latest run of an experiment)
+SANDBOX_TAG = "sandbox"
+
+
+def sandboxed(run) -> bool:
+    return run.data.tags.get(SANDBOX_TAG) == "true"
+
+
 def latest_run(task: str, run_name: str | None = None, order_by: str = "attributes.start_time DESC"):
     """The first FINISHED run of the MLflow experiment `task` (named `run_name`, when given) by
-    `order_by` (default: the latest), or None."""
+    `order_by` (default: the latest), sandboxed runs left out, or None."""
     import mlflow
 
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(task)
     named = f" and attributes.run_name = '{run_name}'" if run_name else ""
-    runs = (
-        client.search_runs(
-            [found.experiment_id],
-            filter_string=f"attributes.status = 'FINISHED'{named}",
-            order_by=[order_by],
-            max_results=1,
+    query = f"attributes.status = 'FINISHED'{named}"
+    token = None
+    while found:  # a page at a time: a notebook may have left many sandboxed runs on top
+        page = client.search_runs(
+            [found.experiment_id], query, order_by=[order_by], max_results=100, page_token=token
         )
-        if found
-        else []
-    )
-    return runs[0] if runs else None
+        chosen = next((run for run in page if not sandboxed(run)), None)
+        if chosen is not None or not page.token:
+            return chosen
+        token = page.token
+    return None
 
 
 @functools.cache  # once per process: train-all's workers train many runs of one checkout

@@ -219,7 +219,7 @@ def run(
 ) -> list[dict]:
     """Train the whole curve under one parent MLflow run; returns the summary rows. `sandbox`: every
     run sandboxed (the Python API's, docs/api.md), reports/ left as it is."""
-    from pipeline.training.run import SANDBOX_TAG, RunOptions
+    from pipeline.training.run import RunOptions
     from pipeline.training.run import run as train
 
     params = config.load_params()
@@ -230,7 +230,7 @@ def run(
     tags = {
         "git_commit": tracking.git_commit(),
         "kind": "learning-curve",
-        **({SANDBOX_TAG: "true"} if sandbox else {}),
+        **({tracking.SANDBOX_TAG: "true"} if sandbox else {}),
     }
     description = f"Test accuracy vs labels per class for {', '.join(curve.experiments)} (nested runs)."
     results = []

@@ -54,8 +54,9 @@ def code(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%"))
 
 
-def run_exercise(exercise: Exercise, answer: str):
-    """The exercise's cells with `answer` for the answer cell; the check cell's value."""
+def prepared(exercise: Exercise) -> dict:
+    """The namespace the notebook has when it reaches the exercise: its parameters (as the tests set
+    them) and setup cells run, and what the exercise reads of earlier cells (answers.BEFORE)."""
     namespace: dict = {}
     exec(code(exercise.setup[0]), namespace)
     exec(answers.SETTINGS, namespace)
@@ -63,6 +64,13 @@ def run_exercise(exercise: Exercise, answer: str):
         exec(code(source), namespace)
     if exercise.id in answers.BEFORE:
         exec(answers.BEFORE[exercise.id], namespace)
+    return namespace
+
+
+def run_exercise(exercise: Exercise, answer: str, namespace: dict):
+    """The exercise's cells with `answer` for the answer cell, in a copy of `namespace`; the check
+    cell's value."""
+    namespace = dict(namespace)
     for source in (answer, *exercise.cells[1:-1]):
         exec(code(source), namespace)
     check = ast.parse(code(exercise.cells[-1]))
@@ -96,9 +104,10 @@ def marked(exercise: Exercise):
 @pytest.mark.parametrize("exercise", [marked(e) for e in EXERCISES])
 def test_a_check_cell_passes_the_right_answer_and_fails_a_wrong_one(exercise, request):
     request.getfixturevalue("transfer_project" if exercise.id in answers.READS_MODULE else "project")
-    right = run_exercise(exercise, answers.RIGHT[exercise.id])
+    namespace = prepared(exercise)
+    right = run_exercise(exercise, answers.RIGHT[exercise.id], namespace)
     assert right.passed, f"{exercise.id}: the reference answer failed: {right}"
-    wrong = run_exercise(exercise, answers.WRONG[exercise.id])
+    wrong = run_exercise(exercise, answers.WRONG[exercise.id], namespace)
     assert not wrong.passed, f"{exercise.id}: a wrong answer passed: {wrong}"
     assert str(wrong).startswith("❌") and str(right).startswith("✅")
 

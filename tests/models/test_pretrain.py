@@ -47,3 +47,17 @@ def test_module_folder_documents_its_contract_and_is_logged(published_module):
     assert run.data.tags["hub_module"] == "models/hub/digits-0-4"
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "hub_module")}
     assert {"hub_module/saved_model.pb", "hub_module/README.md", "hub_module/variables"} <= logged
+
+
+def test_a_sandboxed_pretrain_publishes_under_the_sandbox_only(project, tmp_path):
+    import dataclasses
+
+    from pipeline import config
+    from pipeline.training.plan import make_plan
+
+    params = make_plan(config.load_params(), "pretrain").model
+    moved = pretrain.FAMILY.sandboxed(params, tmp_path)
+    assert params.publish_dir == "models/hub/digits-0-4"
+    assert moved.publish_dir == str(tmp_path / "models" / "hub" / "digits-0-4")
+    absolute = dataclasses.replace(params, publish_dir="/elsewhere/module")
+    assert pretrain.FAMILY.sandboxed(absolute, tmp_path).publish_dir == str(tmp_path / "elsewhere" / "module")

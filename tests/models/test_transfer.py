@@ -225,3 +225,22 @@ def test_backbone_weights_that_cannot_be_had_start_no_run(project, capsys, monke
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(problem)
     assert runs_of() == []  # checked before the run starts
+
+
+def test_a_sandboxed_transfer_run_reads_the_module_a_sandboxed_pretrain_published(project, tmp_path):
+    """Only when that module is there: else the handle's own (the project's module, a URL)."""
+    from pipeline import config
+    from pipeline.models import transfer
+    from pipeline.training.plan import make_plan
+
+    params = make_plan(config.load_params(), "transfer-feature").model
+    assert transfer.FAMILY.sandboxed(params, tmp_path) == params  # nothing published in the sandbox
+    (tmp_path / "models" / "hub" / "digits-0-4").mkdir(parents=True)
+    moved = transfer.FAMILY.sandboxed(params, tmp_path)
+    assert moved.hub_handle == str(tmp_path / "models" / "hub" / "digits-0-4")
+    assert (moved.mode, moved.image_size, moved.channels, moved.weights) == (
+        params.mode,
+        params.image_size,
+        params.channels,
+        None,
+    )

@@ -282,7 +282,7 @@ def test_make_serve_passes_the_names_as_typed(project):
     (project / "mlruns" / ".initialized").touch()
     done = make(project, "serve", "SERVE_MODEL=it's $HOME", "PORT=" + str(free_port()))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "error: SERVE_MODEL=\"it's $HOME\" is not a registered model name" in done.stderr
+    assert 'error: SERVE_MODEL="it\'s $HOME" is not a registered model name' in done.stderr
 
 
 def drift_runs(name: str) -> pd.DataFrame:

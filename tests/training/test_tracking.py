@@ -108,3 +108,22 @@ def test_a_dataset_input_of_streamed_images_records_their_shape_and_the_skipped_
     with tracking.start_run("tracking-test", "bundled", {}) as run:
         tracking.log_dataset(dataset, x, y)  # not a folder: nothing about unreadable files
     assert "data_unreadable" not in mlflow.get_run(run.info.run_id).data.tags
+
+
+def test_the_latest_run_of_an_experiment_is_never_a_sandboxed_one(project):
+    """What production reads as an experiment's latest run (make predict MODEL=cnn-same, the gate's
+    suggested threshold) skips the Python API's sandboxed runs, however many came after."""
+    import mlflow
+
+    from pipeline.training import tracking
+
+    tracking.configure()
+    experiment = tracking.get_or_create_experiment("digits-classification")
+    with mlflow.start_run(experiment_id=experiment, run_name="cnn-same") as production:
+        pass
+    for _ in range(3):
+        with mlflow.start_run(
+            experiment_id=experiment, run_name="cnn-same", tags={tracking.SANDBOX_TAG: "true"}
+        ):
+            pass
+    assert tracking.latest_run("digits-classification", "cnn-same").info.run_id == production.info.run_id
