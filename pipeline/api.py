@@ -327,15 +327,17 @@ def example(name: str, **settings: Any) -> Worked:
 # --------------------------------------------------------------------------- text completion
 
 
-def text_model(name: str):
+def text_model(name: str | Trained):
     """(the run's params, the model loaded safely, its vocabulary) of what `name` names (as
-    `load_model` resolves it: a text-completion experiment's latest finished run, a run id, …)."""
+    `load_model` resolves it: a text-completion experiment's latest finished run, a run id, …), or
+    of a training's run (a `Trained`: the notebook's own, sandboxed)."""
     import mlflow
 
     from pipeline.errors import UserError
     from pipeline.text import UNKNOWN, Vocabulary
     from pipeline.training import loading, resolve
 
+    name = name.run_id if isinstance(name, Trained) else name
     found = resolve.resolve(name)
     loaded = loading.load(found.uri)
     params = mlflow.MlflowClient().get_run(found.run_id).data.params if found.run_id else {}
@@ -348,14 +350,15 @@ def text_model(name: str):
 @quietly
 def complete(
     prompt: str | Sequence[str],
-    experiment: str,
+    experiment: str | Trained,
     *,
     length: int = 200,
     temperature: float = 0.5,
     seed: int = 0,
 ) -> str | list[str]:
     """`prompt` continued by `length` characters of the latest run of a text-completion `experiment`
-    (char-lstm, char-rnn, char-ngram), its model loaded safely. Each character is drawn
+    (char-lstm, char-rnn, char-ngram; sandboxed runs left out) or of a training's run (a `Trained`,
+    e.g. the notebook's own), its model loaded safely. Each character is drawn
     from the model's odds sharpened by `temperature` (0: always the likeliest); the same seed draws
     the same text. A list of prompts gives a list of completions."""
     from pipeline import inference, startup
@@ -372,8 +375,9 @@ def complete(
 
 
 @quietly
-def memory(experiment: str, sample: int = 2000):
-    """How far back the latest run of a text-completion `experiment` remembers, on the test text:
+def memory(experiment: str | Trained, sample: int = 2000):
+    """How far back the latest run of a text-completion `experiment` (or a `Trained`'s run, as for
+    `complete`) remembers, on the test text:
     a pandas DataFrame of bits per character when it sees only the last m characters (at `sample`
     fixed positions), and on the closing brackets by how far back their opening bracket is
     (pipeline.objectives.next_character.memory)."""
@@ -385,7 +389,8 @@ def memory(experiment: str, sample: int = 2000):
 
     startup.quiet_tensorflow()
     _, loaded, _ = text_model(experiment)
-    chosen = plan.make_plan(config.load_params(), experiment)
+    name = experiment.outcome.plan.exp.name if isinstance(experiment, Trained) else experiment
+    chosen = plan.make_plan(config.load_params(), name)
     dataset = data.load(chosen.exp.dataset)
     splits, _ = chosen.objective.prepare(dataset, chosen.train, chosen.objective_params)
     model = loaded.keras() if loaded.form == "keras" else loaded
