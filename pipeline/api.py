@@ -275,7 +275,7 @@ def fit(
 def show(name: str):
     """The Keras code of an experiment's model (or a family's, by its name): its family's `build`
     and the model code it calls, as the training core runs it. Jupyter shows it as Python."""
-    from pipeline import config, models
+    from pipeline import config, models, startup
     from pipeline.errors import UserError
     from pipeline.lecture import keras_view
 
@@ -287,6 +287,7 @@ def show(name: str):
             f"pipeline.show: '{name}' is neither an experiment of params.yaml nor a model family"
             f"{config.suggest(name, [*experiments, *models.FAMILIES])}"
         )
+    startup.quiet_tensorflow()  # the family's module imports Keras: TensorFlow, quietly
     return keras_view.code(family)
 
 

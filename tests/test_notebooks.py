@@ -28,9 +28,9 @@ FOLDER = REPO / "notebooks"
 NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
 # what each notebook's parameters cell becomes in the tests: a few epochs on a small subset
 SMALL = {
-    "01_perceptron_losses_depth": "EPOCHS = 3\nLIMIT = 300",
+    "01_perceptron_losses_depth": "EPOCHS = 2\nLIMIT = 200",
     "02_convolutional_networks": "EPOCHS = 2\nLIMIT = 200",
-    "03_transfer_learning": "EPOCHS = 2\nLIMIT = 200\nSIZES = [1, 5]",
+    "03_transfer_learning": "EPOCHS = 2\nLIMIT = 200\nSIZES = [2]",
     "04_sequences": "EPOCHS = 2\nLIMIT = 200",
     "05_autoencoders": "EPOCHS = 2\nLIMIT = 200",
 }
