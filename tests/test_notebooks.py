@@ -160,7 +160,7 @@ def test_a_students_notebook_run_leaves_production_as_it_was(
     relocate_project(champions, project)
     shutil.copytree(published_module["module"], project / "models" / "hub" / "digits-0-4")
     before = production(project)
-    assert before["registry"]["digits-classifier"][1] == {"champion": "1"}
+    assert "champion" in before["registry"]["digits-classifier"][1]
     nb = run_notebook(FOLDER / f"{notebook}.ipynb", project, capsys)
     after = production(project)
     assert after == before

@@ -160,9 +160,10 @@ def latest_match(experiment: str, mine) -> tuple | None:
     return None
 
 
-def beats(mine, experiment: str, max_params: int) -> Checked:
+def as_good(mine, experiment: str, max_params: int, within: float = 0.02) -> Checked:
     """Your run (pipeline.fit's) against the latest run of `experiment` trained on as many examples
-    for as many epochs: better by the task's headline metric, with fewer than `max_params` weights."""
+    for as many epochs: at most `within` worse by the task's headline metric (or better), with
+    fewer than `max_params` weights."""
     if (gap := missing(mine)) is not None:
         return gap
     size = int(mine.metrics.get("model_params", 0))
@@ -176,14 +177,18 @@ def beats(mine, experiment: str, max_params: int) -> Checked:
             f"pipeline.train('{experiment}', epochs=EPOCHS, limit=LIMIT) first",
         )
     theirs, examples, epochs = match
-    higher = mine.outcome.plan.objective.direction(mine.metric) == "max"
-    better = mine.value > theirs if higher else mine.value < theirs
+    gain = (
+        mine.value - theirs
+        if mine.outcome.plan.objective.direction(mine.metric) == "max"
+        else theirs - mine.value
+    )
     versus = f"{mine.metric} {mine.value:.4f} against {experiment}'s {theirs:.4f}"
-    versus += f" ({examples} training examples, epochs {epochs})"
+    versus += f" ({examples} training examples, epochs {epochs}), with {size:,} parameters"
     return verdict(
-        better,
-        f"{versus}, with {size:,} parameters",
-        f"{versus}: not better yet (more filters within the budget, pooling, fewer dense units?)",
+        gain >= -within,
+        f"{versus}: {'better' if gain > 0 else 'as good' if gain == 0 else f'within {within}'}",
+        f"{versus}: {-gain:.4f} behind, more than {within} (more filters within the budget? pooling? "
+        "batch normalisation? its own optimizer?)",
     )
 
 

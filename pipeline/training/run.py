@@ -166,7 +166,7 @@ def quality_warning(plan: Plan, metrics: dict, history, splits: Splits) -> str |
     warning = plan.objective.warning(metrics, kept, splits)
     if warning:
         mlflow.set_tag("quality_warning", warning)
-        print(f"{plan.exp.name}: warning: {warning}", file=sys.stderr, flush=True)
+        print(f"{mlflow.active_run().info.run_name}: warning: {warning}", file=sys.stderr, flush=True)
     return warning
 
 

@@ -119,7 +119,7 @@ def test_an_open_answer_is_not_yet_right():
 
 
 @pytest.mark.integration
-def test_beats_compares_only_runs_trained_alike(project):
+def test_as_good_compares_only_runs_trained_alike(project):
     """A run of the other experiment on another number of examples is no comparison."""
     import pipeline
     from pipeline.lecture import exercises as checks
@@ -130,5 +130,15 @@ def test_beats_compares_only_runs_trained_alike(project):
 
     model = keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(10, "softmax")])
     mine = pipeline.fit(model, "mlp", name="linear", epochs=1, limit=150)
-    result = checks.beats(mine, "mlp", max_params=20_000)
+    result = checks.as_good(mine, "mlp", max_params=20_000)
     assert not result and "no finished run of mlp trained on as many examples" in result.message
+
+
+def test_as_good_refuses_a_model_over_the_budget():
+    from types import SimpleNamespace
+
+    from pipeline.lecture import exercises as checks
+
+    big = SimpleNamespace(metrics={"model_params": 53_290})
+    result = checks.as_good(big, "cnn-valid", max_params=20_000)
+    assert not result and result.message == "your model has 53,290 parameters; stay under 20,000"

@@ -15,7 +15,7 @@ NOTEBOOK = """# %% [markdown]
 # %%
 import os, sys
 print("root", os.environ["PIPELINE_ROOT"])
-print("noise", file=sys.stderr)
+print("log line".upper(), file=sys.stderr)
 
 # %%
 from matplotlib.figure import Figure
@@ -45,7 +45,7 @@ def test_a_notebook_becomes_a_page_with_its_figure_and_its_sources_hash(project,
     assert found["source"] == "notebooks/01_tiny.py"
     assert found["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert "# A tiny notebook" in text and "root ." in text and str(project) not in text  # no machine path
-    assert "noise" not in text  # stderr is not the lecture
+    assert "LOG LINE" not in text  # stderr is not the lecture
     (figure,) = (project / "docs" / "notebooks" / "01_tiny_files").glob("*.png")
     assert f"01_tiny_files/{figure.name}" in text
     with pytest.raises(UserError, match="NOTEBOOKS: no notebook '02_none'.*known: 01_tiny"):
