@@ -15,7 +15,8 @@ RIGHT = {
         "    return [layers.Conv2D(filters, 3, use_bias=False), layers.BatchNormalization(),"
         " layers.Activation('relu')]\n"
         "my_cnn = keras.Sequential([keras.Input(shape=(8, 8, 1)), *block(32), *block(48),"
-        " layers.MaxPooling2D(), layers.Flatten(), layers.Dense(10, activation='softmax')], name='small-cnn')\n"
+        " layers.MaxPooling2D(), layers.Flatten(), layers.Dense(10, activation='softmax')],"
+        " name='small-cnn')\n"
         "my_cnn.compile(optimizer=keras.optimizers.Adam(0.003), loss='sparse_categorical_crossentropy')"
     ),
     "feature-length": "FEATURES = 4 * 4 * 64",
