@@ -18,6 +18,7 @@ print("root", os.environ["PIPELINE_ROOT"])
 print("log line".upper(), file=sys.stderr)
 
 # %%
+# %matplotlib inline
 from matplotlib.figure import Figure
 figure = Figure(figsize=(2, 2))
 figure.add_subplot().plot([0, 1], [1, 0])
