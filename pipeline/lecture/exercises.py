@@ -188,7 +188,7 @@ def as_good(mine, experiment: str, max_params: int, within: float = 0.02) -> Che
         gain >= -within,
         f"{versus}: {'better' if gain > 0 else 'as good' if gain == 0 else f'within {within}'}",
         f"{versus}: {-gain:.4f} behind, more than {within} (more filters within the budget? pooling? "
-        "batch normalisation? its own optimizer?)",
+        "batch normalisation, its momentum lower for few steps? its own optimizer?)",
     )
 
 

@@ -204,8 +204,7 @@ def sandboxed(params: Params, folder) -> Params:
     published = in_folder(params.hub_handle, folder)
     if not published.exists():
         return params
-    # `weights` back to its default, as params.yaml gave it: the schema resolves it again (None)
-    return dataclasses.replace(params, hub_handle=str(published), weights="imagenet")
+    return dataclasses.replace(params, hub_handle=str(published))
 
 
 FAMILY = Family(
