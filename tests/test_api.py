@@ -298,8 +298,8 @@ def test_show_gives_the_keras_code_of_an_experiments_family(project):
     code = pipeline.show("cnn-same")
     text = code._repr_markdown_()
     assert text.startswith("**the `cnn` family's model") and "```python" in text
-    assert "def build(" in code.source and "layers.Conv2D(" in code.source and "def conv(" in code.source
-    assert "def check(" not in code.source  # the checks are not the model
+    assert all(part in code.source for part in ("def build(", "layers.Conv2D(", "def conv_layers("))
+    assert "def check(" not in code.source and "def resolve(" not in code.source  # not the model
     assert "layers.LSTM(" in pipeline.show("lstm").source  # a family by its name
     assert "cnn.build(params, spec)" in pipeline.show("pretrain").source
     with pytest.raises(UserError, match="'cnn-sme' is neither.*did you mean 'cnn-same'"):

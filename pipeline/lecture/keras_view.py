@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import dis
 import importlib
 import inspect
 import math
@@ -16,8 +17,9 @@ import types
 
 from pipeline import models
 
-# not the model: what a family checks before building (shown by the error it raises instead)
-LEFT_OUT = ("check",)
+# not the model: what a family checks before building (shown by the error it raises instead),
+# how it resolves its `auto` knobs (the run's params show the values) and its error messages
+LEFT_OUT = ("check", "resolve", "too_small")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +38,13 @@ class Code:
 
 def called(function: types.FunctionType) -> list[types.FunctionType]:
     """The model-family functions `function` names (directly, or as `module.name`), in order."""
-    names = list(function.__code__.co_names)
-    for constant in function.__code__.co_consts:  # the code of its lambdas and comprehensions
-        if isinstance(constant, types.CodeType):
-            names += constant.co_names
+    codes = [function.__code__]
+    codes += [c for c in function.__code__.co_consts if isinstance(c, types.CodeType)]  # its lambdas
+    names = [n for c in codes for n in c.co_names]  # globals and attributes
+    # a global's name, not an attribute's (`params.head` is not the function `head`)
+    loaded = [i.argval for c in codes for i in dis.get_instructions(c) if i.opname == "LOAD_GLOBAL"]
     found = []
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(loaded):
         value = function.__globals__.get(name)
         if isinstance(value, types.ModuleType) and value.__name__.startswith(models.__name__):
             found += [getattr(value, n) for n in names if inspect.isfunction(getattr(value, n, None))]
