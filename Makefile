@@ -135,9 +135,10 @@ notebooks: $(VENV)/.extra-notebooks ## the lecture as notebooks: JupyterLab on 1
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 NOTEBOOKS ?=
+NOTEBOOK_SETTINGS ?=
 # trained first (train-all trains only what changed): the pages compare the student's runs with the project's
-notebooks-render: train-all $(VENV)/.extra-notebooks ## run the notebooks here and write docs/notebooks/*.md with their figures (NOTEBOOKS="02_convolutional_networks")
-	$(PY) -m pipeline.lecture.render $(NOTEBOOKS)
+notebooks-render: train-all $(VENV)/.extra-notebooks ## run the notebooks here and write docs/notebooks/*.md with their figures (NOTEBOOKS="02_convolutional_networks", NOTEBOOK_SETTINGS="EPOCHS = 3; LIMIT = 500")
+	$(PY) -m pipeline.lecture.render --settings "$(NOTEBOOK_SETTINGS)" $(NOTEBOOKS)
 
 store: $(STORE_STAMP) ## create the MLflow store and its experiments (done before parallel runs)
 

@@ -7,11 +7,16 @@ it was run from (tests/test_notebooks.py fails on a page older than its notebook
 train sandboxed (docs/api.md): rendering changes nothing in production. Needs the `notebooks`
 extra (nbclient, nbconvert, jupytext).
 
-    python -m pipeline.lecture.render [NOTEBOOK ...]   (stems, e.g. 02_convolutional_networks)
+    python -m pipeline.lecture.render [--settings "EPOCHS = 3; LIMIT = 500"] [NOTEBOOK ...]
+
+NOTEBOOK: stems, e.g. 02_convolutional_networks (default: all); `--settings` is a cell run right
+after the notebook's parameters cell (papermill's way), shown on the page, for a quicker render.
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import datetime as dt
 import hashlib
 import os
@@ -36,15 +41,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def header(source: Path, root: Path, seconds: float) -> str:
+def header(source: Path, root: Path, seconds: float, settings: str) -> str:
     relative = source.relative_to(root).as_posix()
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    how = f"with `{settings}` after its parameters" if settings else "at the notebook's default settings"
     return (
         f"<!-- rendered from {relative} sha256 {sha256(source)} by `make notebooks-render`; "
         "edit the .py, then render again -->\n\n"
         f"> This page is [`{relative}`](../../{relative}) run from start to end in a trained project "
-        f"({when}, {seconds / 60:.0f} min, the notebook's default settings): what the notebook shows "
-        "once run. The numbers are one run's; yours differ a little.\n\n"
+        f"({when}, {seconds / 60:.0f} min, {how}): what the notebook shows once run. The numbers are "
+        "one run's; yours differ.\n\n"
     )
 
 
@@ -59,12 +65,22 @@ def kept(output) -> bool:
     return bool(shown.strip()) or "image/png" in data
 
 
-def executed(source: Path, root: Path):
+def parameterised(notebook, settings: str):
+    """`notebook` with a cell of `settings` right after its `parameters` cell (papermill's way)."""
+    from nbformat import v4
+
+    if settings:
+        (at,) = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
+        notebook.cells.insert(at + 1, v4.new_code_cell(settings, metadata={"tags": ["injected-parameters"]}))
+    return notebook
+
+
+def executed(source: Path, root: Path, settings: str = ""):
     """The notebook of `source` (a .py), run in notebooks/ with PIPELINE_ROOT set to `root`."""
     import jupytext
     from nbclient import NotebookClient
 
-    notebook = jupytext.read(source)
+    notebook = parameterised(jupytext.read(source), settings)
     os.environ["PIPELINE_ROOT"] = str(root)  # the kernel inherits it
     NotebookClient(
         notebook,
@@ -79,12 +95,12 @@ def executed(source: Path, root: Path):
     return notebook
 
 
-def render(source: Path, root: Path) -> Path:
+def render(source: Path, root: Path, settings: str = "") -> Path:
     """Run one notebook and write its page and figures (replacing the old ones whole)."""
     from nbconvert import MarkdownExporter
 
     started = time.perf_counter()
-    notebook = executed(source, root)
+    notebook = executed(source, root, settings)
     files = f"{source.stem}_files"
     body, resources = MarkdownExporter().from_notebook_node(
         notebook, resources={"output_files_dir": files, "unique_key": source.stem}
@@ -97,12 +113,22 @@ def render(source: Path, root: Path) -> Path:
     for name, data in resources.get("outputs", {}).items():
         (pages / name).write_bytes(data)
     page = pages / f"{source.stem}.md"
-    atomic.write_text(page, header(source, root, time.perf_counter() - started) + body)
+    atomic.write_text(page, header(source, root, time.perf_counter() - started, settings) + body)
     return page
 
 
-def main(names: list[str]) -> int:
-    root = project_root()
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.lecture.render")
+    parser.add_argument("--settings", default="", help='e.g. "EPOCHS = 3; LIMIT = 500"')
+    parser.add_argument("names", nargs="*", metavar="NOTEBOOK")
+    args = parser.parse_args(argv)
+    names, root = args.names, project_root()
+    try:
+        ast.parse(args.settings)
+    except SyntaxError as exc:
+        raise UserError(
+            f"NOTEBOOK_SETTINGS: not Python ({exc.msg}); type e.g. 'EPOCHS = 3; LIMIT = 500'"
+        ) from None
     sources = sorted((root / NOTEBOOKS).glob("[0-9][0-9]_*.py"))
     if names:
         unknown = sorted(set(names) - {s.stem for s in sources})
@@ -112,7 +138,7 @@ def main(names: list[str]) -> int:
         sources = [s for s in sources if s.stem in names]
     for source in sources:
         started = time.perf_counter()
-        page = render(source, root)
+        page = render(source, root, args.settings)
         print(f"notebooks-render: {page.relative_to(root)} ({time.perf_counter() - started:.0f} s)")
     return 0
 

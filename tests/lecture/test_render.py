@@ -12,9 +12,12 @@ from pipeline.lecture import render
 NOTEBOOK = """# %% [markdown]
 # # A tiny notebook
 
+# %% tags=["parameters"]
+WHO = "nobody"
+
 # %%
 import os, sys
-print("root", os.environ["PIPELINE_ROOT"])
+print("root", os.environ["PIPELINE_ROOT"], "for", WHO)
 print("log line".upper(), file=sys.stderr)
 
 # %%
@@ -39,15 +42,18 @@ def test_a_notebook_becomes_a_page_with_its_figure_and_its_sources_hash(project,
     source = project / "notebooks" / "01_tiny.py"
     source.parent.mkdir()
     source.write_text(NOTEBOOK)
-    assert render.main(["01_tiny"]) == 0
+    assert render.main(["--settings", "WHO = 'a reader'", "01_tiny"]) == 0
     page = project / "docs" / "notebooks" / "01_tiny.md"
     text = page.read_text()
     found = render.HEADER.match(text)
     assert found["source"] == "notebooks/01_tiny.py"
     assert found["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert "# A tiny notebook" in text and "root ." in text and str(project) not in text  # no machine path
+    assert "# A tiny notebook" in text and "root . for a reader" in text and str(project) not in text
+    assert "with `WHO = 'a reader'` after its parameters" in text  # a quicker render says so
     assert "LOG LINE" not in text  # stderr is not the lecture
     (figure,) = (project / "docs" / "notebooks" / "01_tiny_files").glob("*.png")
     assert f"01_tiny_files/{figure.name}" in text
     with pytest.raises(UserError, match="NOTEBOOKS: no notebook '02_none'.*known: 01_tiny"):
         render.main(["02_none"])
+    with pytest.raises(UserError, match="NOTEBOOK_SETTINGS: not Python"):
+        render.main(["--settings", "EPOCHS = ", "01_tiny"])
