@@ -97,7 +97,9 @@ def test_the_notebooks_leave_their_answers_open():
 
 
 def marked(exercise: Exercise):
-    marks = [pytest.mark.integration] if exercise.id in answers.TRAINS else []
+    """Integration: an exercise that trains, or reads pretrain's module (published_module trains it)."""
+    costly = exercise.id in answers.TRAINS | answers.READS_MODULE
+    marks = [pytest.mark.integration] if costly else []
     return pytest.param(exercise, id=exercise.id, marks=marks)
 
 
