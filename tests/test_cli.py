@@ -12,6 +12,7 @@ from tests.helpers import assert_one_line_error, edit_params, run_cli
 COMMANDS = sorted(cli.build_parser()._subparsers._group_actions[0].choices)
 
 
+@pytest.mark.integration  # `python -m pipeline --help` in a real process
 def test_help_lists_every_command():
     out = subprocess.run(
         [sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, timeout=60
@@ -56,6 +57,7 @@ def test_misspelt_param_and_bad_padding_leave_no_running_run(project):
     assert len(runs) == 0 or (runs["status"] != "RUNNING").all()
 
 
+@pytest.mark.integration  # `python -m pipeline` in a real process
 def test_missing_image_folder_writes_nothing(project):
     edit_params(
         project,

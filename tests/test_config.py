@@ -82,6 +82,7 @@ def test_unreadable_params_file(project):
 
 
 @pytest.mark.parametrize("name", ["it's", "a b", "-x", "x" * 101, "ümlaut"])
+@pytest.mark.integration  # `python -m pipeline` in a real process, per name
 def test_names_follow_the_documented_pattern(bare_project, name):
     from tests.helpers import assert_one_line_error, edit_params, run_cli
 

@@ -165,6 +165,7 @@ def test_make_server_hands_db_on_unexpanded_and_off_the_command_line(tmp_path):
         assert_hidden("pa$", (tmp_path / "argv.txt").read_text(), done.stdout, done.stderr)
 
 
+@pytest.mark.integration  # `python -m pipeline` in a real process
 def test_server_refuses_a_password_on_its_command_line(project):
     done = run_cli(project, "server", "--db", "postgresql://u:hunter2pw@127.0.0.1:1/db")
     assert done.returncode == 2 and "give the URI in MLFLOW_BACKEND_STORE_URI" in done.stderr

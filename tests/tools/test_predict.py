@@ -31,6 +31,7 @@ def test_a_header_only_csv_is_one_line(tmp_path):
         predict.read_table(path, (3,))
 
 
+@pytest.mark.integration  # `python -m pipeline` in a real process
 def test_an_output_folder_is_one_line(project, tmp_path):
     (tmp_path / "in.csv").write_text("1,2\n")
     result = run_cli(project, "predict", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path))
