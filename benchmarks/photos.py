@@ -171,11 +171,11 @@ def split_folders(project: Project, case: Case, folder: Path) -> Path:
     by_digest = {hashlib.sha256(p.read_bytes()).digest(): p for p in folder.rglob("*.jpg")}
     with project.active():
         manifest = read_manifest(case.name)
-        digests = split_files.read_digests(processed_dir(case.name) / manifest["images"]["folder"])
+        digests = split_files.read_digests(processed_dir(case.name) / manifest.images_folder)
     target = project.root / "bare" / case.name
     shutil.rmtree(target, ignore_errors=True)
     for split in ("train", "val", "test"):
-        for name in manifest["class_names"]:  # every class folder, empty or not
+        for name in manifest.class_names:  # every class folder, empty or not
             (target / split / name).mkdir(parents=True)
         for digest in digests[f"x_{split}"]:
             source = by_digest[bytes(digest).ljust(32, b"\0")]  # numpy's S32 drops trailing zero bytes

@@ -251,11 +251,11 @@ def split_folders(project: Project, data: Folder, by_digest: dict[bytes, Path]) 
 
     with project.active():
         manifest = read_manifest(data.name)
-        digests = split_files.read_digests(processed_dir(data.name) / manifest["images"]["folder"])
+        digests = split_files.read_digests(processed_dir(data.name) / manifest.images_folder)
     out = {}
     for split in ("train", "val"):
         target = project.root / "bare" / data.name / split
-        for name in manifest["class_names"]:  # each split holds every class folder, empty or not
+        for name in manifest.class_names:  # each split holds every class folder, empty or not
             (target / name).mkdir(parents=True)
         for digest in digests[f"x_{split}"]:
             source = by_digest[bytes(digest).ljust(32, b"\0")]  # numpy's S32 drops trailing zero bytes

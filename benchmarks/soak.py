@@ -146,13 +146,14 @@ class Scratch:
 
     def dataset(self) -> versions.Dataset:
         """The scratch project's digits as its committed manifest names them (images memory-mapped)."""
-        manifest = json.loads((self.root / "data/processed/digits/manifest.json").read_text())
         with self.project.active():  # the Dataset API reads the project's data/
-            return versions.Dataset("digits", manifest, versions.read_arrays("digits", manifest))
+            manifest = versions.read_manifest("digits")
+            return versions.Dataset("digits", manifest, versions.read_arrays(manifest))
 
     def images(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n digits of the validation split with a little noise (so every batch's files differ)."""
         x, y = self.dataset().examples("val")
+        x = x.load()
         pick = [self.rng.randrange(len(y)) for _ in range(n)]
         noise = np.array([[self.rng.random() * 0.05 for _ in range(64)] for _ in pick]).reshape(n, 8, 8, 1)
         return np.clip(x[pick] + noise, 0, 1), y[pick]
@@ -364,8 +365,8 @@ def check_dataset(scratch: Scratch, first: versions.Dataset) -> list[str]:
     if versions.content_hash(ds.arrays) != ds.sha256:
         return ["the dataset's files do not match its manifest's sha256"]
     parts_x, parts_y = [np.asarray(first.arrays["x_train"])], [first.arrays["y_train"]]
-    for entry in ds.manifest["batches"]:
-        with np.load(scratch.root / "data/processed/digits/batches" / f"{entry['id']}.npz") as npz:
+    for entry in ds.manifest.batches:
+        with np.load(scratch.root / "data/processed/digits/batches" / f"{entry.id}.npz") as npz:
             parts_x.append(ds.to_stored(npz["x"]))
             parts_y.append(npz["y"])
     x, y = np.concatenate(parts_x), np.concatenate(parts_y)

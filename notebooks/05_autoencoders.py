@@ -104,9 +104,9 @@ from pipeline.tools import retrieve
 
 digits = data.load(detectors["autoencoder"].outcome.plan.exp.dataset)
 pool, labels = digits.examples("train")
-queries = splits.x_test[[0, 1, 2]]
+queries = splits.x_test.read([0, 1, 2])
 distances, indices = retrieve.neighbours(autoencoder, queries, pool, k=8)
-retrieve.grid(queries, pool, labels, distances, indices, digits.class_names, "nearest in code space")
+retrieve.grid(queries, pool.read(indices), labels, distances, indices, digits.class_names, "nearest in code space")
 
 # %% [markdown]
 # ## Your own autoencoder

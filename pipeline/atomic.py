@@ -1,14 +1,20 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename over the target.
 
 A reader (or a process killed half-way) sees either the old file or the new one, never a torn one.
+Also the file lock processes take turns with (`file_lock`: the retrain lock, layout.retrain_lock()).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import os
+import sys
 import tempfile
 from pathlib import Path
+
+from pipeline.errors import PipelineError
 
 
 @contextlib.contextmanager
@@ -67,3 +73,34 @@ def running(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, holder: str, wait: bool):
+    """An exclusive lock on the file `path`, held for the block; released when the process ends,
+    however it ends (flock). wait=False: exit at once (PipelineError, one line) when another
+    process holds it; wait=True: say once what it waits for, and wait. The file names its holder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            held_by = handle.read().strip() or "unknown"
+            if not wait:
+                raise PipelineError(
+                    f"another retrain is running ({held_by}; lock {path}); not starting a second one"
+                ) from None
+            # said once, so that a command that seems to hang says what it waits for
+            print(f"{holder}: waiting for {held_by} to release {path}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()} ({holder}) since {since}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock, also when the process is killed

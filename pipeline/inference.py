@@ -11,30 +11,38 @@ one model, keeps `predict_on_batch` (traced once).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 CHUNK = 1024  # rows per eager call at most: bounds the activations held at once on a large input
 CHUNK_BYTES = 16 * 2**20  # and at most about this many bytes of float32 input (large images)
 
 
-def predict(model, x: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+def predict(model, x, chunk: int = CHUNK) -> np.ndarray:
     """`model.predict(x)` without the trace: a Keras model in inference mode (dropout and noise
-    off); anything else with a Keras-like `predict(x, verbose=0)` (a loaded model) as it predicts.
-    `x` may be any sliceable rows (data.streams.Rows: read a chunk at a time)."""
+    off), `x` a piece at a time (`pieces`); anything else with a Keras-like `predict(x, verbose=0)`
+    (a loaded model) as it predicts."""
     import keras
 
     if not isinstance(model, keras.Model):
         return np.asarray(model.predict(x, verbose=0))
-    chunk = chunk_rows(x, chunk)
-    starts = range(0, len(x), chunk) or [0]  # no rows: one call all the same, for the output's shape
+    # no rows: one call all the same (an empty piece), for the output's shape
     return np.concatenate(
-        [keras.ops.convert_to_numpy(model(x[i : i + chunk], training=False)) for i in starts]
+        [keras.ops.convert_to_numpy(model(part, training=False)) for part in pieces(x, chunk)]
     )
 
 
-def chunk_rows(x, chunk: int = CHUNK) -> int:
-    """Rows of `x` per call: at most `chunk`, and at most about CHUNK_BYTES of float32 input."""
-    return max(1, min(chunk, CHUNK_BYTES // (4 * max(1, int(np.prod(x.shape[1:]))))))
+def pieces(x, rows: int = CHUNK, nbytes: int | None = CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """The rows of `x` as float arrays of at most `rows` rows and about `nbytes` bytes of float32
+    each (at least one piece, empty when `x` has no rows): an array's (or text windows') slices, or
+    images read on use (data.streams.Rows, read a piece at a time from their split file)."""
+    stored = hasattr(x, "image_shape")  # images read on use; else sliceable rows (arrays, text windows)
+    row = int(np.prod(x.image_shape if stored else x.shape[1:]))
+    size = max(1, rows if nbytes is None else min(rows, nbytes // (4 * max(1, row))))
+    if stored:
+        return x.chunks(size)
+    return (x[start : start + size] for start in range(0, len(x), size) or [0])
 
 
 def for_many_calls(model):

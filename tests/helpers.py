@@ -106,8 +106,14 @@ def digits_batch(project, name, start, n=20, ready=True):
     """A batch of `n` digits from the validation split (never trained on by the champion)."""
     from pipeline import data
 
-    x, y = data.load("digits").examples("val")
+    x, y = loaded(data.load("digits"), "val")
     return write_batch(incoming(project, name), x[start : start + n], y[start : start + n], ready)
+
+
+def loaded(dataset, split: str):
+    """(x, y) of a split, its images read whole as floats (streams.Rows.load): inputs for a test."""
+    x, y = dataset.examples(split)
+    return x.load(), y
 
 
 def as_floats(dataset, split: str):

@@ -146,7 +146,7 @@ def test_train_returns_the_run_its_headline_and_its_model_and_leaves_the_process
     assert (
         trained.link == f"http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning"
     )
-    x_test = trained.outcome.splits.x_test[:3]
+    x_test = trained.outcome.splits.x_test.read(slice(3))
     assert trained.model.predict(x_test).shape == (3, 10)
     assert "training_curves.png" in trained.figures()
     assert trained.figure("confusion_matrix.png")._repr_png_().startswith(b"\x89PNG")

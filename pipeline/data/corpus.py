@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from pipeline.data import readers
+from pipeline.data.manifest import Facts, Prepared
 from pipeline.data.splits import SPLITS
 from pipeline.errors import UserError
 from pipeline.text import Vocabulary
@@ -133,7 +134,7 @@ class Windows:
 
         x[i], x[i:j]            int32 windows (n, length): what a network reads
         x.targets(i), ...       the characters that follow each position: the windows shifted by one
-        x.stream(None, batch_size, shuffle=seed)
+        x.dataset(batch_size, shuffle=seed)
                                 tf.data batches of (windows, targets) for Keras' fit; with a seed,
                                 every epoch starts at a new random offset and visits the windows in
                                 a new order (same seed, same epochs)
@@ -184,9 +185,9 @@ class Windows:
     def __repr__(self) -> str:
         return f"Windows({self.name}, {len(self)} x {self.length}, stride {self.stride})"
 
-    def stream(self, targets, batch_size: int, shuffle: int | None = None):
+    def dataset(self, batch_size: int, shuffle: int | None = None, targets=None):
         """tf.data (windows, targets) batches. `targets` is unused (the text is its own target);
-        it is there so the training core streams windows as it streams images."""
+        it is there so the training core streams windows as it streams images (streams.Rows)."""
         import tensorflow as tf
 
         codes = tf.constant(self.codes)
@@ -220,16 +221,20 @@ class TextSource(Source):
     KIND: ClassVar[str] = "text"
 
     def texts(self, name: str) -> tuple[dict[str, str], dict[str, Any]]:
-        """({split: text}, extra manifest facts)."""
+        """({split: text}, the source's own Facts fields: split, topics, python)."""
         raise NotImplementedError
 
-    def build(self, name: str, staging: Path | None = None):
-        texts, facts = self.texts(name)
+    def build(self, name: str, staging: Path | None = None) -> Prepared:
+        texts, own = self.texts(name)
         arrays, vocabulary = encoded(texts)
-        characters = {split: len(text) for split, text in texts.items()}
-        unknown = {split: int(np.sum(arrays[f"codes_{split}"] == 0)) for split in SPLITS}
-        info = {"kind": self.KIND, **facts, "vocabulary": list(vocabulary.chars), "characters": characters}
-        return arrays, {**info, "unknown_characters": unknown, "split_seed": None}
+        facts = Facts(
+            kind=self.KIND,
+            **own,
+            vocabulary=list(vocabulary.chars),
+            characters={split: len(text) for split, text in texts.items()},
+            unknown_characters={split: int(np.sum(arrays[f"codes_{split}"] == 0)) for split in SPLITS},
+        )
+        return Prepared(arrays, facts)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import images
-from pipeline.data import readers, split_files
+from pipeline.data import readers, split_files, versions
+from pipeline.data.manifest import PREP_VERSION
 from pipeline.errors import UserError
 
 POOL_FROM = 64  # smaller folders are decoded in this process (starting workers costs more)
@@ -169,3 +170,26 @@ def decode_folder(
         for path in [p for p in SPOOLS if p.parent == decoder.spool]:
             SPOOLS.pop(path).close()
     return out
+
+
+def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int, int]]]:
+    """The previous cache's image splits (train, val, test) and {file content digest: (split, row)},
+    when its images were decoded at the same shape by the same version of data prep; else three
+    empty splits and nothing to reuse."""
+    nothing = [np.zeros((0, *shape), np.uint8) for _ in split_files.IMAGE_KEYS], {}
+    manifest = versions.read_manifest(name)
+    if not (manifest and manifest.pixels and manifest.prep_version == PREP_VERSION):
+        return nothing
+    if manifest.shapes["x_train"][1:] != list(shape):
+        return nothing
+    try:
+        arrays = versions.read_arrays(manifest)
+    except (OSError, ValueError):
+        return nothing
+    found = split_files.read_digests(versions.processed_dir(name) / manifest.images_folder)
+    splits, reuse = [arrays[key] for key in split_files.IMAGE_KEYS], {}
+    for split, key in enumerate(split_files.IMAGE_KEYS):
+        for row, digest in enumerate(found.get(key, [])):
+            if digest:  # numpy's S32 drops trailing zero bytes: pad back to the 32-byte sha256
+                reuse.setdefault(bytes(digest).ljust(32, b"\0"), (split, row))
+    return splits, reuse

@@ -16,9 +16,12 @@ subclass `ImageSource`, `TableSource` or `SeriesSource` and list it in SOURCES.
   python-reference the Python reference shipped with Python, as text (data/corpus.py)
   text-file        your text file (data/corpus.py)
 
-Image sources store uint8 pixels (value x `divisor` of the float the models see): they return
-them as uint8 arrays (small, in memory: the bundled digits, an npz file) or, for a folder, as
-split files written to the `staging` folder while decoding (folder.py).
+A source's `build` returns one typed value, `Prepared(arrays, facts)` (manifest.py): the split
+arrays (`x_<split>`, `y_<split>`; a series' `dates_<split>`, `values_<split>`; extras such as a
+function's curve) and the `Facts` the manifest records. Image sources store uint8 pixels (value x
+`divisor` of the float the models see): they return them as uint8 arrays (small, in memory: the
+bundled digits, an npz file) or, for a folder, as split files written to the `staging` folder while
+decoding (folder.py).
 """
 
 from __future__ import annotations
@@ -33,17 +36,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from pipeline.config import PARAMS_FILE, parse_section, suggest
-from pipeline.data import folder, readers, split_files
+from pipeline.data import folder, readers, series, split_files
+from pipeline.data.manifest import PREP_VERSION, Facts, Prepared
 from pipeline.data.splits import SPLITS, chronological_split, hashed_split, stratified_split
-from pipeline.data.versions import (
-    PREP_VERSION,
-    merge_batches,
-    processed_dir,
-    read_arrays,
-    read_manifest,
-    recent_gaps,
-    series_segments,
-)
 from pipeline.errors import UserError
 
 Fill = Literal["time", "linear", "ffill"]
@@ -64,9 +59,9 @@ class Source:
         """Files make must watch besides params.yaml; None: a folder, checked on every run."""
         return []
 
-    def build(self, name: str, staging: Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """(the split arrays, the manifest's facts about them), validated; nothing written but
-        (image sources) files in `staging`, a new folder beside the dataset's."""
+    def build(self, name: str, staging: Path | None = None) -> Prepared:
+        """The split arrays and the facts about them, validated; nothing written but (image
+        sources) files in `staging`, a new folder beside the dataset's."""
         raise NotImplementedError
 
     def read_batch(
@@ -125,16 +120,13 @@ class LabelledSource(Source):
     """Examples with class labels, split stratified by `seed`."""
 
     def read(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
-        """(x, y, class names, extra manifest facts)."""
+        """(x, y, class names, the source's other Facts fields, e.g. an image's divisor)."""
         raise NotImplementedError
 
     def build(self, name: str, staging: Path | None = None):
-        x, y, class_names, info = self.read(name)
+        x, y, class_names, facts = self.read(name)
         arrays = stratified_split(x, y, self.val_fraction, self.test_fraction, self.seed, name)
-        info = {"kind": self.KIND, **info, "class_names": class_names, "split_seed": self.seed}
-        if self.KIND == "images":
-            info["value_range"] = [0.0, 1.0]
-        return arrays, info
+        return Prepared(arrays, Facts(kind=self.KIND, class_names=class_names, split_seed=self.seed, **facts))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +141,7 @@ class ImageSource(LabelledSource):
         self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS
     ) -> tuple[np.ndarray, np.ndarray]:
         """One sub-folder per class (names as in the dataset), images in any format Pillow reads."""
-        shape = dataset.image_shape  # batches are read exactly like the dataset they join
+        shape = dataset.example_shape  # batches are read exactly like the dataset they join
         classes = {name: i for i, name in enumerate(dataset.class_names)}
         xs, ys = [], []
         for entry, files in readers.class_folders(folder):
@@ -181,7 +173,7 @@ class DigitsSource(ImageSource):
 
         bunch = load_digits()
         x = bunch.images.astype(np.uint8)[..., np.newaxis]  # 0..16, as the models' [0, 1] x 16
-        return x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], {"divisor": 16}
+        return x, bunch.target.astype(np.int64), [str(c) for c in bunch.target_names], dict(divisor=16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +220,7 @@ class ImageFolderSource(ImageSource):
     def build(self, name: str, staging: Path | None = None):
         root, classes = self.scan(name)
         shape = (*self.image_size, 1 if self.color_mode == "grayscale" else 3)
-        previous, reuse = reusable(name, shape)
+        previous, reuse = folder.reusable(name, shape)
         staging.mkdir(parents=True, exist_ok=True)
         decoder = folder.Decoder(shape, self.max_image_pixels, self.max_file_bytes, frozenset(reuse), staging)
         total = sum(len(files) for _, files in classes)
@@ -250,41 +242,16 @@ class ImageFolderSource(ImageSource):
             digests[f"x_{split}"] = np.asarray([decoded.digests[i] for i in index], dtype="S32")
         for f in spools:
             f.unlink()
-        info = {
-            "kind": self.KIND,
-            "class_names": [entry.name for entry, _ in classes],
-            "split": "content-hash",
-            "split_seed": self.seed,
-            "value_range": [0.0, 1.0],
-            "divisor": 255,
-            "unreadable": decoded.unreadable,
-            "native_size": decoded.native_size(),
-            "digests": digests,
-        }
-        return arrays, info
-
-
-def reusable(name: str, shape) -> tuple[list[np.ndarray], dict[bytes, tuple[int, int]]]:
-    """The previous cache's image splits (train, val, test) and {file content digest: (split, row)},
-    when its images were decoded at the same shape by the same version of data prep; else three
-    empty splits and nothing to reuse."""
-    nothing = [np.zeros((0, *shape), np.uint8) for _ in split_files.IMAGE_KEYS], {}
-    manifest = read_manifest(name)
-    if not (manifest and manifest.get("images") and manifest.get("prep_version") == PREP_VERSION):
-        return nothing
-    if manifest["shapes"]["x_train"][1:] != list(shape):
-        return nothing
-    try:
-        arrays = read_arrays(name, manifest)
-    except (OSError, ValueError):
-        return nothing
-    found = split_files.read_digests(processed_dir(name) / manifest["images"]["folder"])
-    splits, reuse = [arrays[key] for key in split_files.IMAGE_KEYS], {}
-    for split, key in enumerate(split_files.IMAGE_KEYS):
-        for row, digest in enumerate(found.get(key, [])):
-            if digest:  # numpy's S32 drops trailing zero bytes: pad back to the 32-byte sha256
-                reuse.setdefault(bytes(digest).ljust(32, b"\0"), (split, row))
-    return splits, reuse
+        facts = Facts(
+            kind=self.KIND,
+            class_names=[entry.name for entry, _ in classes],
+            split="content-hash",
+            split_seed=self.seed,
+            divisor=255,
+            unreadable=decoded.unreadable,
+            native_size=decoded.native_size() or None,
+        )
+        return Prepared(arrays, facts, digests)
 
 
 # the classes of keras' datasets, by label (mnist's are its digits)
@@ -325,15 +292,14 @@ class TrainTestImages(ImageSource):
         y_train, y_test = np.searchsorted(labels, y_train), np.searchsorted(labels, y_test)
         split = stratified_split(x_train, y_train, self.val_fraction, 0.0, self.seed, name, holdout=False)
         arrays = {**split, "x_test": x_test, "y_test": y_test.astype(np.int64)}
-        info = {
-            "kind": self.KIND,
-            "class_names": self.class_names(labels),
-            "split": "the file's test split; validation drawn from its training split",
-            "split_seed": self.seed,
-            "value_range": [0.0, 1.0],
-            "divisor": 255,
-        }
-        return arrays, info
+        facts = Facts(
+            kind=self.KIND,
+            class_names=self.class_names(labels),
+            split="the file's test split; validation drawn from its training split",
+            split_seed=self.seed,
+            divisor=255,
+        )
+        return Prepared(arrays, facts)
 
 
 def checked_images(parts: dict[str, np.ndarray], split: str, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -470,20 +436,17 @@ class SeriesSource(Source):
         raise NotImplementedError
 
     def build(self, name: str, staging: Path | None = None):
-        series, gaps = self.read(name)
-        arrays = chronological_split(series, self.val_fraction, self.test_fraction, name)
-        info = {"kind": "series", "filled_gaps": gaps, "fill": self.fill, "split": "chronological"}
-        info["split_seed"] = None
-        info["date_range"] = {
-            s: [str(arrays[f"dates_{s}"][0]), str(arrays[f"dates_{s}"][-1])]
-            if len(arrays[f"dates_{s}"])
-            else []
-            for s in SPLITS
-        }
-        return arrays, info
+        values, gaps = self.read(name)
+        arrays = chronological_split(values, self.val_fraction, self.test_fraction, name)
+        dates = {s: arrays[f"dates_{s}"] for s in SPLITS}
+        first_last = {s: [str(d[0]), str(d[-1])] if len(d) else [] for s, d in dates.items()}
+        facts = Facts(
+            kind=self.KIND, split="chronological", fill=self.fill, filled_gaps=gaps, date_range=first_last
+        )
+        return Prepared(arrays, facts)
 
     def read_batch(self, folder: Path, dataset, accepted: list, max_pixels: int = readers.MAX_PIXELS):
-        return read_series_batch(folder, dataset, accepted, self.fill)
+        return series.read_batch(folder, dataset, accepted, self.fill)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -500,8 +463,8 @@ class Co2Source(SeriesSource):
         import statsmodels.api as sm
 
         frame = sm.datasets.co2.load_pandas().data  # weekly, 1958-2001, with gaps
-        series = readers.series_frame(frame.index, frame["co2"].to_numpy(), "statsmodels co2", self.fill)
-        return series, int(frame["co2"].isna().sum())
+        values = readers.series_frame(frame.index, frame["co2"].to_numpy(), "statsmodels co2", self.fill)
+        return values, int(frame["co2"].isna().sum())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -521,79 +484,6 @@ class CsvSeriesSource(CsvFile, SeriesSource):
         gaps = int(np.isnan(values).sum())
         where = f"{path}: column '{self.date_column}'"
         return readers.series_frame(dates, values, where, self.fill), gaps
-
-
-def series_frequency(known: np.ndarray, name: str) -> str:
-    """The series' step as a pandas frequency, inferred from its newest dates (CO2: 'W-SAT')."""
-    import pandas as pd
-
-    step = None
-    if len(known) >= 3:
-        # pandas 3's coming answer (an offset), without the warning about the change
-        with pd.option_context("future.infer_freq_returns_offset", True):
-            step = pd.infer_freq(pd.DatetimeIndex(known[-60:]))
-    if step is None:
-        raise UserError(f"dataset '{name}': its dates have no regular step, so no batch can continue it")
-    return step.freqstr
-
-
-def check_on_step(path: Path, part, last, freq: str, open_dates: set, where: str) -> None:
-    """Every date of a batch file comes after the series and falls on its step, or fills one of the
-    `open_dates`: steps an earlier batch skipped (their values were filled, not observed)."""
-    import pandas as pd
-
-    on_step = set(pd.date_range(last, max(part.index.max(), last), freq=freq))
-    lines = part.attrs.get("lines") or range(2, len(part) + 2)
-    for line, day in zip(lines, part.index, strict=True):
-        if day <= last and day not in open_dates:
-            raise UserError(
-                f"{readers.shown(path)}: line {line}: date {day.date()} is already covered by {where} "
-                f"(it ends {last.date()}); a batch adds only later dates, or dates an earlier batch "
-                "skipped"
-            )
-        if day > last and day not in on_step:
-            raise UserError(
-                f"{readers.shown(path)}: line {line}: date {day.date()} is off the series' step "
-                f"({freq}, last date {last.date()})"
-            )
-
-
-def read_series_batch(folder: Path, dataset, accepted: list, fill: str) -> tuple[np.ndarray, np.ndarray]:
-    """CSV files of date,value rows that continue the series after its last date (and after the
-    batches `accepted` earlier in this cycle), on the series' step. Returns (dates, values) with NaN
-    on the steps the batch skips (merge_batches fills them as data prep does) and, first, any
-    values for steps an earlier batch skipped: a late or corrected re-send replaces filled values."""
-    import pandas as pd
-
-    arrays = merge_batches(dataset.arrays, accepted, fill)
-    segments = series_segments(arrays)
-    known = np.concatenate([arrays[f"dates_{s}"] for s in segments])
-    last = pd.Timestamp(known[-1])
-    freq = series_frequency(known, dataset.name)
-    open_dates = set(pd.DatetimeIndex(recent_gaps(arrays)))
-    files = readers.visible(folder)
-    if not files:
-        raise UserError(f"{readers.shown(folder)}: empty batch (no CSV file of date,value rows)")
-    where = f"dataset '{dataset.name}'" + (" with the batches before this one" if accepted else "")
-    parts = []
-    for path in files:
-        part = readers.read_series_csv(path)
-        check_on_step(path, part, last, freq, open_dates, where)
-        parts.append(part)
-    new = pd.concat(parts).sort_index()
-    if new.index.has_duplicates:
-        duplicate = new.index[new.index.duplicated()][0].date()
-        raise UserError(f"{readers.shown(folder)}: duplicate date {duplicate}")
-    late, later = new[new.index <= last], new[new.index > last]
-    # the batch's steps plus any skipped ones (NaN: filled on merge, open to a later re-send)
-    grid = pd.date_range(last, max(new.index.max(), last), freq=freq)[1:]
-    if len(grid) > 2 * len(later):
-        raise UserError(
-            f"{readers.shown(folder)}: {len(later)} row(s) would span {len(grid)} steps after "
-            f"{last.date()}; filling more than half of them would make data up (a mistyped date?)"
-        )
-    values = pd.concat([late, later.reindex(grid)])
-    return values.index.to_numpy().astype("datetime64[D]"), values.to_numpy(np.float64)
 
 
 # --------------------------------------------------------------------------- a generated function
@@ -649,12 +539,8 @@ class FunctionSource(Source):
             arrays[f"y_{split}"] = y[index].astype(np.float32)
         grid = np.linspace(-1.0, 1.0, CURVE_POINTS)
         arrays["curve_x"], arrays["curve_y"] = grid.astype(np.float32), f(grid).astype(np.float32)
-        return arrays, {
-            "kind": self.KIND,
-            "function": self.function,
-            "split": "random",
-            "split_seed": self.seed,
-        }
+        facts = Facts(kind=self.KIND, function=self.function, split="random", split_seed=self.seed)
+        return Prepared(arrays, facts)
 
 
 SOURCES: dict[str, type[Source]] = {

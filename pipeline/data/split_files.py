@@ -5,7 +5,8 @@ An image dataset's splits are stored as uint8 (value = float value x divisor: 25
 channels bytes, in the split's order, beside the labels (`arrays-<sha>.npz`). numpy reads a split
 memory-mapped (file pages, dropped by the kernel when memory is short); tf.data streams it with
 `FixedLengthRecordDataset` (a TF-native reader: no Python in the loop, so a deterministic run still
-reads in parallel). Nothing here imports TensorFlow until `tf_pixels` is called.
+reads in parallel). Nothing here imports TensorFlow until `tf_pixels` (or `to_float` on a tensor) is
+called. `to_float` is the one place uint8 becomes the float values the models see.
 
     images-<sha16>/x_train.u8, x_val.u8, x_test.u8   the pixels
     images-<sha16>/digests.npz                         each row's file content sha256 (reuse)
@@ -63,9 +64,10 @@ def open_rows(path: Path, shape, count: int) -> np.ndarray:
     return np.memmap(path, np.uint8, "r", shape=(count, *shape))
 
 
-def stage(folder: Path, arrays: Mapping[str, np.ndarray], digests: dict[str, np.ndarray] | None) -> None:
+def stage(folder: Path, arrays: Mapping[str, np.ndarray], digests: dict[str, np.ndarray] | None):
     """Write the image splits of `arrays` into `folder` (those already there, memory-mapped from
-    the very file, are kept), with the rows' content digests when known."""
+    the very file, are kept), with the rows' content digests when known; returns `arrays` with the
+    images memory-mapped from those files (what is hashed is what was written)."""
     folder.mkdir(parents=True, exist_ok=True)
     for key in IMAGE_KEYS:
         target = folder / split_file(key)
@@ -74,6 +76,8 @@ def stage(folder: Path, arrays: Mapping[str, np.ndarray], digests: dict[str, np.
     if digests:
         with open(folder / "digests.npz", "wb") as handle:
             np.savez(handle, **digests)
+    counts = {key: len(arrays[key]) for key in IMAGE_KEYS}
+    return {**arrays, **read_images(folder, arrays["x_train"].shape[1:], counts)}
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -112,11 +116,6 @@ def append_version(source: Path, folder: Path, counts: dict[str, int], shape, ro
     atomic.sync_folder(folder)
 
 
-def reads_from(folder: Path, arrays: Mapping[str, np.ndarray]) -> bool:
-    """Whether the image splits of `arrays` are memory-mapped from `folder`'s files."""
-    return all(mapped_from(arrays[key], folder / split_file(key)) for key in IMAGE_KEYS if len(arrays[key]))
-
-
 def mapped_from(array: np.ndarray, path: Path) -> bool:
     """Whether `array` is memory-mapped from the file `path` (np.memmap keeps its file's name)."""
     filename = getattr(array, "filename", None)
@@ -136,9 +135,15 @@ def read_digests(folder: Path) -> dict[str, np.ndarray]:
         return {}
 
 
-def to_float(x: np.ndarray, divisor: float) -> np.ndarray:
-    """Stored uint8 images as the float32 values the models see (x / divisor, in [0, 1])."""
-    return x.astype(np.float32) / np.float32(divisor)
+def to_float(x, divisor: float):
+    """Stored uint8 images as the float32 values the models see (x / divisor, in [0, 1]): a numpy
+    array read from a split, or a batch of the training stream (a TensorFlow tensor), the same
+    float32 division either way."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32) / np.float32(divisor)
+    import tensorflow as tf
+
+    return tf.cast(x, tf.float32) / tf.constant(divisor, tf.float32)
 
 
 def to_stored(x: np.ndarray, divisor: float) -> np.ndarray:
@@ -148,15 +153,19 @@ def to_stored(x: np.ndarray, divisor: float) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 1.0) * divisor).astype(np.uint8)
 
 
-def tf_pixels(path: Path, shape, count: int):
-    """A tf.data.Dataset of the uint8 images (h, w, c) of a split file, in order."""
+def tf_pixels(path: Path, shape, start: int, stop: int):
+    """A tf.data.Dataset of the uint8 images (h, w, c) of rows [start, stop) of a split file, in
+    order: only those records are read."""
     import tensorflow as tf
 
-    if count == 0:
+    if stop <= start:
         return tf.data.Dataset.from_tensor_slices(np.zeros((0, *shape), np.uint8))
     record = int(np.prod(shape))
-    # only the rows the manifest counts: a killed append may have left more in the file
-    pixels = tf.data.FixedLengthRecordDataset(str(path), record, buffer_size=CHUNK_BYTES).take(count)
+    # the rows asked for only: before them a header to skip; after them, rows the manifest does not
+    # count (a killed append's) or that this selection leaves out
+    pixels = tf.data.FixedLengthRecordDataset(
+        str(path), record, header_bytes=start * record, buffer_size=CHUNK_BYTES
+    ).take(stop - start)
     return pixels.map(
         lambda raw: tf.reshape(tf.io.decode_raw(raw, tf.uint8), shape),
         num_parallel_calls=tf.data.AUTOTUNE,

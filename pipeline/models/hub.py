@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from pipeline import layout
+from pipeline import inference, layout
 from pipeline.config import project_root
 from pipeline.errors import UserError, first_line
 
@@ -273,12 +273,13 @@ def cached_features(extractor: keras.Model, x, scope: str) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        out = None
-        for start in range(0, len(x), FEATURE_BATCH):
-            part = np.asarray(extractor.predict_on_batch(x[start : start + FEATURE_BATCH]), np.float32)
+        out, start = None, 0
+        for images in inference.pieces(x, FEATURE_BATCH, nbytes=None):  # read a batch at a time
+            part = np.asarray(extractor.predict_on_batch(images), np.float32)
             if out is None:
                 out = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(x), *part.shape[1:]))
             out[start : start + len(part)] = part
+            start += len(part)
         out.flush()
         del out
         os.replace(tmp, path)

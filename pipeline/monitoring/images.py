@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pipeline import inference
+from pipeline.data.streams import Rows
 from pipeline.errors import UserError
 from pipeline.monitoring.drift import Drift, Reference, floats, score_of
 
@@ -41,9 +43,10 @@ def as_images(x, where: str = "images") -> np.ndarray:
 
 def chunks(x, chunk_bytes: int = CHUNK_BYTES):
     """Images (an array or data.streams.Rows) as float64 arrays of about `chunk_bytes` each."""
-    rows = max(1, chunk_bytes // (8 * int(np.prod(x.shape[1:]))))
-    for start in range(0, len(x), rows):
-        yield np.asarray(x[start : start + rows], dtype=np.float64)
+    # read as float32 pieces of half that size, then widened
+    for part in inference.pieces(x, rows=max(1, len(x)), nbytes=chunk_bytes // 2):
+        if len(part):
+            yield np.asarray(part, dtype=np.float64)
 
 
 def confidences(probabilities, count: int, where: str = "probabilities") -> np.ndarray:
@@ -110,16 +113,17 @@ class ImageProfile:
         held-out images of the same data (its validation split): on the very images it was fitted
         on a model is more confident than on any new image, so a batch like the training data
         would look drifted."""
-        x_train = x_train if hasattr(x_train, "shape") else np.asarray(x_train, np.float64)
-        if len(x_train.shape) < 2 or len(x_train) == 0:
-            shape = tuple(x_train.shape)
-            raise UserError(f"training images: expected a non-empty batch of images, got shape {shape}")
+        x_train = x_train if isinstance(x_train, Rows) else np.asarray(x_train, np.float64)
+        shape = x_train.image_shape if isinstance(x_train, Rows) else x_train.shape[1:]
+        if not shape or len(x_train) == 0:
+            got = (len(x_train), *shape) if shape else np.shape(x_train)
+            raise UserError(f"training images: expected a non-empty batch of images, got shape {got}")
         lo, hi, total = np.inf, -np.inf, 0.0
         for x in chunks(x_train):
             lo, hi, total = min(lo, float(x.min())), max(hi, float(x.max())), total + x.sum(axis=0)
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, BINS + 1)
         mean_image = total / len(x_train)
-        profile = cls(tuple(x_train.shape[1:]), mean_image, edges, np.zeros(BINS), None, None, None)
+        profile = cls(tuple(shape), mean_image, edges, np.zeros(BINS), None, None, None)
         stats = functools.reduce(ImageStats.merge, (profile.stats(x) for x in chunks(x_train)))
         confidence = None
         if probabilities is not None:

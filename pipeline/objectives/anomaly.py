@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline import inference
 from pipeline.config import PARAMS_FILE
+from pipeline.data import streams
 from pipeline.data.streams import Rows
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, known_classes, limit_rows
@@ -43,7 +44,8 @@ class Params:
 
 @dataclasses.dataclass
 class Splits:
-    """Training/validation images (streams.Rows) are normal only; `y_*` are the reconstruction targets."""
+    """Training/validation images (streams.Rows) are normal only; a model reconstructs them, so they
+    have no targets of their own (`y_train` None: the images themselves)."""
 
     x_train: Rows
     x_val: Rows
@@ -55,13 +57,11 @@ class Splits:
     class_names: list[str]
     anomaly_classes: list[str]
 
-    @property
-    def y_train(self) -> Rows:
-        return self.x_train
+    y_train = None  # the images themselves (Rows.dataset's targets=None)
 
     @property
     def validation(self):
-        return (self.x_val, self.x_val) if len(self.x_val) else None
+        return (self.x_val, None) if len(self.x_val) else None
 
 
 def check_params(params: Params, class_names: list[str], where: str = "objective") -> list[int]:
@@ -88,16 +88,15 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, AnomalySpec]:
     if dataset.kind != "images":
         raise UserError(f"dataset '{dataset.name}' is a {dataset.kind}; the anomaly objective needs images")
     anomalies = check_params(params, dataset.class_names)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
-        dataset.examples(s) for s in ("train", "val", "test")
-    )
+    y_train = dataset.labels("train")
     normal = np.flatnonzero(~np.isin(y_train, anomalies))
     merged = int((normal >= len(y_train) - dataset.merged_rows).sum())  # batches' normal examples
-    x_train = x_train.take(normal[limit_rows(len(normal), train.limit, merged)])  # already shuffled
+    x_train, _ = dataset.examples("train", normal[limit_rows(len(normal), train.limit, merged)])
+    (x_val, y_val), (x_test, y_test) = dataset.examples("val"), dataset.examples("test")
     val_is_anomaly = np.isin(y_val, anomalies)
     splits = Splits(
-        x_train=x_train,
-        x_val=x_val.take(np.flatnonzero(~val_is_anomaly)),
+        x_train=x_train,  # already shuffled: the first `train.limit` normal examples
+        x_val=x_val.select(~val_is_anomaly),
         x_val_all=x_val,
         val_is_anomaly=val_is_anomaly,
         x_test=x_test,
@@ -106,24 +105,22 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, AnomalySpec]:
         class_names=dataset.class_names,
         anomaly_classes=[dataset.class_names[i] for i in anomalies],
     )
-    return splits, AnomalySpec(tuple(x_train.shape[1:]), params.latent_dim, train.seed)
+    return splits, AnomalySpec(dataset.example_shape, params.latent_dim, train.seed)
 
 
 # --------------------------------------------------------------------------- what a model gives
 
 
 def flat(x) -> np.ndarray:
-    """Images as pixel rows, whole (the estimators: small data)."""
-    x = np.asarray(x)
+    """Images as pixel rows, whole (the estimators: small data; refused beyond a cap)."""
+    x = streams.floats(x)
     return x.reshape(len(x), -1)
 
 
 def chunks(x):
     """Images (an array or streams.Rows) as float arrays, a chunk at a time: scores never hold a
     whole split's reconstructions."""
-    size = inference.chunk_rows(x)
-    for start in range(0, len(x), size):
-        yield x[start : start + size]
+    return (part for part in inference.pieces(x) if len(part))
 
 
 def reconstructs(model) -> bool:
@@ -222,14 +219,13 @@ def evaluate(model, splits: Splits, p: Params) -> tuple[dict[str, float], dict]:
         "anomaly_report.txt": report(test_scores, flagged, splits),
     }
     if reconstructs(model):
-        normal = splits.x_test.take(np.flatnonzero(~truth), axis=0)
+        normal = splits.x_test.select(~truth)
         metrics["test_reconstruction_mse"] = float(mean_errors(model, normal).mean())
         order = np.argsort(test_scores)
         shown = np.concatenate([order[:4], order[-4:]])  # the most normal and the most anomalous
+        images = splits.x_test.read(shown)
         artifacts["reconstructions.png"] = plots.reconstructions(
-            splits.x_test[shown],
-            reconstruct(model, splits.x_test[shown]),
-            test_scores[shown],
+            images, reconstruct(model, images), test_scores[shown]
         )
         if codes.shape[1] == 2:
             artifacts["latent_space.png"] = plots.latent_scatter(

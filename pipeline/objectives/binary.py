@@ -23,6 +23,7 @@ import numpy as np
 
 from pipeline import inference
 from pipeline.config import PARAMS_FILE
+from pipeline.data import streams
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, classification, known_classes
 from pipeline.objectives.classification import Splits
@@ -63,35 +64,37 @@ def label_names(params: Params, class_names: list[str], negative: list[int]) -> 
     return ["+".join(class_names[i] for i in negative), positive]
 
 
-def relabel(x, y, positive: list[int], negative: list[int]):
-    keep = np.isin(y, positive + negative)
-    return x.take(np.flatnonzero(keep), axis=0), np.isin(y[keep], positive).astype(np.int64)
+def relabel(dataset, split: str, positive: list[int], negative: list[int], limit: int | None = None):
+    """The examples of `split` in the chosen classes (the first `limit` of them), labelled 1 for
+    the positive classes and 0 for the negative ones."""
+    keep = np.flatnonzero(np.isin(dataset.labels(split), positive + negative))
+    x, y = dataset.examples(split, keep if limit is None else keep[: max(0, limit)])
+    return x, np.isin(y, positive).astype(np.int64)
 
 
 def prepare(dataset, train, params: Params) -> tuple[Splits, ClassifierSpec]:
-    """The chosen classes as 0/1 labels; `train.limit` keeps the first N training examples of them."""
-    splits, _ = classification.prepare(dataset, dataclasses.replace(train, limit=None))
+    """The chosen classes as 0/1 labels; `train.limit` keeps the first N training examples of them
+    (the split is already shuffled)."""
+    classification.check_dataset(dataset)
     positive, negative = check_params(params, dataset.class_names)
-    x_train, y_train = relabel(splits.x_train, splits.y_train, positive, negative)
-    if train.limit is not None:
-        first = np.arange(min(train.limit, len(y_train)))  # the split is already shuffled
-        x_train, y_train = x_train.take(first, axis=0), y_train[first]
+    x_train, y_train = relabel(dataset, "train", positive, negative, train.limit)
     if len(np.unique(y_train)) < 2:
         raise UserError(f"train.limit = {train.limit} leaves training examples of one label only")
     binary = Splits(
         x_train,
         y_train,
-        *relabel(splits.x_val, splits.y_val, positive, negative),
-        *relabel(splits.x_test, splits.y_test, positive, negative),
+        *relabel(dataset, "val", positive, negative),
+        *relabel(dataset, "test", positive, negative),
         label_names(params, dataset.class_names, negative),
     )
-    return binary, ClassifierSpec(tuple(x_train.shape[1:]), 2, train.seed)
+    return binary, ClassifierSpec(dataset.example_shape, 2, train.seed)
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
-    """P(positive) per example, (n,): a sigmoid network's output or an estimator's predict_proba[:, 1]."""
+def predict(model, x) -> np.ndarray:
+    """P(positive) per example, (n,): a sigmoid network's output (`x` read a chunk at a time) or an
+    estimator's predict_proba[:, 1] (`x` whole)."""
     if hasattr(model, "predict_proba"):
-        return np.asarray(model.predict_proba(x), dtype=np.float64)[:, 1]
+        return np.asarray(model.predict_proba(streams.floats(x)), dtype=np.float64)[:, 1]
     return np.asarray(inference.predict(model, x), dtype=np.float64).reshape(len(x))
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from pipeline import images, inference
+from pipeline.data import streams
 from pipeline.data.streams import Rows
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, Served, limit_rows
@@ -37,26 +38,31 @@ class Splits:
         return (self.x_val, self.y_val) if len(self.x_val) else None
 
 
-def prepare(dataset, train, params=None) -> tuple[Splits, ClassifierSpec]:
-    """The model's inputs; `train.limit` keeps only the first N training examples (and every
-    example retrain merged in from a batch)."""
-    limit = train.limit
+def check_dataset(dataset) -> None:
     if dataset.kind not in ("images", "table"):
         raise UserError(
             f"dataset '{dataset.name}' is a {dataset.kind}; classification needs images or a table"
         )
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
-        dataset.examples(s) for s in ("train", "val", "test")
-    )
-    keep = limit_rows(len(y_train), limit, dataset.merged_rows)  # the split is already shuffled
-    x_train, y_train = x_train.take(keep, axis=0), y_train[keep]
+
+
+def prepare(dataset, train, params=None) -> tuple[Splits, ClassifierSpec]:
+    """The model's inputs; `train.limit` keeps only the first N training examples (and every
+    example retrain merged in from a batch)."""
+    check_dataset(dataset)
+    keep = limit_rows(dataset.count("train"), train.limit, dataset.merged_rows)  # already shuffled
+    x_train, y_train = dataset.examples("train", keep)
+    (x_val, y_val), (x_test, y_test) = dataset.examples("val"), dataset.examples("test")
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, dataset.class_names)
-    return splits, ClassifierSpec(tuple(x_train.shape[1:]), len(dataset.class_names), train.seed)
+    return splits, ClassifierSpec(dataset.example_shape, len(dataset.class_names), train.seed)
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
-    """Class probabilities from a Keras model or a scikit-learn estimator, rows summing to 1."""
-    proba = model.predict_proba(x) if hasattr(model, "predict_proba") else inference.predict(model, x)
+def predict(model, x) -> np.ndarray:
+    """Class probabilities from a Keras model (`x` read a chunk at a time) or a scikit-learn
+    estimator (`x` whole), rows summing to 1."""
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(streams.floats(x))
+    else:
+        proba = inference.predict(model, x)
     proba = np.asarray(proba, dtype=np.float64)
     return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 ± 1e-7
 
@@ -142,7 +148,7 @@ def served_config(splits: Splits, dataset) -> dict:
     """What the served classifier needs: the classes, the input it resizes to, the image limits."""
     return {
         "class_names": list(splits.class_names),
-        "input_shape": list(splits.x_test.shape[1:]),
+        "input_shape": list(dataset.example_shape),
         "max_pixels": images.MAX_PIXELS,
         "max_bytes": MAX_IMAGE_BYTES,
         "formats": ["PNG", "JPEG", "HEIF"],  # HEIF: HEIC photos, where pillow-heif is installed
@@ -163,7 +169,7 @@ def png_base64(pixels: np.ndarray) -> str:
 
 def served_example(splits: Splits, dataset) -> list[dict]:
     """A test image as a base64 PNG, and one as its pixel values."""
-    x = splits.x_test
+    x = next(inference.pieces(splits.x_test, rows=2))  # the first two test images, as floats
     pixels = [{"pixels": [round(float(v), 4) for v in x[1].ravel()]}]
     return ([{"image": png_base64(x[0])}] if x.ndim == 4 else []) + pixels
 

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.objectives import Objective, classification
+from pipeline.objectives import Objective, classification, limit_rows
 from pipeline.objectives.classification import Splits
 from pipeline.specs import ClassifierSpec
 
@@ -25,11 +25,22 @@ class Params:
     labels_per_class: int | None  # labelled training examples per class (null: all of them)
 
 
-def select(x, y: np.ndarray, classes: tuple[int, ...]):
-    """Keep the examples of `classes`, relabelled by their position in `classes`."""
-    keep = np.isin(y, classes)
+def chosen(dataset, split: str, classes: tuple[int, ...], rows=None) -> np.ndarray:
+    """The rows of `split` (among `rows`; all when None) whose class is one of `classes`."""
+    rows = np.arange(dataset.count(split)) if rows is None else np.asarray(rows)
+    return rows[np.isin(dataset.labels(split)[rows], classes)]
+
+
+def relabelled(y: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    """Labels of `classes` as their positions in `classes`."""
     relabel = {c: i for i, c in enumerate(classes)}
-    return x.take(np.flatnonzero(keep), axis=0), np.array([relabel[int(c)] for c in y[keep]], dtype=y.dtype)
+    return np.array([relabel[int(c)] for c in y], dtype=y.dtype)
+
+
+def select(dataset, split: str, rows: np.ndarray, classes: tuple[int, ...]):
+    """(x, y) of `rows` of `split`, relabelled by their class's position in `classes`."""
+    x, y = dataset.examples(split, rows)
+    return x, relabelled(y, classes)
 
 
 def sample_per_class(y: np.ndarray, n: int, seed: int, class_names: list[str]) -> np.ndarray:
@@ -48,7 +59,10 @@ def sample_per_class(y: np.ndarray, n: int, seed: int, class_names: list[str]) -
 
 
 def prepare(dataset, train, params: Params) -> tuple[Splits, ClassifierSpec]:
-    splits, _ = classification.prepare(dataset, train)
+    """The examples of `params.classes`, relabelled 0..k-1; `train.limit` first keeps the first N
+    training examples (as classification does), then `labels_per_class` samples each class."""
+    classification.check_dataset(dataset)
+    first = limit_rows(dataset.count("train"), train.limit, dataset.merged_rows)  # already shuffled
     names = dataset.class_names
     bad = [c for c in params.classes if not 0 <= c < len(names)]
     if not params.classes or bad or len(set(params.classes)) != len(params.classes):
@@ -60,19 +74,18 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, ClassifierSpec]:
         raise UserError(
             f"objective.labels_per_class must be at least 1 or null (got {params.labels_per_class})"
         )
-    x_train, y_train = select(splits.x_train, splits.y_train, params.classes)
+    rows = chosen(dataset, "train", params.classes, first)
     class_names = [names[c] for c in params.classes]
     if params.labels_per_class is not None:
-        keep = sample_per_class(y_train, params.labels_per_class, train.seed, class_names)
-        x_train, y_train = x_train.take(keep, axis=0), y_train[keep]
+        labels = relabelled(dataset.labels("train")[rows], params.classes)
+        rows = rows[sample_per_class(labels, params.labels_per_class, train.seed, class_names)]
     subset = Splits(
-        x_train,
-        y_train,
-        *select(splits.x_val, splits.y_val, params.classes),
-        *select(splits.x_test, splits.y_test, params.classes),
+        *select(dataset, "train", rows, params.classes),
+        *select(dataset, "val", chosen(dataset, "val", params.classes), params.classes),
+        *select(dataset, "test", chosen(dataset, "test", params.classes), params.classes),
         class_names,
     )
-    return subset, ClassifierSpec(tuple(x_train.shape[1:]), len(class_names), train.seed)
+    return subset, ClassifierSpec(dataset.example_shape, len(class_names), train.seed)
 
 
 def problem(dataset, params: Params) -> str:

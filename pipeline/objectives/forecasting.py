@@ -26,7 +26,6 @@ import dataclasses
 import numpy as np
 
 from pipeline import data, inference
-from pipeline.data.sources import series_frequency
 from pipeline.errors import UserError
 from pipeline.objectives import Objective, Served, limit_rows
 from pipeline.objectives.served import forecaster
@@ -90,9 +89,9 @@ def split_windows(dataset, params: Params) -> dict[str, tuple[np.ndarray, np.nda
     """{split: (x, y, target dates)}; val/test inputs may start in the split before (targets never)."""
     lookback, horizon = params.lookback, params.horizon
     # `recent`: weeks `retrain` appended after the test period (training targets; see data.merge_batches)
-    segments = data.series_segments(dataset.arrays)
+    segments = data.series.segments(dataset.arrays)
     dates, values = whole_series(dataset)
-    where = f"dataset '{dataset.name}' ({dataset.manifest.get('source_detail', dataset.manifest['source'])})"
+    where = f"dataset '{dataset.name}' ({dataset.manifest.source_detail})"
     start, out = 0, {}
     for split in segments:
         end = start + len(dataset.arrays[f"values_{split}"])
@@ -197,7 +196,7 @@ def evaluate(model, splits: Splits, params: Params | None = None) -> tuple[dict[
 
 def whole_series(dataset) -> tuple[np.ndarray, np.ndarray]:
     """(dates, values) of every segment in order: train, val, test, then retrain's recent weeks."""
-    segments = data.series_segments(dataset.arrays)
+    segments = data.series.segments(dataset.arrays)
     dates = np.concatenate([dataset.arrays[f"dates_{s}"] for s in segments])
     return dates, np.concatenate([dataset.arrays[f"values_{s}"] for s in segments])
 
@@ -208,8 +207,8 @@ def served_config(splits: Splits, dataset) -> dict:
     return {
         "lookback": int(splits.x_test.shape[1]),
         "horizon": int(splits.y_test.shape[1]),
-        "freq": series_frequency(dates, dataset.name),
-        "fill": dataset.manifest.get("fill") or "time",
+        "freq": data.series.frequency(dates, dataset.name),
+        "fill": dataset.manifest.fill or "time",
     }
 
 

@@ -93,7 +93,7 @@ def prepare(dataset, train, params: Params) -> tuple[Splits, TextSpec]:
                 f"dataset '{dataset.name}': the {split} split has {len(windows[split].codes)} characters, "
                 f"too few for one window of objective.window = {params.window}"
             )
-    vocabulary = list(dataset.manifest["vocabulary"])
+    vocabulary = list(dataset.manifest.vocabulary)
     splits = Splits(windows["train"], windows["val"], windows["test"], vocabulary)
     return splits, TextSpec(len(vocabulary), params.window, train.seed)
 

@@ -77,15 +77,16 @@ def neighbours(model, queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np
     return index.kneighbors(anomaly.encode(model, queries))
 
 
-def grid(queries, pool, labels, distances, indices, class_names, title: str):
-    """One row per query: the query, then its neighbours with their class and distance."""
+def grid(queries, found, labels, distances, indices, class_names, title: str):
+    """One row per query: the query, then its neighbours (`found[r, c]`: the image of
+    `indices[r, c]`) with their class and distance."""
     rows, k = indices.shape
     fig, axes = plots.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.3 * rows + 0.4), squeeze=False)
     for r in range(rows):
         axes[r, 0].imshow(queries[r].squeeze(), cmap="gray_r", vmin=0, vmax=1)
         axes[r, 0].set_title("query", fontsize=8, color="tab:red")
         for c in range(k):
-            axes[r, c + 1].imshow(pool[indices[r, c]].squeeze(), cmap="gray_r", vmin=0, vmax=1)
+            axes[r, c + 1].imshow(found[r, c].squeeze(), cmap="gray_r", vmin=0, vmax=1)
             name = class_names[labels[indices[r, c]]]
             axes[r, c + 1].set_title(f"{name} · {distances[r, c]:.2f}", fontsize=7)
     for ax in axes.ravel():
@@ -123,7 +124,7 @@ def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
     family = run.data.tags["model_family"]
     dataset = data.load(run.data.tags["dataset"])
     pool, labels = dataset.examples("train")
-    queries = read_queries(images, tuple(pool.shape[1:]))
+    queries = read_queries(images, dataset.example_shape)
     startup.quiet_tensorflow()  # only now: every error above answers without its slow import
     model = load(f"runs:/{run.info.run_id}/model")
     distances, indices = neighbours(model, queries, pool, k)
@@ -131,7 +132,7 @@ def main(images: list[str], k: int, model_name: str, output: str | None) -> int:
     if run.data.tags.get("data_hash") not in (None, dataset.sha256):
         print(f"note: dataset '{dataset.name}' changed since run {run.info.run_id} was trained")
     title = f"{len(images)} queries · {indices.shape[1]} nearest training images in {model_name}'s code space"
-    figure = grid(queries, pool, labels, distances, indices, dataset.class_names, title)
+    figure = grid(queries, pool.read(indices), labels, distances, indices, dataset.class_names, title)
     out = Path(output) if output else config.project_root() / "reports" / "retrieval" / f"{model_name}.png"
     with atomic.atomic_open(out) as handle:
         figure.savefig(handle, format="png", dpi=110)

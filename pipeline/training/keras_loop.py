@@ -16,7 +16,6 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from pipeline.data import corpus, streams
 from pipeline.errors import PipelineError
 
 
@@ -60,8 +59,10 @@ def fit(
     epochs: int | None = None,
     initial_epoch: int = 0,
     keep_compiled: bool = False,
+    streamed: bool = False,
 ) -> dict[str, list[float]]:
-    """Compile and fit on `data` = (x, y, validation); returns the Keras history.
+    """Compile and fit on `data` = (x, y, validation): arrays, or with `streamed` a stream of
+    images or text (data.streams.Rows, data.corpus.Windows: see `inputs`); returns the history.
 
     Raises PipelineError when the loss diverges. `train.batch_size` is per replica: the model's
     strategy (built in its scope) sets the global batch. `keep_compiled`: a model its builder
@@ -74,7 +75,7 @@ def fit(
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     monitor = "val_loss" if data[2] is not None else "loss"
     history = model.fit(
-        **inputs(*data, batch_size, train.seed),
+        **inputs(*data, batch_size, train.seed, streamed),
         epochs=initial_epoch + (epochs or train.epochs),
         initial_epoch=initial_epoch,
         verbose=verbose,
@@ -95,17 +96,18 @@ def fit(
     return history
 
 
-def inputs(x, y, validation, batch_size: int, seed: int) -> dict:
-    """What Keras' fit reads: images (streams.Rows) and text (corpus.Windows) as tf.data streams,
-    shuffled with the run's seed (small or large, one path); arrays (tables, a series' windows) as
-    arrays, shuffled by Keras."""
-    if not isinstance(x, streams.Rows | streams.Computed | corpus.Windows):
+def inputs(x, y, validation, batch_size: int, seed: int, streamed: bool) -> dict:
+    """What Keras' fit reads: images and text (`streamed`: data.streams.Rows or values computed from
+    them, data.corpus.Windows) as their own tf.data stream, shuffled with the run's seed (small or
+    large, one path); arrays (tables, a series' windows) as arrays, batched and shuffled by Keras."""
+    if not streamed:
         return {"x": x, "y": y, "validation_data": validation, "batch_size": batch_size, "shuffle": True}
     if validation is not None:
         x_val, y_val = validation
-        validation = x_val.stream(y_val, batch_size)
+        validation = x_val.dataset(batch_size, targets=y_val)
+    stream = x.dataset(batch_size, shuffle=seed, targets=y)
     # shuffle=False: Keras would only warn that a stream shuffles itself
-    return {"x": x.stream(y, batch_size, shuffle=seed), "validation_data": validation, "shuffle": False}
+    return {"x": stream, "validation_data": validation, "shuffle": False}
 
 
 # "converged": the loss is within this share of the best loss the run reached

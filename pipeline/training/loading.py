@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import inference, startup
+from pipeline.data import streams
 from pipeline.errors import UserError, first_line
 from pipeline.training import tracking
 
@@ -45,13 +46,15 @@ VERSION_URI = re.compile(r"models:/([^/@]+)/(\d+)")  # models:/<name>/<version>
 
 
 class Predictor:
-    """Arrays in, arrays out: the `predict(x, verbose=0)` the objectives call on a model."""
+    """Arrays in, arrays out: the `predict(x, verbose=0)` the objectives call on a model. `whole`:
+    the model takes whole arrays (images read on use are loaded first, refused beyond a cap)."""
 
-    def __init__(self, predict):
+    def __init__(self, predict, whole: bool = False):
         self._predict = predict
+        self.whole = whole
 
     def predict(self, x, verbose=0) -> np.ndarray:
-        return np.asarray(self._predict(x))
+        return np.asarray(self._predict(streams.floats(x) if self.whole else x))
 
 
 @dataclasses.dataclass(eq=False)
@@ -99,7 +102,7 @@ class Loaded:
             elif self.form == "sklearn":
                 self.cache["arrays"] = sklearn_predictor(self)
             else:
-                self.cache["arrays"] = Predictor(self.pyfunc().predict)
+                self.cache["arrays"] = Predictor(self.pyfunc().predict, whole=True)
         return self.cache["arrays"]
 
     def predict(self, x, verbose=0) -> np.ndarray:
@@ -312,7 +315,7 @@ def sklearn_predictor(loaded: Loaded) -> Predictor:
             f"model '{loaded.uri}': predict function '{method}' is not one the pipeline calls "
             f"({' or '.join(ARRAY_METHODS)}); retrain it with the pipeline"
         )
-    return Predictor(getattr(model, method))
+    return Predictor(getattr(model, method), whole=True)
 
 
 def families() -> list:

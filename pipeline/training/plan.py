@@ -218,8 +218,8 @@ def params_to_log(plan: Plan, dataset, train_examples: int) -> dict[str, Any]:
     logged.update({f"train.{k}": v for k, v in dataclasses.asdict(plan.train).items()})
     if plan.objective_params is not None:
         logged.update({f"objective.{k}": v for k, v in dataclasses.asdict(plan.objective_params).items()})
-    logged.update({f"data.{k}": v for k, v in dataset.manifest["params"].items() if k != "source"})
-    logged.update({"data.source": dataset.manifest["source"], "data.train_examples": train_examples})
+    logged.update({f"data.{k}": v for k, v in dataset.manifest.params.items() if k != "source"})
+    logged.update({"data.source": dataset.manifest.source, "data.train_examples": train_examples})
     # sibling runs of the same task log the same param names, so the UI's columns line up
     for name in sibling_params(plan) - set(logged):
         logged[name] = "n/a"

@@ -10,47 +10,19 @@ the gate.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import fcntl
 import io
-import os
-import sys
 
-from pipeline import layout
+from pipeline import atomic, layout
 from pipeline.errors import PipelineError, first_line
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-@contextlib.contextmanager
 def alias_lock(holder: str, wait: bool):
-    """The lock around moving `champion`. wait=False (a retrain cycle): exit at once when another
-    process holds it; wait=True (a training's gate): wait for it. Released when the process ends,
-    however it ends (flock)."""
-    path = layout.retrain_lock()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            held_by = handle.read().strip() or "unknown"
-            if not wait:
-                raise PipelineError(
-                    f"another retrain is running ({held_by}; lock {path}); not starting a second one"
-                ) from None
-            # said once, so that a training that seems to hang says what it waits for
-            print(f"{holder}: waiting for {held_by} to release {path}", file=sys.stderr, flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        handle.write(f"pid {os.getpid()} ({holder}) since {since}")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing releases the lock, also when the process is killed
+    """The lock around moving `champion` (atomic.file_lock on layout.retrain_lock()). wait=False
+    (a retrain cycle): exit at once when another process holds it; wait=True (a training's gate,
+    `pipeline data`): wait for it."""
+    return atomic.file_lock(layout.retrain_lock(), holder, wait)
 
 
 def register(model_uri: str, name: str, run_id: str) -> str:

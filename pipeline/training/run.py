@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import mlflow
 
-from pipeline import config, data, layout, plots
+from pipeline import config, data, inference, layout, plots
 from pipeline.data import streams
 from pipeline.models import fit_with_loop
 from pipeline.specs import ClassifierSpec, Splits
@@ -80,10 +80,11 @@ def backup_dir(plan: Plan, dataset) -> Path:
     return layout.backups() / key
 
 
-def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: Path | None):
-    """Keras families go through the core's loop (or their own `fit` hook); estimators `.fit(x, y)`."""
+def train_model(plan: Plan, model, splits: Splits, dataset, options: RunOptions, backup: Path | None):
+    """Keras families go through the core's loop (or their own `fit` hook); estimators `.fit(x, y)`
+    on whole arrays. Images (streams.Rows) and text (corpus.Windows) train from their stream."""
     if plan.family.kind == "estimator":
-        plan.family.fit_estimator(model, splits.x_train, splits.y_train, splits.validation)
+        plan.family.fit_estimator(model, streams.floats(splits.x_train), splits.y_train, splits.validation)
         return None
     # the family's callbacks first: what they add to an epoch's logs, the epoch logger logs
     extra = plan.family.callbacks(plan.model, splits.x_train, splits.y_train)
@@ -97,8 +98,8 @@ def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: 
     def loop(model, extra=(), inputs=None, **kwargs):
         x, validation = splits.x_train, splits.validation
         if inputs is not None:  # the family's model takes what `inputs` makes of the images
-            x = computed(x, inputs)
-            validation = validation and (computed(validation[0], inputs), validation[1])
+            x = x.features(inputs(x))
+            validation = validation and (validation[0].features(inputs(validation[0])), validation[1])
         return keras_loop.fit(
             model,
             (x, splits.y_train, validation),
@@ -107,18 +108,13 @@ def train_model(plan: Plan, model, splits: Splits, options: RunOptions, backup: 
             objective.keras_metrics(),
             verbose=verbose,
             callbacks=(*callbacks, *extra),
+            streamed=dataset.manifest.streamed,
             **kwargs,
         )
 
     if not uses_default_fit(plan):  # a family's own phases: no backup across them
         return plan.family.fit(model, plan.model, plan.train, loop)
     return keras_loop.fit_resumable(lambda extra: loop(model, extra), backup)
-
-
-def computed(x, inputs):
-    """What a family's `inputs` makes of the images (e.g. frozen features), streamed in their order."""
-    values = inputs(x)
-    return streams.Computed(x, values) if isinstance(x, streams.Rows) else values
 
 
 def strategy_of(plan: Plan):
@@ -186,15 +182,15 @@ def trained_on(plan: Plan, splits: Splits, dataset) -> dict:
     and classes, the shape fed to the model and, for images, their size and colour mode as fed and
     as the source files were (`native_size`: recorded by image-folder prep; the other image sources
     store images as their source holds them)."""
-    shape = [int(n) for n in splits.x_train.shape[1:]]
-    facts = {"dataset": dataset.name, "source": dataset.manifest["source"], "input_shape": shape}
+    shape = [int(n) for n in streams.shape_only(splits.x_train).shape[1:]]  # images or arrays alike
+    facts = {"dataset": dataset.name, "source": dataset.manifest.source, "input_shape": shape}
     if splits.class_names:
         facts["classes"] = len(splits.class_names)
     if dataset.kind == "images" and len(shape) == 3:
         color = shape[2] == 3
         facts.update(image_size=shape[:2], color_mode="rgb" if color else "grayscale")
-        native = dataset.manifest.get("native_size")
-        if native is None and dataset.manifest["source"] != "image-folder":  # unknown for an older prep
+        native = dataset.manifest.native_size
+        if native is None and dataset.manifest.source != "image-folder":  # unknown for an older prep
             native = {"median": shape[:2], "min": shape[:2], "max": shape[:2], "color_share": float(color)}
         if native:
             facts["native_size"] = native
@@ -208,7 +204,7 @@ def log_model(plan: Plan, model, splits: Splits, dataset):
     served = plan.objective.served
     if plan.register_as and served is not None and plan.family.kind == "keras":
         return artifacts.log_served(served, model, splits, dataset, metadata)
-    example = splits.x_test[:5]
+    example = next(inference.pieces(splits.x_test, rows=5))
     output = (plan.family.logged.output or plan.objective.predict)(model, example)
     return artifacts.log_model(plan.family, model, example, output, metadata)
 
@@ -269,7 +265,7 @@ def run_plan(plan: Plan, options: RunOptions, params: dict | None = None) -> Out
         with strategy.scope():  # variables (weights, optimizer state) are mirrored on every replica
             model = plan.family.build(plan.model, spec)
             backup = backup_dir(plan, dataset) if options.resume else None
-            history = train_model(plan, model, splits, options, backup)
+            history = train_model(plan, model, splits, dataset, options, backup)
         metrics, found = evaluate(plan, model, splits, history)
         metrics["train_seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)

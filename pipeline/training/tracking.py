@@ -313,7 +313,7 @@ def log_unreadable(dataset) -> None:
 
     import mlflow
 
-    skipped = dataset.manifest.get("unreadable")
+    skipped = dataset.manifest.unreadable
     if skipped is None:  # not an image folder
         return
     mlflow.set_tag("data_unreadable", str(len(skipped)))

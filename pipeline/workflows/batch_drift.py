@@ -54,7 +54,7 @@ def figures(drift: Drift) -> str:
 
 def joined(arrays: dict) -> tuple[np.ndarray, np.ndarray]:
     """A series' dates and values over all its segments, in time order."""
-    segments = data.series_segments(arrays)
+    segments = data.series.segments(arrays)
     return (
         np.concatenate([arrays[f"dates_{s}"] for s in segments]),
         np.concatenate([arrays[f"values_{s}"] for s in segments]),
@@ -64,7 +64,7 @@ def joined(arrays: dict) -> tuple[np.ndarray, np.ndarray]:
 def series_points(dataset, accepted: list, batch) -> tuple[np.ndarray, np.ndarray, int]:
     """(dates, values, new): the series with `batch` merged after the batches accepted before it
     (gaps filled as data prep fills them), and how many points the batch appends."""
-    fill = dataset.manifest.get("fill", "time")
+    fill = dataset.manifest.fill or "time"
     before = data.merge_batches(dataset.arrays, [(b.x, b.y) for b in accepted], fill)
     after = data.merge_batches(dataset.arrays, [(b.x, b.y) for b in [*accepted, batch]], fill)
     dates, values = joined(after)

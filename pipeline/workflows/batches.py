@@ -29,6 +29,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline import config, data
 from pipeline.errors import PipelineError, UserError
@@ -49,7 +50,7 @@ class Arrival:
     sha256: str | None = None
     id: str | None = None  # its id in the dataset, once assigned
     problem: str | None = None  # why it is refused before reading its files
-    leftover: dict | None = None  # the manifest's record of it: committed, not moved yet
+    leftover: Any = None  # the manifest's record of it (data.BatchEntry): committed, not moved yet
 
     @property
     def shown(self) -> str:
@@ -109,7 +110,7 @@ class Inbox:
     def arrived(self, path: Path) -> bool:
         return has_ready(path) or time.time() - newest_change(path) >= self.settle_seconds
 
-    def arrivals(self, manifest: dict | None) -> tuple[list[Arrival], list[str]]:
+    def arrivals(self, manifest) -> tuple[list[Arrival], list[str]]:
         """(the batches that have arrived, with their identity; the names still arriving)."""
         ready, waiting = [], []
         for path in self.entries():
@@ -117,7 +118,7 @@ class Inbox:
                 waiting.append(data.shown(path.name))
                 continue
             ready.append(self.identify(path))
-        self.assign_ids(ready, (manifest or {}).get("batches", []))
+        self.assign_ids(ready, manifest.batches if manifest else [])
         return ready, waiting
 
     def identify(self, path: Path) -> Arrival:
@@ -136,11 +137,12 @@ class Inbox:
                 arrival.problem = data.readers.printable(str(exc))
         return arrival
 
-    def assign_ids(self, arrivals: list[Arrival], recorded: list[dict]) -> None:
+    def assign_ids(self, arrivals: list[Arrival], recorded: list) -> None:
         """Each arrival's id; or that it repeats a batch (a duplicate), or that the manifest has it
-        already but it was not moved yet (a leftover of a killed cycle)."""
-        committed = {e["sha256"]: e for e in recorded if e.get("sha256")}
-        taken = {e["id"] for e in recorded}
+        already but it was not moved yet (a leftover of a killed cycle). `recorded`: the
+        manifest's data.BatchEntry records."""
+        committed = {e.sha256: e for e in recorded if e.sha256}
+        taken = {e.id for e in recorded}
         if self.consumed.is_dir():
             taken |= {os.fsdecode(p.name) for p in self.consumed.iterdir()}
         this_cycle: dict[str, str] = {}
@@ -148,10 +150,10 @@ class Inbox:
             if arrival.problem:
                 continue
             earlier = committed.get(arrival.sha256)
-            if earlier and not os.path.lexists(self.consumed / earlier["id"]):
-                arrival.leftover, arrival.id = earlier, earlier["id"]
+            if earlier and not os.path.lexists(self.consumed / earlier.id):
+                arrival.leftover, arrival.id = earlier, earlier.id
             elif earlier or arrival.sha256 in this_cycle:
-                first = earlier["id"] if earlier else this_cycle[arrival.sha256]
+                first = earlier.id if earlier else this_cycle[arrival.sha256]
                 arrival.problem = f"the same files as batch '{first}'; not trained twice"
             else:
                 name = arrival.name

@@ -271,8 +271,8 @@ def recover(state: dict, params, inbox) -> str:
     experiment_id = tracking.get_or_create_experiment(task)
     for name in (f"retrain-{model}", state["experiment"]):  # runs the killed process left RUNNING
         tracking.close_left_running([experiment_id], f"attributes.run_name = '{name}'")
-    manifest = data.read_manifest(state["dataset"]) or {}
-    recorded = {(e["id"], e.get("sha256")) for e in manifest.get("batches", [])}
+    manifest = data.read_manifest(state["dataset"])
+    recorded = {(e.id, e.sha256) for e in manifest.batches} if manifest else set()
     batch_ids = [(b["id"], b["sha256"]) for b in state.get("batches", [])]
     if not batch_ids or not all(b in recorded for b in batch_ids):
         client = mlflow.MlflowClient()

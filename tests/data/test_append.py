@@ -50,7 +50,7 @@ def images(project, monkeypatch):
 
 
 def files(ds: data.Dataset) -> dict[str, os.stat_result]:
-    folder = data.processed_dir(ds.name) / ds.manifest["images"]["folder"]
+    folder = data.processed_dir(ds.name) / ds.manifest.images_folder
     return {key: os.stat(folder / split_files.split_file(key)) for key in split_files.IMAGE_KEYS}
 
 
@@ -66,9 +66,11 @@ def test_a_merge_appends_to_the_training_split_and_links_the_rest(images):
     new = files(after)
     # one file each: appended, linked
     assert all(old[k].st_ino == new[k].st_ino for k in split_files.IMAGE_KEYS)
-    assert [p.name for p in data.processed_dir("imgs").glob("images-*")] == [manifest["images"]["folder"]]
-    streamed = np.stack(list(after.examples("train")[0].pixels().as_numpy_iterator()))
-    assert np.array_equal(streamed, x)
+    assert [p.name for p in data.processed_dir("imgs").glob("images-*")] == [manifest.images_folder]
+    streamed = list(after.examples("train")[0].dataset(7, targets=y).unbatch().as_numpy_iterator())
+    floats = x.astype(np.float32) / np.float32(after.divisor)
+    assert np.array_equal(np.stack([i for i, _ in streamed]), floats)
+    assert [int(label) for _, label in streamed] == y.tolist()
 
 
 @pytest.mark.parametrize("step", ["append", "stage", "files"])
@@ -77,12 +79,14 @@ def test_a_merge_killed_at_any_point_leaves_the_version_as_it_was(images, step):
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     staged = list(data.processed_dir("imgs").glob(".staging-*"))  # where the new version was staged
     assert bool(staged) == (step == "append")  # after `stage`, it was renamed into place
-    before = data.load("imgs")  # verified against its manifest's sha256
+    before = data.load("imgs")  # hashed again (the shared split file changed) and found right
+    assert not list(data.processed_dir("imgs").glob(".staging-*"))  # the killed process's: removed
     assert before.sha256 == images.sha256 and before.count("train") == images.count("train")
     assert np.array_equal(before.arrays["x_train"], images.arrays["x_train"])
-    record = int(np.prod(images.image_shape))
+    record = int(np.prod(images.example_shape))
     assert files(before)["x_train"].st_size == (images.count("train") + 5) * record  # the killed tail
-    streamed = list(before.examples("train")[0].pixels().as_numpy_iterator())  # up to the count only
+    x, y = before.examples("train")
+    streamed = list(x.dataset(7, targets=y).unbatch().as_numpy_iterator())  # up to the count only
     assert len(streamed) == images.count("train")
     # the next merge (another batch, or the same again) cuts the tail and yields exactly the merge
     for seeds in ([2], [2, 1]):

@@ -6,7 +6,7 @@ from PIL import Image
 
 from pipeline import atomic, data
 from pipeline.errors import UserError
-from tests.helpers import edit_params, smooth_photo, write_heic
+from tests.helpers import edit_params, loaded, smooth_photo, write_heic
 
 
 def make_image_folder(root, classes=("a", "b"), per_class=6, size=(8, 8)):
@@ -38,12 +38,12 @@ IMAGES = {
 def test_digits_split_is_deterministic_stratified_and_hashed(project, tmp_path_factory, monkeypatch):
     manifest, written = data.prepare("digits")
     assert written
-    assert manifest["shapes"]["x_train"][1:] == [8, 8, 1]
-    total = sum(manifest["shapes"][f"y_{s}"][0] for s in data.SPLITS)
+    assert manifest.shapes["x_train"][1:] == [8, 8, 1]
+    total = sum(manifest.shapes[f"y_{s}"][0] for s in data.SPLITS)
     assert total == 1797
     # stratified: every class appears in every split in roughly the same proportion
     for split in data.SPLITS:
-        counts = manifest["class_counts"][split]
+        counts = manifest.class_counts[split]
         assert len(counts) == 10 and max(counts.values()) - min(counts.values()) <= 0.12 * sum(
             counts.values()
         )
@@ -52,20 +52,20 @@ def test_digits_split_is_deterministic_stratified_and_hashed(project, tmp_path_f
     (other / "params.yaml").write_text((project / "params.yaml").read_text())
     monkeypatch.setenv("PIPELINE_ROOT", str(other))
     again, _ = data.prepare("digits")
-    assert again["sha256"] == manifest["sha256"]
+    assert again.sha256 == manifest.sha256
     # a different seed -> a different split
     edit_params(other, lambda p: p["data"]["digits"].__setitem__("seed", 7))
     reseeded, _ = data.prepare("digits")
-    assert reseeded["sha256"] != manifest["sha256"]
+    assert reseeded.sha256 != manifest.sha256
 
 
 def test_loaded_arrays_match_the_manifest_and_splits_do_not_overlap(project):
     ds = data.load("digits")
     assert data.content_hash(ds.arrays) == ds.sha256
-    rows = {s: {x.tobytes() for x in ds.examples(s)[0]} for s in data.SPLITS}
+    rows = {s: {x.tobytes() for x in ds.examples(s)[0].load()} for s in data.SPLITS}
     # digits has a few duplicate images; the splits share at most those
     assert len(rows["train"] & rows["test"]) <= 3
-    x = np.asarray(ds.examples("train")[0])
+    x = ds.examples("train")[0].load()
     assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
 
 
@@ -97,17 +97,17 @@ def test_interrupted_write_leaves_the_previous_version(project, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         data.prepare("digits")
     out = data.processed_dir("digits")
-    assert json.loads((out / "manifest.json").read_text())["sha256"] == old["sha256"]
-    assert (out / old["arrays"]).exists()
+    assert json.loads((out / "manifest.json").read_text())["sha256"] == old.sha256
+    assert (out / old.arrays).exists()
     assert not list(out.glob(".*.tmp"))
     monkeypatch.undo()
     monkeypatch.setenv("PIPELINE_ROOT", str(project))
-    assert data.load("digits").manifest["params"]["seed"] == 3  # the next run completes cleanly
+    assert data.load("digits").manifest.params["seed"] == 3  # the next run completes cleanly
 
 
 def test_co2_series_split_is_chronological_without_gaps(project):
     ds = data.load("co2")
-    assert ds.kind == "series" and ds.manifest["filled_gaps"] == 59
+    assert ds.kind == "series" and ds.manifest.filled_gaps == 59
     dates = [ds.arrays[f"dates_{s}"] for s in data.SPLITS]
     assert dates[0][-1] < dates[1][0] and dates[1][-1] < dates[2][0]
     assert sum(len(d) for d in dates) == 2284
@@ -261,18 +261,18 @@ REFERENCE = {  # the bundled datasets' hashes: their metrics are the project's r
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_the_bundled_datasets_keep_their_splits(project, name):
-    assert data.prepare(name)[0]["sha256"] == REFERENCE[name]
+    assert data.prepare(name)[0].sha256 == REFERENCE[name]
 
 
 def test_the_digits_models_see_the_same_floats_as_before_the_uint8_cache(project):
     # the float32 arrays of prep v1 (the digits' reference hash then): the same values, bit for bit
     ds = data.load("digits")
-    floats = {k: np.asarray(ds.examples(k[2:])[0]) if k.startswith("x_") else v for k, v in ds.arrays.items()}
+    floats = {k: ds.examples(k[2:])[0].load() if k.startswith("x_") else v for k, v in ds.arrays.items()}
     assert data.content_hash(floats) == ("3614f8d459cd89023401be6fa8e47a900ccade7ad235436eeb2f9bb3776e59ab")
 
 
 def splits_by_content(ds):
-    return {x.tobytes(): split for split in data.SPLITS for x in ds.examples(split)[0]}
+    return {x.tobytes(): split for split in data.SPLITS for x in ds.examples(split)[0].load()}
 
 
 def test_adding_an_image_moves_no_example_between_splits(project):
@@ -352,7 +352,7 @@ def ingest_by_hand(project, dataset, name, x, y):
 
 @pytest.mark.parametrize("damage", ["deleted", "corrupt"])
 def test_ingested_batches_survive_a_lost_manifest(project, damage):
-    x, y = data.load("digits").examples("val")
+    x, y = loaded(data.load("digits"), "val")
     merged = ingest_by_hand(project, "digits", "b1", x[:30], y[:30])
     manifest = data.processed_dir("digits") / "manifest.json"
     if damage == "deleted":
@@ -361,8 +361,8 @@ def test_ingested_batches_survive_a_lost_manifest(project, damage):
         manifest.write_text('{"dataset": "digits", "sha')
     rebuilt = data.load("digits")
     assert rebuilt.sha256 == merged.sha256
-    assert [b["id"] for b in rebuilt.manifest["batches"]] == ["b1"]
-    assert rebuilt.manifest["batches"][0]["sha256"] == merged.manifest["batches"][0]["sha256"]
+    assert [b.id for b in rebuilt.manifest.batches] == ["b1"]
+    assert rebuilt.manifest.batches[0].sha256 == merged.manifest.batches[0].sha256
 
 
 def test_changing_the_image_size_after_ingestion_re_reads_the_batches(project):
@@ -374,7 +374,7 @@ def test_changing_the_image_size_after_ingestion_re_reads_the_batches(project):
     after = data.load("imgs")
     assert after.arrays["x_train"].shape[1:] == (6, 5, 1)
     assert len(after.arrays["x_train"]) == len(before.arrays["x_train"])  # the batch is still there
-    assert [b["id"] for b in after.manifest["batches"]] == ["b1"]
+    assert [b.id for b in after.manifest.batches] == ["b1"]
     # neither stored arrays that fit nor the raw files: one line, nothing written
     import shutil
 
@@ -384,4 +384,4 @@ def test_changing_the_image_size_after_ingestion_re_reads_the_batches(project):
     edit_params(project, lambda p: p["data"]["imgs"].update(image_size=[4, 4]))
     with pytest.raises(UserError, match=r"ingested batch 'b1' cannot be rebuilt"):
         data.prepare("imgs")
-    assert data.read_manifest("imgs")["sha256"] == after.sha256
+    assert data.read_manifest("imgs").sha256 == after.sha256

@@ -27,10 +27,10 @@ def test_the_documented_functions():
 
 
 def test_same_seed_same_samples_and_the_noise_is_what_it_says():
-    arrays, info = parse_source("wave", WAVE).build("wave")
-    again, _ = parse_source("wave", WAVE).build("wave")
+    prepared = parse_source("wave", WAVE).build("wave")
+    arrays, again = prepared.arrays, parse_source("wave", WAVE).build("wave").arrays
     assert all(np.array_equal(arrays[k], again[k]) for k in arrays)
-    assert info["kind"] == "regression" and info["function"] == "sine-mix"
+    assert prepared.facts.kind == "regression" and prepared.facts.function == "sine-mix"
     sizes = {s: len(arrays[f"y_{s}"]) for s in ("train", "val", "test")}
     assert sizes == {"train": 130, "val": 30, "test": 40}
     assert (
@@ -41,7 +41,7 @@ def test_same_seed_same_samples_and_the_noise_is_what_it_says():
     noise = y - FUNCTIONS["sine-mix"](x)
     assert len(np.unique(x)) == 200 and 0.03 < noise.std() < 0.07  # every sample in one split
     assert np.allclose(arrays["curve_y"], FUNCTIONS["sine-mix"](arrays["curve_x"]), atol=1e-6)
-    other, _ = parse_source("wave", {**WAVE, "seed": 8}).build("wave")
+    other = parse_source("wave", {**WAVE, "seed": 8}).build("wave").arrays
     assert not np.array_equal(other["x_train"], arrays["x_train"])
 
 
@@ -50,7 +50,7 @@ def test_prepared_like_every_dataset_and_bad_entries_name_the_key(project):
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     dataset = data.load("wave", params)
-    assert dataset.kind == "regression" and dataset.manifest["source"] == "function"
+    assert dataset.kind == "regression" and dataset.manifest.source == "function"
     with pytest.raises(UserError, match="data.w.function = 'cosine' is not one of"):
         parse_source("w", {**WAVE, "function": "cosine"})
     with pytest.raises(UserError, match="samples must be at least 10"):

@@ -32,12 +32,12 @@ def test_an_npz_file_keeps_its_test_split_and_draws_validation_from_training(pro
     use_dataset(project, "m", {"source": "npz", "path": "m.npz", "val_fraction": 0.25, "seed": 3})
     ds = data.load("m")
     channels = shape[2] if len(shape) == 3 else 1
-    assert ds.image_shape == (*shape[:2], channels) and ds.divisor == 255
+    assert ds.example_shape == (*shape[:2], channels) and ds.divisor == 255
     assert np.array_equal(ds.arrays["x_test"].reshape(raw["x_test"].shape), raw["x_test"])
     assert ds.count("train") == 30 and ds.count("val") == 10 and ds.class_names == ["0", "1", "2"]
     train = {x.tobytes() for split in ("train", "val") for x in ds.arrays[f"x_{split}"]}
-    assert train == {x.tobytes() for x in raw["x_train"].reshape(40, *ds.image_shape)}
-    assert np.array_equal(np.asarray(ds.examples("val")[0]), as_floats(ds, "val"))
+    assert train == {x.tobytes() for x in raw["x_train"].reshape(40, *ds.example_shape)}
+    assert np.array_equal(ds.examples("val")[0].load(), as_floats(ds, "val"))
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_keras_datasets_come_through_keras_datasets(project, monkeypatch):
     use_dataset(project, "c", {"source": "keras-dataset", "name": "cifar10", "val_fraction": 0.0, "seed": 0})
     ds = data.load("c")
     assert ds.class_names[:2] == ["airplane", "automobile"] and ds.count("test") == 10
-    assert ds.image_shape == (32, 32, 3) and ds.count("val") == 0
+    assert ds.example_shape == (32, 32, 3) and ds.count("val") == 0
 
     def offline(name):
         raise OSError("Temporary failure in name resolution")
@@ -102,7 +102,7 @@ def test_adding_images_decodes_only_the_new_ones(project, monkeypatch):
     after = data.load("imgs")
     assert len(calls) == 23
     rebuilt, _ = data.prepare("imgs", force=True)  # from scratch (no reuse) the same arrays
-    assert rebuilt["sha256"] == after.sha256 != before.sha256
+    assert rebuilt.sha256 == after.sha256 != before.sha256
 
 
 def test_a_folder_is_decoded_in_a_process_pool_with_the_same_result(project, monkeypatch):
@@ -111,7 +111,7 @@ def test_a_folder_is_decoded_in_a_process_pool_with_the_same_result(project, mon
     alone, _ = data.prepare("imgs")
     monkeypatch.setattr(folder, "POOL_FROM", 2)
     pooled, written = data.prepare("imgs", force=True)
-    assert written and pooled["sha256"] == alone["sha256"]
+    assert written and pooled.sha256 == alone.sha256
 
 
 def test_unreadable_images_are_skipped_up_to_max_unreadable(project):
@@ -126,7 +126,7 @@ def test_unreadable_images_are_skipped_up_to_max_unreadable(project):
     assert not (project / "data" / "processed").exists()
     use_dataset(project, "imgs", {**IMAGES, "max_unreadable": 2})
     ds = data.load("imgs")
-    assert [u["file"] for u in ds.manifest["unreadable"]] == ["a/bad.png", "b/notes.txt"]
+    assert [u["file"] for u in ds.manifest.unreadable] == ["a/bad.png", "b/notes.txt"]
     assert sum(ds.count(s) for s in data.SPLITS) == 16
 
 
@@ -137,7 +137,7 @@ def test_the_files_own_sizes_and_colour_are_recorded(project):
         (root / "c").mkdir(exist_ok=True)
         Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "c" / f"{i}.jpg")
     use_dataset(project, "imgs", IMAGES)
-    native = data.load("imgs").manifest["native_size"]
+    native = data.load("imgs").manifest.native_size
     assert native == {
         "median": [10, 20],
         "min": [10, 20],
@@ -164,7 +164,7 @@ def test_a_file_over_the_byte_cap_is_refused(project):
         data.prepare("imgs")
 
 
-def test_a_split_reads_as_stored_in_batches_and_as_a_tf_stream(project):
+def test_a_split_reads_as_stored_in_pieces_and_as_a_tf_stream(project):
     make_image_folder(project / "data/raw/imgs", per_class=10)
     use_dataset(project, "imgs", IMAGES)
     ds = data.load("imgs")
@@ -172,10 +172,9 @@ def test_a_split_reads_as_stored_in_batches_and_as_a_tf_stream(project):
     rows, labels = ds.examples("train")
     assert labels is y and x.dtype == np.uint8
     as_float = as_floats(ds, "train")
-    got = list(rows.batches(4))
+    got = list(rows.chunks(4))
     assert np.array_equal(np.concatenate(got), as_float) and max(len(b) for b in got) == 4
-    assert np.array_equal(np.stack(list(rows.pixels().as_numpy_iterator())), x)
-    streamed = list(rows.stream(y, 4).unbatch().as_numpy_iterator())
+    streamed = list(rows.dataset(4, targets=y).unbatch().as_numpy_iterator())
     assert np.array_equal(np.stack([i for i, _ in streamed]), as_float)
     assert [int(label) for _, label in streamed] == y.tolist()
 

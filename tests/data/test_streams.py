@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline import data
-from pipeline.data import streams
+from pipeline.data import split_files, streams
 from pipeline.errors import UserError
 from tests.helpers import as_floats
 
@@ -20,25 +20,27 @@ def test_rows_read_the_same_floats_as_the_whole_array(project):
     x, y = dataset.examples("train")
     floats = as_floats(dataset, "train")
     keep = np.flatnonzero(y % 3 == 0)
-    assert x.shape == floats.shape and len(x) == len(y)
-    assert np.array_equal(x[5:9], floats[5:9]) and np.array_equal(x[[1, 4]], floats[[1, 4]])
-    picked = x.take(keep).take(np.arange(10))
-    assert np.array_equal(np.asarray(picked), floats[keep[:10]])
-    assert x.take(np.ones(len(x), bool)).index is None  # every row: no selection
+    assert len(x) == len(y) == len(floats) and x.image_shape == floats.shape[1:]
+    assert np.array_equal(x.read(slice(5, 9)), floats[5:9]) and np.array_equal(x.read([4, 1]), floats[[4, 1]])
+    picked = x.select(keep).select(np.arange(10))
+    assert np.array_equal(picked.load(), floats[keep[:10]])
+    assert np.array_equal(np.concatenate(list(picked.chunks(3))), floats[keep[:10]])
+    assert [len(c) for c in picked.chunks(4)] == [4, 4, 2]
+    assert x.select(np.ones(len(x), bool)).index is None  # every row: no selection
     with pytest.raises(ValueError, match="increasing"):
-        x.take([3, 1])
+        x.select([3, 1])
 
 
 def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_seed(project):
     dataset = data.load("digits")
     x, y = dataset.examples("train")
     keep = np.flatnonzero(y < 5)
-    rows, labels = x.take(keep), y[keep]
-    images, targets = stream_rows(rows.stream(labels, 32))
+    rows, labels = x.select(keep), y[keep]
+    images, targets = stream_rows(rows.dataset(32, targets=labels))
     assert np.array_equal(images, as_floats(dataset, "train")[keep]) and np.array_equal(targets, labels)
 
-    first = stream_rows(rows.stream(labels, 32, shuffle=7))
-    again = stream_rows(rows.stream(labels, 32, shuffle=7))
+    first = stream_rows(rows.dataset(32, shuffle=7, targets=labels))
+    again = stream_rows(rows.dataset(32, shuffle=7, targets=labels))
     assert np.array_equal(first[0], again[0])  # the same seed, the same order
     assert not np.array_equal(first[1], labels)  # shuffled
     order = np.lexsort(first[0].reshape(len(keep), -1).T)
@@ -47,23 +49,54 @@ def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_s
 
 def test_an_autoencoder_stream_targets_the_images_themselves(project):
     x, _ = data.load("digits").examples("val")
-    inputs, targets = next(iter(x.stream(x, 16)))
-    assert np.array_equal(inputs.numpy(), targets.numpy()) and np.array_equal(inputs.numpy(), x[:16])
+    inputs, targets = next(iter(x.dataset(16)))  # no targets: the images are their own
+    assert np.array_equal(inputs.numpy(), targets.numpy()) and np.array_equal(
+        inputs.numpy(), x.read(slice(16))
+    )
+
+
+def test_a_limited_selection_reads_only_its_records(project, monkeypatch):
+    """`train.limit` (the first rows and the merged ones at the end) reads only those records from
+    the split file; a scattered selection of many runs is filtered while reading the whole file."""
+    dataset = data.load("digits")
+    x, y = dataset.examples("train")
+    read = []
+    real = split_files.tf_pixels
+    monkeypatch.setattr(split_files, "tf_pixels", lambda *a: read.append(a[2:]) or real(*a))
+    limited = x.select(np.r_[0:10, len(x) - 3 : len(x)])
+    images, _ = stream_rows(limited.dataset(4, targets=y[: len(limited)]))
+    assert read == [(0, 10), (len(x) - 3, len(x))]
+    assert np.array_equal(images, as_floats(dataset, "train")[np.r_[0:10, len(x) - 3 : len(x)]])
+    scattered = np.arange(0, len(x), 2)[: streams.RANGES + 1]
+    read.clear()
+    images, _ = stream_rows(x.select(scattered).dataset(16, targets=y[scattered]))
+    assert read == [(0, len(x))] and np.array_equal(images, as_floats(dataset, "train")[scattered])
 
 
 def test_a_whole_float_copy_beyond_the_budget_is_refused_in_one_line(project, monkeypatch):
     x, _ = data.load("digits").examples("train")
     monkeypatch.setattr(streams, "IN_MEMORY_BYTES", 1000)
     with pytest.raises(UserError, match="digits/train: .* images of 8×8×1 .* use a Keras family") as error:
-        np.asarray(x)
+        streams.floats(x, cap=streams.IN_MEMORY_BYTES)
     assert "\n" not in str(error.value)
-    assert len(x[:3]) == 3  # reading a few rows is fine
+    assert len(x.read(slice(3))) == 3  # reading a few rows is fine
+    assert len(x.select(range(3)).load(cap=1000)) == 3
 
 
 def test_images_held_in_memory_stream_the_same(project):
-    """A retrain candidate's merged splits are in memory until committed: same rows, same floats."""
+    """Splits held in memory (not memory-mapped from a file): same rows, same floats."""
     dataset = data.load("digits")
     held = data.Dataset(dataset.name, dataset.manifest, {k: np.array(v) for k, v in dataset.arrays.items()})
-    x, y = held.examples("test")
-    images, labels = stream_rows(x.take(np.arange(1, len(x), 2)).stream(y[1::2], 50))
-    assert np.array_equal(images, as_floats(dataset, "test")[1::2]) and np.array_equal(labels, y[1::2])
+    x, y = held.examples("test", np.arange(1, held.count("test"), 2))
+    images, labels = stream_rows(x.dataset(50, targets=y))
+    assert np.array_equal(images, as_floats(dataset, "test")[1::2]) and np.array_equal(labels, y)
+
+
+def test_one_function_scales_the_stored_bytes_for_numpy_and_tensorflow():
+    import tensorflow as tf
+
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+    for divisor in (255.0, 16.0):
+        numpy = split_files.to_float(pixels, divisor)
+        tensor = split_files.to_float(tf.constant(pixels), divisor).numpy()
+        assert numpy.dtype == np.float32 and np.array_equal(numpy, tensor)

@@ -101,7 +101,7 @@ def test_logged_model_predicts_without_the_hub_directory(transfer_project):
     (run,) = runs_of()
     shutil.rmtree(transfer_project / "models")  # the module the model was built from is gone
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    x = data.load("digits").examples("test")[0][:4]
+    x = data.load("digits").examples("test")[0].read(slice(4))
     proba = np.asarray(model.predict(x))
     assert proba.shape == (4, 5) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)
 

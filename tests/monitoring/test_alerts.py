@@ -14,7 +14,7 @@ import pytest
 from pipeline import cli, data
 from pipeline.errors import UserError
 from pipeline.monitoring import alerts
-from tests.helpers import edit_params, free_port
+from tests.helpers import edit_params, free_port, loaded
 
 SECRET = "T000-B000-s3cr3tT0k3n"
 
@@ -167,7 +167,7 @@ def test_make_retrain_announces_a_real_promotion_and_a_real_failure(retrain_proj
     edit_params(retrain_project, lambda p: p["retrain"]["gates"]["digits-classifier"].update(margin=-1.0))
     from tests.helpers import write_batch
 
-    x, y = data.load("digits").examples("train")
+    x, y = loaded(data.load("digits"), "train")
     write_batch(retrain_project / "data" / "incoming" / "digits" / "b1", x[:30], y[:30])
     with receiver() as (url, received):
         monkeypatch.setenv(alerts.VARIABLE, url)

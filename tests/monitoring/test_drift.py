@@ -12,7 +12,7 @@ import pytest
 from pipeline import data, monitoring
 from pipeline.errors import UserError
 from pipeline.training.plan import DriftLimit
-from tests.helpers import REPO
+from tests.helpers import REPO, loaded
 
 LIMIT = DriftLimit(max=0.3, action="warn")  # the digits-classifier's limit in docs/drift.md
 SERIES_LIMIT = DriftLimit(max=0.5, action="warn")  # the co2-forecaster's
@@ -31,7 +31,7 @@ def digits(tmp_path_factory):
         patch.setenv("PIPELINE_ROOT", str(root))
         patch.delenv("PIPELINE_PARAMS", raising=False)
         dataset = data.load("digits")
-    (x_train, y_train), (x_val, _), (x_test, _) = (dataset.examples(s) for s in ("train", "val", "test"))
+    (x_train, y_train), (x_val, _), (x_test, _) = (loaded(dataset, s) for s in ("train", "val", "test"))
     flat = lambda x: np.asarray(x).reshape(len(x), -1)  # noqa: E731
     model = LogisticRegression(max_iter=2000).fit(flat(x_train), y_train)
     proba = lambda x: model.predict_proba(flat(x))  # noqa: E731
@@ -83,7 +83,7 @@ def test_shifted_digits_are_flagged_though_their_brightness_is_unchanged(digits)
 def test_a_profile_without_the_model_has_no_confidence_test(project):
     dataset = data.load("digits")
     profile = monitoring.fit(dataset)
-    drift = profile.compare(profile.stats(1.0 - dataset.examples("test")[0][:50]))
+    drift = profile.compare(profile.stats(1.0 - dataset.examples("test")[0].read(slice(50))))
     assert drift.exceeds(LIMIT)
     assert "drift_confidence_ks" not in drift.metrics
 

@@ -20,7 +20,7 @@ class Clock:
 @pytest.fixture
 def images(project):
     dataset = data.load("digits")
-    return monitoring.fit(dataset), dataset.examples("test")[0]
+    return monitoring.fit(dataset), dataset.examples("test")[0].load()
 
 
 def test_requests_are_summarised_once_per_window(images):

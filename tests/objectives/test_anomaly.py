@@ -62,8 +62,9 @@ def test_prepare_trains_on_normal_classes_only(project):
     _, y_train = dataset.examples("train")
     _, y_val = dataset.examples("val")
     assert len(splits.x_train) == np.isin(y_train, range(5)).sum()
-    assert len(splits.x_val) == np.isin(y_val, range(5)).sum() and splits.validation[1] is splits.x_val
-    assert splits.y_train is splits.x_train  # the reconstruction target is the input
+    assert len(splits.x_val) == np.isin(y_val, range(5)).sum() and splits.validation[0] is splits.x_val
+    # no targets of their own: the reconstruction target is the input (Rows.dataset's targets=None)
+    assert splits.y_train is None and splits.validation[1] is None
     assert np.array_equal(splits.test_is_anomaly, splits.test_labels >= 5)
     assert 0.4 < splits.test_is_anomaly.mean() < 0.6  # the stratified test split mixes both
     assert spec.input_shape == (8, 8, 1) and spec.latent_dim == 8
@@ -104,7 +105,7 @@ def test_anomaly_experiment_end_to_end(project, experiment, extra):
     if experiment == "isolation-forest":
         assert "test_reconstruction_mse" not in metrics and "latent_space.png" not in names
         model = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/model")
-        labels = np.asarray(model.predict(data.load("digits").examples("test")[0][:6]))
+        labels = np.asarray(model.predict(data.load("digits").examples("test")[0].read(slice(6))))
         assert set(labels) <= {-1, 1}
         return
     assert metrics["test_reconstruction_mse"] > 0
@@ -114,7 +115,7 @@ def test_anomaly_experiment_end_to_end(project, experiment, extra):
         assert int(metrics["epochs_trained"]) == 2 and [m.step for m in history] == [0, 1]
         assert run_data.params["model.architecture"] == "conv"
         model = mlflow.pyfunc.load_model(f"runs:/{info.run_id}/model")
-        x_test = data.load("digits").examples("test")[0][:3]
+        x_test = data.load("digits").examples("test")[0].read(slice(3))
         assert np.asarray(model.predict(x_test)).shape == (3, 8, 8, 1)
 
 

@@ -88,7 +88,7 @@ def test_digits_binary_end_to_end(project, experiment, family):
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"roc_curve.png", "confusion_matrix.png", "layer_params.csv"} <= names
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    out = np.asarray(model.predict(data.load("digits").examples("test")[0][:4]))
+    out = np.asarray(model.predict(data.load("digits").examples("test")[0].read(slice(4))))
     # networks: P(8) from one sigmoid unit; the scikit-learn baseline: predict_proba's two columns
     assert out.shape == ((4, 2) if family == "logreg" else (4, 1)) and ((0 <= out) & (out <= 1)).all()
     if family != "logreg":

@@ -38,14 +38,14 @@ def test_classes_are_selected_and_relabelled(project):
     # relabelled, not shuffled: the first kept test image is the first 5-9 image of the full split
     x_full, y_full = full.examples("test")
     first = int(np.flatnonzero(y_full >= 5)[0])
-    assert np.array_equal(splits.x_test[0], x_full[first]) and splits.y_test[0] == y_full[first] - 5
+    assert np.array_equal(splits.x_test.read(0), x_full.read(first)) and splits.y_test[0] == y_full[first] - 5
 
 
 def test_labels_per_class_draws_nested_subsets_by_seed(project):
     one, _ = prepare(project, n=1)
     two, _ = prepare(project, n=2)
     assert np.bincount(one.y_train).tolist() == [1] * 5 and np.bincount(two.y_train).tolist() == [2] * 5
-    as_rows = lambda s: {x.tobytes() for x in s.x_train}  # noqa: E731
+    as_rows = lambda s: {x.tobytes() for x in s.x_train.load()}  # noqa: E731
     assert as_rows(one) <= as_rows(two)  # more labels add examples, never swap them
     other, _ = prepare(project, n=2, seed=4)
     assert as_rows(other) != as_rows(two)

@@ -31,7 +31,9 @@ def series_dataset(values, val=20, test=30, name="toy"):
     arrays = {}
     for split, (a, b) in bounds.items():
         arrays[f"values_{split}"], arrays[f"dates_{split}"] = values[a:b], dates[a:b]
-    manifest = {"kind": "series", "source": "test", "source_detail": f"{name}.csv", "sha256": "0" * 64}
+    manifest = data.Manifest.model_construct(
+        kind="series", source="test", source_detail=f"{name}.csv", sha256="0" * 64, batches=[], fill=None
+    )
     return data.Dataset(name, manifest, arrays)
 
 
@@ -127,7 +129,7 @@ def test_lstm_end_to_end_read_back_from_mlflow(project):
     (run,) = co2_runs()
     assert run.info.status == "FINISHED" and run.info.run_name == "lstm"
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    assert tags["model_family"] == "lstm" and tags["data_hash"] == data.read_manifest("co2")["sha256"]
+    assert tags["model_family"] == "lstm" and tags["data_hash"] == data.read_manifest("co2").sha256
     assert params["objective.lookback"] == "60" and params["objective.horizon"] == "4"
     assert params["model.units"] == "[64]" and params["data.train_examples"] == "64"
     assert {"test_rmse", "test_mae", "test_mase", "validation_rmse", "val_rmse"} <= set(metrics)

@@ -5,6 +5,7 @@ import numpy as np
 from pipeline import data
 from pipeline.config import TrainParams
 from pipeline.objectives import anomaly, classification, forecasting
+from tests.helpers import loaded
 
 TRAIN = TrainParams(
     epochs=1,
@@ -20,7 +21,7 @@ TRAIN = TrainParams(
 
 def with_batch(name, rows):
     base = data.load(name)
-    x, y = base.examples("val") if base.kind != "series" else (None, None)
+    x, y = loaded(base, "val") if base.kind != "series" else (None, None)
     if base.kind == "series":
         last = base.arrays["dates_test"][-1]
         dates = np.array([last + 7 * k for k in range(1, rows + 1)], "datetime64[D]")
@@ -35,8 +36,9 @@ def test_classification_keeps_the_merged_batch(project):
     dataset, batch = with_batch("digits", 30)
     splits, _ = classification.prepare(dataset, TRAIN)
     assert len(splits.x_train) == 10 + 30
-    assert np.array_equal(splits.x_train[-30:], batch.x) and np.array_equal(
-        splits.x_train[:10], dataset.examples("train")[0][:10]
+    x_train = splits.x_train.load()
+    assert np.array_equal(x_train[-30:], batch.x) and np.array_equal(
+        x_train[:10], dataset.examples("train")[0].read(slice(10))
     )
 
 
@@ -47,7 +49,8 @@ def test_anomaly_keeps_the_merged_batch(project):
     )
     splits, _ = anomaly.prepare(dataset, TRAIN, params)
     normal = batch.x[batch.y != 9]
-    assert len(splits.x_train) == 10 + len(normal) and np.array_equal(splits.x_train[-len(normal) :], normal)
+    x_train = splits.x_train.load()
+    assert len(x_train) == 10 + len(normal) and np.array_equal(x_train[-len(normal) :], normal)
 
 
 def test_forecasting_keeps_the_new_weeks(project):

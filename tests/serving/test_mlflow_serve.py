@@ -74,7 +74,7 @@ def mlflow_serving(root: Path, model: str):
 
 
 def payloads() -> dict[str, dict]:
-    x = data.load("digits").examples("test")[0][:6]
+    x = data.load("digits").examples("test")[0].read(slice(6))
     images = [{"image": png(image)} for image in x[:3]]
     pixels = pd.DataFrame({"pixels": [image.ravel().tolist() for image in x[3:]]})
     return {

@@ -82,7 +82,7 @@ def shared(served, monkeypatch):
 
 
 def digits(n: int) -> np.ndarray:
-    return data.load("digits").examples("test")[0][:n]
+    return data.load("digits").examples("test")[0].read(slice(n))
 
 
 def named(answer, version: str, run_id: str) -> None:
@@ -109,7 +109,7 @@ def test_the_server_answers_as_the_model_does_in_process(shared):
     version = requests.get(f"{url}/version", timeout=10).json()
     assert version["name"] == "digits-classifier" and version["version"] == "1"
     assert version["run_id"] == classifier.run_id and version["alias"] == "champion"
-    assert version["data_hash"] == data.read_manifest("digits")["sha256"]
+    assert version["data_hash"] == data.read_manifest("digits").sha256
     for path in ("/ping", "/health"):
         named(requests.get(f"{url}{path}", timeout=10), "1", classifier.run_id)
     for body in ({"dataframe_records": records}, {"inputs": records}):

@@ -35,7 +35,7 @@ def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(
 ):
     relocate_project(champions, project)  # its own copy: the cnn-same champion (v1), trained once
     champion = mlflow.MlflowClient().get_model_version_by_alias("digits-classifier", "champion")
-    x = data.load("digits").examples("test")[0][:40]
+    x = data.load("digits").examples("test")[0].read(slice(40))
     same, inverted = image_folder(tmp_path / "same", x), image_folder(tmp_path / "inverted", 1 - x)
     for folder in (same, inverted):
         assert cli.main(["predict", "--input", str(folder), "--output", str(tmp_path / "out.csv")]) == 0
@@ -65,7 +65,7 @@ def test_each_call_is_a_run_naming_the_model_with_the_drift_of_its_inputs(
 @pytest.mark.integration  # trains mlp
 def test_a_model_without_a_profile_still_predicts_and_says_so(project, tmp_path, capsys):
     unregistered = train("mlp", QUICK)  # not registered: its run has no drift profile
-    folder = image_folder(tmp_path / "same", data.load("digits").examples("test")[0][:5])
+    folder = image_folder(tmp_path / "same", data.load("digits").examples("test")[0].read(slice(5)))
     uri = f"runs:/{unregistered.run_id}/model"
     assert (
         cli.main(["predict", "--model", uri, "--input", str(folder), "--output", str(tmp_path / "o.csv")])

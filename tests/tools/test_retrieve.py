@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline import cli, data
-from tests.helpers import assert_one_line_error, cli_in_process, png_header_only, run_cli
+from tests.helpers import assert_one_line_error, cli_in_process, loaded, png_header_only, run_cli
 
 
 def write_png(path, image):
@@ -21,7 +21,7 @@ def write_png(path, image):
 @pytest.mark.parametrize("model, overrides", [("pca", []), ("autoencoder", ["--set", "train.epochs=1"])])
 def test_retrieve_finds_a_training_image_itself_first(project, capsys, model, overrides):
     assert cli.main(["train", model, "--quiet", "--set", "train.limit=300", *overrides]) == 0
-    x_train, y_train = data.load("digits").examples("train")
+    x_train, y_train = loaded(data.load("digits"), "train")
     queries = [write_png(project / f"q{i}.png", x_train[i]) for i in (3, 10)]
     capsys.readouterr()
     assert cli.main(["retrieve", *queries, "--k", "4", "--model", model]) == 0

@@ -24,6 +24,7 @@ from tests.helpers import (
     aliases,
     assert_one_line_error,
     cli_in_process,
+    loaded,
     relocate_project,
     run_cli,
     train,
@@ -60,7 +61,7 @@ def register_trap(marker: Path) -> str:
 
 
 def image_folder(root: Path) -> Path:
-    x, y = data.load("digits").examples("test")
+    x, y = loaded(data.load("digits"), "test")
     for i in range(3):
         (root / str(y[i])).mkdir(parents=True, exist_ok=True)
         Image.fromarray((x[i, ..., 0] * 255).astype(np.uint8)).save(root / str(y[i]) / f"{i}.png")
@@ -137,7 +138,7 @@ def test_logged_models_load_back_and_score_as_their_run(project, experiment, for
     metrics, found = plan.objective.evaluate(model.arrays, outcome.splits, plan.objective_params)
     headline = plan.objective.headline
     assert metrics[headline] == outcome.metrics[headline]  # the same model, serialized without pickle
-    assert model.metadata["data_hash"] == data.read_manifest(plan.exp.dataset)["sha256"]
+    assert model.metadata["data_hash"] == data.read_manifest(plan.exp.dataset).sha256
 
 
 @pytest.mark.integration  # trains pca through the pipeline
@@ -145,11 +146,11 @@ def test_pca_answers_its_codes(project):
     outcome = train("pca")
     model = loading.load(f"runs:/{outcome.run_id}/model")
     assert model.form == "code" and "artifacts/pca.skops" in logged_files(f"runs:/{outcome.run_id}/model")
-    x = outcome.splits.x_test[:4]
+    x = outcome.splits.x_test.read(slice(4))
     codes = model.pyfunc().predict(x)
     assert codes.shape == (4, outcome.plan.objective_params.latent_dim)
     spec = AnomalySpec(x.shape[1:], codes.shape[1], outcome.plan.train.seed)
-    refit = pca.build(outcome.plan.model, spec).fit(outcome.splits.x_train)  # the same fit again
+    refit = pca.build(outcome.plan.model, spec).fit(outcome.splits.x_train.load())  # the same fit again
     assert np.allclose(codes, refit.transform(x), atol=1e-6)
 
 
@@ -291,7 +292,7 @@ def test_a_model_of_an_earlier_release_loads_predicts_and_serves(project, monkey
     uri = register_earlier(tmp_path)
     loaded = loading.load(loading.pinned("models:/digits-classifier@champion"))
     assert loaded.form == "served" and loaded.uri == uri
-    x, y = data.load("digits").examples("test")
+    x, y = loaded(data.load("digits"), "test")
     x, y = x[:60], y[:60]
     classes = loaded.predict(x).argmax(axis=1)  # arrays: its Keras model in safe mode
     assert np.mean(classes == y) > 0.7  # it scored 0.88 on the whole test split when logged

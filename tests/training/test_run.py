@@ -31,7 +31,7 @@ def test_experiment_end_to_end(project, experiment, family):
     (run,) = runs_of("digits-classification")
     info, run_data = run.info, run.data
     assert info.status == "FINISHED" and info.run_name == experiment
-    sha = data.read_manifest("digits")["sha256"]
+    sha = data.read_manifest("digits").sha256
     assert run_data.tags["model_family"] == family
     assert run_data.tags["dataset"] == "digits" and run_data.tags["data_hash"] == sha
     assert run_data.tags["git_commit"]
@@ -50,7 +50,7 @@ def test_experiment_end_to_end(project, experiment, family):
     assert run_data.metrics["model_params"] > 64  # more than one weight per pixel, in every family
     model = loading.load(f"runs:/{info.run_id}/model")  # cnn-same's: its Keras model, unwrapped
     assert model.form == {"svc": "sklearn", "cnn-same": "served"}.get(experiment, "keras")
-    x_test = data.load("digits").examples("test")[0][:7]
+    x_test = data.load("digits").examples("test")[0].read(slice(7))
     proba = np.asarray(model.predict(x_test))
     assert proba.shape == (7, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)
 

@@ -23,7 +23,7 @@ def test_log_dataset_retries_once_when_a_sibling_inserted_the_row(project, monke
 
     monkeypatch.setattr(mlflow, "log_input", racing_log_input)
     with tracking.start_run("tracking-test", "race", {}) as run:
-        tracking.log_dataset(dataset, x[:10], y[:10])
+        tracking.log_dataset(dataset, x.select(range(10)), y[:10])
     assert len(calls) == 2
     (logged,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
     assert logged.dataset.digest == dataset.sha256[: tracking.DIGEST_CHARS]
@@ -95,7 +95,8 @@ def test_a_dataset_input_of_streamed_images_records_their_shape_and_the_skipped_
         {"file": "cats/broken.jpg", "reason": "not an image"},
         {"file": "dogs/x.png", "reason": "truncated"},
     ]
-    folder = data.Dataset(dataset.name, {**dataset.manifest, "unreadable": skipped}, dataset.arrays)
+    manifest = dataset.manifest.model_copy(update={"unreadable": skipped})
+    folder = data.Dataset(dataset.name, manifest, dataset.arrays)
     x, y = folder.examples("train")
     with tracking.start_run("tracking-test", "streamed", {}) as run:
         tracking.log_dataset(folder, x, y)

@@ -24,6 +24,7 @@ from tests.helpers import (
     edit_params,
     files_of,
     incoming,
+    loaded,
     png_header_only,
     quarantined,
     train,
@@ -60,7 +61,7 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
     assert aliases() == {"champion": "1", "challenger": "1"}
 
     ds = data.load("digits")
-    x, y = ds.examples("train")
+    x, y = loaded(ds, "train")
     write_batch(incoming(project, "2026-11-01"), x[:60], y[:60])
     before = ds.manifest
     assert retrain.main() == 0
@@ -87,7 +88,7 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
 
 @pytest.mark.slow
 def test_a_batch_with_wrong_labels_keeps_the_champion(retrain_project):
-    x, y = data.load("digits").examples("train")
+    x, y = loaded(data.load("digits"), "train")
     wrong = (y + 1) % 10  # every label wrong, twice as many as the clean training set
     write_batch(incoming(retrain_project, "poisoned"), np.concatenate([x, x]), np.concatenate([wrong, wrong]))
     assert retrain.main() == 0
@@ -112,7 +113,7 @@ def test_no_new_data_is_a_quick_no_op_without_tensorflow(project):
 
 @pytest.mark.integration  # a whole retrain cycle (nothing trained)
 def test_bad_batches_are_quarantined_with_a_reason(project):
-    x, y = data.load("digits").examples("train")
+    x, y = loaded(data.load("digits"), "train")
     corrupt = write_batch(incoming(project, "corrupt"), x[:5], y[:5])
     (corrupt / str(y[0]) / "broken.png").write_bytes(b"\x89PNG not really")
     write_batch(incoming(project, "unknown-class"), x[:3], ["seven", "seven", "seven"])
@@ -138,7 +139,7 @@ def test_a_second_cycle_is_refused_while_one_runs(project, capsys):
 @pytest.mark.slow
 def test_a_failure_after_training_leaves_champion_data_and_batches(retrain_project, monkeypatch):
     project = retrain_project  # a 1-epoch champion and challengers: what is checked is where things are
-    x, y = data.load("digits").examples("train")
+    x, y = loaded(data.load("digits"), "train")
     write_batch(incoming(project, "b1"), x[:40], y[:40])
     manifest = data.read_manifest("digits")
 
@@ -160,7 +161,7 @@ def test_a_failure_after_training_leaves_champion_data_and_batches(retrain_proje
 @pytest.mark.slow
 def test_predict_with_the_champion(project, tmp_path):
     train("cnn-same")
-    x, y = data.load("digits").examples("test")
+    x, y = loaded(data.load("digits"), "test")
     folder = write_batch(tmp_path / "to-predict", x[:6], y[:6])
     output = tmp_path / "out.csv"
     assert cli.main(["predict", "--input", str(folder), "--output", str(output)]) == 0
@@ -186,7 +187,7 @@ def test_a_co2_cycle_appends_new_weeks_after_the_fixed_holdout(project, capsys):
     assert "batches 2002-01 (+8 examples); quarantined 2002-02" in out
 
     after = data.load("co2")
-    assert [b["id"] for b in after.manifest["batches"]] == ["2002-01"]
+    assert [b.id for b in after.manifest.batches] == ["2002-01"]
     assert len(after.arrays["values_recent"]) == 8
     for split in ("train", "val", "test"):  # the holdout (and the rest) stay as they were
         assert np.array_equal(after.arrays[f"values_{split}"], co2.arrays[f"values_{split}"])
@@ -211,10 +212,10 @@ def test_a_batch_re_sent_under_a_used_name_is_neither_dropped_nor_overwritten(re
     assert retrain.main(model="digits-classifier") == 0
     second = files_of(digits_batch(retrain_project, "weekly", 20))  # other images, the same folder name
     assert retrain.main(model="digits-classifier") == 0
-    batches = data.read_manifest("digits")["batches"]
-    sha = batches[1]["sha256"]
-    assert [b["id"] for b in batches] == ["weekly", f"weekly-{sha[:8]}"]
-    assert [b["name"] for b in batches] == ["weekly", "weekly"] and batches[0]["sha256"] != sha
+    batches = data.read_manifest("digits").batches
+    sha = batches[1].sha256
+    assert [b.id for b in batches] == ["weekly", f"weekly-{sha[:8]}"]
+    assert [b.name for b in batches] == ["weekly", "weekly"] and batches[0].sha256 != sha
     assert files_of(consumed(retrain_project, "weekly")) == first  # the first one's files are intact
     assert files_of(consumed(retrain_project, f"weekly-{sha[:8]}")) == second
     digits_batch(retrain_project, "weekly", 0)  # the very first files once more: never trained twice
@@ -301,7 +302,7 @@ def test_the_cycle_is_one_mlflow_run_with_the_challenger_nested(retrain_project)
     )
     assert children["tags.mlflow.runName"].tolist() == ["cnn-same"]
     listing = mlflow.artifacts.load_dict(f"runs:/{parent.run_id}/retrain_batches.json")
-    sha = data.read_manifest("digits")["batches"][0]["sha256"]
+    sha = data.read_manifest("digits").batches[0].sha256
     assert listing["batches"] == [{"id": "b1", "name": "b1", "sha256": sha, "examples": 20}]
     assert listing["quarantined"][0]["name"] == "bad"
     assert mlflow.search_runs(

@@ -14,6 +14,7 @@ from tests.helpers import (
     edit_params,
     files_of,
     incoming,
+    loaded,
     quarantined,
     write_batch,
     write_series_batch,
@@ -48,7 +49,7 @@ def last_cycle(model):
 @pytest.mark.slow
 def test_held_out_digits_pass_and_inverted_ones_are_quarantined_with_their_figures(retrain_project, capsys):
     drift_limit(retrain_project, "digits-classifier", {"max": 0.3, "action": "quarantine"})
-    x, y = data.load("digits").examples("test")  # held out: never trained on, like new data should be
+    x, y = loaded(data.load("digits"), "test")  # held out: never trained on, like new data should be
     write_batch(incoming(retrain_project, "a-held-out"), x[:40], y[:40])
     inverted = files_of(write_batch(incoming(retrain_project, "b-inverted"), 1 - x[40:80], y[40:80]))
     assert retrain.main(model="digits-classifier") == 0
@@ -89,7 +90,7 @@ def test_held_out_digits_pass_and_inverted_ones_are_quarantined_with_their_figur
 @pytest.mark.slow
 def test_shifted_digits_are_trained_on_with_warn_and_recorded_without_a_limit(retrain_project, capsys):
     drift_limit(retrain_project, "digits-classifier", {"max": 0.3, "action": "warn"})
-    x, y = data.load("digits").examples("test")
+    x, y = loaded(data.load("digits"), "test")
     shifted = np.roll(x[:40], 2, axis=2)  # two pixels right: the same brightness, elsewhere
     write_batch(incoming(retrain_project, "shifted"), shifted, y[:40])
     assert retrain.main(model="digits-classifier") == 0
