@@ -292,8 +292,8 @@ def test_a_model_of_an_earlier_release_loads_predicts_and_serves(project, monkey
     uri = register_earlier(tmp_path)
     loaded = loading.load(loading.pinned("models:/digits-classifier@champion"))
     assert loaded.form == "served" and loaded.uri == uri
-    x, y = loaded(data.load("digits"), "test")
-    x, y = x[:60], y[:60]
+    x, y = data.load("digits").examples("test", np.arange(60))
+    x = x.load()
     classes = loaded.predict(x).argmax(axis=1)  # arrays: its Keras model in safe mode
     assert np.mean(classes == y) > 0.7  # it scored 0.88 on the whole test split when logged
     answers = loaded.pyfunc().predict([{"pixels": image.ravel().tolist()} for image in x[:8]])
