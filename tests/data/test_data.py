@@ -132,7 +132,7 @@ def test_an_image_folder_of_phone_photos(project):
             save(folder / name / f"IMG_{i:04d}.{name.upper()}", pixels)
     use_dataset(project, "imgs", {**IMAGES, "image_size": [12, 16], "color_mode": "rgb"})
     ds = data.load("imgs")
-    x, y = (np.concatenate(part) for part in zip(*(ds.examples(s) for s in data.SPLITS), strict=True))
+    x, y = (np.concatenate(part) for part in zip(*(loaded(ds, s) for s in data.SPLITS), strict=True))
     assert ds.class_names == ["heic", "png"] and np.bincount(y).tolist() == [4, 4]
     for heic in x[y == 0]:  # each HEIC photo decoded as its PNG twin, within lossy compression
         assert min(np.abs(heic - png).max() for png in x[y == 1]) < 0.03
