@@ -140,8 +140,8 @@ def chance_level(metric: str, dataset: str) -> float | None:
 
     if "accuracy" not in metric:
         return 0.5
-    names = (data.read_manifest(dataset) or {}).get("class_names")
-    return 1 / len(names) if names else None
+    manifest = data.read_manifest(dataset)
+    return 1 / len(manifest.class_names) if manifest and manifest.class_names else None
 
 
 def reported_exactly(objective: Objective, metric: str) -> bool:

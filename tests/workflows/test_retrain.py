@@ -67,9 +67,9 @@ def test_first_training_promotes_then_a_good_batch_is_ingested(project):
     assert retrain.main() == 0
 
     after = data.read_manifest("digits")
-    assert [b["id"] for b in after["batches"]] == ["2026-11-01"]
-    assert after["shapes"]["x_train"][0] == before["shapes"]["x_train"][0] + 60
-    assert after["shapes"]["x_test"] == before["shapes"]["x_test"]  # the holdout never changes
+    assert [b.id for b in after.batches] == ["2026-11-01"]
+    assert after.shapes["x_train"][0] == before.shapes["x_train"][0] + 60
+    assert after.shapes["x_test"] == before.shapes["x_test"]  # the holdout never changes
     assert not incoming(project, "2026-11-01").exists()
     assert (project / "data" / "consumed" / "digits" / "2026-11-01").is_dir()
     version = mlflow.MlflowClient().get_model_version("digits-classifier", "2")
@@ -122,7 +122,7 @@ def test_bad_batches_are_quarantined_with_a_reason(project):
     assert "broken.png: not an image" in (quarantine / "corrupt" / "REASON.txt").read_text()
     assert "unknown class 'seven'" in (quarantine / "unknown-class" / "REASON.txt").read_text()
     assert not list((project / "data" / "incoming" / "digits").iterdir())
-    assert data.read_manifest("digits")["batches"] == []
+    assert data.read_manifest("digits").batches == []
     runs = mlflow.search_runs(search_all_experiments=True)  # nothing was trained: the cycle's run only
     assert runs["tags.mlflow.runName"].tolist() == ["retrain-digits-classifier"]
     assert runs["status"].tolist() == ["FINISHED"]
@@ -155,7 +155,7 @@ def test_a_failure_after_training_leaves_champion_data_and_batches(retrain_proje
     monkeypatch.undo()
     monkeypatch.setenv("PIPELINE_ROOT", str(project))
     assert retrain.main() == 0  # the next cycle starts cleanly and ingests it
-    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["b1"]
+    assert [b.id for b in data.read_manifest("digits").batches] == ["b1"]
 
 
 @pytest.mark.slow
@@ -220,7 +220,7 @@ def test_a_batch_re_sent_under_a_used_name_is_neither_dropped_nor_overwritten(re
     assert files_of(consumed(retrain_project, f"weekly-{sha[:8]}")) == second
     digits_batch(retrain_project, "weekly", 0)  # the very first files once more: never trained twice
     assert retrain.main(model="digits-classifier") == 0
-    assert len(data.read_manifest("digits")["batches"]) == 2
+    assert len(data.read_manifest("digits").batches) == 2
     reason = (quarantined(retrain_project) / "weekly" / "REASON.txt").read_text()
     assert "the same files as batch 'weekly'" in reason
     assert files_of(quarantined(retrain_project) / "weekly" / "batch") == first
@@ -234,10 +234,10 @@ def test_a_batch_still_being_copied_is_not_read(retrain_project, capsys):
     assert retrain.main(model="digits-classifier") == 0
     out = capsys.readouterr().out
     assert "no new data" in out and "still arriving: copying" in out
-    assert folder.is_dir() and data.read_manifest("digits")["batches"] == []
+    assert folder.is_dir() and data.read_manifest("digits").batches == []
     time.sleep(2.2)  # nothing changed for settle_seconds: it counts
     assert retrain.main(model="digits-classifier") == 0
-    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["copying"]
+    assert [b.id for b in data.read_manifest("digits").batches] == ["copying"]
 
 
 @pytest.mark.slow
@@ -255,7 +255,7 @@ def test_links_special_files_and_odd_names_are_quarantined_and_never_followed(re
     good = files_of(digits_batch(retrain_project, "good", 80))
     assert cli.main(["retrain", "--model", "digits-classifier"]) == 0
     assert outside.read_text() == "precious\n"
-    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["good"]
+    assert [b.id for b in data.read_manifest("digits").batches] == ["good"]
     assert files_of(consumed(retrain_project, "good")) == good
     q = quarantined(retrain_project)
     assert "a symbolic link" in (q / "hostile" / "REASON.txt").read_text()
@@ -275,7 +275,7 @@ def test_a_decompression_bomb_is_quarantined_and_the_good_batch_beside_it_procee
     png_header_only(bomb / "3" / "bomb.png", 100_000, 100_000)
     digits_batch(retrain_project, "good", 20)
     assert retrain.main(model="digits-classifier") == 0
-    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["good"]
+    assert [b.id for b in data.read_manifest("digits").batches] == ["good"]
     reason = (quarantined(retrain_project) / "bomb" / "REASON.txt").read_text()
     assert "bomb.png" in reason and len(reason.splitlines()) == 5
 
@@ -320,7 +320,7 @@ def test_a_misspelt_gate_metric_stops_before_training(retrain_project, capsys):
     code = cli.main(["retrain"])  # in this process: the exit code and stderr are what `main` returns
     result = subprocess.CompletedProcess(["retrain"], code, *capsys.readouterr())
     assert_one_line_error(result, "retrain.gates.digits-classifier.metric 'test_accuracy2'")
-    assert files_of(folder) == before and data.read_manifest("digits")["batches"] == []
+    assert files_of(folder) == before and data.read_manifest("digits").batches == []
     assert len(mlflow.search_runs(search_all_experiments=True)) == 1  # the champion's run only
 
 
@@ -346,7 +346,7 @@ def test_a_registry_that_cannot_be_read_promotes_nothing(retrain_project, monkey
         "error: cannot read the champion of 'digits-classifier' from the registry "
         "((sqlite3.OperationalError) database is locked); nothing promoted"
     ]
-    assert data.read_manifest("digits")["batches"] == [] and incoming(retrain_project, "b1").is_dir()
+    assert data.read_manifest("digits").batches == [] and incoming(retrain_project, "b1").is_dir()
 
     # the store locks up after training, at the gate: nothing promoted, the next cycle completes it
     real_register = registry.register

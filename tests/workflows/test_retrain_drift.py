@@ -54,7 +54,7 @@ def test_held_out_digits_pass_and_inverted_ones_are_quarantined_with_their_figur
     inverted = files_of(write_batch(incoming(retrain_project, "b-inverted"), 1 - x[40:80], y[40:80]))
     assert retrain.main(model="digits-classifier") == 0
 
-    assert [b["id"] for b in data.read_manifest("digits")["batches"]] == ["a-held-out"]
+    assert [b.id for b in data.read_manifest("digits").batches] == ["a-held-out"]
     assert consumed(retrain_project, "a-held-out").is_dir()
     folder = quarantined(retrain_project) / "b-inverted"
     assert files_of(folder / "batch") == inverted
@@ -135,7 +135,7 @@ def test_a_co2_level_shift_is_quarantined_and_a_normal_continuation_is_not(proje
     write_series_batch(project, "2002-02", continuation(co2, 13, shift=3.0, start=14))  # + 3 ppm
     assert retrain.main(model="co2-forecaster") == 0  # no champion yet: a profile is fitted
 
-    assert [b["id"] for b in data.read_manifest("co2")["batches"]] == ["2002-01"]
+    assert [b.id for b in data.read_manifest("co2").batches] == ["2002-01"]
     reason = (quarantined(project, "co2") / "2002-02" / "REASON.txt").read_text()
     assert "drift_score 1.00 (residuals) over 13 new points exceeds" in reason
     assert "drift_residual_share 1" in reason and "drift_level_shift" in reason

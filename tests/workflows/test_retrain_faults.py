@@ -44,7 +44,7 @@ def killed_cycle(root, step: str) -> None:
 
 
 def check_invariants(root, sent: dict) -> None:
-    ids = [b["id"] for b in data.read_manifest("digits")["batches"]]
+    ids = [b.id for b in data.read_manifest("digits").batches]
     assert sorted(ids) == sorted(sent) and len(set(ids)) == len(ids)  # each batch once
     for name, files in sent.items():
         assert files_of(consumed(root, name)) == files and not incoming(root, name).exists()
@@ -72,7 +72,7 @@ def test_a_kill_at_any_step_is_completed_or_rolled_back_by_the_next_cycle(retrai
             (bad / "3" / "broken.png").write_bytes(b"not a png")
             bad_files = files_of(bad)
         killed_cycle(retrain_project, step)
-        in_manifest = name in [b["id"] for b in data.read_manifest("digits")["batches"]]
+        in_manifest = name in [b.id for b in data.read_manifest("digits").batches]
         assert in_manifest == (step in COMMITTED), step
         assert retrain.main(model="digits-classifier") == 0, step
         check_invariants(retrain_project, sent)
