@@ -60,10 +60,10 @@ def test_each_epoch_starts_at_another_offset_and_a_seed_repeats_them():
     def epochs(stream, n=3):
         return [sorted(w[0] for w, _ in stream.unbatch().as_numpy_iterator()) for _ in range(n)]
 
-    first = epochs(x.stream(None, 4, shuffle=7))
+    first = epochs(x.dataset(4, shuffle=7))
     assert len({tuple(e) for e in first}) > 1  # the windows moved between epochs
-    assert first == epochs(x.stream(None, 4, shuffle=7))
-    for w, y in x.stream(None, 4, shuffle=7).unbatch().as_numpy_iterator():
+    assert first == epochs(x.dataset(4, shuffle=7))
+    for w, y in x.dataset(4, shuffle=7).unbatch().as_numpy_iterator():
         assert (y[:-1] == w[1:]).all()
 
 
@@ -83,11 +83,13 @@ def use_text(project, text: bytes | None, **entry):
 def test_a_text_file_is_prepared_with_the_training_vocabulary(project):
     use_text(project, ("The cat sat on the mat.\n" * 40 + "Zebra!\n" * 12).encode())
     manifest, written = data.prepare("my-text")
-    assert written and manifest["kind"] == "text" and manifest["vocabulary"][0] == "<unk>"
+    assert written and manifest.kind == "text" and manifest.vocabulary[0] == "<unk>"
     dataset = data.load("my-text")
     assert sum(len(dataset.arrays[f"codes_{s}"]) for s in data.SPLITS) == 40 * 24 + 12 * 7
     # 'Z' and 'b' never occur in the training block: <unk> in the test block
-    assert manifest["unknown_characters"]["test"] > 0 and manifest["unknown_characters"]["train"] == 0
+    assert manifest.unknown_characters["test"] > 0 and manifest.unknown_characters["train"] == 0
+    assert manifest.characters == {s: len(dataset.arrays[f"codes_{s}"]) for s in data.SPLITS}
+    assert data.read_manifest("my-text") == manifest  # every text fact is a field: read back whole
 
 
 @pytest.mark.parametrize(
