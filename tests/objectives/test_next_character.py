@@ -54,7 +54,7 @@ def test_a_split_too_short_for_a_window_or_a_dataset_of_another_kind_is_one_line
     with pytest.raises(UserError, match="too few for one window of objective.window = 4096"):
         next_character.prepare(text_dataset, train_params(), Params(4096, 8, (), 5, 0.0))
     with pytest.raises(UserError, match="needs text"):
-        next_character.prepare(data.Dataset("d", {"kind": "images"}, {}), train_params(), PARAMS)
+        next_character.prepare(data.load("digits"), train_params(), PARAMS)
     with pytest.raises(UserError, match="objective.context in"):
         next_character.prepare(text_dataset, train_params(), Params(16, 16, (), 5, 0.0))
 
