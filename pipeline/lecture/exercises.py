@@ -301,11 +301,12 @@ def pca_components(answer, variance: float = 0.9) -> Checked:
     from sklearn.decomposition import PCA
 
     from pipeline import config, data
+    from pipeline.data import streams
     from pipeline.training.plan import make_plan
 
     plan = make_plan(config.load_params(), "pca")
     splits, _ = plan.objective.prepare(data.load(plan.exp.dataset), plan.train, plan.objective_params)
-    x = np.asarray(splits.x_train).reshape(len(splits.x_train), -1)
+    x = streams.floats(splits.x_train).reshape(len(splits.x_train), -1)  # the images read whole
     kept = np.cumsum(PCA().fit(x).explained_variance_ratio_)
     needed = int(np.argmax(kept >= variance)) + 1
     return verdict(
