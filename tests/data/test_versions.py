@@ -27,7 +27,8 @@ def test_a_version_is_hashed_when_written_and_on_load_only_when_its_files_change
     assert hashes == []  # recorded at commit, newer than every file: trusted as it is
     split = data.processed_dir("digits") / data.read_manifest("digits").images_folder / "x_val.u8"
     stat = split.stat()
-    os.utime(split, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: the same bytes
+    # touched (the same bytes, another mtime): an earlier one, so the record written next is newer
+    os.utime(split, ns=(stat.st_atime_ns, stat.st_mtime_ns - 10**9))
     data.load("digits")
     data.load("digits")
     assert len(hashes) == 1  # hashed once, found right, recorded again
