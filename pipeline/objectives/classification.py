@@ -125,7 +125,8 @@ def quality_warning(metrics: dict, kept: dict | None, splits: Splits) -> str | N
             )
         return (
             f"{said} while training accuracy is {train:.3f}: the model does not generalise ({size}); "
-            "try model.augment, a smaller model or more images"
+            "try model.augment, a smaller model or more images (with batch norm: a lower model.bn_momentum, "
+            "whose moving statistics may lag the weights)"
         )
     if train is not None and val is not None and train - val > GAP:
         return (
