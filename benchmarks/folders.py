@@ -67,8 +67,7 @@ def grey(i: int, seed: int):
 KINDS = {"photos": (photo, "jpg"), "grey": (grey, "png")}
 
 
-def write_chunk(task: tuple[str, Path, int, int, int]) -> int:
-    kind, folder, seed, start, stop = task
+def write_chunk(kind: str, folder: Path, seed: int, start: int, stop: int) -> int:
     draw, suffix = KINDS[kind]
     for i in range(start, stop):
         label, image = draw(i, seed)
@@ -77,21 +76,25 @@ def write_chunk(task: tuple[str, Path, int, int, int]) -> int:
     return stop - start
 
 
-def folder(root: Path, kind: str, count: int, seed: int = 0) -> Path:
-    """`root`/<kind>-<count>-seed<seed>: written now unless an earlier run left it complete."""
+def folder(root: Path, kind: str, count: int, seed: int = 0, writer=None) -> Path:
+    """`root`/<kind>-<count>-seed<seed>: written now unless an earlier run left it complete.
+    `writer(kind, folder, seed, start, stop)` writes images start..stop-1 and returns how many:
+    this module's photos and grey ones by default (photo_folders passes its own)."""
     target = Path(root) / f"{kind}-{count}-seed{seed}"
     if (target / ".complete").exists():
         return target
+    if writer is None:
+        digits()  # loaded once, before the workers fork
+        writer = write_chunk
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tasks = [(kind, staging, seed, start, min(start + CHUNK, count)) for start in range(0, count, CHUNK)]
-    digits()  # loaded once, before the workers fork
     if len(tasks) == 1:
-        write_chunk(tasks[0])
+        writer(*tasks[0])
     else:  # fork: the workers import nothing (a spawned worker would re-run `python -m benchmarks`)
         with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
-            assert sum(pool.imap_unordered(write_chunk, tasks)) == count
+            assert sum(pool.starmap(writer, tasks)) == count
     (staging / ".complete").touch()
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)

@@ -11,20 +11,18 @@ text, page, clock, hubble_deep_field, immunohistochemistry, retina and stereo_mo
 view): what the `backbone` config's network learns from before it meets the ten classes above.
 
 Image i depends only on (seed, i): a folder is the same wherever it is written. It is written once
-under the data folder, keyed by kind, count and seed, and reused (benchmarks/folders.py's way: a
-pool of workers, a staging folder renamed into place when complete).
+under the data folder, keyed by kind, count and seed, and reused (benchmarks/folders.py's `folder`:
+a pool of workers, a staging folder renamed into place when complete).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-CHUNK = 64  # images per task of the pool
+from benchmarks import folders
+
 _SOURCES: list = []  # the photographs, loaded once per process
 _OTHERS: list = []  # the other photographs, likewise
 
@@ -86,8 +84,7 @@ def image(i: int, seed: int, kind: str):
     return name, crop
 
 
-def write_chunk(task: tuple[str, Path, int, int, int]) -> int:
-    kind, folder, seed, start, stop = task
+def write_chunk(kind: str, folder: Path, seed: int, start: int, stop: int) -> int:
     for i in range(start, stop):
         name, picture = image(i, seed, kind)
         quality = int(np.random.default_rng([seed, i, 1]).integers(75, 96))
@@ -97,21 +94,6 @@ def write_chunk(task: tuple[str, Path, int, int, int]) -> int:
 
 
 def folder(root: Path, kind: str, count: int, seed: int = 0) -> Path:
-    """`root`/<kind>-<count>-seed<seed>: written now unless an earlier run left it complete."""
-    target = Path(root) / f"{kind}-{count}-seed{seed}"
-    if (target / ".complete").exists():
-        return target
-    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    tasks = [(kind, staging, seed, start, min(start + CHUNK, count)) for start in range(0, count, CHUNK)]
+    """`root`/<kind>-<count>-seed<seed>: written now (folders.folder) unless already complete."""
     photographs(kind)  # loaded once, before the workers fork
-    if len(tasks) == 1:
-        write_chunk(tasks[0])
-    else:  # fork: the workers import nothing (a spawned worker would re-run `python -m benchmarks`)
-        with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
-            assert sum(pool.imap_unordered(write_chunk, tasks)) == count
-    (staging / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
-    return target
+    return folders.folder(root, kind, count, seed, writer=write_chunk)
