@@ -60,7 +60,7 @@ class CnnParams:
     pool_every: int = 1  # pool after every n-th Conv2D (0: once, after the last)
     dropout: float = 0.3  # before the dense head and before the output
     dense_units: int = 128
-    # auto: Keras' 0.99 from 34 steps an epoch on, else 1 - 4/steps (at least 0.5): a quarter epoch
+    # auto: 1 - 4/steps an epoch, between 0.5 and Keras' 0.99 (from 400 steps): about a quarter epoch
     bn_momentum: float | Literal["auto"] = "auto"
     # auto: stride-2 Conv2D blocks (twice the filters, at most 256) until the map is at most 8x8
     extra_blocks: int | Literal["auto"] = "auto"
