@@ -164,7 +164,8 @@ class Rows:
             x = split_files.to_float(tf.gather(images, picked), self.divisor)
             return (x, x) if labels is None else (x, tf.gather(labels, picked))
 
-        return rows.batch(batch_size).map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        batches = rows.batch(batch_size).map(batch, num_parallel_calls=tf.data.AUTOTUNE)
+        return batches.prefetch(tf.data.AUTOTUNE)
 
     def pixels(self):
         """The selected uint8 images, in order, as a tf.data.Dataset: read from the split file, only
