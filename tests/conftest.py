@@ -12,9 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+# One BLAS thread per test process, set before NumPy loads OpenBLAS (children inherit it):
+# pytest-xdist already runs a worker per core, and OpenBLAS threads spinning for a core the other
+# worker holds slow statsmodels and scikit-learn many times over.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from tests.helpers import (
+import pytest  # noqa: E402
+
+from tests.helpers import (  # noqa: E402
     CHAMPION_SETTINGS,
     CHROMEDRIVER,
     CHROMIUM,
