@@ -104,10 +104,19 @@ def inputs(x, y, validation, batch_size: int, seed: int, streamed: bool) -> dict
         return {"x": x, "y": y, "validation_data": validation, "batch_size": batch_size, "shuffle": True}
     if validation is not None:
         x_val, y_val = validation
-        validation = x_val.dataset(batch_size, targets=y_val)
-    stream = x.dataset(batch_size, shuffle=seed, targets=y)
+        validation = steady(x_val.dataset(batch_size, targets=y_val))
+    stream = steady(x.dataset(batch_size, shuffle=seed, targets=y))
     # shuffle=False: Keras would only warn that a stream shuffles itself
     return {"x": stream, "validation_data": validation, "shuffle": False}
+
+
+def steady(stream: tf.data.Dataset) -> tf.data.Dataset:
+    """`stream` with tf.data's autotuning off: its model thread can hold up the end of an epoch's
+    iterator (Keras makes one per epoch for training and one for validation) for a second or more,
+    while these streams do the same small work every batch (docs/benchmarks.md, "the stream")."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return stream.with_options(options)
 
 
 # "converged": the loss is within this share of the best loss the run reached
