@@ -9,15 +9,12 @@ asked, and a tf.data stream that trains within a fixed memory budget.
                                              # (refused beyond IN_MEMORY_BYTES, with one line)
     x.dataset(32, shuffle=seed, targets=y)   # tf.data: (float images, targets) batches for fit
 
-A selection whose uint8 images take at most HELD_BYTES is held in memory while it trains: each
-epoch shuffles row numbers and gathers a batch at a time (the input's work is per batch, not per
-image, and no page of the file has to stay in the kernel's cache between epochs). A larger one is
-read from the split file with TensorFlow's own reader (`FixedLengthRecordDataset`: no Python in the
-loop, so a run with op determinism on still reads in parallel) every epoch, only the records the
-selection holds when they form a few runs (a `train.limit`, a few-shot sample), shuffled as uint8
-in a buffer of at most SHUFFLE_BYTES. Both orders are the same for the same seed (the shuffle
-depends on the count, the buffer and the seed, not on what it shuffles); both scale each batch to
-float (split_files.to_float) and prefetch.
+The stream reads the split file with TensorFlow's own reader (`FixedLengthRecordDataset`: no Python
+in the loop, so a run with op determinism on still reads in parallel) every epoch, only the records
+the selection holds when they form a few runs (a `train.limit`, a few-shot sample); the kernel's
+page cache keeps a file that fits in memory, the process holds no copy. It shuffles uint8 in a
+buffer of at most SHUFFLE_BYTES (every row at once for small data), scales each batch to float
+(split_files.to_float), and prefetches.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ from pipeline.data import split_files
 from pipeline.errors import UserError
 
 SHUFFLE_BYTES = 64 * 2**20  # uint8 images in the shuffle buffer
-HELD_BYTES = 256 * 2**20  # a stream's uint8 images held in memory (a run's: training + validation)
 IN_MEMORY_BYTES = 256 * 2**20  # the largest float copy of a selection `load` makes
 RANGES = 64  # a selection of at most this many runs of rows is read run by run; else filtered
 
@@ -113,11 +109,6 @@ class Rows:
         in their stead."""
         return Features(self, values)
 
-    @property
-    def stored_bytes(self) -> int:
-        """What the selection takes as stored (uint8) images."""
-        return len(self) * int(np.prod(self.image_shape))
-
     def dataset(self, batch_size: int, shuffle: int | None = None, targets=None, values=None):
         """A tf.data.Dataset of (float images, targets) batches for Keras' fit and evaluate.
 
@@ -127,45 +118,20 @@ class Rows:
         values   an array computed from the images row for row, streamed instead of them in the
                  same order (the shuffle buffer is sized by the images: see Features)
         """
-        if values is None and self.stored_bytes <= HELD_BYTES:
-            return self.held(batch_size, shuffle, targets)
         import tensorflow as tf
 
         data = self.pixels() if values is None else tf.data.Dataset.from_tensor_slices(np.asarray(values))
         if targets is not None:
             data = tf.data.Dataset.zip((data, tf.data.Dataset.from_tensor_slices(targets)))
         if shuffle is not None:
-            data = data.shuffle(self.shuffle_buffer, seed=shuffle, reshuffle_each_iteration=True)
+            buffer = max(1, min(len(self), SHUFFLE_BYTES // int(np.prod(self.image_shape))))
+            data = data.shuffle(buffer, seed=shuffle, reshuffle_each_iteration=True)
         data = data.batch(batch_size)
         if values is None:
             to_float = functools.partial(split_files.to_float, divisor=self.divisor)
             scaled = reconstructed(to_float) if targets is None else labelled(to_float)
             data = data.map(scaled, num_parallel_calls=tf.data.AUTOTUNE)
         return data.prefetch(tf.data.AUTOTUNE)
-
-    @property
-    def shuffle_buffer(self) -> int:
-        """Rows in the shuffle buffer: every row of small data, else SHUFFLE_BYTES of images."""
-        return max(1, min(len(self), SHUFFLE_BYTES // int(np.prod(self.image_shape))))
-
-    def held(self, batch_size: int, shuffle: int | None, targets):
-        """The stream of a selection held in memory as uint8: row numbers shuffled as the file
-        stream shuffles its images, then each batch gathered and scaled."""
-        import tensorflow as tf
-
-        stored = self.stored if self.index is None else self.stored[self.index]
-        images = tf.constant(stored)  # one copy, in this process: a memory-mapped split is read here
-        rows = tf.data.Dataset.range(len(self))
-        if shuffle is not None:
-            rows = rows.shuffle(self.shuffle_buffer, seed=shuffle, reshuffle_each_iteration=True)
-        labels = None if targets is None else tf.constant(np.asarray(targets))
-
-        def batch(picked):
-            x = split_files.to_float(tf.gather(images, picked), self.divisor)
-            return (x, x) if labels is None else (x, tf.gather(labels, picked))
-
-        batches = rows.batch(batch_size).map(batch, num_parallel_calls=tf.data.AUTOTUNE)
-        return batches.prefetch(tf.data.AUTOTUNE)
 
     def pixels(self):
         """The selected uint8 images, in order, as a tf.data.Dataset: read from the split file, only

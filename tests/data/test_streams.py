@@ -57,9 +57,7 @@ def test_an_autoencoder_stream_targets_the_images_themselves(project):
 
 def test_a_limited_selection_reads_only_its_records(project, monkeypatch):
     """`train.limit` (the first rows and the merged ones at the end) reads only those records from
-    the split file; a scattered selection of many runs is filtered while reading the whole file
-    (a selection too large to hold in memory: HELD_BYTES 0 here)."""
-    monkeypatch.setattr(streams, "HELD_BYTES", 0)
+    the split file; a scattered selection of many runs is filtered while reading the whole file."""
     dataset = data.load("digits")
     x, y = dataset.examples("train")
     read = []
@@ -73,29 +71,6 @@ def test_a_limited_selection_reads_only_its_records(project, monkeypatch):
     read.clear()
     images, _ = stream_rows(x.select(scattered).dataset(16, targets=y[scattered]))
     assert read == [(0, len(x))] and np.array_equal(images, as_floats(dataset, "train")[scattered])
-
-
-@pytest.mark.parametrize("batch_size", [32, 7])
-def test_held_and_file_streams_give_the_same_batches_for_the_same_seed(project, monkeypatch, batch_size):
-    """A selection held in memory shuffles row numbers; one read from the file shuffles its images:
-    the same seed gives the same batches (a run's metrics do not depend on which path it took),
-    also when the file stream's shuffle buffer holds fewer rows than the selection."""
-    x, y = data.load("digits").examples("train")
-    scattered = np.arange(0, len(x), 3)
-
-    def both(rows, targets):
-        held = stream_rows(rows.dataset(batch_size, shuffle=11, targets=targets))
-        with monkeypatch.context() as patch:
-            patch.setattr(streams, "HELD_BYTES", 0)
-            read = stream_rows(rows.dataset(batch_size, shuffle=11, targets=targets))
-        return held, read
-
-    for rows, targets in ((x, y), (x.select(scattered), y[scattered])):
-        for buffer in (streams.SHUFFLE_BYTES, 64 * 20):  # every row; 20 rows of 8x8
-            monkeypatch.setattr(streams, "SHUFFLE_BYTES", buffer)
-            held, read = both(rows, targets)
-            assert np.array_equal(held[0], read[0]) and np.array_equal(held[1], read[1])
-            assert not np.array_equal(held[1], targets)  # shuffled
 
 
 def test_a_whole_float_copy_beyond_the_budget_is_refused_in_one_line(project, monkeypatch):
