@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pandas as pd
@@ -18,24 +19,28 @@ from pipeline import data
 from pipeline.training import loading
 from tests.helpers import point_at, write_heic
 
-# what a user outside the project runs: MLflow only (the pipeline cannot be imported)
+# what a user outside the project runs: MLflow only (the pipeline cannot be imported); one session
+# answers each (model URI, records) pair of the request file
 OUTSIDE = """
 import json, sys
 sys.modules["pipeline"] = None  # not importable: the model must not need it
 import mlflow
-model = mlflow.pyfunc.load_model(sys.argv[1])
-answers = model.predict(json.load(open(sys.argv[2])))
-print(json.dumps(answers if isinstance(answers, list) else answers.to_dict("records")))
+answers = []
+for uri, records in json.load(open(sys.argv[1])):
+    found = mlflow.pyfunc.load_model(uri).predict(records)
+    answers.append(found if isinstance(found, list) else found.to_dict("records"))
+print(json.dumps(answers))
 """
+CLASSIFIER, FORECASTER = "models:/digits-classifier@champion", "models:/co2-forecaster@champion"
 
 
-def answers_outside(project, tmp_path, uri: str, records: list[dict]):
-    request = tmp_path / "records.json"
-    request.write_text(json.dumps(records))
+def answers_outside(project, folder, requests: list[tuple[str, list[dict]]]) -> list:
+    request = folder / "requests.json"
+    request.write_text(json.dumps(requests))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIPELINE_ROOT")}
     done = subprocess.run(
-        [sys.executable, "-c", OUTSIDE, uri, str(request)],
-        cwd=tmp_path,
+        [sys.executable, "-c", OUTSIDE, str(request)],
+        cwd=folder,
         env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"},
         capture_output=True,
         text=True,
@@ -61,24 +66,39 @@ def project(champions, monkeypatch):
 
 @pytest.fixture
 def classifier(project):
-    return "models:/digits-classifier@champion"
+    return CLASSIFIER
+
+
+@pytest.fixture(scope="module")
+def outside(champions, tmp_path_factory):
+    """What both champions answer in one Python session without the pipeline (one process start and
+    one TensorFlow import for the two tests): the classifier on image files (PNG, HEIC) and pixel
+    records, the forecaster on its last 150 weeks in shuffled order."""
+    folder = tmp_path_factory.mktemp("outside")
+    with pytest.MonkeyPatch.context() as patch:
+        point_at(patch, champions)
+        x = data.load("digits").examples("test")[0].read(slice(6))
+        recent = history(150)
+    files = []
+    for i, image in enumerate(x[:3]):
+        files.append(folder / f"{i}.png")
+        files[-1].write_bytes(png(image))
+    files.append(write_heic(folder / "IMG_0001.HEIC", (x[3].repeat(3, axis=-1) * 255).astype(np.uint8)))
+    records = [{"image": base64.b64encode(f.read_bytes()).decode()} for f in files]
+    records += [{"pixels": image.ravel().tolist()} for image in x[4:]]
+    shuffled = recent.sample(frac=1, random_state=0)  # any order: sorted by date
+    classified, forecast = answers_outside(
+        champions, folder, [(CLASSIFIER, records), (FORECASTER, shuffled.to_dict("records"))]
+    )
+    return types.SimpleNamespace(x=x, files=files, classified=classified, recent=recent, forecast=forecast)
 
 
 @pytest.mark.slow
-def test_the_classifier_answers_outside_the_pipeline_as_inside(project, tmp_path, classifier):
-    x = data.load("digits").examples("test")[0].read(slice(6))
-    files = []
-    for i, image in enumerate(x[:3]):
-        files.append(tmp_path / f"{i}.png")
-        files[-1].write_bytes(png(image))
-    files.append(write_heic(tmp_path / "IMG_0001.HEIC", (x[3].repeat(3, axis=-1) * 255).astype(np.uint8)))
-    records = [{"image": base64.b64encode(f.read_bytes()).decode()} for f in files]
-    records += [{"pixels": image.ravel().tolist()} for image in x[4:]]
-    answers = answers_outside(project, tmp_path, classifier, records)
-
+def test_the_classifier_answers_outside_the_pipeline_as_inside(project, outside, classifier):
     # inside: the pipeline's reader on the same files, the champion's Keras model on the arrays
+    answers = outside.classified
     model = loading.load(classifier)
-    inputs = np.stack([*(data.read_image(f, (8, 8, 1)) for f in files), *x[4:]])
+    inputs = np.stack([*(data.read_image(f, (8, 8, 1)) for f in outside.files), *outside.x[4:]])
     proba = model.predict(inputs).astype(np.float64)
     proba /= proba.sum(axis=1, keepdims=True)
     names = model.class_names
@@ -122,7 +142,7 @@ def test_a_bad_record_is_one_line_naming_it(classifier, record, message):
 
 @pytest.fixture
 def forecaster(project):
-    return "models:/co2-forecaster@champion"
+    return FORECASTER
 
 
 def history(n: int, end: int = -1) -> pd.DataFrame:
@@ -135,12 +155,10 @@ def history(n: int, end: int = -1) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_the_forecaster_answers_dated_forecasts_outside_as_inside(project, tmp_path, forecaster):
-    recent = history(150)
-    shuffled = recent.sample(frac=1, random_state=0)  # any order: sorted by date
-    answers = answers_outside(project, tmp_path, forecaster, shuffled.to_dict("records"))
+def test_the_forecaster_answers_dated_forecasts_outside_as_inside(project, outside, forecaster):
+    answers = outside.forecast
     assert [a["date"] for a in answers] == ["2002-01-05", "2002-01-12", "2002-01-19", "2002-01-26"]
-    window = recent["value"].to_numpy(np.float32)[-104:].reshape(1, 104, 1)
+    window = outside.recent["value"].to_numpy(np.float32)[-104:].reshape(1, 104, 1)
     expected = loading.load(forecaster).predict(window).astype(np.float64)[0]
     assert np.allclose([a["value"] for a in answers], expected, atol=1e-9)
 

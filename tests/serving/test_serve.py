@@ -1,14 +1,21 @@
 """The scoring server, `python -m pipeline serve MODEL`, tested as the real server process: MLflow's
 scoring protocol, the model named in every answer, a promoted version followed without a restart,
-one-line 4xx errors, loopback by default, and drift written once per window, never per request."""
+one-line 4xx errors, loopback by default, and drift written once per window, never per request.
+MLflow's own scoring server (`mlflow models serve`) answers the documented payloads as it does."""
 
 import base64
+import contextlib
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -37,6 +44,7 @@ from tests.helpers import (
 QUICK = CHAMPION_SETTINGS  # a version trained as conftest's `champions` were
 POLL = 1  # --poll of the tests: seconds between two reads of the alias
 LOADING = 10  # what loading a new version may take on busy cores
+START = 180  # seconds `mlflow models serve` may take to answer /ping on two busy cores
 
 
 def png(image: np.ndarray) -> str:
@@ -128,6 +136,82 @@ def test_the_server_answers_as_the_model_does_in_process(shared):
     assert [a["class"] for a in response["predictions"]] == [a["class"] for a in expected[3:]]
     listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port}
     assert listening == {"127.0.0.1"}  # loopback unless --host says otherwise
+
+
+@contextlib.contextmanager
+def mlflow_serving(root: Path, model: str):
+    """`mlflow models serve` of `model` on a free loopback port until the block ends; yields the port.
+    The venv's bin first on PATH, as MLflow starts its web server from there."""
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+    }
+    command = ["mlflow", "models", "serve", "-m", model, "--env-manager", "local"]
+    log = root / "mlflow-serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START
+        while True:
+            assert process.poll() is None, f"mlflow models serve exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no answer within {START} s:\n{log.read_text()[-3000:]}"
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).ok:
+                    break
+            except requests.RequestException:  # not listening yet
+                time.sleep(0.5)
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def payloads() -> dict[str, dict]:
+    """The three payloads MLflow's scoring protocol documents, three digits each."""
+    x = digits(6)
+    images = [{"image": png(image)} for image in x[:3]]
+    pixels = pd.DataFrame({"pixels": [image.ravel().tolist() for image in x[3:]]})
+    return {
+        "dataframe_records": {"dataframe_records": images},
+        "dataframe_split": {"dataframe_split": pixels.to_dict(orient="split")},
+        "inputs": {"inputs": images},
+    }
+
+
+def predictions(port: int, body: dict) -> list[dict]:
+    answer = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_like_pipeline_serve(shared):
+    """`mlflow models serve -m models:/digits-classifier@champion --env-manager local` beside the
+    shared `pipeline serve` of the same store (it only reads the model)."""
+    bodies = payloads()
+    ours = {name: predictions(shared.port, body) for name, body in bodies.items()}
+    with mlflow_serving(shared.root, "models:/digits-classifier@champion") as port:
+        theirs = {name: predictions(port, body) for name, body in bodies.items()}
+    for name in bodies:
+        assert len(theirs[name]) == len(ours[name]) == 3, name
+        for mine, other in zip(ours[name], theirs[name], strict=True):
+            assert other["class"] == mine["class"], name
+            assert other["probabilities"] == pytest.approx(mine["probabilities"], abs=1e-6), name
 
 
 def slow_body(head: bytes, tail: bytes, release: threading.Event):

@@ -17,7 +17,8 @@ QUICK = ["--quiet", "--set", "train.epochs=2", "--set", "train.patience=5", "--s
 def train_and_sweep(root, tracking_uri: str, monkeypatch) -> None:
     """What a client does against the server: one training, then a 2-trial sweep (Ray Tune). In this
     process (the commands' own exit codes; Ray's trial workers get the URI from the sweep): a
-    subprocess per command would only import TensorFlow twice more."""
+    subprocess per command would only import TensorFlow twice more. One trial at a time: one Ray
+    worker runs both (reuse_actors), one TensorFlow import instead of two."""
     import mlflow
 
     pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -26,7 +27,7 @@ def train_and_sweep(root, tracking_uri: str, monkeypatch) -> None:
     assert cli.main(["train", "mlp", *QUICK]) == 0
     space = {"train.learning_rate": {"grid": [0.001, 0.01]}}
     edit_params(root, lambda p: p["experiments"]["mlp"]["search"].update(scheduler="fifo", space=space))
-    assert cli.main(["sweep", "mlp", "--num-samples", "1", "--max-concurrent", "2", *QUICK]) == 0
+    assert cli.main(["sweep", "mlp", "--num-samples", "1", "--max-concurrent", "1", *QUICK]) == 0
 
 
 @pytest.mark.slow
@@ -47,6 +48,7 @@ def test_runs_go_to_postgres_and_artifacts_to_the_server(project, postgres_uri, 
         trials = [runs["mlp-trial-00000"], runs["mlp-trial-00001"]]
         assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
         assert sorted(t.data.params["train.learning_rate"] for t in trials) == ["0.001", "0.01"]
+        assert len({t.data.tags["pid"] for t in trials}) == 1  # one worker ran both, one after the other
         assert parent.data.params["best.train.learning_rate"] in ("0.001", "0.01")
         best = max(t.data.metrics["val_accuracy"] for t in trials)
         assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best)
