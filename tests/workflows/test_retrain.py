@@ -57,8 +57,6 @@ def expected_decision(tags, higher: bool, threshold: float, margin: float) -> st
 
 @pytest.mark.slow
 def test_first_training_promotes_then_a_good_batch_is_ingested(project):
-    # 300 examples: test_accuracy about 0.87 after 3 epochs, well above the threshold 0.5
-    edit_params(project, lambda p: p["experiments"]["cnn-same"]["train"].update(limit=300))
     first = train("cnn-same")
     assert first.model_version == "1" and first.decision.promoted
     assert aliases() == {"champion": "1", "challenger": "1"}
