@@ -249,7 +249,7 @@ def pretrained_weights(folder, path) -> None:
     images = keras.Input((SIDE, SIDE, 3))
     model = keras.Model(images, keras.layers.Dense(int(y.max()) + 1, activation="softmax")(network(images)))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=6, batch_size=32, shuffle=True, verbose=0)
+    model.fit(x, y, epochs=4, batch_size=32, shuffle=True, verbose=0)
     network.save_weights(path)
 
 
@@ -266,7 +266,7 @@ def test_a_backbone_trained_on_another_folder_beats_the_same_network_from_scratc
     target = {"source": "image-folder", "path": "data/raw/target", "image_size": [SIDE, SIDE]}
     target |= {"color_mode": "rgb", "val_fraction": 0.2, "test_fraction": 0.3, "seed": 0}
     model = {"backbone": "mobilenet_v3_small", "image_size": [SIDE, SIDE], "head_dropout": 0.2}
-    train = {"epochs": 30, "patience": 5, "learning_rate": 0.01}
+    train = {"epochs": 30, "patience": 3, "learning_rate": 0.01}
     train |= {"fine_tune_learning_rate": 0.0001, "fine_tune_epochs": 0}
     runs = {
         "pretrained": ("feature", "source.weights.h5"),
