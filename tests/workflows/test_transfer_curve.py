@@ -18,8 +18,6 @@ TINY = [
     "--quiet",
     "--set",
     "train.epochs=1",
-    "--set",
-    "train.fine_tune_epochs=1",
 ]
 
 
@@ -32,7 +30,7 @@ def all_runs():
 
 @pytest.mark.slow
 def test_curve_logs_nested_runs_and_a_summary(transfer_project):
-    experiments = ["transfer-scratch", "transfer-finetune"]
+    experiments = ["transfer-scratch", "transfer-feature"]  # feature: no second phase to trace
     edit_params(transfer_project, lambda p: p["transfer_curve"].__setitem__("experiments", experiments))
     assert cli.main(["transfer-curve", *TINY]) == 0
 
@@ -50,7 +48,7 @@ def test_curve_logs_nested_runs_and_a_summary(transfer_project):
         )
         for c in children
     }
-    assert seen == {(m, n, s) for m in ("scratch", "finetune") for n in ("1", "2") for s in ("42", "43")}
+    assert seen == {(m, n, s) for m in ("scratch", "feature") for n in ("1", "2") for s in ("42", "43")}
     assert all(
         int(c.data.params["data.train_examples"]) == 5 * int(c.data.params["objective.labels_per_class"])
         for c in children
@@ -73,7 +71,7 @@ def test_curve_logs_nested_runs_and_a_summary(transfer_project):
         assert parent.data.metrics[f"test_accuracy_mean.{experiment}.{n}"] == pytest.approx(np.mean(accs))
     markdown = (transfer_project / "reports/transfer-curve/transfer_curve.md").read_text()
     assert (
-        markdown.count("| labels per class | transfer-scratch | transfer-finetune |") == 2
+        markdown.count("| labels per class | transfer-scratch | transfer-feature |") == 2
     )  # accuracy, epochs
     # the module's size: its variables, as the transfer model counts them
     from pipeline.models import hub
