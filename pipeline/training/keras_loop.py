@@ -74,8 +74,10 @@ def fit(
         optimizer, loss = model.optimizer, model.loss or loss
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     monitor = "val_loss" if data[2] is not None else "loss"
+    fed = inputs(*data, batch_size, train.seed, streamed)
+    build_state(model, fed["x"].element_spec if streamed else keras.tree.map_structure(first, data[:2]))
     history = model.fit(
-        **inputs(*data, batch_size, train.seed, streamed),
+        **fed,
         epochs=initial_epoch + (epochs or train.epochs),
         initial_epoch=initial_epoch,
         verbose=verbose,
@@ -94,6 +96,18 @@ def fit(
             f"(try a lower train.learning_rate than {learning_rate or train.learning_rate})"
         )
     return history
+
+
+def build_state(model: keras.Model, batch) -> None:
+    """Create the optimizer's and the metrics' variables before fit traces its train step (Keras
+    does so itself only under a distribution strategy): variables created inside the first trace
+    make TensorFlow trace the step twice. `batch`: one batch, or its specs (only shapes are read)."""
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=batch)  # Keras' own build, as its fit runs it under a strategy
+
+
+def first(array):
+    return None if array is None else array[:1]
 
 
 def inputs(x, y, validation, batch_size: int, seed: int, streamed: bool) -> dict:

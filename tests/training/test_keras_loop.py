@@ -4,7 +4,9 @@ The CPU is split into 2 logical devices (PIPELINE_LOGICAL_CPUS), which TensorFlo
 before it starts: so the training runs in a fresh process, as a user's would.
 """
 
+import keras
 import mlflow
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -63,3 +65,22 @@ def test_epochs_to_converge_is_the_first_epoch_within_ten_percent_of_the_best():
     assert keras_loop.epochs_to_converge({"loss": [9, 5, 3], "val_loss": [1.0, 0.5, 0.3, 0.29, 0.31]}) == 3
     assert keras_loop.epochs_to_converge({"loss": [4.0, 2.0, 1.0, 1.05]}) == 3  # no validation split
     assert keras_loop.epochs_to_converge({"loss": [1.0], "val_loss": [float("nan")]}) == 1
+
+
+class Counted(keras.Sequential):
+    """Counts how often fit traces its train step (Python runs only while TensorFlow traces)."""
+
+    traces = 0
+
+    def train_step(self, data):
+        type(self).traces += 1
+        return super().train_step(data)
+
+
+def test_fit_traces_the_train_step_once(project):
+    # variables made inside the first trace (optimizer slots, metrics) make TensorFlow trace twice
+    train = make_plan(config.load_params(), "mlp", ["train.epochs=2", "train.batch_size=16"]).train
+    model = Counted([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    x, y = np.random.default_rng(0).random((40, 4), np.float32), np.arange(40) % 3
+    keras_loop.fit(model, (x, y, (x, y)), train, "sparse_categorical_crossentropy", ["accuracy"])
+    assert Counted.traces == 1 and model.optimizer.iterations.numpy() == 6
