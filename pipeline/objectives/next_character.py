@@ -106,10 +106,9 @@ def predict(model, x) -> np.ndarray:
 def scored(model, windows: Windows, context: int):
     """(log2 P, whether the likeliest was right) of every scored character, a batch of windows at a time."""
     scoring = windows.overlapping(context)
-    predict_many = inference.for_many_calls(model)  # traced once: an eager recurrent layer costs more
     for start in range(0, len(scoring), SCORED_WINDOWS):
         batch = slice(start, start + SCORED_WINDOWS)
-        probabilities = np.asarray(predict_many(scoring[batch]), dtype=np.float32)[:, context:]
+        probabilities = predict(model, scoring[batch])[:, context:]
         targets = scoring.targets(batch)[:, context:]
         picked = np.take_along_axis(probabilities, targets[..., None], axis=-1)[..., 0]
         yield np.log2(np.maximum(picked, 1e-30)), probabilities.argmax(-1) == targets
