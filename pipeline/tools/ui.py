@@ -177,8 +177,8 @@ def basic_auth(root: Path) -> dict[str, str]:
         f"database_uri = sqlite:///{users}\n"
         "admin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        # a password check (scrypt) per request made each logged metric or file cost a second on
-        # busy cores; cached per worker, a changed password still works there for up to a minute
+        # MLflow checks the password (scrypt, slow by design) on every request, so each logged
+        # metric or file pays it; cached per worker, a changed password still works there a minute
         "auth_cache_ttl_seconds = 60\n",
     )
     return {"MLFLOW_AUTH_CONFIG_PATH": str(config)}

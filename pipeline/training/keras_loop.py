@@ -101,7 +101,7 @@ def fit(
 def build_state(model: keras.Model, batch) -> None:
     """Create the optimizer's and the metrics' variables before fit traces its train step (Keras
     does so itself only under a distribution strategy): variables created inside the first trace
-    make TensorFlow trace the step twice. `batch`: one batch, or its specs (only shapes are read)."""
+    make TensorFlow trace the step twice. `batch`: one batch, or its specs (shapes and dtypes)."""
     with model.distribute_strategy.scope():
         model._symbolic_build(data_batch=batch)  # Keras' own build, as its fit runs it under a strategy
 

@@ -1,4 +1,5 @@
-"""`train.strategy: mirrored`: one Keras model over several devices in one process, logged once.
+"""The Keras loop: `train.strategy: mirrored` (one Keras model over several devices in one process,
+logged once), and fit tracing its train step once.
 
 The CPU is split into 2 logical devices (PIPELINE_LOGICAL_CPUS), which TensorFlow only accepts
 before it starts: so the training runs in a fresh process, as a user's would.
@@ -80,6 +81,7 @@ class Counted(keras.Sequential):
 def test_fit_traces_the_train_step_once(project):
     # variables made inside the first trace (optimizer slots, metrics) make TensorFlow trace twice
     train = make_plan(config.load_params(), "mlp", ["train.epochs=2", "train.batch_size=16"]).train
+    Counted.traces = 0
     model = Counted([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     x, y = np.random.default_rng(0).random((40, 4), np.float32), np.arange(40) % 3
     keras_loop.fit(model, (x, y, (x, y)), train, "sparse_categorical_crossentropy", ["accuracy"])
