@@ -12,6 +12,7 @@ retrains nothing, and a no-op rerun costs no training.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from pipeline import atomic, layout, models, objectives
@@ -50,6 +51,7 @@ def module_file(module: str) -> Path | None:
     return None
 
 
+@functools.cache  # every stage's closure shares most modules: parse each file once a process
 def imported_modules(path: Path) -> frozenset[str]:
     """Every pipeline module `path` imports, at module level or inside functions."""
     tree = ast.parse((PACKAGE.parent / path).read_text(), filename=str(path))
