@@ -3,10 +3,11 @@
 Keras' `Model.predict` traces a tf.function the first time it runs on a model, which costs more
 than the prediction itself on a test split of a few hundred rows, and every run predicts on fresh
 models (its own, then the champion in the gate). Calling the model eagerly, a chunk of rows at a
-time, gives the same numbers (the SimpleRNN's and the sigmoid heads' outputs may differ from
-`predict`'s in float32's last digits). What matters for the gate is that one path scores both the
-run and, later, the champion it re-evaluates. The scoring server, which predicts many times on
-one model, keeps `predict_on_batch` (traced once).
+time, gives the same numbers (the sigmoid heads' outputs may differ from `predict`'s in float32's
+last digits). A recurrent layer called eagerly runs its time loop in Python, one step of ops at a
+time, so a model with one is traced once instead (`predict_on_batch`). What matters for the gate is
+that one path scores both the run and, later, the champion it re-evaluates. The scoring server,
+which predicts many times on one model, keeps `predict_on_batch` (traced once).
 """
 
 from __future__ import annotations
@@ -20,16 +21,28 @@ CHUNK_BYTES = 16 * 2**20  # and at most about this many bytes of float32 input (
 
 
 def predict(model, x, chunk: int = CHUNK) -> np.ndarray:
-    """`model.predict(x)` without the trace: a Keras model in inference mode (dropout and noise
-    off), `x` a piece at a time (`pieces`); anything else with a Keras-like `predict(x, verbose=0)`
-    (a loaded model) as it predicts."""
+    """`model.predict(x)`: a Keras model in inference mode (dropout and noise off), `x` a piece at
+    a time (`pieces`), called eagerly, or traced once if it is recurrent; anything else with a
+    Keras-like `predict(x, verbose=0)` (a loaded model) as it predicts."""
     import keras
 
     if not isinstance(model, keras.Model):
         return np.asarray(model.predict(x, verbose=0))
+    if recurrent(model):
+        return np.concatenate([model.predict_on_batch(part) for part in pieces(x, chunk)])
     # no rows: one call all the same (an empty piece), for the output's shape
     return np.concatenate(
         [keras.ops.convert_to_numpy(model(part, training=False)) for part in pieces(x, chunk)]
+    )
+
+
+def recurrent(model) -> bool:
+    """Whether the model (or a model inside it) has a recurrent layer (LSTM, GRU, SimpleRNN, ...)."""
+    import keras
+
+    return any(
+        isinstance(layer, keras.layers.RNN) or (isinstance(layer, keras.Model) and recurrent(layer))
+        for layer in model.layers
     )
 
 
