@@ -240,7 +240,8 @@ def pretrained_weights(folder, path) -> None:
     its weights saved without the classifier."""
     files = sorted(folder.glob("*/*.png"))
     x = np.stack([np.asarray(Image.open(f), np.float32) for f in files])  # [0, 255]: what it takes
-    y = np.array([sorted({f.parent.name for f in files}).index(f.parent.name) for f in files])
+    classes = sorted({f.parent.name for f in files})
+    y = np.array([classes.index(f.parent.name) for f in files])
     keras_loop.seed_everything(0)  # as the pipeline's runs: the same weights whatever ran before
     network = backbones.network("mobilenet_v3_small", (SIDE, SIDE, 3), None)
     for layer in network.layers:  # its momentum 0.999 needs thousands of steps to settle; these are few
@@ -249,6 +250,7 @@ def pretrained_weights(folder, path) -> None:
     images = keras.Input((SIDE, SIDE, 3))
     model = keras.Model(images, keras.layers.Dense(int(y.max()) + 1, activation="softmax")(network(images)))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    keras_loop.build_state(model, (x[:1], y[:1]))  # else TensorFlow traces the train step twice
     model.fit(x, y, epochs=4, batch_size=32, shuffle=True, verbose=0)
     network.save_weights(path)
 
