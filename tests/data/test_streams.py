@@ -31,7 +31,12 @@ def test_rows_read_the_same_floats_as_the_whole_array(project):
         x.select([3, 1])
 
 
-def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_seed(project):
+@pytest.mark.parametrize("held", [True, False], ids=["held", "read-every-epoch"])
+def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_seed(
+    project, monkeypatch, held
+):
+    if not held:
+        monkeypatch.setattr(streams, "HELD_BYTES", 0)  # the split file's reader, as for large data
     dataset = data.load("digits")
     x, y = dataset.examples("train")
     keep = np.flatnonzero(y < 5)
@@ -57,13 +62,18 @@ def test_an_autoencoder_stream_targets_the_images_themselves(project):
 
 def test_a_limited_selection_reads_only_its_records(project, monkeypatch):
     """`train.limit` (the first rows and the merged ones at the end) reads only those records from
-    the split file; a scattered selection of many runs is filtered while reading the whole file."""
+    the split file; a scattered selection of many runs is filtered while reading the whole file; a
+    selection of at most HELD_BYTES is read into memory once, without the file's reader."""
     dataset = data.load("digits")
     x, y = dataset.examples("train")
     read = []
     real = split_files.tf_pixels
     monkeypatch.setattr(split_files, "tf_pixels", lambda *a: read.append(a[2:]) or real(*a))
     limited = x.select(np.r_[0:10, len(x) - 3 : len(x)])
+    images, _ = stream_rows(limited.dataset(4, targets=y[: len(limited)]))
+    assert read == [] and streams.HELD_BYTES >= limited.float_bytes // 4
+    assert np.array_equal(images, as_floats(dataset, "train")[np.r_[0:10, len(x) - 3 : len(x)]])
+    monkeypatch.setattr(streams, "HELD_BYTES", 0)  # as for a selection too large to hold
     images, _ = stream_rows(limited.dataset(4, targets=y[: len(limited)]))
     assert read == [(0, 10), (len(x) - 3, len(x))]
     assert np.array_equal(images, as_floats(dataset, "train")[np.r_[0:10, len(x) - 3 : len(x)]])
