@@ -8,8 +8,6 @@ import pytest
 from pipeline import cli
 from tests.helpers import REPO, edit_params, make
 
-QUICK = ["--quiet", "--set", "train.limit=200", "--set", "train.epochs=2"]
-
 
 def runs(task: str = "digits-classification"):
     client = mlflow.MlflowClient()
@@ -24,21 +22,6 @@ def stamps(project) -> set[str]:
 def cheap(params):
     """Tiny trainings without --set, so make's stamps are written."""
     params["defaults"]["train"].update(epochs=1, limit=100)
-
-
-@pytest.mark.slow
-def test_ray_fanout_equals_a_sequential_run(project, ray_session):
-    assert cli.main(["train-all", "--executor", "ray", "mlp", "svc", *QUICK]) == 0
-    assert cli.main(["train-all", "--executor", "sequential", "mlp", "svc", *QUICK]) == 0
-    found = runs()
-    assert len(found) == 4 and all(r.info.status == "FINISHED" for r in found)
-    by = {(r.data.tags["executor"], r.info.run_name): r.data.metrics for r in found}
-    assert sorted(by) == [("ray", "mlp"), ("ray", "svc"), ("sequential", "mlp"), ("sequential", "svc")]
-    for name in ("mlp", "svc"):
-        assert by["ray", name]["test_loss"] == by["sequential", name]["test_loss"]
-        assert by["ray", name]["test_accuracy"] == by["sequential", name]["test_accuracy"]
-    assert by["ray", "mlp"]["val_loss"] == by["sequential", "mlp"]["val_loss"]
-    assert not (project / ".build" / "runs").exists()  # --set runs are not the params.yaml runs
 
 
 @pytest.mark.slow
@@ -94,12 +77,20 @@ def diverging_and_its_dependent(params):
 
 
 @pytest.mark.slow
-def test_worker_processes_score_like_a_sequential_run_name_a_failure_and_skip_what_needs_it(project, capsys):
-    """One train-all in worker processes (the default executor) for both guarantees: each worker
-    process imports TensorFlow, so one call instead of two saves two of those imports."""
+def test_worker_processes_and_ray_tasks_score_like_a_sequential_run_name_a_failure_and_skip_what_needs_it(
+    project, ray_session, capsys
+):
+    """The executors against one sequential run of the same experiments: Ray tasks (mlp, svc), then
+    worker processes (the default executor) with a failure and its dependent. One test, so the
+    sequential run they are both compared with trains once."""
     edit_params(project, cheap)
     edit_params(project, diverging_and_its_dependent)
+    # --set with the params' own value: the same training, but not the params.yaml runs
+    same = ["--set", "train.limit=100"]
+    assert cli.main(["train-all", "--executor", "ray", "--quiet", "mlp", "svc", *same]) == 0
+    assert not (project / ".build" / "runs").exists()  # --set runs are not the params.yaml runs
     names = ["mlp", "svc", "cnn-valid", "mlp-diverges", "cnn-after"]
+    capsys.readouterr()
     assert cli.main(["train-all", "--jobs", "2", *names]) == 1
     out, err = capsys.readouterr()
     assert "train-all (processes): 5 experiment(s)" in out  # the default executor
@@ -107,18 +98,26 @@ def test_worker_processes_score_like_a_sequential_run_name_a_failure_and_skip_wh
     assert sum(line.startswith(("mlp: ", "svc: ", "cnn-valid: ")) for line in out.splitlines()) == 3
     assert "mlp-diverges failed: training diverged" in err
     assert "cnn-after skipped: it needs mlp-diverges" in err
-    found = {r.info.run_name: r.info.status for r in runs()}  # no run left RUNNING, cnn-after never started
-    assert found == {"mlp": "FINISHED", "svc": "FINISHED", "cnn-valid": "FINISHED", "mlp-diverges": "FAILED"}
+    found = {(r.data.tags["executor"], r.info.run_name): r.info.status for r in runs()}
+    assert found == {  # no run left RUNNING, cnn-after never started
+        ("ray", "mlp"): "FINISHED",
+        ("ray", "svc"): "FINISHED",
+        ("processes", "mlp"): "FINISHED",
+        ("processes", "svc"): "FINISHED",
+        ("processes", "cnn-valid"): "FINISHED",
+        ("processes", "mlp-diverges"): "FAILED",
+    }
     assert stamps(project) == {"mlp.done", "svc.done", "cnn-valid.done"}
     assert cli.main(["train-all", "--executor", "sequential", "--quiet", "mlp", "svc", "cnn-valid"]) == 0
-    by = {}
-    for run in runs():
-        by.setdefault(run.info.run_name, []).append(run.data.metrics)
-    assert sorted(by) == ["cnn-valid", "mlp", "mlp-diverges", "svc"] and len(by.pop("mlp-diverges")) == 1
-    assert all(len(v) == 2 for v in by.values())
-    for name, (first, second) in by.items():
-        assert first["test_loss"] == second["test_loss"], name
-    assert all(r.info.status == "FINISHED" for r in runs() if r.info.run_name != "mlp-diverges")
+    found = runs()
+    assert all(r.info.status == "FINISHED" for r in found if r.info.run_name != "mlp-diverges")
+    by = {(r.data.tags["executor"], r.info.run_name): r.data.metrics for r in found}
+    assert len(by) == len(found) == 9  # one run of each executor and experiment
+    for executor, name in [("ray", "mlp"), ("ray", "svc"), *(("processes", n) for n in names[:3])]:
+        ran, sequential = by[executor, name], by["sequential", name]
+        assert ran["test_loss"] == sequential["test_loss"], (executor, name)
+        assert ran["test_accuracy"] == sequential["test_accuracy"], (executor, name)
+    assert by["ray", "mlp"]["val_loss"] == by["sequential", "mlp"]["val_loss"]
 
 
 @pytest.mark.integration  # train-all trains svc
