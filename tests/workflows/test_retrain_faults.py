@@ -5,8 +5,10 @@ or left half-quarantined; no run stays RUNNING; `champion` follows the gate's de
 Each kill costs a fresh process (TensorFlow's import and a training), so this test kills at a
 representative subset of the steps (KILLED_AT): both before the data commit (the half-made
 quarantine folder, the trained and judged challenger rolled back) and two after it: after the registration and
-after the champion's move (the two that must not happen twice). `make soak` (benchmarks/soak.py)
-kills at every step in STEPS in turn and checks the same invariants after each kill."""
+after the champion's move (the two that must not happen twice). The kill after the champion's move
+lands in the cycle that completes the one killed after the registration (a training less; its
+invariants are checked once that is recovered). `make soak` (benchmarks/soak.py) kills at every
+step in STEPS in turn and checks the same invariants after each kill."""
 
 import hashlib
 import os
@@ -64,8 +66,9 @@ def test_a_kill_at_any_step_is_completed_or_rolled_back_by_the_next_cycle(retrai
     holdout = holdout_hash()
     sent = {}
     for i, step in enumerate(KILLED_AT):
-        name = f"b{i}"
-        sent[name] = files_of(digits_batch(retrain_project, name, 20 * i))
+        if step != "gate":  # the cycle killed at "gate" is the one completing the kill at "register"
+            name = f"b{i}"
+            sent[name] = files_of(digits_batch(retrain_project, name, 20 * i))
         if step == "quarantine":
             bad = digits_batch(retrain_project, "bad", 200, n=2)
             (bad / "3").mkdir(exist_ok=True)
@@ -74,13 +77,15 @@ def test_a_kill_at_any_step_is_completed_or_rolled_back_by_the_next_cycle(retrai
         killed_cycle(retrain_project, step)
         in_manifest = name in [b.id for b in data.read_manifest("digits").batches]
         assert in_manifest == (step in COMMITTED), step
+        if step == "register":
+            continue  # completed by the next cycle, the one killed at "gate"
         assert retrain.main(model="digits-classifier") == 0, step
         check_invariants(retrain_project, sent)
         assert holdout_hash() == holdout
     (only,) = quarantined(retrain_project).iterdir()  # the half-made quarantine folder was dropped
     assert files_of(only / "batch") == bad_files and "broken.png" in (only / "REASON.txt").read_text()
     versions = mlflow.MlflowClient().search_model_versions("name='digits-classifier'")
-    assert len(versions) == 1 + len(KILLED_AT)  # one challenger registered per batch, none twice
+    assert len(versions) == 1 + len(sent)  # one challenger registered per batch, none twice
     rolled_back = mlflow.search_runs(
         search_all_experiments=True, filter_string="tags.`retrain.rolled_back` = 'true'"
     )
