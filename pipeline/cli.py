@@ -641,5 +641,6 @@ def run(command, args, tensorflow_first: bool = False) -> int:
         print(secrets.redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
         return 1
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -122,9 +122,7 @@ def records(payload: dict, schema):
         raise Refused(400, first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - pandas' own complaints about a malformed frame
         key = next(iter(payload))
-        raise Refused(
-            400, f"{key} cannot be read as records ({first_line(exc, typed=True)})"
-        ) from None
+        raise Refused(400, f"{key} cannot be read as records ({first_line(exc, typed=True)})") from None
 
 
 def predict(served: Served, data):
@@ -136,9 +134,7 @@ def predict(served: Served, data):
         status = exc.get_http_status_code()
         raise Refused(status if 400 <= status < 500 else 400, first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - as MLflow's server does: the input did not suit the model
-        raise Refused(
-            400, f"the model could not score the records ({first_line(exc, typed=True)})"
-        ) from None
+        raise Refused(400, f"the model could not score the records ({first_line(exc, typed=True)})") from None
 
 
 def score(served: Served, body: bytes, limits: Limits) -> bytes:
@@ -220,9 +216,7 @@ def create_app(follower: Follower, limits: Limits):
         except TimeoutError:
             return error(408, f"the body did not arrive within {limits.body_seconds:.0f} s", served)
         except Exception as exc:  # noqa: BLE001 - a fault of ours: one line here, one in the log
-            print(
-                f"serve: internal error on a request ({first_line(exc, typed=True)})", file=sys.stderr
-            )
+            print(f"serve: internal error on a request ({first_line(exc, typed=True)})", file=sys.stderr)
             return error(500, f"internal error ({type(exc).__name__}); see the server's log", served)
         return Response(content, media_type="application/json", headers=served.headers())
 
