@@ -209,8 +209,9 @@ test: $(VENV_STAMP) $(EXTRAS) ## run the test suite (what .ci/run calls; TEST_JO
 test-fast: $(VENV_STAMP) $(EXTRAS) ## the inner loop: unit tests only (no test marked integration or slow)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal -m "not slow and not integration" $(PYTEST_ARGS)
 
-lint: $(VENV_STAMP) ## ruff check
+lint: $(VENV_STAMP) ## ruff check and ruff format --check
 	$(PY) -m ruff check pipeline tests benchmarks
+	$(PY) -m ruff format --check pipeline tests benchmarks
 
 clean: ## remove generated data, the local MLflow store, hub modules, reports and build stamps (keeps .venv)
 	rm -rf .build data/processed mlruns models/hub reports
