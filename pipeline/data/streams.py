@@ -13,8 +13,9 @@ The stream reads the split file with TensorFlow's own reader (`FixedLengthRecord
 in the loop, so a run with op determinism on still reads in parallel) every epoch, only the records
 the selection holds when they form a few runs (a `train.limit`, a few-shot sample); the kernel's
 page cache keeps a file that fits in memory, the process holds no copy. It shuffles uint8 in a
-buffer of at most SHUFFLE_BYTES (every row at once for small data, which is then read into memory
-once instead), scales each batch to float (split_files.to_float), and prefetches.
+buffer of at most SHUFFLE_BYTES (every row at once for small data), scales each batch to float
+(split_files.to_float), and prefetches. A selection of at most HELD_BYTES is read into memory once
+instead of from the file every epoch, in the same order: the same batches.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from pipeline.data import split_files
 from pipeline.errors import UserError
 
 SHUFFLE_BYTES = 64 * 2**20  # uint8 images in the shuffle buffer
-HELD_BYTES = SHUFFLE_BYTES  # a selection this small (uint8) is read into memory once, not every epoch
+# a selection this small (uint8) is read into memory once, not from its file every epoch: a fixed
+# cap (2,000 photos of 224², the training split of a typical own folder, fit under it)
+HELD_BYTES = 256 * 2**20
 IN_MEMORY_BYTES = 256 * 2**20  # the largest float copy of a selection `load` makes
 RANGES = 64  # a selection of at most this many runs of rows is read run by run; else filtered
 
@@ -140,8 +143,8 @@ class Rows:
         when they form at most RANGES runs, else filtered while reading."""
         import tensorflow as tf
 
-        # held in memory already (tests, small merges), or small enough that the shuffle buffer
-        # would hold every row anyway: read once (building a reader per run of rows costs more)
+        # held in memory already (tests, small merges), or small enough to hold: read once (a
+        # reader per run of rows, every epoch, costs more than the copy)
         if not isinstance(self.stored, np.memmap) or self.float_bytes // 4 <= HELD_BYTES:
             rows = self.stored if self.index is None else self.stored[self.index]
             return tf.data.Dataset.from_tensor_slices(np.asarray(rows))
