@@ -52,6 +52,20 @@ def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_s
     assert np.array_equal(first[0][order], images[np.lexsort(images.reshape(len(keep), -1).T)])
 
 
+def test_holding_a_selection_changes_where_its_rows_come_from_not_the_batches(project, monkeypatch):
+    """A selection of at most HELD_BYTES streams the same shuffled batches as the split file's
+    reader: the held rows enter the same shuffle buffer in the same order."""
+    x, y = data.load("digits").examples("train")
+    for rows in (x, x.select(np.flatnonzero(y < 5))):  # every row; a scattered selection
+        labels = y if rows is x else y[y < 5]
+        assert rows.float_bytes // 4 <= streams.HELD_BYTES
+        with monkeypatch.context() as patched:
+            held = stream_rows(rows.dataset(32, shuffle=7, targets=labels))
+            patched.setattr(streams, "HELD_BYTES", 0)
+            read = stream_rows(rows.dataset(32, shuffle=7, targets=labels))
+        assert np.array_equal(held[0], read[0]) and np.array_equal(held[1], read[1])
+
+
 def test_an_autoencoder_stream_targets_the_images_themselves(project):
     x, _ = data.load("digits").examples("val")
     inputs, targets = next(iter(x.dataset(16)))  # no targets: the images are their own
