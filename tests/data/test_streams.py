@@ -54,16 +54,30 @@ def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_s
 
 def test_holding_a_selection_changes_where_its_rows_come_from_not_the_batches(project, monkeypatch):
     """A selection of at most HELD_BYTES streams the same shuffled batches as the split file's
-    reader: the held rows enter the same shuffle buffer in the same order."""
+    reader (whole, in runs, filtered), also when the shuffle buffer holds only part of it: the held
+    rows enter the same buffer in the same order."""
     x, y = data.load("digits").examples("train")
-    for rows in (x, x.select(np.flatnonzero(y < 5))):  # every row; a scattered selection
-        labels = y if rows is x else y[y < 5]
+    read = []
+    real = split_files.tf_pixels
+    monkeypatch.setattr(split_files, "tf_pixels", lambda *a: read.append(a[2:]) or real(*a))
+    monkeypatch.setattr(streams, "SHUFFLE_BYTES", 50 * int(np.prod(x.image_shape)))  # 50 rows
+    selections = {
+        "whole": np.arange(len(x)),
+        "runs": np.r_[0:60, 100:160],
+        "scattered": np.flatnonzero(y < 5),
+    }
+    for name, keep in selections.items():
+        rows = x.select(keep)
         assert rows.float_bytes // 4 <= streams.HELD_BYTES
+        read.clear()
+        held = stream_rows(rows.dataset(32, shuffle=7, targets=y[keep]))
+        assert read == [], name
         with monkeypatch.context() as patched:
-            held = stream_rows(rows.dataset(32, shuffle=7, targets=labels))
             patched.setattr(streams, "HELD_BYTES", 0)
-            read = stream_rows(rows.dataset(32, shuffle=7, targets=labels))
-        assert np.array_equal(held[0], read[0]) and np.array_equal(held[1], read[1])
+            from_file = stream_rows(rows.dataset(32, shuffle=7, targets=y[keep]))
+        assert read, name  # the file's reader did run
+        assert np.array_equal(held[0], from_file[0]) and np.array_equal(held[1], from_file[1]), name
+        assert not np.array_equal(held[1], y[keep]), name  # shuffled
 
 
 def test_an_autoencoder_stream_targets_the_images_themselves(project):
