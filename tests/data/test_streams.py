@@ -15,6 +15,15 @@ def stream_rows(stream):
     return np.concatenate(xs), np.concatenate(ys)
 
 
+@pytest.fixture
+def read(monkeypatch):
+    """The (start, stop) row runs the split file's reader is asked for, in order."""
+    runs = []
+    real = split_files.tf_pixels
+    monkeypatch.setattr(split_files, "tf_pixels", lambda *a: runs.append(a[2:]) or real(*a))
+    return runs
+
+
 def test_rows_read_the_same_floats_as_the_whole_array(project):
     dataset = data.load("digits")
     x, y = dataset.examples("train")
@@ -52,14 +61,11 @@ def test_the_stream_gives_the_selected_rows_scaled_in_order_or_shuffled_by_the_s
     assert np.array_equal(first[0][order], images[np.lexsort(images.reshape(len(keep), -1).T)])
 
 
-def test_holding_a_selection_changes_where_its_rows_come_from_not_the_batches(project, monkeypatch):
+def test_holding_a_selection_changes_where_its_rows_come_from_not_the_batches(project, monkeypatch, read):
     """A selection of at most HELD_BYTES streams the same shuffled batches as the split file's
     reader (whole, in runs, filtered), also when the shuffle buffer holds only part of it: the held
     rows enter the same buffer in the same order."""
     x, y = data.load("digits").examples("train")
-    read = []
-    real = split_files.tf_pixels
-    monkeypatch.setattr(split_files, "tf_pixels", lambda *a: read.append(a[2:]) or real(*a))
     monkeypatch.setattr(streams, "SHUFFLE_BYTES", 50 * int(np.prod(x.image_shape)))  # 50 rows
     selections = {
         "whole": np.arange(len(x)),
@@ -88,15 +94,12 @@ def test_an_autoencoder_stream_targets_the_images_themselves(project):
     )
 
 
-def test_a_limited_selection_reads_only_its_records(project, monkeypatch):
+def test_a_limited_selection_reads_only_its_records(project, monkeypatch, read):
     """`train.limit` (the first rows and the merged ones at the end) reads only those records from
     the split file; a scattered selection of many runs is filtered while reading the whole file; a
     selection of at most HELD_BYTES is read into memory once, without the file's reader."""
     dataset = data.load("digits")
     x, y = dataset.examples("train")
-    read = []
-    real = split_files.tf_pixels
-    monkeypatch.setattr(split_files, "tf_pixels", lambda *a: read.append(a[2:]) or real(*a))
     limited = x.select(np.r_[0:10, len(x) - 3 : len(x)])
     images, _ = stream_rows(limited.dataset(4, targets=y[: len(limited)]))
     assert read == [] and streams.HELD_BYTES >= limited.float_bytes // 4
